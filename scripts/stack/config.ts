@@ -1,0 +1,126 @@
+/**
+ * Where every piece of the local stack lives: ports, data directory, keys.
+ *
+ * Two stacks can run side by side: `dev` (what `npm start` runs, Supabase CLI
+ * ports from 54321) and `test` (what `npm test` runs, from 55321). Everything
+ * is derived from `HERALD_STACK`, `HERALD_PORT_BASE` and `HERALD_DATA_DIR`, so
+ * a test or a script reaches the same stack as the process that started it.
+ *
+ * @module
+ */
+import { SignJWT } from "jose";
+
+/** The Supabase CLI's well-known local JWT secret; never used outside a local stack. */
+export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
+/** Bearer token the local Upstash-compatible bridge accepts. */
+export const LOCAL_REDIS_TOKEN = "herald-local-redis-token";
+/** Project id of the local FCM stand-in's service account. */
+export const LOCAL_FCM_PROJECT = "herald-local";
+
+/** Ports of one stack, all derived from its base. */
+export interface Ports {
+  /** Functions gateway (`/functions/v1/<name>`), like `supabase start`'s API port. */
+  gateway: number;
+  postgres: number;
+  redis: number;
+  /** Upstash-compatible REST bridge in front of `redis`. */
+  bridge: number;
+  fcm: number;
+  oauth: number;
+  email: number;
+  webhook: number;
+  /** First port handed to function processes; one per function, in name order. */
+  functions: number;
+}
+
+/** Computes the port layout of a stack from its base port. */
+export function portsFrom(base: number): Ports {
+  return {
+    gateway: base,
+    postgres: base + 1,
+    redis: base + 8,
+    bridge: base + 9,
+    fcm: base + 10,
+    oauth: base + 11,
+    email: base + 12,
+    webhook: base + 13,
+    functions: base + 20,
+  };
+}
+
+/** Everything a process needs to reach one local stack. */
+export interface StackConfig {
+  name: "dev" | "test";
+  /** Repository root (absolute). */
+  root: string;
+  /** This stack's data directory (absolute), e.g. `<root>/.data/dev`. */
+  dataDir: string;
+  ports: Ports;
+  jwtSecret: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  /** `http://127.0.0.1:<gateway>`: what `SUPABASE_URL` is for this stack. */
+  apiUrl: string;
+  /** Superuser connection string, as `SUPABASE_DB_URL` is on Supabase. */
+  dbUrl: string;
+  redisRestUrl: string;
+  redisRestToken: string;
+  fakes: { fcm: string; oauth: string; email: string; webhook: string };
+  /** Service-account JSON for the FCM stand-in (generated on first start). */
+  serviceAccountPath: string;
+  /** Private ES256 JWK signing asymmetric user tokens (generated on first start). */
+  jwtSigningKeyPath: string;
+}
+
+/** Repository root, found from this file's location. */
+export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+
+/**
+ * Reads the stack selection from the environment and derives the rest.
+ *
+ * @example
+ * ```ts
+ * const stack = await loadStackConfig();
+ * const res = await fetch(`${stack.apiUrl}/functions/v1/health`);
+ * ```
+ */
+export async function loadStackConfig(
+  env: Pick<typeof Deno.env, "get"> = Deno.env,
+): Promise<StackConfig> {
+  const name = env.get("HERALD_STACK") === "test" ? "test" : "dev";
+  const base = Number(env.get("HERALD_PORT_BASE") ?? (name === "test" ? 55321 : 54321));
+  if (!Number.isInteger(base) || base < 1024 || base > 65000) {
+    throw new RangeError(`HERALD_PORT_BASE must be an integer in 1024..65000, got ${base}`);
+  }
+  const dataDir = env.get("HERALD_DATA_DIR") ?? `${ROOT}/.data/${name}`;
+  const ports = portsFrom(base);
+  const local = (port: number) => `http://127.0.0.1:${port}`;
+  return {
+    name,
+    root: ROOT,
+    dataDir,
+    ports,
+    jwtSecret: LOCAL_JWT_SECRET,
+    anonKey: await signLocalKey("anon"),
+    serviceRoleKey: await signLocalKey("service_role"),
+    apiUrl: local(ports.gateway),
+    dbUrl: `postgresql://postgres:postgres@127.0.0.1:${ports.postgres}/postgres`,
+    redisRestUrl: local(ports.bridge),
+    redisRestToken: LOCAL_REDIS_TOKEN,
+    fakes: {
+      fcm: local(ports.fcm),
+      oauth: local(ports.oauth),
+      email: local(ports.email),
+      webhook: local(ports.webhook),
+    },
+    serviceAccountPath: `${dataDir}/fcm-service-account.json`,
+    jwtSigningKeyPath: `${dataDir}/jwt-es256.jwk.json`,
+  };
+}
+
+/** The Supabase CLI's local anon / service-role keys: HS256, issuer `supabase-demo`. */
+function signLocalKey(role: "anon" | "service_role"): Promise<string> {
+  return new SignJWT({ iss: "supabase-demo", role, exp: 1983812996 })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .sign(new TextEncoder().encode(LOCAL_JWT_SECRET));
+}
