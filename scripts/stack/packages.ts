@@ -1,0 +1,98 @@
+/**
+ * Installs the Debian packages the stack needs when they are missing.
+ *
+ * As root (a fresh CI machine, a container) we run apt-get ourselves; anyone
+ * else gets one message naming exactly what to install.
+ *
+ * @module
+ */
+import { Supervisor } from "./supervisor.ts";
+
+/** A requirement: present when `check` resolves true; otherwise install `packages`. */
+export interface Requirement {
+  what: string;
+  packages: string[];
+  check: () => Promise<boolean>;
+}
+
+const exists = async (path: string) => {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const onPath = async (binary: string) =>
+  (await new Deno.Command("sh", { args: ["-c", `command -v ${binary}`], stdout: "null" })
+    .output()).success;
+
+/** Postgres 15+ and redis-server: what `npm start` needs. */
+export const SERVICE_REQUIREMENTS: Requirement[] = [
+  {
+    what: "PostgreSQL 15+",
+    packages: ["postgresql"],
+    check: async () => (await _postgresMajor()) !== undefined,
+  },
+  { what: "Redis", packages: ["redis-server"], check: () => onPath("redis-server") },
+];
+
+/** pgTAP and pg_prove for the server's major version: what `npm test` needs on top. */
+export async function testRequirements(): Promise<Requirement[]> {
+  const major = (await _postgresMajor()) ?? 15;
+  return [
+    {
+      what: "pgTAP",
+      packages: [`postgresql-${major}-pgtap`],
+      check: () => exists(`/usr/share/postgresql/${major}/extension/pgtap.control`),
+    },
+    {
+      what: "pg_prove",
+      packages: ["libtap-parser-sourcehandler-pgtap-perl"],
+      check: () => onPath("pg_prove"),
+    },
+  ];
+}
+
+/** Installs whatever of `requirements` is missing, or throws naming the packages. */
+export async function ensure(requirements: Requirement[]): Promise<void> {
+  const missing: Requirement[] = [];
+  for (const requirement of requirements) {
+    if (!(await requirement.check())) missing.push(requirement);
+  }
+  if (missing.length === 0) return;
+  const packages = missing.flatMap((r) => r.packages);
+  if (Deno.uid() !== 0) {
+    throw new Error(
+      `Missing ${missing.map((r) => r.what).join(", ")}. Install with:\n` +
+        `  sudo apt-get install -y ${packages.join(" ")}`,
+    );
+  }
+  console.log(`herald: installing ${packages.join(" ")} with apt-get…`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  await Supervisor.run("apt-get", ["update", "-q"], { env });
+  await Supervisor.run("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages], {
+    env,
+  });
+  for (const requirement of missing) {
+    if (!(await requirement.check())) {
+      throw new Error(`${requirement.what} is still missing after installing it`);
+    }
+  }
+}
+
+async function _postgresMajor(): Promise<number | undefined> {
+  try {
+    const majors: number[] = [];
+    for await (const entry of Deno.readDir("/usr/lib/postgresql")) {
+      const major = Number(entry.name);
+      if (major >= 15 && await exists(`/usr/lib/postgresql/${major}/bin/postgres`)) {
+        majors.push(major);
+      }
+    }
+    return majors.length ? Math.max(...majors) : undefined;
+  } catch {
+    return undefined;
+  }
+}

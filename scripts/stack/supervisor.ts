@@ -1,0 +1,146 @@
+/**
+ * Starts the stack's child processes and stops every one of them again.
+ *
+ * Output of each child is prefixed with its name and either shown (npm start)
+ * or appended to `<dataDir>/logs/<name>.log` (npm test), so a failing test run
+ * leaves the logs that explain it.
+ *
+ * @module
+ */
+
+/** How to start one child. */
+export interface ChildSpec {
+  /** Short name used in log prefixes and log file names. */
+  name: string;
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Signal that asks this child for a clean, fast shutdown. @default "SIGTERM" */
+  stopSignal?: Deno.Signal;
+}
+
+interface Running {
+  spec: ChildSpec;
+  child: Deno.ChildProcess;
+  piping: Promise<void>;
+}
+
+/** Options for {@linkcode Supervisor}. */
+export interface SupervisorOptions {
+  /** Directory for per-child log files; when absent, output goes to the terminal. */
+  logDir?: string;
+  /** Called when a child exits while the supervisor is not stopping. */
+  onUnexpectedExit?: (name: string, status: Deno.CommandStatus) => void;
+}
+
+/** Owns the child processes of one stack. */
+export class Supervisor {
+  #running: Running[] = [];
+  #stopping = false;
+  #options: SupervisorOptions;
+
+  constructor(options: SupervisorOptions = {}) {
+    this.#options = options;
+  }
+
+  /** Spawns a child; its output is prefixed or logged, its exit watched. */
+  async spawn(spec: ChildSpec): Promise<Deno.ChildProcess> {
+    const child = new Deno.Command(spec.command, {
+      args: spec.args,
+      env: spec.env,
+      cwd: spec.cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const sink = await this.#sink(spec.name);
+    const piping = Promise.all([
+      _pipeLines(child.stdout, spec.name, sink),
+      _pipeLines(child.stderr, spec.name, sink),
+    ]).then(() => sink.close());
+    this.#running.push({ spec, child, piping });
+    child.status.then((status) => {
+      if (!this.#stopping) this.#options.onUnexpectedExit?.(spec.name, status);
+    });
+    return child;
+  }
+
+  /** Runs a command to completion with output captured; throws with its output if it fails. */
+  static async run(
+    command: string,
+    args: string[],
+    options: { env?: Record<string, string>; cwd?: string } = {},
+  ): Promise<string> {
+    const out = await new Deno.Command(command, { args, ...options, stdin: "null" }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    if (!out.success) {
+      throw new Error(`${command} ${args.join(" ")} exited with ${out.code}:\n${text}`);
+    }
+    return text;
+  }
+
+  /** Stops children in reverse start order; SIGKILL after `graceMs`. */
+  async stopAll(graceMs = 10_000): Promise<void> {
+    this.#stopping = true;
+    for (const running of [...this.#running].reverse()) {
+      await _stop(running, graceMs);
+    }
+    this.#running = [];
+  }
+
+  async #sink(name: string): Promise<LineSink> {
+    if (!this.#options.logDir) {
+      return { write: (line) => console.log(`${name.padEnd(10)} │ ${line}`), close: () => {} };
+    }
+    await Deno.mkdir(this.#options.logDir, { recursive: true });
+    const file = await Deno.open(`${this.#options.logDir}/${name}.log`, {
+      create: true,
+      append: true,
+    });
+    const encoder = new TextEncoder();
+    let chain = Promise.resolve();
+    return {
+      write: (line) => {
+        chain = chain.then(async () => {
+          await file.write(encoder.encode(line + "\n"));
+        });
+      },
+      close: () => chain.then(() => file.close()),
+    };
+  }
+}
+
+interface LineSink {
+  write(line: string): void;
+  close(): void | Promise<void>;
+}
+
+async function _pipeLines(stream: ReadableStream<Uint8Array>, _name: string, sink: LineSink) {
+  let buffered = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) sink.write(line);
+  }
+  if (buffered) sink.write(buffered);
+}
+
+async function _stop({ spec, child, piping }: Running, graceMs: number): Promise<void> {
+  try {
+    child.kill(spec.stopSignal ?? "SIGTERM");
+  } catch {
+    // Already exited: nothing to stop.
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited during the grace period.
+    }
+  }, graceMs);
+  await child.status;
+  clearTimeout(timer);
+  await piping;
+}

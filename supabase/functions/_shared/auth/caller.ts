@@ -1,0 +1,61 @@
+/**
+ * Who is calling: a signed-in user, or a trusted service (service-role key).
+ *
+ * @module
+ */
+import { Problem } from "../http/problem.ts";
+import { type Claims, InvalidToken, type JwtVerifier } from "./jwt.ts";
+
+/** The authenticated party of a request. */
+export type Caller =
+  | { kind: "user"; userId: string; claims: Claims }
+  | { kind: "service"; claims: Claims };
+
+/** Options for {@linkcode createCallerResolver}. */
+export interface CallerResolverOptions {
+  verify: JwtVerifier;
+  /** The project's service-role key, accepted verbatim (compared in constant time). */
+  serviceRoleKey: string;
+}
+
+/**
+ * Resolves the caller from `Authorization: Bearer …`.
+ *
+ * @throws {Problem} 401 when the token is missing or invalid; 403 for the anon key
+ */
+export function createCallerResolver(options: CallerResolverOptions) {
+  const serviceKey = new TextEncoder().encode(options.serviceRoleKey);
+  return async (headers: Headers): Promise<Caller> => {
+    const match = headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i);
+    if (!match) {
+      throw new Problem(401, "unauthenticated", "Send 'Authorization: Bearer <access token>'.");
+    }
+    const token = match[1];
+    let claims: Claims;
+    try {
+      claims = await options.verify(token);
+    } catch (error) {
+      if (!(error instanceof InvalidToken)) throw error;
+      if (_equal(new TextEncoder().encode(token), serviceKey)) {
+        return { kind: "service", claims: { role: "service_role" } };
+      }
+      throw new Problem(401, "invalid-token", `The access token was refused: ${error.message}.`);
+    }
+    if (claims.role === "service_role") return { kind: "service", claims };
+    if (claims.role === "authenticated" && typeof claims.sub === "string" && claims.sub) {
+      return { kind: "user", userId: claims.sub, claims };
+    }
+    throw new Problem(
+      403,
+      "sign-in-required",
+      "This endpoint needs a signed-in user's token or the service-role key, not the anon key.",
+    );
+  };
+}
+
+/** Constant-time comparison of two byte strings. */
+function _equal(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,88 @@
+/**
+ * Verifies Supabase access tokens: HS256 with the project's legacy JWT secret,
+ * ES256/RS256 with the project's published signing keys (JWKS, cached, new
+ * `kid`s fetched on demand so key rotation needs no restart).
+ *
+ * @module
+ */
+import { createRemoteJWKSet, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from "jose";
+
+/** Claims Herald relies on. */
+export interface Claims extends JWTPayload {
+  role?: string;
+  email?: string;
+}
+
+/** Options for {@linkcode createJwtVerifier}. */
+export interface JwtVerifierOptions {
+  /** Legacy HS256 secret; HS256 tokens are refused without it. */
+  secret?: string;
+  /** JWKS URL for asymmetric keys. */
+  jwksUrl: string;
+}
+
+/** Why a token was refused; safe to show to the caller. */
+export class InvalidToken extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidToken";
+  }
+}
+
+/** Verifies a compact JWT and returns its claims. */
+export type JwtVerifier = (token: string) => Promise<Claims>;
+
+/**
+ * Builds a verifier. `exp` is required and enforced.
+ *
+ * @example
+ * ```ts
+ * const verify = createJwtVerifier({ secret, jwksUrl });
+ * const claims = await verify(bearerToken); // throws InvalidToken
+ * ```
+ */
+export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
+  const secret = options.secret ? new TextEncoder().encode(options.secret) : undefined;
+  const jwks = createRemoteJWKSet(new URL(options.jwksUrl), {
+    cacheMaxAge: 10 * 60_000,
+    cooldownDuration: 30_000,
+  });
+  return async (token) => {
+    let alg: string | undefined;
+    try {
+      alg = decodeProtectedHeader(token).alg;
+    } catch {
+      throw new InvalidToken("token is not a JWT");
+    }
+    try {
+      if (alg === "HS256") {
+        if (!secret) throw new InvalidToken("HS256 tokens are not accepted by this project");
+        const { payload } = await jwtVerify(token, secret, {
+          algorithms: ["HS256"],
+          requiredClaims: ["exp"],
+        });
+        return payload as Claims;
+      }
+      if (alg === "ES256" || alg === "RS256") {
+        const { payload } = await jwtVerify(token, jwks, {
+          algorithms: ["ES256", "RS256"],
+          requiredClaims: ["exp"],
+        });
+        return payload as Claims;
+      }
+    } catch (error) {
+      if (error instanceof InvalidToken) throw error;
+      throw new InvalidToken(_reason(error));
+    }
+    throw new InvalidToken(`unsupported algorithm ${alg}`);
+  };
+}
+
+function _reason(error: unknown): string {
+  if (error instanceof errors.JWTExpired) return "token expired";
+  if (error instanceof errors.JWTClaimValidationFailed) return `claim ${error.claim} is invalid`;
+  if (error instanceof errors.JWSSignatureVerificationFailed) return "signature does not verify";
+  if (error instanceof errors.JWKSNoMatchingKey) return "no published key matches the token";
+  if (error instanceof errors.JOSEError) return error.code;
+  throw error; // Not a token problem (e.g. the JWKS endpoint is down): let it surface.
+}

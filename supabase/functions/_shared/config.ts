@@ -1,0 +1,93 @@
+/**
+ * Herald's configuration, read once from the environment by an entrypoint.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const optionalUrl = z.url().optional();
+
+const ServiceAccount = z.object({
+  project_id: z.string().min(1),
+  client_email: z.string().min(1),
+  private_key: z.string().includes("PRIVATE KEY"),
+  private_key_id: z.string().optional(),
+  token_uri: z.url(),
+});
+
+/** A Google service account as downloaded from the Firebase console (the fields Herald uses). */
+export type ServiceAccount = z.infer<typeof ServiceAccount>;
+
+const Env = z.object({
+  SUPABASE_URL: z.url(),
+  SUPABASE_DB_URL: z.string().min(1),
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  HERALD_JWT_SECRET: z.string().min(32).optional(),
+  HERALD_JWKS_URL: optionalUrl,
+  HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
+  FCM_SERVICE_ACCOUNT: z.string().optional(),
+  FCM_API_URL: z.url().default("https://fcm.googleapis.com"),
+  UPSTASH_REDIS_REST_URL: optionalUrl,
+  UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
+});
+
+/** Validated configuration. */
+export interface Config {
+  supabaseUrl: string;
+  dbUrl: string;
+  dbPoolSize: number;
+  serviceRoleKey: string;
+  /** Legacy HS256 JWT secret; absent when the project only uses asymmetric keys. */
+  jwtSecret?: string;
+  /** Where asymmetric (ES256/RS256) signing keys are published. */
+  jwksUrl: string;
+  fcm?: { serviceAccount: ServiceAccount; apiUrl: string };
+  redis?: { url: string; token: string };
+}
+
+/**
+ * Validates the environment and shapes it into {@linkcode Config}.
+ *
+ * @throws {RangeError} naming every variable that is missing or malformed
+ * @example
+ * ```ts
+ * const config = loadConfig(Deno.env.toObject());
+ * ```
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new RangeError(`Invalid configuration: ${problems.join("; ")}`);
+  }
+  const e = parsed.data;
+  return {
+    supabaseUrl: e.SUPABASE_URL,
+    dbUrl: e.SUPABASE_DB_URL,
+    dbPoolSize: e.HERALD_DB_POOL_SIZE,
+    serviceRoleKey: e.SUPABASE_SERVICE_ROLE_KEY,
+    jwtSecret: e.HERALD_JWT_SECRET,
+    jwksUrl: e.HERALD_JWKS_URL ?? new URL("/auth/v1/.well-known/jwks.json", e.SUPABASE_URL).href,
+    fcm: e.FCM_SERVICE_ACCOUNT
+      ? { serviceAccount: _serviceAccount(e.FCM_SERVICE_ACCOUNT), apiUrl: e.FCM_API_URL }
+      : undefined,
+    redis: e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN
+      ? { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN }
+      : undefined,
+  };
+}
+
+function _serviceAccount(json: string): ServiceAccount {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new RangeError("Invalid configuration: FCM_SERVICE_ACCOUNT is not JSON");
+  }
+  const parsed = ServiceAccount.safeParse(value);
+  if (!parsed.success) {
+    const fields = parsed.error.issues.map((i) => i.path.join(".")).join(", ");
+    throw new RangeError(`Invalid configuration: FCM_SERVICE_ACCOUNT lacks or mangles ${fields}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,136 @@
+/**
+ * The outbox queries: claim due deliveries under a lease, record results.
+ *
+ * @module
+ */
+import type { Sql } from "../db/sessions.ts";
+import type { ClaimedDelivery } from "./delivery.ts";
+
+/** Options for {@linkcode claimDue}. */
+export interface ClaimOptions {
+  limit: number;
+  /** How long the claim holds before another dispatcher may take the rows. */
+  leaseMs: number;
+}
+
+/**
+ * Claims up to `limit` due deliveries. Each claim counts as an attempt and
+ * moves `next_attempt_at` to the lease's end, so rows of a dispatcher that
+ * dies are due again exactly when its lease runs out.
+ */
+export async function claimDue(sql: Sql, options: ClaimOptions): Promise<ClaimedDelivery[]> {
+  const rows = await sql`
+    with due as (
+      select id from herald.deliveries
+      where status = 'pending' and next_attempt_at <= now()
+      order by next_attempt_at
+      limit ${options.limit}
+      for update skip locked
+    )
+    update herald.deliveries d
+    set attempts = d.attempts + 1,
+        locked_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
+        next_attempt_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
+        updated_at = now()
+    from due, herald.notifications n
+    where d.id = due.id and n.id = d.notification_id
+    returning d.id, d.attempts, d.channel, d.target, d.platform, d.locked_until::text as lease,
+      coalesce((select t.disabled_at is not null from herald.device_tokens t
+                where t.id = d.device_token_id), false) as target_disabled,
+      n.id as notification_id, n.title, n.body, n.image, n.data, n.priority, n.overrides,
+      n.expires_at`;
+  return rows.map((r) => ({
+    id: r.id,
+    attempt: r.attempts,
+    channel: r.channel,
+    target: r.target,
+    platform: r.platform,
+    targetDisabled: r.target_disabled,
+    lease: r.lease,
+    notification: {
+      id: r.notification_id,
+      title: r.title,
+      body: r.body,
+      image: r.image,
+      data: r.data,
+      priority: r.priority,
+      overrides: r.overrides,
+      expiresAt: r.expires_at,
+    },
+  }));
+}
+
+/** What happened to one claimed delivery. */
+export interface DeliveryResult {
+  id: string;
+  lease: string;
+  attempt: number;
+  /** The delivery's new status; `pending` means "retry at nextAttemptAt". */
+  status: "pending" | "sent" | "failed" | "expired" | "dead";
+  /** How the attempt log describes this attempt. */
+  outcome: "sent" | "retry" | "failed" | "expired" | "dead";
+  nextAttemptAt?: Date;
+  providerMessageId?: string;
+  error?: string;
+  statusCode?: number;
+  errorCode?: string;
+  latencyMs?: number;
+  /** Disable the delivery's device token (it is dead at the provider). */
+  disableTarget?: boolean;
+}
+
+/**
+ * Writes a batch of results in one statement: delivery rows, attempt log and
+ * token hygiene. A row whose lease was taken over by another dispatcher, or
+ * that was cancelled meanwhile, is left alone.
+ *
+ * @returns how many deliveries were updated
+ */
+export async function recordResults(sql: Sql, results: DeliveryResult[]): Promise<number> {
+  if (results.length === 0) return 0;
+  const json = JSON.stringify(results.map((r) => ({
+    id: r.id,
+    lease: r.lease,
+    attempt: r.attempt,
+    status: r.status,
+    outcome: r.outcome,
+    next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
+    provider_message_id: r.providerMessageId ?? null,
+    error: r.error?.slice(0, 1000) ?? null,
+    status_code: r.statusCode ?? null,
+    error_code: r.errorCode ?? null,
+    latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
+    disable_target: r.disableTarget ?? false,
+  })));
+  const [{ recorded }] = await sql`
+    with r as (
+      select * from jsonb_to_recordset(${json}::jsonb) as r(
+        id uuid, lease timestamptz, attempt integer, status text, outcome text,
+        next_attempt_at timestamptz, provider_message_id text, error text,
+        status_code integer, error_code text, latency_ms integer, disable_target boolean)
+    ), updated as (
+      update herald.deliveries d
+      set status = r.status,
+          next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
+          locked_until = null,
+          last_error = coalesce(r.error, d.last_error),
+          provider_message_id = coalesce(r.provider_message_id, d.provider_message_id),
+          sent_at = case when r.status = 'sent' then now() else d.sent_at end,
+          updated_at = now()
+      from r
+      where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
+      returning d.id, d.device_token_id, r.attempt, r.outcome, r.status_code, r.error_code,
+        r.error, r.latency_ms, r.disable_target
+    ), logged as (
+      insert into herald.delivery_attempts
+        (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms)
+      select id, attempt, outcome, status_code, error_code, error, latency_ms from updated
+    ), disabled as (
+      update herald.device_tokens t
+      set disabled_at = now(), disabled_reason = u.error_code
+      from updated u
+      where u.disable_target and t.id = u.device_token_id and t.disabled_at is null
+    )
+    select count(*)::integer as recorded from updated`;
+  return recorded;
+}

@@ -1,0 +1,18 @@
+import { createCallerResolver } from "../_shared/auth/caller.ts";
+import { createJwtVerifier } from "../_shared/auth/jwt.ts";
+import { loadConfig } from "../_shared/config.ts";
+import { createSql } from "../_shared/db/sessions.ts";
+import { consoleLogger } from "../_shared/log.ts";
+import { createApp } from "./app.ts";
+
+const config = loadConfig(Deno.env.toObject());
+const app = createApp({
+  sql: createSql({ url: config.dbUrl, max: config.dbPoolSize, applicationName: "herald-notify" }),
+  resolveCaller: createCallerResolver({
+    verify: createJwtVerifier({ secret: config.jwtSecret, jwksUrl: config.jwksUrl }),
+    serviceRoleKey: config.serviceRoleKey,
+  }),
+  log: consoleLogger,
+});
+
+Deno.serve(app.fetch);
