@@ -121,3 +121,6 @@ create table if not exists supabase_migrations.schema_migrations (
   statements text[],
   name text
 );
+
+-- Supabase's search path: extensions (pgcrypto, pgTAP, …) resolve unqualified.
+alter database postgres set search_path to "$user", public, extensions;

@@ -1,0 +1,121 @@
+/**
+ * The local functions gateway on the stack's API port, standing in for
+ * Supabase's: `/functions/v1/<name>/…` reaches that function's own process
+ * with the full path `/<name>/…`, after the `verify_jwt` check Supabase makes
+ * (HS256 with the project secret, or ES256/RS256 against the project's JWKS,
+ * which this gateway also publishes at `/auth/v1/.well-known/jwks.json`).
+ *
+ * @module
+ */
+import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
+import { parse } from "smol-toml";
+import { loadStackConfig } from "./config.ts";
+
+/** A function the gateway routes to. */
+export interface RoutedFunction {
+  name: string;
+  port: number;
+  verifyJwt: boolean;
+}
+
+/** Options for {@linkcode startGateway}. */
+export interface GatewayOptions {
+  port: number;
+  functions: RoutedFunction[];
+  jwtSecret: string;
+  /** Public signing keys published at the JWKS endpoint and used to verify. */
+  jwks: JSONWebKeySet;
+}
+
+const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"];
+
+/** Reads each function folder and its `verify_jwt` (default true) from supabase/config.toml. */
+export async function discoverFunctions(root: string, firstPort: number): Promise<RoutedFunction[]> {
+  const config = parse(await Deno.readTextFile(`${root}/supabase/config.toml`)) as {
+    functions?: Record<string, { verify_jwt?: boolean }>;
+  };
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(`${root}/supabase/functions`)) {
+    if (entry.isDirectory && !entry.name.startsWith("_")) names.push(entry.name);
+  }
+  return names.sort().map((name, i) => ({
+    name,
+    port: firstPort + i,
+    verifyJwt: config.functions?.[name]?.verify_jwt ?? true,
+  }));
+}
+
+/** Serves the gateway until `close()`. */
+export function startGateway(options: GatewayOptions): { close(): Promise<void> } {
+  const byName = new Map(options.functions.map((f) => [f.name, f]));
+  const secret = new TextEncoder().encode(options.jwtSecret);
+  const keys = createLocalJWKSet(options.jwks);
+  const verify = async (token: string) => {
+    const { alg } = decodeProtectedHeader(token);
+    if (alg === "HS256") await jwtVerify(token, secret, { algorithms: ["HS256"] });
+    else await jwtVerify(token, keys, { algorithms: ["ES256", "RS256"] });
+  };
+
+  const server = Deno.serve({
+    port: options.port,
+    hostname: "127.0.0.1",
+    onListen: () => {},
+  }, async (request) => {
+    const url = new URL(request.url);
+    if (url.pathname === "/auth/v1/.well-known/jwks.json") {
+      return Response.json(options.jwks, { headers: { "cache-control": "public, max-age=600" } });
+    }
+    const match = url.pathname.match(/^\/functions\/v1\/([^/]+)(\/.*)?$/);
+    const fn = match && byName.get(match[1]);
+    if (!fn) {
+      return Response.json({ code: "NOT_FOUND", message: "Requested function was not found" }, {
+        status: 404,
+      });
+    }
+    if (fn.verifyJwt && request.method !== "OPTIONS") {
+      const token = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+      if (!token) {
+        return Response.json({
+          code: "UNAUTHORIZED_NO_AUTH_HEADER",
+          message: "Missing authorization header",
+        }, { status: 401 });
+      }
+      try {
+        await verify(token);
+      } catch {
+        return Response.json({ code: "UNAUTHORIZED_INVALID_JWT_FORMAT", message: "Invalid JWT" }, {
+          status: 401,
+        });
+      }
+    }
+    const headers = new Headers(request.headers);
+    for (const name of HOP_BY_HOP) headers.delete(name);
+    try {
+      const upstream = await fetch(
+        `http://127.0.0.1:${fn.port}/${fn.name}${match[2] ?? ""}${url.search}`,
+        { method: request.method, headers, body: request.body, redirect: "manual" },
+      );
+      return new Response(upstream.body, { status: upstream.status, headers: upstream.headers });
+    } catch {
+      return Response.json({
+        code: "BOOT_ERROR",
+        message: "Function failed to start (please check logs)",
+      }, { status: 503 });
+    }
+  });
+  return { close: () => server.shutdown() };
+}
+
+if (import.meta.main) {
+  const stack = await loadStackConfig();
+  const privateJwk = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
+  const { d: _d, ...publicJwk } = privateJwk;
+  const functions = await discoverFunctions(stack.root, stack.ports.functions);
+  startGateway({
+    port: stack.ports.gateway,
+    functions,
+    jwtSecret: stack.jwtSecret,
+    jwks: { keys: [publicJwk] },
+  });
+  console.log(`gateway listening on ${stack.apiUrl} for ${functions.map((f) => f.name).join(", ")}`);
+}

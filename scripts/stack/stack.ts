@@ -1,0 +1,185 @@
+/**
+ * Starts a whole local stack — Postgres, Redis, the Upstash bridge, the
+ * third-party stand-ins, one process per function, the gateway and
+ * (optionally) a dispatcher — and stops it again.
+ *
+ * @module
+ */
+import { exportJWK, generateKeyPair } from "jose";
+import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
+import type { StackConfig } from "./config.ts";
+import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
+import { ensure, SERVICE_REQUIREMENTS } from "./packages.ts";
+import { bootstrap, ensureCluster, migrate, startPostgres } from "./postgres.ts";
+import { startRedis } from "./redis.ts";
+import { Supervisor } from "./supervisor.ts";
+
+/** Options for {@linkcode startStack}. */
+export interface StartOptions {
+  /** Write child output to `<dataDir>/logs/` instead of the terminal. */
+  logToFiles?: boolean;
+  /** Restart function processes when their code changes (`npm start`). */
+  watch?: boolean;
+  /** Run the long-running dispatcher. */
+  dispatcher?: boolean;
+}
+
+/** A running stack. */
+export interface RunningStack {
+  functions: RoutedFunction[];
+  /** Whether FCM goes to the local stand-in (no real credentials configured). */
+  fakeFcm: boolean;
+  migrationsApplied: string[];
+  stop(): Promise<void>;
+}
+
+const DENO = Deno.execPath();
+
+/** Starts every component of `stack` and waits until each one answers. */
+export async function startStack(stack: StackConfig, options: StartOptions = {}): Promise<RunningStack> {
+  await ensure(SERVICE_REQUIREMENTS);
+  await Deno.mkdir(stack.dataDir, { recursive: true });
+  await _ensureLocalSecrets(stack);
+
+  const supervisor = new Supervisor({
+    logDir: options.logToFiles ? `${stack.dataDir}/logs` : undefined,
+    onUnexpectedExit: (name, status) =>
+      console.error(`herald: ${name} exited unexpectedly (code ${status.code})`),
+  });
+  try {
+    await ensureCluster(stack);
+    await startPostgres(stack, supervisor);
+    await bootstrap(stack);
+    const migrationsApplied = await migrate(stack);
+    await startRedis(stack, supervisor);
+
+    const stackEnv = {
+      HERALD_STACK: stack.name,
+      HERALD_PORT_BASE: String(stack.ports.gateway),
+      HERALD_DATA_DIR: stack.dataDir,
+    };
+    const script = (name: string, path: string, env: Record<string, string> = {}) =>
+      supervisor.spawn({
+        name,
+        command: DENO,
+        args: ["run", "-A", "--no-prompt", path],
+        env: { ...stackEnv, ...env },
+        cwd: stack.root,
+      });
+
+    await script("bridge", "scripts/stack/bridge.ts");
+    await script("fakes", "tests/fakes/main.ts");
+    const fakeFcm = !Deno.env.get("FCM_SERVICE_ACCOUNT");
+    const functionEnv = await _functionEnv(stack, fakeFcm);
+    const functions = await discoverFunctions(stack.root, stack.ports.functions);
+    for (const fn of functions) {
+      await supervisor.spawn({
+        name: fn.name,
+        command: DENO,
+        args: [
+          "run",
+          // What the edge runtime grants: network, environment, reading the code. No writes.
+          "--allow-net",
+          "--allow-env",
+          "--allow-read",
+          "--allow-sys",
+          "--no-prompt",
+          ...(options.watch ? ["--watch"] : []),
+          `supabase/functions/${fn.name}/index.ts`,
+        ],
+        env: { ...functionEnv, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${fn.port}` },
+        cwd: stack.root,
+      });
+    }
+    await script("gateway", "scripts/stack/gateway.ts");
+    await Promise.all([
+      stack.ports.bridge,
+      stack.ports.fcm,
+      stack.ports.oauth,
+      stack.ports.email,
+      stack.ports.webhook,
+      stack.ports.gateway,
+      ...functions.map((f) => f.port),
+    ].map((port) => _waitForPort(port)));
+    if (options.dispatcher) {
+      await supervisor.spawn({
+        name: "dispatcher",
+        command: DENO,
+        args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
+        env: functionEnv,
+        cwd: stack.root,
+      });
+    }
+    return { functions, fakeFcm, migrationsApplied, stop: () => supervisor.stopAll() };
+  } catch (error) {
+    await supervisor.stopAll();
+    throw error;
+  }
+}
+
+/**
+ * The environment a function gets on Supabase, plus Herald's own settings.
+ * Real credentials in our environment win; otherwise the stand-ins are used.
+ */
+async function _functionEnv(stack: StackConfig, fakeFcm: boolean): Promise<Record<string, string>> {
+  return {
+    SUPABASE_URL: stack.apiUrl,
+    SUPABASE_ANON_KEY: stack.anonKey,
+    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+    SUPABASE_DB_URL: stack.dbUrl,
+    HERALD_JWT_SECRET: stack.jwtSecret,
+    UPSTASH_REDIS_REST_URL: Deno.env.get("UPSTASH_REDIS_REST_URL") ?? stack.redisRestUrl,
+    UPSTASH_REDIS_REST_TOKEN: Deno.env.get("UPSTASH_REDIS_REST_TOKEN") ?? stack.redisRestToken,
+    ...(fakeFcm
+      ? {
+        FCM_SERVICE_ACCOUNT: await Deno.readTextFile(stack.serviceAccountPath),
+        FCM_API_URL: stack.fakes.fcm,
+      }
+      : {}),
+  };
+}
+
+/** First start: a service account for the FCM stand-in, an ES256 key for user tokens. */
+async function _ensureLocalSecrets(stack: StackConfig): Promise<void> {
+  if (!(await _exists(stack.serviceAccountPath))) {
+    const account = await createServiceAccount({
+      projectId: "herald-local",
+      tokenUri: `${stack.fakes.oauth}/token`,
+    });
+    await Deno.writeTextFile(stack.serviceAccountPath, JSON.stringify(account, null, 2), {
+      mode: 0o600,
+    });
+  }
+  if (!(await _exists(stack.jwtSigningKeyPath))) {
+    const { privateKey } = await generateKeyPair("ES256", { extractable: true });
+    const jwk = {
+      ...(await exportJWK(privateKey)),
+      kid: crypto.randomUUID(),
+      alg: "ES256",
+      use: "sig",
+    };
+    await Deno.writeTextFile(stack.jwtSigningKeyPath, JSON.stringify(jwk, null, 2), { mode: 0o600 });
+  }
+}
+
+async function _exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function _waitForPort(port: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`nothing listened on port ${port} within ${timeoutMs / 1000} s`);
+}

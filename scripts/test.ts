@@ -1,0 +1,129 @@
+/**
+ * `npm test`: every check, against a fresh stack of its own.
+ *
+ * Static checks (fmt, lint, type check), Deno tests through the real gateway,
+ * Postgres and Redis, and pgTAP tests; then the one summary line CI reads:
+ * `N passed, N failed`. Deno tests are counted from their JUnit report,
+ * pgTAP assertions from their TAP output; a check that dies without a report
+ * counts as one failure.
+ *
+ * @module
+ */
+import { loadStackConfig, ROOT } from "./stack/config.ts";
+import { ensure, SERVICE_REQUIREMENTS, testRequirements } from "./stack/packages.ts";
+import { psql } from "./stack/postgres.ts";
+import { startStack } from "./stack/stack.ts";
+
+Deno.env.set("HERALD_STACK", "test");
+const stack = await loadStackConfig();
+const DENO = Deno.execPath();
+const tally = { passed: 0, failed: 0 };
+
+function count(name: string, passed: number, failed: number) {
+  tally.passed += passed;
+  tally.failed += failed;
+  console.log(`── ${name}: ${passed} passed, ${failed} failed`);
+}
+
+async function run(command: string, args: string[], env: Record<string, string> = {}) {
+  const child = new Deno.Command(command, {
+    args,
+    env,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  let output = "";
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    output += chunk;
+    await Deno.stdout.write(new TextEncoder().encode(chunk));
+  }
+  return { success: (await child.status).success, output };
+}
+
+async function typeScriptFiles(): Promise<string[]> {
+  const files: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const entry of Deno.readDir(`${ROOT}/${dir}`)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.name.endsWith(".ts")) files.push(path);
+    }
+  };
+  for (const dir of ["scripts", "supabase", "tests"]) await walk(dir);
+  return files.sort();
+}
+
+async function staticChecks() {
+  for (const [name, args] of [
+    ["deno fmt --check", ["fmt", "--check"]],
+    ["deno lint", ["lint"]],
+    ["deno check", ["check", ...(await typeScriptFiles())]],
+  ] as const) {
+    const { success } = await run(DENO, [...args]);
+    count(name, success ? 1 : 0, success ? 0 : 1);
+  }
+}
+
+async function denoTests() {
+  const junit = `${stack.dataDir}/junit.xml`;
+  const { success } = await run(DENO, [
+    "test",
+    "-A",
+    "--no-prompt",
+    `--junit-path=${junit}`,
+    "tests/",
+  ], { HERALD_STACK: "test", HERALD_DATA_DIR: stack.dataDir });
+  let xml = "";
+  try {
+    xml = await Deno.readTextFile(junit);
+  } catch {
+    // No report: the run died before writing one; counted below.
+  }
+  const cases = xml.match(/<testcase\b[\s\S]*?(?:\/>|<\/testcase>)/g) ?? [];
+  const failed = cases.filter((c) => /<failure\b|<error\b/.test(c)).length;
+  const unexplained = !success && failed === 0 ? 1 : 0;
+  count("deno test", cases.length - failed, failed + unexplained);
+}
+
+async function pgTapTests() {
+  await psql(stack, ["-c", "create extension if not exists pgtap with schema extensions"]);
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(`${ROOT}/supabase/tests`)) {
+    if (entry.name.endsWith(".sql")) files.push(`supabase/tests/${entry.name}`);
+  }
+  if (files.length === 0) return count("pgTAP", 0, 0);
+  const { success, output } = await run("pg_prove", [
+    "--verbose",
+    "--host=127.0.0.1",
+    `--port=${stack.ports.postgres}`,
+    "--username=postgres",
+    "--dbname=postgres",
+    ...files.sort(),
+  ], { PGPASSWORD: "postgres" });
+  const passed = output.match(/^\s*ok \d+/gm)?.length ?? 0;
+  const failed = output.match(/^\s*not ok \d+/gm)?.length ?? 0;
+  count("pgTAP", passed, failed + (!success && failed === 0 ? 1 : 0));
+}
+
+const started = Date.now();
+let stop: (() => Promise<void>) | undefined;
+try {
+  await ensure([...SERVICE_REQUIREMENTS, ...(await testRequirements())]);
+  await staticChecks();
+  await Deno.remove(stack.dataDir, { recursive: true }).catch(() => {}); // absent on a first run
+  console.log(`── starting the test stack in ${stack.dataDir}`);
+  const running = await startStack(stack, { logToFiles: true });
+  stop = running.stop;
+  await denoTests();
+  await pgTapTests();
+} catch (error) {
+  console.error(`npm test could not finish: ${(error as Error).stack ?? error}`);
+  count("test harness", 0, 1);
+} finally {
+  await stop?.();
+}
+console.log(`── ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${stack.dataDir}/logs`);
+console.log(`${tally.passed} passed, ${tally.failed} failed`);
+Deno.exit(tally.failed === 0 && tally.passed > 0 ? 0 : 1);

@@ -1,0 +1,68 @@
+/**
+ * The long-running dispatcher (for `npm start` and self-hosting): rounds back
+ * to back while there is work, then sleeps until `enqueue` NOTIFYs
+ * `herald_outbox` or the poll interval passes (retries come due silently).
+ *
+ * @module
+ */
+import type { Logger } from "../log.ts";
+import { type BatchReport, dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
+
+/** Options for {@linkcode runWorker}. */
+export interface WorkerOptions extends DispatcherDeps {
+  log: Logger;
+  /** Stops the loop after the current round. */
+  signal: AbortSignal;
+  /** Longest sleep between rounds when idle. @default 1_000 */
+  pollMs?: number;
+}
+
+/**
+ * Runs rounds until `signal` aborts.
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController();
+ * Deno.addSignalListener("SIGTERM", () => stop.abort());
+ * await runWorker({ sql, push, log: consoleLogger, signal: stop.signal });
+ * ```
+ */
+export async function runWorker(options: WorkerOptions): Promise<void> {
+  const { sql, log, signal } = options;
+  const pollMs = options.pollMs ?? 1_000;
+  let wake: () => void = () => {};
+  const listener = await sql.listen("herald_outbox", () => wake());
+  signal.addEventListener("abort", () => wake());
+  try {
+    while (!signal.aborted) {
+      let report: BatchReport;
+      try {
+        report = await dispatchBatch(options);
+      } catch (error) {
+        // The database went away or a query failed: leases bring the rows back; wait and retry.
+        log("error", "dispatch round failed", { error: (error as Error).message });
+        await _sleep(pollMs, signal, (w) => (wake = w));
+        continue;
+      }
+      if (report.claimed > 0) log("info", "dispatch round", { ...report });
+      if (report.claimed < (options.batchSize ?? 500)) {
+        await _sleep(pollMs, signal, (w) => (wake = w));
+      }
+    }
+  } finally {
+    await listener.unlisten();
+  }
+}
+
+function _sleep(ms: number, signal: AbortSignal, setWake: (wake: () => void) => void): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      setWake(() => {});
+      resolve();
+    }
+    setWake(done);
+  });
+}

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { classifyFcm, QUOTA_WAIT_MS } from "../supabase/functions/_shared/providers/fcm.ts";
+import { retryAfterMs } from "../supabase/functions/_shared/providers/outcome.ts";
+
+const NOW = Date.parse("2026-11-22T12:00:00Z");
+
+/** The error body FCM v1 sends, built by hand from the documented shape. */
+function fcmError(code: number, status: string, errorCode?: string) {
+  return {
+    error: {
+      code,
+      message: `${status} for test`,
+      status,
+      details: errorCode
+        ? [{ "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", errorCode }]
+        : [],
+    },
+  };
+}
+
+const cases: [string, number, unknown, { kind: string; disableTarget?: boolean; code?: string; minAfterMs?: number }][] = [
+  ["UNREGISTERED", 404, fcmError(404, "NOT_FOUND", "UNREGISTERED"), { kind: "permanent", disableTarget: true }],
+  ["SENDER_ID_MISMATCH", 403, fcmError(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH"), {
+    kind: "permanent",
+    disableTarget: true,
+  }],
+  ["INVALID_ARGUMENT", 400, fcmError(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"), {
+    kind: "permanent",
+    disableTarget: false,
+  }],
+  ["THIRD_PARTY_AUTH_ERROR", 401, fcmError(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"), {
+    kind: "permanent",
+    disableTarget: false,
+  }],
+  ["QUOTA_EXCEEDED", 429, fcmError(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"), {
+    kind: "retry",
+    minAfterMs: QUOTA_WAIT_MS,
+  }],
+  ["UNAVAILABLE", 503, fcmError(503, "UNAVAILABLE", "UNAVAILABLE"), { kind: "retry" }],
+  ["INTERNAL", 500, fcmError(500, "INTERNAL", "INTERNAL"), { kind: "retry" }],
+  ["429 without details", 429, fcmError(429, "RESOURCE_EXHAUSTED"), { kind: "retry", code: "QUOTA_EXCEEDED" }],
+  ["expired access token", 401, fcmError(401, "UNAUTHENTICATED"), { kind: "retry" }],
+  ["502 with an HTML body", 502, undefined, { kind: "retry" }],
+  ["unknown 4xx", 418, fcmError(418, "TEAPOT"), { kind: "permanent", disableTarget: false }],
+];
+
+for (const [name, status, body, expected] of cases) {
+  Deno.test(`classifyFcm() maps ${name} (HTTP ${status}) to ${expected.kind}`, () => {
+    const outcome = classifyFcm(status, body, new Headers(), NOW);
+    assert.equal(outcome.kind, expected.kind);
+    if (outcome.kind === "permanent") assert.equal(outcome.disableTarget, expected.disableTarget);
+    if (expected.code) assert.equal(outcome.kind !== "sent" && outcome.code, expected.code);
+    if (expected.minAfterMs) {
+      assert.ok(outcome.kind === "retry" && (outcome.afterMs ?? 0) >= expected.minAfterMs);
+    }
+  });
+}
+
+Deno.test("classifyFcm() returns the message name of a success", () => {
+  const outcome = classifyFcm(200, { name: "projects/p/messages/123" }, new Headers(), NOW);
+  assert.deepEqual(outcome, { kind: "sent", providerId: "projects/p/messages/123", statusCode: 200 });
+});
+
+Deno.test("classifyFcm() honours Retry-After over nothing, and QUOTA_EXCEEDED's minute over a shorter one", () => {
+  const unavailable = classifyFcm(
+    503,
+    fcmError(503, "UNAVAILABLE", "UNAVAILABLE"),
+    new Headers({ "retry-after": "7" }),
+    NOW,
+  );
+  assert.equal(unavailable.kind === "retry" && unavailable.afterMs, 7000);
+  const quota = classifyFcm(
+    429,
+    fcmError(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"),
+    new Headers({ "retry-after": "5" }),
+    NOW,
+  );
+  assert.equal(quota.kind === "retry" && quota.afterMs, QUOTA_WAIT_MS);
+  const longQuota = classifyFcm(
+    429,
+    fcmError(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED"),
+    new Headers({ "retry-after": "120" }),
+    NOW,
+  );
+  assert.equal(longQuota.kind === "retry" && longQuota.afterMs, 120_000);
+});
+
+Deno.test("retryAfterMs() reads delta-seconds and HTTP-dates, and ignores garbage", () => {
+  assert.equal(retryAfterMs("30", NOW), 30_000);
+  assert.equal(retryAfterMs("Sun, 22 Nov 2026 12:01:00 GMT", NOW), 60_000);
+  assert.equal(retryAfterMs("Sun, 22 Nov 2026 11:00:00 GMT", NOW), 0);
+  assert.equal(retryAfterMs("soon", NOW), undefined);
+  assert.equal(retryAfterMs(null, NOW), undefined);
+});

@@ -1,0 +1,71 @@
+/**
+ * What tests need to reach the running test stack (`npm test` starts it; set
+ * HERALD_STACK=dev to aim at `npm start`'s): config, an admin SQL client,
+ * users with access tokens, supabase-js clients.
+ *
+ * @module
+ */
+import { createClient, type SupabaseClient } from "@supabase/supabase-js";
+import { importJWK, SignJWT } from "jose";
+import postgres from "postgres";
+import { loadStackConfig } from "../../scripts/stack/config.ts";
+
+/** The stack under test. */
+export const stack = await loadStackConfig();
+
+/** A superuser connection (bypasses RLS); close it with `end()`. */
+export function adminSql(): postgres.Sql {
+  return postgres(stack.dbUrl, { max: 4, onnotice: () => {} });
+}
+
+/** A signed-in test user. */
+export interface TestUser {
+  id: string;
+  email: string;
+  /** HS256 access token signed with the project's JWT secret. */
+  token: string;
+}
+
+/** Creates a user in auth.users and signs an access token for it. */
+export async function createUser(sql: postgres.Sql, label = "user"): Promise<TestUser> {
+  const email = `${label}-${crypto.randomUUID()}@example.test`;
+  const [{ id }] = await sql`
+    insert into auth.users (id, aud, role, email, email_confirmed_at)
+    values (gen_random_uuid(), 'authenticated', 'authenticated', ${email}, now())
+    returning id`;
+  return { id, email, token: await userToken(id, { email }) };
+}
+
+/** Signs a Supabase-shaped user access token (HS256 by default, or ES256 with the stack's key). */
+export async function userToken(
+  sub: string,
+  options: { email?: string; alg?: "HS256" | "ES256"; expiresIn?: string | number } = {},
+): Promise<string> {
+  const jwt = new SignJWT({ role: "authenticated", aud: "authenticated", email: options.email })
+    .setSubject(sub)
+    .setIssuer(`${stack.apiUrl}/auth/v1`)
+    .setIssuedAt()
+    .setExpirationTime(options.expiresIn ?? "1h");
+  if (options.alg === "ES256") {
+    const jwk = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
+    return await jwt.setProtectedHeader({ alg: "ES256", typ: "JWT", kid: jwk.kid })
+      .sign(await importJWK(jwk, "ES256"));
+  }
+  return await jwt.setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .sign(new TextEncoder().encode(stack.jwtSecret));
+}
+
+/** A supabase-js client that calls as the holder of `token` (a user's, or the service key). */
+export function clientAs(token: string): SupabaseClient {
+  return createClient(stack.apiUrl, stack.anonKey, {
+    auth: { autoRefreshToken: false, persistSession: false, detectSessionInUrl: false },
+    global: { headers: { Authorization: `Bearer ${token}` } },
+  });
+}
+
+/** Reads a supabase-js FunctionsHttpError's response body (problem+json) and status. */
+export async function errorOf(error: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = (error as { context?: Response }).context;
+  if (!(response instanceof Response)) throw error;
+  return { status: response.status, body: await response.json() };
+}
