@@ -18,8 +18,16 @@ function fcmError(code: number, status: string, errorCode?: string) {
   };
 }
 
-const cases: [string, number, unknown, { kind: string; disableTarget?: boolean; code?: string; minAfterMs?: number }][] = [
-  ["UNREGISTERED", 404, fcmError(404, "NOT_FOUND", "UNREGISTERED"), { kind: "permanent", disableTarget: true }],
+const cases: [
+  string,
+  number,
+  unknown,
+  { kind: string; disableTarget?: boolean; code?: string; minAfterMs?: number },
+][] = [
+  ["UNREGISTERED", 404, fcmError(404, "NOT_FOUND", "UNREGISTERED"), {
+    kind: "permanent",
+    disableTarget: true,
+  }],
   ["SENDER_ID_MISMATCH", 403, fcmError(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH"), {
     kind: "permanent",
     disableTarget: true,
@@ -38,7 +46,10 @@ const cases: [string, number, unknown, { kind: string; disableTarget?: boolean; 
   }],
   ["UNAVAILABLE", 503, fcmError(503, "UNAVAILABLE", "UNAVAILABLE"), { kind: "retry" }],
   ["INTERNAL", 500, fcmError(500, "INTERNAL", "INTERNAL"), { kind: "retry" }],
-  ["429 without details", 429, fcmError(429, "RESOURCE_EXHAUSTED"), { kind: "retry", code: "QUOTA_EXCEEDED" }],
+  ["429 without details", 429, fcmError(429, "RESOURCE_EXHAUSTED"), {
+    kind: "retry",
+    code: "QUOTA_EXCEEDED",
+  }],
   ["expired access token", 401, fcmError(401, "UNAUTHENTICATED"), { kind: "retry" }],
   ["502 with an HTML body", 502, undefined, { kind: "retry" }],
   ["unknown 4xx", 418, fcmError(418, "TEAPOT"), { kind: "permanent", disableTarget: false }],
@@ -58,7 +69,11 @@ for (const [name, status, body, expected] of cases) {
 
 Deno.test("classifyFcm() returns the message name of a success", () => {
   const outcome = classifyFcm(200, { name: "projects/p/messages/123" }, new Headers(), NOW);
-  assert.deepEqual(outcome, { kind: "sent", providerId: "projects/p/messages/123", statusCode: 200 });
+  assert.deepEqual(outcome, {
+    kind: "sent",
+    providerId: "projects/p/messages/123",
+    statusCode: 200,
+  });
 });
 
 Deno.test("classifyFcm() honours Retry-After over nothing, and QUOTA_EXCEEDED's minute over a shorter one", () => {

@@ -4,7 +4,10 @@ import { buildFcmMessage } from "../supabase/functions/_shared/providers/fcm_mes
 
 const NOW = Date.parse("2026-11-22T12:00:00Z");
 
-function delivery(platform: ClaimedDelivery["platform"], overrides: Partial<ClaimedDelivery["notification"]> = {}) {
+function delivery(
+  platform: ClaimedDelivery["platform"],
+  overrides: Partial<ClaimedDelivery["notification"]> = {},
+) {
   return {
     id: "d",
     attempt: 1,

@@ -36,7 +36,10 @@ export interface RunningStack {
 const DENO = Deno.execPath();
 
 /** Starts every component of `stack` and waits until each one answers. */
-export async function startStack(stack: StackConfig, options: StartOptions = {}): Promise<RunningStack> {
+export async function startStack(
+  stack: StackConfig,
+  options: StartOptions = {},
+): Promise<RunningStack> {
   await ensure(SERVICE_REQUIREMENTS);
   await Deno.mkdir(stack.dataDir, { recursive: true });
   await _ensureLocalSecrets(stack);
@@ -70,7 +73,7 @@ export async function startStack(stack: StackConfig, options: StartOptions = {})
     await script("bridge", "scripts/stack/bridge.ts");
     await script("fakes", "tests/fakes/main.ts");
     const fakeFcm = !Deno.env.get("FCM_SERVICE_ACCOUNT");
-    const functionEnv = await _functionEnv(stack, fakeFcm);
+    const functionEnv = await functionEnvironment(stack, fakeFcm);
     const functions = await discoverFunctions(stack.root, stack.ports.functions);
     for (const fn of functions) {
       await supervisor.spawn({
@@ -121,7 +124,10 @@ export async function startStack(stack: StackConfig, options: StartOptions = {})
  * The environment a function gets on Supabase, plus Herald's own settings.
  * Real credentials in our environment win; otherwise the stand-ins are used.
  */
-async function _functionEnv(stack: StackConfig, fakeFcm: boolean): Promise<Record<string, string>> {
+export async function functionEnvironment(
+  stack: StackConfig,
+  fakeFcm = !Deno.env.get("FCM_SERVICE_ACCOUNT"),
+): Promise<Record<string, string>> {
   return {
     SUPABASE_URL: stack.apiUrl,
     SUPABASE_ANON_KEY: stack.anonKey,
@@ -158,7 +164,9 @@ async function _ensureLocalSecrets(stack: StackConfig): Promise<void> {
       alg: "ES256",
       use: "sig",
     };
-    await Deno.writeTextFile(stack.jwtSigningKeyPath, JSON.stringify(jwk, null, 2), { mode: 0o600 });
+    await Deno.writeTextFile(stack.jwtSigningKeyPath, JSON.stringify(jwk, null, 2), {
+      mode: 0o600,
+    });
   }
 }
 

@@ -64,7 +64,9 @@ export function clientAs(token: string): SupabaseClient {
 }
 
 /** Reads a supabase-js FunctionsHttpError's response body (problem+json) and status. */
-export async function errorOf(error: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function errorOf(
+  error: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = (error as { context?: Response }).context;
   if (!(response instanceof Response)) throw error;
   return { status: response.status, body: await response.json() };
