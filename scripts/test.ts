@@ -56,11 +56,13 @@ async function typeScriptFiles(): Promise<string[]> {
 }
 
 async function staticChecks() {
-  for (const [name, args] of [
-    ["deno fmt --check", ["fmt", "--check"]],
-    ["deno lint", ["lint"]],
-    ["deno check", ["check", ...(await typeScriptFiles())]],
-  ] as const) {
+  for (
+    const [name, args] of [
+      ["deno fmt --check", ["fmt", "--check"]],
+      ["deno lint", ["lint"]],
+      ["deno check", ["check", ...(await typeScriptFiles())]],
+    ] as const
+  ) {
     const { success } = await run(DENO, [...args]);
     count(name, success ? 1 : 0, success ? 0 : 1);
   }

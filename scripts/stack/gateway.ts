@@ -30,7 +30,10 @@ export interface GatewayOptions {
 const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "upgrade", "proxy-connection"];
 
 /** Reads each function folder and its `verify_jwt` (default true) from supabase/config.toml. */
-export async function discoverFunctions(root: string, firstPort: number): Promise<RoutedFunction[]> {
+export async function discoverFunctions(
+  root: string,
+  firstPort: number,
+): Promise<RoutedFunction[]> {
   const config = parse(await Deno.readTextFile(`${root}/supabase/config.toml`)) as {
     functions?: Record<string, { verify_jwt?: boolean }>;
   };
@@ -117,5 +120,7 @@ if (import.meta.main) {
     jwtSecret: stack.jwtSecret,
     jwks: { keys: [publicJwk] },
   });
-  console.log(`gateway listening on ${stack.apiUrl} for ${functions.map((f) => f.name).join(", ")}`);
+  console.log(
+    `gateway listening on ${stack.apiUrl} for ${functions.map((f) => f.name).join(", ")}`,
+  );
 }

@@ -82,9 +82,7 @@ export async function startPostgres(stack: StackConfig, supervisor: Supervisor):
   const pgdata = `${stack.dataDir}/pg`;
   await _stopStalePostmaster(bin, pgdata);
   // The test stack trades durability for speed; the dev stack keeps fsync.
-  const durability = stack.name === "test"
-    ? ["-c", "fsync=off", "-c", "full_page_writes=off"]
-    : [];
+  const durability = stack.name === "test" ? ["-c", "fsync=off", "-c", "full_page_writes=off"] : [];
   const postgres = asOwner(`${bin}/postgres`, [
     "-D",
     pgdata,

@@ -32,7 +32,11 @@ export function createApp(deps: NotifyDeps) {
 
   const userOnly = (caller: Caller) => {
     if (caller.kind !== "user") {
-      throw new Problem(403, "user-required", "Devices belong to users: call with a user's access token.");
+      throw new Problem(
+        403,
+        "user-required",
+        "Devices belong to users: call with a user's access token.",
+      );
     }
     return caller;
   };
@@ -50,8 +54,9 @@ export function createApp(deps: NotifyDeps) {
     };
     const [row] = await asCaller(sql, caller, (tx) =>
       tx`select notification_id, deliveries
-         from herald.enqueue(${input.user_ids}::uuid[], ${tx.json(content)}, ${c.get("requestId")})`
-    ).catch(_permissionToProblem);
+         from herald.enqueue(${input.user_ids}::uuid[], ${tx.json(content)}, ${
+        c.get("requestId")
+      })`).catch(_permissionToProblem);
     deps.log("info", "notification accepted", {
       request_id: c.get("requestId"),
       notification_id: row.notification_id,
@@ -87,8 +92,7 @@ export function createApp(deps: NotifyDeps) {
             ) order by d.created_at, d.id)
             from herald.deliveries d where d.notification_id = n.id), '[]'::jsonb) as deliveries
         from herald.notifications n
-        where n.id = ${id}`
-    );
+        where n.id = ${id}`);
     if (!notification) {
       throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
     }
@@ -98,18 +102,24 @@ export function createApp(deps: NotifyDeps) {
   app.put("/devices", async (c) => {
     const caller = userOnly(await deps.resolveCaller(c.req.raw.headers));
     const input = await readJson(c.req.raw, RegisterDevice);
-    const [device] = await asCaller(sql, caller, (tx) =>
-      tx`select id, token, platform, created_at, last_seen_at, disabled_at, disabled_reason
-         from herald.register_device(${input.token}, ${input.platform})`
+    const [device] = await asCaller(
+      sql,
+      caller,
+      (tx) =>
+        tx`select id, token, platform, created_at, last_seen_at, disabled_at, disabled_reason
+         from herald.register_device(${input.token}, ${input.platform})`,
     );
     return c.json(device);
   });
 
   app.get("/devices", async (c) => {
     const caller = userOnly(await deps.resolveCaller(c.req.raw.headers));
-    const devices = await asCaller(sql, caller, (tx) =>
-      tx`select id, token, platform, created_at, last_seen_at, disabled_at, disabled_reason
-         from herald.device_tokens order by created_at, id`
+    const devices = await asCaller(
+      sql,
+      caller,
+      (tx) =>
+        tx`select id, token, platform, created_at, last_seen_at, disabled_at, disabled_reason
+         from herald.device_tokens order by created_at, id`,
     );
     return c.json({ devices });
   });
@@ -117,8 +127,10 @@ export function createApp(deps: NotifyDeps) {
   app.delete("/devices/:id", async (c) => {
     const caller = userOnly(await deps.resolveCaller(c.req.raw.headers));
     const { id } = validate(IdParam, c.req.param());
-    const deleted = await asCaller(sql, caller, (tx) =>
-      tx`delete from herald.device_tokens where id = ${id} returning id`
+    const deleted = await asCaller(
+      sql,
+      caller,
+      (tx) => tx`delete from herald.device_tokens where id = ${id} returning id`,
     );
     if (deleted.length === 0) throw new Problem(404, "not-found", `You have no device ${id}.`);
     return c.body(null, 204);

@@ -33,7 +33,10 @@ export const NotifyRequest = z.strictObject({
 
 /** `PUT /notify/devices`: register or refresh the caller's device token. */
 export const RegisterDevice = z.strictObject({
-  token: z.string().min(1).max(4096).regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces"),
+  token: z.string().min(1).max(4096).regex(
+    /^[\x21-\x7e]+$/,
+    "must be printable ASCII without spaces",
+  ),
   platform: z.enum(["ios", "android", "web"]),
 });
 

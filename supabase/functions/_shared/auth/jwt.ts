@@ -5,7 +5,13 @@
  *
  * @module
  */
-import { createRemoteJWKSet, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from "jose";
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  type JWTPayload,
+  jwtVerify,
+} from "jose";
 
 /** Claims Herald relies on. */
 export interface Claims extends JWTPayload {

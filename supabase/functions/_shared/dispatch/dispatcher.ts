@@ -10,7 +10,7 @@ import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import type { FcmSender } from "../providers/fcm.ts";
 import { buildFcmMessage } from "../providers/fcm_message.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
-import { type BackoffOptions, backoffMs } from "../resilience/backoff.ts";
+import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
 
 /** What a dispatcher needs. */
 export interface DispatcherDeps {
@@ -85,7 +85,12 @@ async function _attempt(
   const base = { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
   const expiresAt = delivery.notification.expiresAt;
   if (expiresAt && expiresAt.getTime() <= now()) {
-    return { ...base, status: "expired", outcome: "expired", error: "time to live passed before sending" };
+    return {
+      ...base,
+      status: "expired",
+      outcome: "expired",
+      error: "time to live passed before sending",
+    };
   }
   if (delivery.targetDisabled) {
     return {
@@ -102,7 +107,11 @@ async function _attempt(
   return _result(base, outcome, latencyMs, deps, now);
 }
 
-function _send(delivery: ClaimedDelivery, deps: DispatcherDeps, now: () => number): Promise<SendOutcome> {
+function _send(
+  delivery: ClaimedDelivery,
+  deps: DispatcherDeps,
+  now: () => number,
+): Promise<SendOutcome> {
   if (delivery.channel === "push" && deps.push) {
     return deps.push(buildFcmMessage(delivery, now()));
   }
@@ -158,7 +167,11 @@ function _result(
   }
 }
 
-async function _mapConcurrent<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+async function _mapConcurrent<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

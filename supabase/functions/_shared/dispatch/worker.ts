@@ -54,7 +54,11 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   }
 }
 
-function _sleep(ms: number, signal: AbortSignal, setWake: (wake: () => void) => void): Promise<void> {
+function _sleep(
+  ms: number,
+  signal: AbortSignal,
+  setWake: (wake: () => void) => void,
+): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);

@@ -37,7 +37,11 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   app.use(bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
-      throw new Problem(413, "body-too-large", `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+      throw new Problem(
+        413,
+        "body-too-large",
+        `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`,
+      );
     },
   }));
   app.notFound((c) =>
@@ -68,10 +72,17 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
  * @throws {Problem} 415 for a non-JSON content type, 400 for malformed JSON,
  *   422 naming each field that fails `schema`
  */
-export async function readJson<T extends z.ZodType>(request: Request, schema: T): Promise<z.output<T>> {
+export async function readJson<T extends z.ZodType>(
+  request: Request,
+  schema: T,
+): Promise<z.output<T>> {
   const type = request.headers.get("content-type") ?? "";
   if (!/^application\/([\w.+-]+\+)?json\b/i.test(type)) {
-    throw new Problem(415, "unsupported-media-type", "Send the body as 'Content-Type: application/json'.");
+    throw new Problem(
+      415,
+      "unsupported-media-type",
+      "Send the body as 'Content-Type: application/json'.",
+    );
   }
   let value: unknown;
   try {

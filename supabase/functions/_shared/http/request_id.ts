@@ -9,7 +9,10 @@ const SANE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** Picks the correlation id for a request. */
-export function requestIdOf(headers: Headers, randomUUID: () => string = crypto.randomUUID.bind(crypto)): string {
+export function requestIdOf(
+  headers: Headers,
+  randomUUID: () => string = crypto.randomUUID.bind(crypto),
+): string {
   const given = headers.get("x-request-id");
   if (given && SANE_ID.test(given)) return given;
   const trace = headers.get("traceparent")?.match(TRACEPARENT)?.[1];

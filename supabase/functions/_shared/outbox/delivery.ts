@@ -12,7 +12,11 @@ export interface NotificationContent {
   image: string | null;
   data: Record<string, string>;
   priority: "normal" | "high";
-  overrides: { android?: Record<string, unknown>; apns?: Record<string, unknown>; webpush?: Record<string, unknown> };
+  overrides: {
+    android?: Record<string, unknown>;
+    apns?: Record<string, unknown>;
+    webpush?: Record<string, unknown>;
+  };
   expiresAt: Date | null;
 }
 

@@ -125,7 +125,10 @@ export interface FcmSenderOptions {
 }
 
 /** Sends one message; never throws for provider or network trouble. */
-export type FcmSender = (message: FcmMessage, options?: { validateOnly?: boolean }) => Promise<SendOutcome>;
+export type FcmSender = (
+  message: FcmMessage,
+  options?: { validateOnly?: boolean },
+) => Promise<SendOutcome>;
 
 /**
  * Creates a sender for one Firebase project.
@@ -158,7 +161,10 @@ export function createFcmSender(options: FcmSenderOptions): FcmSender {
       response = await doFetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
-        body: JSON.stringify({ message, ...(sendOptions?.validateOnly ? { validate_only: true } : {}) }),
+        body: JSON.stringify({
+          message,
+          ...(sendOptions?.validateOnly ? { validate_only: true } : {}),
+        }),
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {

@@ -59,5 +59,7 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
 }
 
 function _defined<T extends Record<string, unknown>>(record: T): Partial<T> {
-  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as Partial<
+    T
+  >;
 }

@@ -21,7 +21,9 @@ export interface BackoffOptions {
  */
 export function backoffMs(attempt: number, options: BackoffOptions = {}): number {
   if (!Number.isInteger(attempt) || attempt < 1) {
-    throw new RangeError(`Cannot compute backoff: 'attempt' must be a positive integer, got ${attempt}`);
+    throw new RangeError(
+      `Cannot compute backoff: 'attempt' must be a positive integer, got ${attempt}`,
+    );
   }
   const base = options.baseMs ?? 1_000;
   const cap = options.capMs ?? 3_600_000;
