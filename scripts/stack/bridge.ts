@@ -1,0 +1,204 @@
+/**
+ * An Upstash-compatible REST bridge in front of a real redis-server, so the
+ * unmodified `@upstash/redis` client — the one functions use in production —
+ * runs against real Redis locally.
+ *
+ * `POST /` runs one command (`["SET","k","v"]`), `POST /pipeline` several,
+ * `POST /multi-exec` several atomically; `/<cmd>/<arg>/…` works for curl.
+ * With `Upstash-Encoding: base64` every string in a result is base64 except a
+ * plain `OK` status, which is what the client expects.
+ *
+ * @module
+ */
+import { loadStackConfig } from "./config.ts";
+import { type Command, RedisUnavailable, RespPool, type RespValue } from "./resp.ts";
+
+/** Options for {@linkcode startBridge}. */
+export interface BridgeOptions {
+  port: number;
+  hostname?: string;
+  redisHost?: string;
+  redisPort: number;
+  token: string;
+}
+
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+/** Commands that would block or change the state of a shared connection. */
+const REFUSED = new Set([
+  "BLPOP",
+  "BRPOP",
+  "BRPOPLPUSH",
+  "BLMOVE",
+  "BLMPOP",
+  "BZPOPMIN",
+  "BZPOPMAX",
+  "BZMPOP",
+  "SUBSCRIBE",
+  "PSUBSCRIBE",
+  "SSUBSCRIBE",
+  "UNSUBSCRIBE",
+  "PUNSUBSCRIBE",
+  "MONITOR",
+  "SELECT",
+  "AUTH",
+  "HELLO",
+  "QUIT",
+  "RESET",
+  "MULTI",
+  "EXEC",
+  "DISCARD",
+  "WATCH",
+  "UNWATCH",
+]); // deno-fmt-ignore
+
+class BadRequest extends Error {}
+
+/**
+ * Serves the bridge until `close()`.
+ *
+ * @example
+ * ```ts
+ * const bridge = await startBridge({ port: 8079, redisPort: 6379, token: "t" });
+ * const redis = new Redis({ url: bridge.url, token: "t" });
+ * ```
+ */
+export function startBridge(
+  options: BridgeOptions,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const pool = new RespPool({ hostname: options.redisHost, port: options.redisPort });
+  const expected = new TextEncoder().encode(`Bearer ${options.token}`);
+  const server = Deno.serve({
+    port: options.port,
+    hostname: options.hostname ?? "127.0.0.1",
+    onListen: () => {},
+  }, async (request) => {
+    const given = new TextEncoder().encode(request.headers.get("authorization") ?? "");
+    if (!_constantTimeEqual(given, expected)) {
+      return Response.json({ error: "Unauthorized" }, { status: 401 });
+    }
+    const base64 = request.headers.get("upstash-encoding")?.toLowerCase() === "base64";
+    const encode = (value: RespValue) => _toJson(value, base64);
+    try {
+      const path = new URL(request.url).pathname;
+      if (path === "/pipeline" || path === "/multi-exec") {
+        if (request.method !== "POST") throw new BadRequest(`${path} takes POST`);
+        const commands = _commandList(await _readJson(request));
+        if (path === "/pipeline") {
+          const replies = await pool.send(commands);
+          return Response.json(
+            replies.map((r) => r.type === "error" ? { error: r.value } : { result: encode(r) }),
+          );
+        }
+        const replies = await pool.send([["MULTI"], ...commands, ["EXEC"]]);
+        const exec = replies[replies.length - 1];
+        if (exec.type === "error") return Response.json({ error: exec.value }, { status: 400 });
+        if (exec.type !== "array" || !exec.value) {
+          return Response.json({ error: "transaction aborted" }, { status: 400 });
+        }
+        return Response.json(
+          exec.value.map((r) => r.type === "error" ? { error: r.value } : { result: encode(r) }),
+        );
+      }
+      const command = path === "/"
+        ? (request.method === "POST" ? _command(await _readJson(request)) : undefined)
+        : path.slice(1).split("/").map(decodeURIComponent);
+      if (!command) throw new BadRequest("POST a JSON command array to /");
+      const [reply] = await pool.send([command]);
+      if (reply.type === "error") return Response.json({ error: reply.value }, { status: 400 });
+      return Response.json({ result: encode(reply) });
+    } catch (error) {
+      if (error instanceof BadRequest) {
+        return Response.json({ error: error.message }, { status: 400 });
+      }
+      if (error instanceof RedisUnavailable) {
+        return Response.json({ error: `Redis unavailable: ${error.message}` }, { status: 503 });
+      }
+      throw error;
+    }
+  });
+  return Promise.resolve({
+    url: `http://${options.hostname ?? "127.0.0.1"}:${server.addr.port}`,
+    async close() {
+      await server.shutdown();
+      await pool.close();
+    },
+  });
+}
+
+async function _readJson(request: Request): Promise<unknown> {
+  const length = Number(request.headers.get("content-length") ?? 0);
+  if (length > MAX_BODY_BYTES) throw new BadRequest(`body over ${MAX_BODY_BYTES} bytes`);
+  const text = await request.text();
+  if (text.length > MAX_BODY_BYTES) throw new BadRequest(`body over ${MAX_BODY_BYTES} bytes`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BadRequest("body is not valid JSON");
+  }
+}
+
+function _command(value: unknown): Command {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new BadRequest('a command is a non-empty JSON array, e.g. ["GET","key"]');
+  }
+  const command = value.map((arg, i) => {
+    if (typeof arg === "string") return arg;
+    if (typeof arg === "number" && Number.isFinite(arg)) return String(arg);
+    if (typeof arg === "boolean") return String(arg);
+    throw new BadRequest(`argument ${i} must be a string or a number`);
+  });
+  const name = command[0].toUpperCase();
+  if (REFUSED.has(name)) {
+    throw new BadRequest(`${name} is not supported over REST (connections are shared)`);
+  }
+  return command;
+}
+
+function _commandList(value: unknown): Command[] {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new BadRequest("a pipeline is a non-empty JSON array of command arrays");
+  }
+  return value.map(_command);
+}
+
+/** Upstash's JSON for a reply: bulk and simple strings base64 when asked, except status OK. */
+function _toJson(value: RespValue, base64: boolean): unknown {
+  switch (value.type) {
+    case "integer":
+      return value.value;
+    case "simple":
+      return base64 && value.value !== "OK" ? btoa(value.value) : value.value;
+    case "error":
+      return value.value;
+    case "bulk":
+      if (value.value === null) return null;
+      return base64 ? _bytesToBase64(value.value) : new TextDecoder().decode(value.value);
+    case "array":
+      return value.value === null ? null : value.value.map((v) => _toJson(v, base64));
+  }
+}
+
+function _bytesToBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function _constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+if (import.meta.main) {
+  const stack = await loadStackConfig();
+  const bridge = await startBridge({
+    port: stack.ports.bridge,
+    redisPort: stack.ports.redis,
+    token: stack.redisRestToken,
+  });
+  console.log(`Upstash-compatible bridge on ${bridge.url} → redis 127.0.0.1:${stack.ports.redis}`);
+}
