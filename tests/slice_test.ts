@@ -7,8 +7,10 @@ import assert from "node:assert/strict";
 import { adminSql, clientAs, createUser, errorOf, stack } from "./support/stack.ts";
 import { eventually, startDispatcher } from "./support/dispatcher_process.ts";
 
-const fcmControl = (path: string, init?: RequestInit) =>
-  fetch(`${stack.fakes.fcm}/_control/${path}`, init).then((r) => r.json());
+const fcmControl = async (path: string, init?: RequestInit) => {
+  const text = await (await fetch(`${stack.fakes.fcm}/_control/${path}`, init)).text();
+  return text ? JSON.parse(text) : undefined;
+};
 
 Deno.test("slice: a registered device receives a requested push through the outbox and dispatcher", async () => {
   const sql = adminSql();
@@ -46,8 +48,9 @@ Deno.test("slice: a registered device receives a requested push through the outb
       return data?.deliveries?.[0]?.status === "sent" ? data : undefined;
     });
   } finally {
-    await dispatcher.stop();
+    const output = await dispatcher.stop();
     await sql.end();
+    if (!status) console.error(output);
   }
 
   const [delivery] = status.deliveries;

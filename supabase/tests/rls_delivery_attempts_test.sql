@@ -21,41 +21,41 @@ insert into herald.delivery_attempts (delivery_id, attempt, outcome, status_code
 set local role anon;
 select throws_ok('select * from herald.delivery_attempts', '42501', null, 'anon cannot select');
 select throws_ok($$insert into herald.delivery_attempts (delivery_id, attempt, outcome) values ('cccccccc-0000-4000-8000-000000000001', 2, 'sent')$$, '42501', null, 'anon cannot insert');
-select throws_ok($$update herald.delivery_attempts set outcome = 'sent'$$, '42501', null, 'anon cannot update');
-select throws_ok($$delete from herald.delivery_attempts$$, '42501', null, 'anon cannot delete');
+select throws_ok($$update herald.delivery_attempts set outcome = 'sent' where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'anon cannot update');
+select throws_ok($$delete from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'anon cannot delete');
 reset role;
 
 set local request.jwt.claims to '{"sub":"11111111-1111-4111-8111-111111111111","role":"authenticated"}';
 set local role authenticated;
-select results_eq('select count(*)::int from herald.delivery_attempts', array[1], 'the sender sees it');
+select results_eq($$select count(*)::int from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, array[1], 'the sender sees it');
 select throws_ok($$insert into herald.delivery_attempts (delivery_id, attempt, outcome) values ('cccccccc-0000-4000-8000-000000000001', 2, 'sent')$$, '42501', null, 'the sender cannot insert');
-select throws_ok($$update herald.delivery_attempts set outcome = 'sent'$$, '42501', null, 'the sender cannot update');
-select throws_ok($$delete from herald.delivery_attempts$$, '42501', null, 'the sender cannot delete');
+select throws_ok($$update herald.delivery_attempts set outcome = 'sent' where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'the sender cannot update');
+select throws_ok($$delete from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'the sender cannot delete');
 reset role;
 
 set local request.jwt.claims to '{"sub":"22222222-2222-4222-8222-222222222222","role":"authenticated"}';
 set local role authenticated;
-select results_eq('select count(*)::int from herald.delivery_attempts', array[1], 'the recipient sees it');
+select results_eq($$select count(*)::int from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, array[1], 'the recipient sees it');
 select throws_ok($$insert into herald.delivery_attempts (delivery_id, attempt, outcome) values ('cccccccc-0000-4000-8000-000000000001', 2, 'sent')$$, '42501', null, 'the recipient cannot insert');
-select throws_ok($$update herald.delivery_attempts set outcome = 'sent'$$, '42501', null, 'the recipient cannot update');
-select throws_ok($$delete from herald.delivery_attempts$$, '42501', null, 'the recipient cannot delete');
+select throws_ok($$update herald.delivery_attempts set outcome = 'sent' where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'the recipient cannot update');
+select throws_ok($$delete from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'the recipient cannot delete');
 reset role;
 
 set local request.jwt.claims to '{"sub":"33333333-3333-4333-8333-333333333333","role":"authenticated"}';
 set local role authenticated;
-select results_eq('select count(*)::int from herald.delivery_attempts', array[0], 'another user sees nothing');
+select results_eq($$select count(*)::int from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, array[0], 'another user sees nothing');
 select throws_ok($$insert into herald.delivery_attempts (delivery_id, attempt, outcome) values ('cccccccc-0000-4000-8000-000000000001', 2, 'sent')$$, '42501', null, 'another user cannot insert');
-select throws_ok($$update herald.delivery_attempts set outcome = 'sent'$$, '42501', null, 'another user cannot update');
-select throws_ok($$delete from herald.delivery_attempts$$, '42501', null, 'another user cannot delete');
+select throws_ok($$update herald.delivery_attempts set outcome = 'sent' where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'another user cannot update');
+select throws_ok($$delete from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, '42501', null, 'another user cannot delete');
 reset role;
 
 set local request.jwt.claims to '{"role":"service_role"}';
 set local role service_role;
-select results_eq('select count(*)::int from herald.delivery_attempts', array[1], 'the service role sees it');
+select results_eq($$select count(*)::int from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001'$$, array[1], 'the service role sees it');
 select lives_ok($$insert into herald.delivery_attempts (delivery_id, attempt, outcome) values ('cccccccc-0000-4000-8000-000000000001', 2, 'sent')$$, 'the service role can insert');
-select results_eq($$with u as (update herald.delivery_attempts set outcome = 'sent' returning 1) select count(*)::int from u$$, array[2],
+select results_eq($$with u as (update herald.delivery_attempts set outcome = 'sent' where delivery_id = 'cccccccc-0000-4000-8000-000000000001' returning 1) select count(*)::int from u$$, array[2],
   'the service role can update');
-select results_eq($$with d as (delete from herald.delivery_attempts returning 1) select count(*)::int from d$$, array[2],
+select results_eq($$with d as (delete from herald.delivery_attempts where delivery_id = 'cccccccc-0000-4000-8000-000000000001' returning 1) select count(*)::int from d$$, array[2],
   'the service role can delete');
 reset role;
 

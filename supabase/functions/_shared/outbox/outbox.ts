@@ -88,7 +88,7 @@ export interface DeliveryResult {
  */
 export async function recordResults(sql: Sql, results: DeliveryResult[]): Promise<number> {
   if (results.length === 0) return 0;
-  const json = JSON.stringify(results.map((r) => ({
+  const rows = results.map((r) => ({
     id: r.id,
     lease: r.lease,
     attempt: r.attempt,
@@ -101,10 +101,10 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
     error_code: r.errorCode ?? null,
     latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
     disable_target: r.disableTarget ?? false,
-  })));
+  }));
   const [{ recorded }] = await sql`
     with r as (
-      select * from jsonb_to_recordset(${json}::jsonb) as r(
+      select * from jsonb_to_recordset(${sql.json(rows)}) as r(
         id uuid, lease timestamptz, attempt integer, status text, outcome text,
         next_attempt_at timestamptz, provider_message_id text, error text,
         status_code integer, error_code text, latency_ms integer, disable_target boolean)
