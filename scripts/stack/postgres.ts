@@ -177,7 +177,9 @@ async function _stopStalePostmaster(bin: string, pgdata: string): Promise<void> 
     return; // Not running: Postgres removes a stale pid file itself.
   }
   const ctl = asOwner(`${bin}/pg_ctl`, ["stop", "-D", pgdata, "-m", "fast", "-w"]);
-  await Supervisor.run(ctl.command, ctl.args).catch(() => {});
+  await Supervisor.run(ctl.command, ctl.args).catch((error) =>
+    console.warn(`herald: could not stop the old postmaster ${pid}: ${error.message}`)
+  );
 }
 
 async function _waitReady(bin: string, port: number): Promise<void> {
