@@ -7,27 +7,19 @@
  */
 import { loadConfig } from "../supabase/functions/_shared/config.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
+import { createDispatcherDeps } from "../supabase/functions/_shared/dispatch/dispatcher_deps.ts";
 import { runWorker } from "../supabase/functions/_shared/dispatch/worker.ts";
 import { consoleLogger } from "../supabase/functions/_shared/log.ts";
-import { createFcmSender } from "../supabase/functions/_shared/providers/fcm.ts";
-import { createAccessTokenSource } from "../supabase/functions/_shared/providers/google_access_token.ts";
 
 const config = loadConfig(Deno.env.toObject());
 const sql = createSql({ url: config.dbUrl, max: 4, applicationName: "herald-dispatcher" });
-const push = config.fcm
-  ? createFcmSender({
-    projectId: config.fcm.serviceAccount.project_id,
-    tokens: createAccessTokenSource({ serviceAccount: config.fcm.serviceAccount }),
-    baseUrl: config.fcm.apiUrl,
-  })
-  : undefined;
-if (!push) consoleLogger("warn", "FCM_SERVICE_ACCOUNT is not set: push deliveries wait for it");
+const deps = createDispatcherDeps(config, sql, consoleLogger);
 
 const stop = new AbortController();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => stop.abort());
 }
 consoleLogger("info", "dispatcher started");
-await runWorker({ sql, push, log: consoleLogger, signal: stop.signal });
+await runWorker({ ...deps, log: consoleLogger, signal: stop.signal });
 await sql.end({ timeout: 5 });
 consoleLogger("info", "dispatcher stopped");

@@ -7,6 +7,9 @@
  * pgTAP assertions from their TAP output; a check that dies without a report
  * counts as one failure.
  *
+ * `npm test -- tests/outbox_test.ts supabase/tests/rls_deliveries_test.sql` runs just
+ * those files (no static checks) against the same fresh stack, for quick iteration.
+ *
  * @module
  */
 import { loadStackConfig, ROOT } from "./stack/config.ts";
@@ -18,6 +21,7 @@ Deno.env.set("HERALD_STACK", "test");
 const stack = await loadStackConfig();
 const DENO = Deno.execPath();
 const tally = { passed: 0, failed: 0 };
+const only = Deno.args;
 
 function count(name: string, passed: number, failed: number) {
   tally.passed += passed;
@@ -75,7 +79,7 @@ async function denoTests() {
     "-A",
     "--no-prompt",
     `--junit-path=${junit}`,
-    "tests/",
+    ...(only.length ? only.filter((f) => f.endsWith(".ts")) : ["tests/"]),
   ], { HERALD_STACK: "test", HERALD_DATA_DIR: stack.dataDir });
   let xml = "";
   try {
@@ -93,7 +97,8 @@ async function pgTapTests() {
   await psql(stack, ["-c", "create extension if not exists pgtap with schema extensions"]);
   const files: string[] = [];
   for await (const entry of Deno.readDir(`${ROOT}/supabase/tests`)) {
-    if (entry.name.endsWith(".sql")) files.push(`supabase/tests/${entry.name}`);
+    const path = `supabase/tests/${entry.name}`;
+    if (entry.name.endsWith(".sql") && (!only.length || only.includes(path))) files.push(path);
   }
   if (files.length === 0) return count("pgTAP", 0, 0);
   const { success, output } = await run("pg_prove", [
@@ -113,13 +118,13 @@ const started = Date.now();
 let stop: (() => Promise<void>) | undefined;
 try {
   await ensure([...SERVICE_REQUIREMENTS, ...(await testRequirements())]);
-  await staticChecks();
+  if (!only.length) await staticChecks();
   await Deno.remove(stack.dataDir, { recursive: true }).catch(() => {}); // absent on a first run
   console.log(`── starting the test stack in ${stack.dataDir}`);
   const running = await startStack(stack, { logToFiles: true });
   stop = running.stop;
-  await denoTests();
-  await pgTapTests();
+  if (!only.length || only.some((f) => f.endsWith(".ts"))) await denoTests();
+  if (!only.length || only.some((f) => f.endsWith(".sql"))) await pgTapTests();
 } catch (error) {
   console.error(`npm test could not finish: ${(error as Error).stack ?? error}`);
   count("test harness", 0, 1);

@@ -1,8 +1,9 @@
 /**
  * Where every piece of the local stack lives: ports, data directory, keys.
  *
- * Two stacks can run side by side: `dev` (what `npm start` runs, Supabase CLI
- * ports from 54321) and `test` (what `npm test` runs, from 55321). Everything
+ * Three stacks can run side by side: `dev` (what `npm start` runs, Supabase CLI
+ * ports from 54321), `test` (what `npm test` runs, from 55321) and `bench`
+ * (what `npm run bench:*` runs, from 56321). Everything
  * is derived from `HERALD_STACK`, `HERALD_PORT_BASE` and `HERALD_DATA_DIR`, so
  * a test or a script reaches the same stack as the process that started it.
  *
@@ -16,6 +17,11 @@ export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-charact
 export const LOCAL_REDIS_TOKEN = "herald-local-redis-token";
 /** Project id of the local FCM stand-in's service account. */
 export const LOCAL_FCM_PROJECT = "herald-local";
+
+/** The local stacks, each with its own ports and data directory. */
+export type StackName = "dev" | "test" | "bench";
+
+const BASE_PORTS: Record<StackName, number> = { dev: 54321, test: 55321, bench: 56321 };
 
 /** Ports of one stack, all derived from its base. */
 export interface Ports {
@@ -50,7 +56,7 @@ export function portsFrom(base: number): Ports {
 
 /** Everything a process needs to reach one local stack. */
 export interface StackConfig {
-  name: "dev" | "test";
+  name: StackName;
   /** Repository root (absolute). */
   root: string;
   /** This stack's data directory (absolute), e.g. `<root>/.data/dev`. */
@@ -87,8 +93,9 @@ export const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "
 export async function loadStackConfig(
   env: Pick<typeof Deno.env, "get"> = Deno.env,
 ): Promise<StackConfig> {
-  const name = env.get("HERALD_STACK") === "test" ? "test" : "dev";
-  const base = Number(env.get("HERALD_PORT_BASE") ?? (name === "test" ? 55321 : 54321));
+  const selected = env.get("HERALD_STACK") ?? "dev";
+  const name: StackName = selected in BASE_PORTS ? selected as StackName : "dev";
+  const base = Number(env.get("HERALD_PORT_BASE") ?? BASE_PORTS[name]);
   if (!Number.isInteger(base) || base < 1024 || base > 65000) {
     throw new RangeError(`HERALD_PORT_BASE must be an integer in 1024..65000, got ${base}`);
   }

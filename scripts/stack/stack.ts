@@ -44,10 +44,18 @@ export async function startStack(
   await Deno.mkdir(stack.dataDir, { recursive: true });
   await _ensureLocalSecrets(stack);
 
+  // A component that dies while the stack starts fails the start at once.
+  let crashed: (error: Error) => void = () => {};
+  const startupCrash = new Promise<never>((_, reject) => (crashed = reject));
+  startupCrash.catch(() => {});
   const supervisor = new Supervisor({
     logDir: options.logToFiles ? `${stack.dataDir}/logs` : undefined,
-    onUnexpectedExit: (name, status) =>
-      console.error(`herald: ${name} exited unexpectedly (code ${status.code})`),
+    onUnexpectedExit: (name, status) => {
+      const message = `herald: ${name} exited unexpectedly (code ${status.code})` +
+        (options.logToFiles ? `; see ${stack.dataDir}/logs/${name}.log` : "");
+      console.error(message);
+      crashed(new Error(message));
+    },
   });
   try {
     await ensureCluster(stack);
@@ -95,15 +103,19 @@ export async function startStack(
       });
     }
     await script("gateway", "scripts/stack/gateway.ts");
-    await Promise.all([
-      stack.ports.bridge,
-      stack.ports.fcm,
-      stack.ports.oauth,
-      stack.ports.email,
-      stack.ports.webhook,
-      stack.ports.gateway,
-      ...functions.map((f) => f.port),
-    ].map((port) => _waitForPort(port)));
+    await Promise.race([
+      startupCrash,
+      Promise.all([
+        stack.ports.bridge,
+        stack.ports.fcm,
+        stack.ports.oauth,
+        stack.ports.email,
+        stack.ports.webhook,
+        stack.ports.gateway,
+        ...functions.map((f) => f.port),
+      ].map((port) => _waitForPort(port))),
+    ]);
+    crashed = () => {};
     if (options.dispatcher) {
       await supervisor.spawn({
         name: "dispatcher",
@@ -128,14 +140,33 @@ export async function functionEnvironment(
   stack: StackConfig,
   fakeFcm = !Deno.env.get("FCM_SERVICE_ACCOUNT"),
 ): Promise<Record<string, string>> {
+  const env = (name: string) => Deno.env.get(name);
+  const passThrough = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([name]) =>
+      name.startsWith("HERALD_") && !name.startsWith("HERALD_STACK") &&
+      !["HERALD_PORT_BASE", "HERALD_DATA_DIR"].includes(name)
+    ),
+  );
   return {
+    // Herald's tuning (HERALD_MAX_ATTEMPTS, HERALD_BREAKER_*, …) reaches the functions as set.
+    ...passThrough,
     SUPABASE_URL: stack.apiUrl,
     SUPABASE_ANON_KEY: stack.anonKey,
     SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
     SUPABASE_DB_URL: stack.dbUrl,
     HERALD_JWT_SECRET: stack.jwtSecret,
-    UPSTASH_REDIS_REST_URL: Deno.env.get("UPSTASH_REDIS_REST_URL") ?? stack.redisRestUrl,
-    UPSTASH_REDIS_REST_TOKEN: Deno.env.get("UPSTASH_REDIS_REST_TOKEN") ?? stack.redisRestToken,
+    UPSTASH_REDIS_REST_URL: env("UPSTASH_REDIS_REST_URL") ?? stack.redisRestUrl,
+    UPSTASH_REDIS_REST_TOKEN: env("UPSTASH_REDIS_REST_TOKEN") ?? stack.redisRestToken,
+    EMAIL_API_URL: env("EMAIL_API_URL") ??
+      (env("EMAIL_API_KEY") ? "https://api.resend.com" : stack.fakes.email),
+    EMAIL_API_KEY: env("EMAIL_API_KEY") ?? "re_local_stand_in",
+    HERALD_EMAIL_FROM: env("HERALD_EMAIL_FROM") ?? "Herald <herald@localhost.test>",
+    // The local webhook receiver is on loopback, which the SSRF guard refuses unless listed.
+    HERALD_WEBHOOK_ALLOW_HOSTS: [
+      env("HERALD_WEBHOOK_ALLOW_HOSTS"),
+      new URL(stack.fakes.webhook).hostname,
+    ]
+      .filter(Boolean).join(","),
     ...(fakeFcm
       ? {
         FCM_SERVICE_ACCOUNT: await Deno.readTextFile(stack.serviceAccountPath),

@@ -4,7 +4,7 @@
  * with scripted responses.
  *
  * Control API (on each stand-in's port):
- * - `GET /_control/requests` → `{ total, requests: [{ at, method, path, headers, body }] }`
+ * - `GET /_control/requests` → `{ total, requests: [{ at, method, path, headers, body, raw }] }`
  * - `DELETE /_control/requests` clears the record
  * - `POST /_control/behaviour` `{ latency_ms?, responses?: [...], repeat_last? }`: `responses`
  *   is consumed one per request (then normal service resumes unless `repeat_last`); each is
@@ -22,6 +22,8 @@ export interface Recorded {
   headers: Record<string, string>;
   /** Parsed JSON when the body was JSON, else the raw text. */
   body: unknown;
+  /** The body exactly as it arrived (what a signature covers). */
+  raw: string;
 }
 
 /** A scripted answer: a plain response, or a stand-in's shorthand object. */
@@ -191,6 +193,7 @@ export function serveFake(
         path: url.pathname,
         headers: Object.fromEntries(request.headers),
         body: json ?? text,
+        raw: text,
       });
       if (control.latencyMs > 0) {
         await new Promise((resolve) => setTimeout(resolve, control.latencyMs));

@@ -6,6 +6,8 @@
  *
  * Shorthand for the behaviour queue: `{ "fcm_error": "UNREGISTERED", "retry_after"?: 30 }`.
  * Per-token errors: `POST /_control/tokens {"token": "...", "fcm_error": "UNREGISTERED"}`.
+ * Accepted messages: `GET /_control/messages` → `{ total, messages: [{ name, message }] }`,
+ * the messages FCM would deliver — `validate_only` dry runs are answered but not listed.
  *
  * @module
  */
@@ -53,9 +55,22 @@ export function fcmErrorResponse(
 
 const StringMap = z.record(z.string(), z.string());
 const Duration = z.string().regex(/^\d+(\.\d{1,9})?s$/);
+/** FCM keeps messages at most 28 days and refuses a longer `ttl`. */
+const MAX_TTL_SECONDS = 2_419_200;
+const Ttl = Duration.refine((d) => Number(d.slice(0, -1)) <= MAX_TTL_SECONDS, {
+  message: "TTL must be at most 4 weeks",
+});
+/** google.protobuf.Timestamp in JSON: RFC 3339, "Z"-normalized. */
+const Timestamp = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/);
 const Link = z.string();
-const FcmOptions = z.strictObject({
-  analytics_label: z.string().regex(/^[a-zA-Z0-9-_.~%]{1,50}$/).optional(),
+const AnalyticsLabel = z.string().regex(/^[a-zA-Z0-9-_.~%]{1,50}$/);
+const FcmOptions = z.strictObject({ analytics_label: AnalyticsLabel.optional() });
+/** google.type.Color: RGBA components in [0, 1]. */
+const Unit = z.number().min(0).max(1);
+const LightSettings = z.strictObject({
+  color: z.strictObject({ red: Unit, green: Unit, blue: Unit, alpha: Unit }).partial(),
+  light_on_duration: Duration,
+  light_off_duration: Duration,
 });
 
 const AndroidNotification = z.strictObject({
@@ -73,7 +88,7 @@ const AndroidNotification = z.strictObject({
   channel_id: z.string(),
   ticker: z.string(),
   sticky: z.boolean(),
-  event_time: z.string(),
+  event_time: Timestamp,
   local_only: z.boolean(),
   notification_priority: z.enum([
     "PRIORITY_UNSPECIFIED",
@@ -89,7 +104,7 @@ const AndroidNotification = z.strictObject({
   vibrate_timings: z.array(Duration),
   visibility: z.enum(["VISIBILITY_UNSPECIFIED", "PRIVATE", "PUBLIC", "SECRET"]),
   notification_count: z.number().int(),
-  light_settings: z.record(z.string(), z.unknown()),
+  light_settings: LightSettings,
   image: Link,
   bypass_proxy_notification: z.boolean(),
   proxy: z.enum(["PROXY_UNSPECIFIED", "ALLOW", "DENY", "IF_PRIORITY_LOWERED"]),
@@ -105,7 +120,7 @@ const Message = z.strictObject({
   android: z.strictObject({
     collapse_key: z.string(),
     priority: z.enum(["NORMAL", "HIGH"]),
-    ttl: Duration,
+    ttl: Ttl,
     restricted_package_name: z.string(),
     data: StringMap,
     notification: AndroidNotification,
@@ -118,12 +133,12 @@ const Message = z.strictObject({
     headers: StringMap,
     data: StringMap,
     notification: z.record(z.string(), z.unknown()),
-    fcm_options: z.strictObject({ link: z.string().startsWith("https://"), analytics_label: z.string() }).partial(),
+    fcm_options: z.strictObject({ link: z.string().startsWith("https://"), analytics_label: AnalyticsLabel }).partial(),
   }).partial().optional(),
   apns: z.strictObject({
     headers: StringMap,
     payload: z.looseObject({ aps: z.record(z.string(), z.unknown()).optional() }),
-    fcm_options: z.strictObject({ analytics_label: z.string(), image: z.string() }).partial(),
+    fcm_options: z.strictObject({ analytics_label: AnalyticsLabel, image: z.string() }).partial(),
     live_activity_token: z.string(),
   }).partial().optional(),
   fcm_options: FcmOptions.optional(),
@@ -131,19 +146,57 @@ const Message = z.strictObject({
 
 const SendRequest = z.strictObject({ message: Message, validate_only: z.boolean().optional() });
 
-const RESERVED_DATA_KEY = /^(from|notification|message_type)$|^(google|gcm)\./;
+/**
+ * Data keys FCM refuses. The reference names `from`, `message_type`, `google.*`
+ * and `gcm.notification.*`; `gcm.*` is refused as a whole here, the stricter
+ * reading. `notification` is accepted by FCM despite older documentation.
+ */
+const RESERVED_DATA_KEY = /^(from|message_type)$|^(google|gcm)\./;
 
 /** FCM's limit on a message's payload. */
 export const MAX_PAYLOAD_BYTES = 4096;
 
+/**
+ * What the 4096-byte limit counts here: the compact JSON of the content that
+ * reaches the device — `notification`, `data` and each platform block's
+ * notification, data and APNs payload — not the target, headers, TTL, priority
+ * or options, which are transport and never part of the payload.
+ */
+function payloadBytes(message: z.infer<typeof Message>): number {
+  const content = {
+    notification: message.notification,
+    data: message.data,
+    android_notification: message.android?.notification,
+    android_data: message.android?.data,
+    apns_payload: message.apns?.payload,
+    webpush_notification: message.webpush?.notification,
+    webpush_data: message.webpush?.data,
+  };
+  return new TextEncoder().encode(JSON.stringify(content)).length;
+}
+
+/** A message the stand-in accepted for delivery. */
+export interface AcceptedMessage {
+  name: string;
+  message: unknown;
+}
+
+const MAX_ACCEPTED = 10_000;
+
 /** Handles `POST /v1/projects/{id}/messages:send`. */
 export function fcmHandler(options: { tokens: TokenRegistry; control: FakeControl }): FakeHandler {
   const tokenErrors = new Map<string, FcmErrorCode>();
+  let accepted: AcceptedMessage[] = [];
   const previousReset = options.control.onReset;
   options.control.onReset = () => {
     previousReset();
     tokenErrors.clear();
+    accepted = [];
   };
+  options.control.routes.set(
+    "GET /_control/messages",
+    () => Promise.resolve(Response.json({ total: accepted.length, messages: accepted })),
+  );
   options.control.routes.set("POST /_control/tokens", async (request) => {
     const body = await request.json().catch(() => undefined) as {
       token?: unknown;
@@ -225,8 +278,7 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
         });
       }
     }
-    const { token: _t, topic: _p, condition: _c, ...payload } = message;
-    if (new TextEncoder().encode(JSON.stringify(payload)).length > MAX_PAYLOAD_BYTES) {
+    if (payloadBytes(message) > MAX_PAYLOAD_BYTES) {
       return fcmErrorResponse("INVALID_ARGUMENT", {
         message: "Message is too big",
         field: "message",
@@ -234,9 +286,12 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
     }
     const tokenError = message.token ? tokenErrors.get(message.token) : undefined;
     if (tokenError) return fcmErrorResponse(tokenError);
-    const id = parsed.data.validate_only
-      ? "fake_message_id"
-      : `0:${Date.now()}%${(++sequence).toString(16)}`;
-    return Response.json({ name: `projects/${route[1]}/messages/${id}` });
+    if (parsed.data.validate_only) {
+      return Response.json({ name: `projects/${route[1]}/messages/fake_message_id` });
+    }
+    const name = `projects/${route[1]}/messages/0:${Date.now()}%${(++sequence).toString(16)}`;
+    accepted.push({ name, message: json && (json as { message: unknown }).message });
+    if (accepted.length > MAX_ACCEPTED) accepted.splice(0, accepted.length - MAX_ACCEPTED);
+    return Response.json({ name });
   };
 }

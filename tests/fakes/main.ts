@@ -45,9 +45,11 @@ export async function startFakes(options: {
     control: fcmControl,
     handler: fcmHandler({ tokens, control: fcmControl }),
   });
+  const emailControl = new FakeControl();
   const email = serveFake({
     port: options.ports.email,
-    handler: emailHandler({ apiKeys: options.emailApiKeys }),
+    control: emailControl,
+    handler: emailHandler({ apiKeys: options.emailApiKeys, control: emailControl }),
   });
   const webhook = serveFake({ port: options.ports.webhook, handler: webhookReceiverHandler() });
   return {

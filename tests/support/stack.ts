@@ -71,3 +71,50 @@ export async function errorOf(
   if (!(response instanceof Response)) throw error;
   return { status: response.status, body: await response.json() };
 }
+
+/** Runs `work` in a transaction as the service role, as the functions' service paths do. */
+export async function asService<T>(
+  sql: postgres.Sql,
+  work: (tx: postgres.TransactionSql) => Promise<T>,
+): Promise<T> {
+  return await sql.begin(async (tx) => {
+    await tx`select set_config('role', 'service_role', true),
+      set_config('request.jwt.claims', '{"role":"service_role"}', true)`;
+    return await work(tx);
+  }) as T;
+}
+
+/** Enqueues a notification as the service role would (through herald.enqueue); returns its id. */
+export async function enqueue(
+  sql: postgres.Sql,
+  recipients: string[],
+  content: Record<string, unknown>,
+): Promise<string> {
+  return await asService(sql, async (tx) => {
+    const [row] = await tx`select notification_id
+      from herald.enqueue(${recipients}::uuid[], ${tx.json(content as postgres.JSONValue)})`;
+    return row.notification_id as string;
+  });
+}
+
+/** Moves every other test's due deliveries an hour out, so an in-process dispatch round sees only this test's. */
+export async function parkPending(sql: postgres.Sql): Promise<void> {
+  await sql`update herald.deliveries set next_attempt_at = now() + interval '1 hour'
+    where status = 'pending'`;
+}
+
+/** Calls a stand-in's control API (`fake` is a key of `stack.fakes`). */
+export async function fakeControl(
+  fake: keyof typeof stack.fakes,
+  path: string,
+  body?: unknown,
+  // deno-lint-ignore no-explicit-any
+): Promise<any> {
+  const response = await fetch(`${stack.fakes[fake]}/_control/${path}`, {
+    method: body === undefined ? (path === "reset" ? "POST" : "GET") : "POST",
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return text ? JSON.parse(text) : undefined;
+}

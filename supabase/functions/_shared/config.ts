@@ -6,6 +6,8 @@
 import { z } from "zod";
 
 const optionalUrl = z.url().optional();
+const count = (fallback: number, max: number) =>
+  z.coerce.number().int().min(1).max(max).default(fallback);
 
 const ServiceAccount = z.object({
   project_id: z.string().min(1),
@@ -29,6 +31,21 @@ const Env = z.object({
   FCM_API_URL: z.url().default("https://fcm.googleapis.com"),
   UPSTASH_REDIS_REST_URL: optionalUrl,
   UPSTASH_REDIS_REST_TOKEN: z.string().optional(),
+  EMAIL_API_URL: z.url().default("https://api.resend.com"),
+  EMAIL_API_KEY: z.string().min(1).optional(),
+  HERALD_EMAIL_FROM: z.string().min(3).optional(),
+  HERALD_WEBHOOK_ALLOW_HOSTS: z.string().default(""),
+  HERALD_WEBHOOK_TIMEOUT_MS: count(15_000, 60_000),
+  HERALD_DISPATCH_KEY: z.string().min(32).optional(),
+  HERALD_BATCH_SIZE: count(500, 5_000),
+  HERALD_LEASE_MS: count(60_000, 3_600_000),
+  HERALD_CONCURRENCY: count(64, 1_000),
+  HERALD_MAX_ATTEMPTS: count(8, 100),
+  HERALD_BACKOFF_BASE_MS: count(1_000, 3_600_000),
+  HERALD_BACKOFF_CAP_MS: count(3_600_000, 86_400_000),
+  HERALD_BREAKER_THRESHOLD: count(5, 1_000),
+  HERALD_BREAKER_WINDOW_MS: count(60_000, 3_600_000),
+  HERALD_BREAKER_COOLDOWN_MS: count(30_000, 3_600_000),
 });
 
 /** Validated configuration. */
@@ -42,7 +59,20 @@ export interface Config {
   /** Where asymmetric (ES256/RS256) signing keys are published. */
   jwksUrl: string;
   fcm?: { serviceAccount: ServiceAccount; apiUrl: string };
+  /** E-mail over a Resend-compatible API; absent when no key is configured. */
+  email?: { apiUrl: string; apiKey: string; from: string };
+  webhooks: { allowHosts: string[]; timeoutMs: number };
   redis?: { url: string; token: string };
+  /** The secret the dispatch function accepts besides the service-role key. */
+  dispatchKey?: string;
+  dispatch: {
+    batchSize: number;
+    leaseMs: number;
+    concurrency: number;
+    maxAttempts: number;
+    backoff: { baseMs: number; capMs: number };
+  };
+  breaker: { threshold: number; windowMs: number; cooldownMs: number };
 }
 
 /**
@@ -71,9 +101,29 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     fcm: e.FCM_SERVICE_ACCOUNT
       ? { serviceAccount: _serviceAccount(e.FCM_SERVICE_ACCOUNT), apiUrl: e.FCM_API_URL }
       : undefined,
+    email: e.EMAIL_API_KEY && e.HERALD_EMAIL_FROM
+      ? { apiUrl: e.EMAIL_API_URL, apiKey: e.EMAIL_API_KEY, from: e.HERALD_EMAIL_FROM }
+      : undefined,
+    webhooks: {
+      allowHosts: e.HERALD_WEBHOOK_ALLOW_HOSTS.split(",").map((h) => h.trim()).filter(Boolean),
+      timeoutMs: e.HERALD_WEBHOOK_TIMEOUT_MS,
+    },
     redis: e.UPSTASH_REDIS_REST_URL && e.UPSTASH_REDIS_REST_TOKEN
       ? { url: e.UPSTASH_REDIS_REST_URL, token: e.UPSTASH_REDIS_REST_TOKEN }
       : undefined,
+    dispatchKey: e.HERALD_DISPATCH_KEY,
+    dispatch: {
+      batchSize: e.HERALD_BATCH_SIZE,
+      leaseMs: e.HERALD_LEASE_MS,
+      concurrency: e.HERALD_CONCURRENCY,
+      maxAttempts: e.HERALD_MAX_ATTEMPTS,
+      backoff: { baseMs: e.HERALD_BACKOFF_BASE_MS, capMs: e.HERALD_BACKOFF_CAP_MS },
+    },
+    breaker: {
+      threshold: e.HERALD_BREAKER_THRESHOLD,
+      windowMs: e.HERALD_BREAKER_WINDOW_MS,
+      cooldownMs: e.HERALD_BREAKER_COOLDOWN_MS,
+    },
   };
 }
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { Problem } from "../http/problem.ts";
+import { constantTimeEqual } from "./constant_time.ts";
 import { type Claims, InvalidToken, type JwtVerifier } from "./jwt.ts";
 
 /** The authenticated party of a request. */
@@ -24,7 +25,6 @@ export interface CallerResolverOptions {
  * @throws {Problem} 401 when the token is missing or invalid; 403 for the anon key
  */
 export function createCallerResolver(options: CallerResolverOptions) {
-  const serviceKey = new TextEncoder().encode(options.serviceRoleKey);
   return async (headers: Headers): Promise<Caller> => {
     const match = headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i);
     if (!match) {
@@ -36,7 +36,7 @@ export function createCallerResolver(options: CallerResolverOptions) {
       claims = await options.verify(token);
     } catch (error) {
       if (!(error instanceof InvalidToken)) throw error;
-      if (_equal(new TextEncoder().encode(token), serviceKey)) {
+      if (constantTimeEqual(token, options.serviceRoleKey)) {
         return { kind: "service", claims: { role: "service_role" } };
       }
       throw new Problem(401, "invalid-token", `The access token was refused: ${error.message}.`);
@@ -51,11 +51,4 @@ export function createCallerResolver(options: CallerResolverOptions) {
       "This endpoint needs a signed-in user's token or the service-role key, not the anon key.",
     );
   };
-}
-
-/** Constant-time comparison of two byte strings. */
-function _equal(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
-  return diff === 0;
 }

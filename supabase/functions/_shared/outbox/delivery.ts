@@ -4,6 +4,17 @@
  * @module
  */
 
+/** Per-channel additions to a notification. FCM blocks are `AndroidConfig`, `ApnsConfig`, `WebpushConfig` subsets. */
+export interface Overrides {
+  android?: Record<string, unknown>;
+  apns?: Record<string, unknown>;
+  webpush?: Record<string, unknown>;
+  /** `fcm_options.analytics_label` of the FCM message. */
+  analytics_label?: string;
+  /** E-mail: subject (default: the title) and HTML body (the body is the text part). */
+  email?: { subject?: string; html?: string };
+}
+
 /** The notification content a delivery carries. */
 export interface NotificationContent {
   id: string;
@@ -11,25 +22,32 @@ export interface NotificationContent {
   body: string | null;
   image: string | null;
   data: Record<string, string>;
+  category: string | null;
   priority: "normal" | "high";
-  overrides: {
-    android?: Record<string, unknown>;
-    apns?: Record<string, unknown>;
-    webpush?: Record<string, unknown>;
-  };
+  overrides: Overrides;
   expiresAt: Date | null;
+  createdAt: Date;
+  /** The correlation id of the request that asked for it. */
+  requestId: string | null;
 }
+
+/** A channel Herald delivers on. */
+export type Channel = "push" | "email" | "webhook";
 
 /** A claimed delivery; `lease` fences the write-back against a later claimant. */
 export interface ClaimedDelivery {
   id: string;
   /** Attempts including this one. */
   attempt: number;
-  channel: "push" | "email" | "webhook";
+  channel: Channel;
+  /** FCM token, e-mail address or webhook URL. */
   target: string;
   platform: "ios" | "android" | "web" | null;
-  /** The device token was disabled after this delivery was enqueued. */
+  recipientId: string | null;
+  /** The device token or webhook endpoint was disabled after this delivery was enqueued. */
   targetDisabled: boolean;
+  /** Webhook deliveries: signing secrets (`whsec_…`), newest first; two during a rotation. */
+  secrets: string[];
   /** Opaque: the exact `locked_until` this claim set (text keeps its microseconds). */
   lease: string;
   notification: NotificationContent;

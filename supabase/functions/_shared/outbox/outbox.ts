@@ -34,18 +34,32 @@ export async function claimDue(sql: Sql, options: ClaimOptions): Promise<Claimed
         updated_at = now()
     from due, herald.notifications n
     where d.id = due.id and n.id = d.notification_id
-    returning d.id, d.attempts, d.channel, d.target, d.platform, d.locked_until::text as lease,
-      coalesce((select t.disabled_at is not null from herald.device_tokens t
-                where t.id = d.device_token_id), false) as target_disabled,
-      n.id as notification_id, n.title, n.body, n.image, n.data, n.priority, n.overrides,
-      n.expires_at`;
+    returning d.id, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
+      d.locked_until::text as lease,
+      case d.channel
+        when 'push' then coalesce((select t.disabled_at is not null from herald.device_tokens t
+                                   where t.id = d.device_token_id), false)
+        when 'webhook' then coalesce((select e.disabled_at is not null
+                                      from herald.webhook_endpoints e
+                                      where e.id = d.webhook_endpoint_id), true)
+        else false
+      end as target_disabled,
+      case when d.channel = 'webhook' then
+        (select array_remove(array[e.secret, case when e.previous_secret_expires_at > now()
+                                                  then e.previous_secret end], null)
+         from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
+      end as secrets,
+      n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
+      n.overrides, n.expires_at, n.created_at, n.request_id`;
   return rows.map((r) => ({
     id: r.id,
     attempt: r.attempts,
     channel: r.channel,
     target: r.target,
     platform: r.platform,
+    recipientId: r.recipient_id,
     targetDisabled: r.target_disabled,
+    secrets: r.secrets ?? [],
     lease: r.lease,
     notification: {
       id: r.notification_id,
@@ -53,9 +67,12 @@ export async function claimDue(sql: Sql, options: ClaimOptions): Promise<Claimed
       body: r.body,
       image: r.image,
       data: r.data,
+      category: r.category,
       priority: r.priority,
       overrides: r.overrides,
       expiresAt: r.expires_at,
+      createdAt: r.created_at,
+      requestId: r.request_id,
     },
   }));
 }
@@ -65,23 +82,26 @@ export interface DeliveryResult {
   id: string;
   lease: string;
   attempt: number;
-  /** The delivery's new status; `pending` means "retry at nextAttemptAt". */
+  /** The delivery's new status; `pending` means "try again at nextAttemptAt". */
   status: "pending" | "sent" | "failed" | "expired" | "dead";
-  /** How the attempt log describes this attempt. */
-  outcome: "sent" | "retry" | "failed" | "expired" | "dead";
+  /**
+   * How the attempt log describes this attempt. `deferred` means it was never
+   * made (an open circuit breaker): the attempt is given back and not logged.
+   */
+  outcome: "sent" | "retry" | "failed" | "expired" | "dead" | "deferred";
   nextAttemptAt?: Date;
   providerMessageId?: string;
   error?: string;
   statusCode?: number;
   errorCode?: string;
   latencyMs?: number;
-  /** Disable the delivery's device token (it is dead at the provider). */
+  /** Disable the delivery's device token or webhook endpoint (it is dead at the provider). */
   disableTarget?: boolean;
 }
 
 /**
  * Writes a batch of results in one statement: delivery rows, attempt log and
- * token hygiene. A row whose lease was taken over by another dispatcher, or
+ * target hygiene (dead tokens and gone webhook endpoints are disabled). A row whose lease was taken over by another dispatcher, or
  * that was cancelled meanwhile, is left alone.
  *
  * @returns how many deliveries were updated
@@ -111,6 +131,7 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
     ), updated as (
       update herald.deliveries d
       set status = r.status,
+          attempts = d.attempts - (r.outcome = 'deferred')::integer,
           next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
           locked_until = null,
           last_error = coalesce(r.error, d.last_error),
@@ -119,17 +140,23 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
           updated_at = now()
       from r
       where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
-      returning d.id, d.device_token_id, r.attempt, r.outcome, r.status_code, r.error_code,
+      returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt, r.outcome, r.status_code, r.error_code,
         r.error, r.latency_ms, r.disable_target
     ), logged as (
       insert into herald.delivery_attempts
         (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms)
       select id, attempt, outcome, status_code, error_code, error, latency_ms from updated
-    ), disabled as (
+      where outcome <> 'deferred'
+    ), disabled_tokens as (
       update herald.device_tokens t
       set disabled_at = now(), disabled_reason = u.error_code
       from updated u
       where u.disable_target and t.id = u.device_token_id and t.disabled_at is null
+    ), disabled_endpoints as (
+      update herald.webhook_endpoints e
+      set disabled_at = now(), disabled_reason = u.error_code
+      from updated u
+      where u.disable_target and e.id = u.webhook_endpoint_id and e.disabled_at is null
     )
     select count(*)::integer as recorded from updated`;
   return recorded;

@@ -1,14 +1,12 @@
 /**
- * FCM HTTP v1: one `messages:send` per delivery, and the table that maps
- * FCM's answers to {@linkcode SendOutcome}s.
+ * FCM HTTP v1: one `messages:send` per delivery, the table that maps FCM's
+ * answers to {@linkcode SendOutcome}s, and token validation by dry run.
  *
  * @module
  */
+import type { FcmMessage } from "./fcm_message.ts";
 import type { AccessTokenSource } from "./google_access_token.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
-
-/** An FCM v1 `Message` (the subset Herald builds; see fcm_message.ts). */
-export type FcmMessage = Record<string, unknown>;
 
 /** FCM's `QUOTA_EXCEEDED` means "back off for at least a minute". */
 export const QUOTA_WAIT_MS = 60_000;
@@ -124,7 +122,11 @@ export interface FcmSenderOptions {
   timeoutMs?: number;
 }
 
-/** Sends one message; never throws for provider or network trouble. */
+/**
+ * Sends one message; never throws for provider or network trouble. With
+ * `validateOnly` FCM checks the message and its token (`validate_only: true`)
+ * and answers as for a send, without delivering anything.
+ */
 export type FcmSender = (
   message: FcmMessage,
   options?: { validateOnly?: boolean },
@@ -186,4 +188,35 @@ export function createFcmSender(options: FcmSenderOptions): FcmSender {
     if (response.status === 401 && outcome.kind === "retry") options.tokens.invalidate();
     return outcome;
   };
+}
+
+/** What a dry run says about a device token. */
+export type TokenCheck =
+  | { kind: "valid" }
+  /** FCM refused the token: unregistered, another sender's, or malformed. */
+  | { kind: "invalid"; code: string; reason: string }
+  /** FCM could not tell (network, quota, credentials); `outcome` says why. */
+  | { kind: "unknown"; outcome: SendOutcome };
+
+/**
+ * Asks FCM whether `token` can receive messages, without delivering one: a
+ * `validate_only` send of a message that carries nothing but the token.
+ * Because the message has no other field, an `INVALID_ARGUMENT` answer can only
+ * be about the token. Use it when a device registers or to sweep stale tokens.
+ *
+ * @example
+ * ```ts
+ * const check = await validateToken(send, token);
+ * if (check.kind === "invalid") await disableToken(token, check.code);
+ * ```
+ */
+export async function validateToken(sender: FcmSender, token: string): Promise<TokenCheck> {
+  const outcome = await sender({ token }, { validateOnly: true });
+  if (outcome.kind === "sent") return { kind: "valid" };
+  if (
+    outcome.kind === "permanent" && (outcome.disableTarget || outcome.code === "INVALID_ARGUMENT")
+  ) {
+    return { kind: "invalid", code: outcome.code ?? "INVALID_ARGUMENT", reason: outcome.reason };
+  }
+  return { kind: "unknown", outcome };
 }

@@ -1,20 +1,112 @@
 /**
- * Turns a claimed push delivery into an FCM v1 `Message`.
+ * Turns a claimed push delivery into an FCM HTTP v1 `Message`, or says why it
+ * cannot be sent at all (reserved data keys, invalid overrides, too large).
  *
  * @module
  */
+import { z } from "zod";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
-import type { FcmMessage } from "./fcm.ts";
+import { FcmOverrides, MAX_TTL_SECONDS } from "./fcm_overrides.ts";
 
 /**
- * Builds the message for one device: notification, data, and the block for
- * the device's platform carrying priority and the remaining time to live.
+ * An FCM HTTP v1 `Message` addressed to one device: the subset of the
+ * `projects.messages` resource Herald sends (built by {@linkcode buildFcmMessage}).
  */
-export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMessage {
+export interface FcmMessage {
+  token: string;
+  notification?: { title?: string; body?: string; image?: string };
+  /** Values must be strings; reserved keys are refused before sending. */
+  data?: Record<string, string>;
+  android?: {
+    priority?: "NORMAL" | "HIGH";
+    /** A Duration: seconds with an `s`, e.g. `"3600s"`. */
+    ttl?: string;
+    collapse_key?: string;
+    notification?: {
+      channel_id?: string;
+      tag?: string;
+      sound?: string;
+      click_action?: string;
+      icon?: string;
+      color?: string;
+    };
+  };
+  apns?: {
+    /** APNs request headers (`apns-priority`, `apns-expiration`, …). */
+    headers?: Record<string, string>;
+    /** The APNs payload: the `aps` dictionary and custom keys. */
+    payload?: Record<string, unknown>;
+  };
+  webpush?: {
+    /** RFC 8030 headers (`TTL`, `Urgency`, …). */
+    headers?: Record<string, string>;
+    fcm_options?: { link?: string };
+  };
+  fcm_options?: { analytics_label?: string };
+}
+
+/** FCM's limit on a message's payload. */
+export const MAX_PAYLOAD_BYTES = 4096;
+
+/**
+ * Data keys FCM reserves (`from`, `message_type`, `google.*`, `gcm.*`) and the
+ * ones Herald refuses besides (`notification`, `collapse_key`); the same rule
+ * as the notify API's `DataPayload`, checked again for rows enqueued from SQL.
+ */
+const RESERVED_DATA_KEY = /^(from|notification|message_type|collapse_key)$|^(google|gcm)\./;
+
+/** Why a delivery cannot become an FCM message; sending it would fail the same way every time. */
+export type FcmMessageProblem = "PAYLOAD_TOO_LARGE" | "INVALID_DATA";
+
+/** The message to send, or the permanent reason there is none. */
+export type FcmMessageResult =
+  | { ok: true; message: FcmMessage; payloadBytes: number }
+  | { ok: false; code: FcmMessageProblem; reason: string };
+
+/**
+ * Builds the message for one device: the notification, the data, and the
+ * block for the device's platform. Herald's defaults come from the
+ * notification — priority, the time it has left to live (as Android `ttl`,
+ * web `TTL`, and `apns-expiration`), web `Urgency` — and the caller's
+ * overrides win field by field, headers merged header by header.
+ *
+ * An iOS message with nothing to show (no title, body, image or `aps.alert`)
+ * defaults to `apns-priority: 5`, because APNs refuses priority 10 for
+ * background pushes and FCM for data-only ones.
+ *
+ * @param now the time the remaining TTL is measured from (ms since the epoch)
+ * @returns `ok: false` for content FCM would refuse; nothing about it changes on retry
+ *
+ * @example
+ * ```ts
+ * const built = buildFcmMessage(delivery, Date.now());
+ * if (built.ok) await send(built.message);
+ * ```
+ */
+export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMessageResult {
   const n = delivery.notification;
+  const { android, apns, webpush, analytics_label } = n.overrides;
+  const parsed = FcmOverrides.safeParse(_defined({ android, apns, webpush, analytics_label }));
+  if (!parsed.success) {
+    return {
+      ok: false,
+      code: "INVALID_DATA",
+      reason: `overrides are invalid: ${z.prettifyError(parsed.error).replaceAll("\n", " ")}`,
+    };
+  }
+  const overrides = parsed.data;
+  for (const [key, value] of Object.entries(n.data)) {
+    if (RESERVED_DATA_KEY.test(key)) {
+      return { ok: false, code: "INVALID_DATA", reason: `data key '${key}' is reserved by FCM` };
+    }
+    if (typeof value !== "string") {
+      return { ok: false, code: "INVALID_DATA", reason: `data '${key}' must be a string` };
+    }
+  }
+
   const high = n.priority === "high";
-  const ttlSeconds = n.expiresAt
-    ? Math.max(0, Math.floor((n.expiresAt.getTime() - now) / 1000))
+  const remaining = n.expiresAt
+    ? Math.min(MAX_TTL_SECONDS, Math.max(0, Math.floor((n.expiresAt.getTime() - now) / 1000)))
     : undefined;
   const message: FcmMessage = { token: delivery.target };
   const notification = _defined({
@@ -24,42 +116,85 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
   });
   if (Object.keys(notification).length) message.notification = notification;
   if (Object.keys(n.data).length) message.data = n.data;
+
   switch (delivery.platform) {
-    case "android":
+    case "android": {
+      const o = overrides.android ?? {};
+      const ttl = o.ttl ?? remaining;
       message.android = _defined({
-        priority: high ? "HIGH" : "NORMAL",
-        ttl: ttlSeconds === undefined ? undefined : `${ttlSeconds}s`,
-        ...n.overrides.android,
+        priority: (o.priority ?? n.priority) === "high" ? "HIGH" : "NORMAL",
+        ttl: typeof ttl === "number" ? `${ttl}s` : ttl,
+        collapse_key: o.collapse_key,
+        notification: o.notification,
       });
       break;
-    case "ios":
-      message.apns = {
-        ...n.overrides.apns,
-        headers: _defined({
-          "apns-priority": high ? "10" : "5",
-          "apns-expiration": n.expiresAt
-            ? String(Math.floor(n.expiresAt.getTime() / 1000))
-            : undefined,
-          ...(n.overrides.apns?.headers as Record<string, string> | undefined),
-        }),
-      };
+    }
+    case "ios": {
+      const o = overrides.apns ?? {};
+      const visible = message.notification !== undefined || o.payload?.aps?.alert !== undefined;
+      message.apns = _defined({
+        headers: {
+          "apns-priority": high && visible ? "10" : "5",
+          ..._defined({
+            "apns-expiration": n.expiresAt
+              ? String(Math.floor(n.expiresAt.getTime() / 1000))
+              : undefined,
+          }),
+          ...o.headers,
+        },
+        payload: o.payload,
+      });
       break;
-    case "web":
-      message.webpush = {
-        ...n.overrides.webpush,
+    }
+    case "web": {
+      const o = overrides.webpush ?? {};
+      const ttl = o.headers?.TTL ?? remaining;
+      message.webpush = _defined({
         headers: _defined({
-          Urgency: high ? "high" : "normal",
-          TTL: ttlSeconds === undefined ? undefined : String(ttlSeconds),
-          ...(n.overrides.webpush?.headers as Record<string, string> | undefined),
+          Urgency: o.headers?.Urgency ?? (high ? "high" : "normal"),
+          TTL: ttl === undefined ? undefined : String(ttl),
         }),
-      };
+        fcm_options: o.fcm_options,
+      });
       break;
+    }
   }
-  return message;
+  if (overrides.analytics_label) {
+    message.fcm_options = { analytics_label: overrides.analytics_label };
+  }
+
+  const payloadBytes = fcmPayloadBytes(message);
+  if (payloadBytes > MAX_PAYLOAD_BYTES) {
+    return {
+      ok: false,
+      code: "PAYLOAD_TOO_LARGE",
+      reason: `the payload is ${payloadBytes} bytes; FCM allows ${MAX_PAYLOAD_BYTES}`,
+    };
+  }
+  return { ok: true, message, payloadBytes };
 }
 
-function _defined<T extends Record<string, unknown>>(record: T): Partial<T> {
-  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as Partial<
-    T
-  >;
+/**
+ * The size FCM's 4096-byte limit applies to, as Herald measures it: the UTF-8
+ * length of the compact JSON of what reaches the device — `notification`,
+ * `data`, and the platform block's content (`android.notification`,
+ * `apns.payload`). Transport options (token, headers, TTL, priority, collapse
+ * key, `fcm_options`) are not payload and are not counted. FCM does not
+ * publish its exact accounting; the JSON punctuation and key names counted
+ * here make this a slight over-estimate, so a message Herald passes fits.
+ */
+export function fcmPayloadBytes(message: FcmMessage): number {
+  const payload = {
+    notification: message.notification,
+    data: message.data,
+    android: message.android?.notification,
+    apns: message.apns?.payload,
+  };
+  return new TextEncoder().encode(JSON.stringify(payload)).length;
+}
+
+function _defined<T extends Record<string, unknown>>(record: T): { [K in keyof T]?: T[K] } {
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: T[K];
+  };
 }

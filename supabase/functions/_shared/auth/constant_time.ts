@@ -1,0 +1,16 @@
+/**
+ * Comparison of secrets whose time does not depend on where they differ.
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+
+/** Whether `a` and `b` are equal, compared in constant time for a given length. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,104 @@
+/**
+ * The dispatch function: one bounded dispatch round per call (pg_cron calls
+ * it through pg_net every few seconds), and the dead-letter queue. Only
+ * services call it: the dispatch key or the service-role key.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { constantTimeEqual } from "../_shared/auth/constant_time.ts";
+import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
+import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
+import { Problem } from "../_shared/http/problem.ts";
+import type { Logger } from "../_shared/log.ts";
+
+/** What the dispatch app needs. */
+export interface DispatchAppDeps {
+  dispatcher: DispatcherDeps;
+  /** Secrets accepted as `Authorization: Bearer <key>`. */
+  keys: string[];
+  log: Logger;
+}
+
+const DeadLetterQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  /** Only dead letters that died before this instant (the previous page's last `died_at`). */
+  before: z.iso.datetime({ offset: true }).optional(),
+  notification_id: z.uuid().optional(),
+});
+
+const ReplayRequest = z.strictObject({
+  delivery_ids: z.array(z.uuid()).min(1).max(10_000).optional(),
+  notification_id: z.uuid().optional(),
+  /** Replaying every dead letter at once must be asked for explicitly. */
+  all: z.literal(true).optional(),
+}).refine((r) => r.delivery_ids || r.notification_id || r.all, {
+  message: "name delivery_ids, a notification_id, or all: true",
+  path: ["delivery_ids"],
+});
+
+/**
+ * Builds the dispatch app.
+ *
+ * @example
+ * ```ts
+ * const app = createApp({ dispatcher: createDispatcherDeps(config, sql, log), keys, log });
+ * Deno.serve(app.fetch);
+ * ```
+ */
+export function createApp(deps: DispatchAppDeps) {
+  const app = createHttpApp("dispatch", deps.log);
+  const { sql } = deps.dispatcher;
+
+  app.use(async (c, next) => {
+    const presented = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    if (!presented) {
+      throw new Problem(401, "unauthenticated", "Send 'Authorization: Bearer <dispatch key>'.");
+    }
+    // Every key is compared, so the time taken does not tell which one nearly matched.
+    const matches = deps.keys.map((key) => constantTimeEqual(presented, key));
+    if (!matches.includes(true)) {
+      throw new Problem(403, "forbidden", "This key may not dispatch.");
+    }
+    await next();
+  });
+
+  app.post("/", async (c) => {
+    const started = performance.now();
+    const report = await dispatchBatch(deps.dispatcher);
+    const result = {
+      ...report,
+      breaker_degraded: deps.dispatcher.breaker.degraded,
+      ms: Math.round(performance.now() - started),
+    };
+    if (report.claimed > 0) {
+      deps.log("info", "dispatch round", { request_id: c.get("requestId"), ...result });
+    }
+    return c.json(result);
+  });
+
+  app.get("/dead-letters", async (c) => {
+    const query = validate(DeadLetterQuery, c.req.query());
+    const rows = await sql`
+      select id, notification_id, recipient_id, channel, target, attempts, last_error,
+        created_at, died_at
+      from herald.dead_letters
+      where (${query.before ?? null}::timestamptz is null or died_at < ${query.before ?? null})
+        and (${query.notification_id ?? null}::uuid is null
+             or notification_id = ${query.notification_id ?? null})
+      order by died_at desc
+      limit ${query.limit}`;
+    return c.json({ dead_letters: rows, next_before: rows.at(-1)?.died_at ?? null });
+  });
+
+  app.post("/dead-letters/replay", async (c) => {
+    const input = await readJson(c.req.raw, ReplayRequest);
+    const [{ replayed }] = await sql`
+      select herald.replay_dead_letters(${input.delivery_ids ?? null}, ${
+      input.notification_id ?? null
+    }) as replayed`;
+    return c.json({ replayed });
+  });
+
+  return app;
+}

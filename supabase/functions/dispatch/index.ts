@@ -1,0 +1,19 @@
+import { loadConfig } from "../_shared/config.ts";
+import { createSql } from "../_shared/db/sessions.ts";
+import { createDispatcherDeps } from "../_shared/dispatch/dispatcher_deps.ts";
+import { consoleLogger } from "../_shared/log.ts";
+import { createApp } from "./app.ts";
+
+const config = loadConfig(Deno.env.toObject());
+const sql = createSql({
+  url: config.dbUrl,
+  max: config.dbPoolSize,
+  applicationName: "herald-dispatch",
+});
+const app = createApp({
+  dispatcher: createDispatcherDeps(config, sql, consoleLogger),
+  keys: [config.serviceRoleKey, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  log: consoleLogger,
+});
+
+Deno.serve(app.fetch);

@@ -1,0 +1,170 @@
+/**
+ * The circuit breaker against the real Redis (through the Upstash-compatible
+ * bridge, with the production client), with time injected so no test waits.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { Redis as IORedis } from "ioredis";
+import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
+import { SCRIPTS } from "../supabase/functions/_shared/redis/scripts.ts";
+import {
+  type BreakerOptions,
+  createBreaker,
+} from "../supabase/functions/_shared/resilience/breaker.ts";
+import { stack } from "./support/stack.ts";
+
+const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
+
+/** A breaker on its own target with a settable clock. */
+function breakerAt(start: number, options: BreakerOptions = {}) {
+  const clock = { now: start };
+  const changes: string[] = [];
+  const breaker = createBreaker({
+    redis,
+    threshold: 5,
+    windowMs: 60_000,
+    cooldownMs: 30_000,
+    probeLeaseMs: 10_000,
+    now: () => clock.now,
+    onStateChange: (_target, state) => changes.push(state),
+    ...options,
+  });
+  return { breaker, clock, changes, target: `test:${crypto.randomUUID()}` };
+}
+
+const failures = (n: number) => ({ failures: n, successes: 0, probe: false });
+
+Deno.test("Lua scripts: the pinned SHA1 is the hash of the text, and Redis agrees", async () => {
+  const direct = new IORedis({ port: stack.ports.redis, lazyConnect: true });
+  try {
+    for (const script of SCRIPTS) {
+      assert.equal(
+        createHash("sha1").update(script.source).digest("hex"),
+        script.sha1,
+        script.name,
+      );
+      assert.equal(await direct.script("LOAD", script.source), script.sha1, script.name);
+    }
+  } finally {
+    direct.disconnect();
+  }
+});
+
+Deno.test("breaker: loads its scripts on a Redis that has never seen them (NOSCRIPT → EVAL)", async () => {
+  const direct = new IORedis({ port: stack.ports.redis, lazyConnect: true });
+  try {
+    await direct.script("FLUSH");
+    const { breaker, target } = breakerAt(1_000_000);
+    assert.deepEqual(await breaker.admit(target), { state: "closed" });
+    assert.equal(breaker.degraded, false);
+  } finally {
+    direct.disconnect();
+  }
+});
+
+Deno.test("breaker: five failures within the window open it until the cool-down ends", async () => {
+  const { breaker, clock, target, changes } = breakerAt(1_000_000);
+  assert.deepEqual(await breaker.record(target, failures(2)), { state: "closed" });
+  clock.now += 10_000;
+  assert.deepEqual(await breaker.record(target, failures(2)), { state: "closed" });
+  assert.deepEqual(await breaker.admit(target), { state: "closed" });
+  clock.now += 10_000;
+  assert.deepEqual(await breaker.record(target, failures(1)), {
+    state: "open",
+    retryAt: clock.now + 30_000,
+    opened: true,
+  });
+  assert.deepEqual(changes, ["open"]);
+  clock.now += 29_999;
+  assert.deepEqual(await breaker.admit(target), { state: "open", retryAt: clock.now + 1 });
+});
+
+Deno.test("breaker: failures older than the window do not count", async () => {
+  const { breaker, clock, target } = breakerAt(2_000_000);
+  await breaker.record(target, failures(4));
+  clock.now += 60_001;
+  assert.deepEqual(await breaker.record(target, failures(4)), { state: "closed" });
+  assert.deepEqual(await breaker.admit(target), { state: "closed" });
+});
+
+Deno.test("breaker: after the cool-down exactly one of many concurrent callers wins the probe", async () => {
+  const { breaker, clock, target } = breakerAt(3_000_000);
+  await breaker.record(target, failures(5));
+  clock.now += 30_000;
+  // Twenty callers, as if from twenty isolates: each its own breaker on the same Redis.
+  const others = Array.from(
+    { length: 19 },
+    () => createBreaker({ redis, cooldownMs: 30_000, probeLeaseMs: 10_000, now: () => clock.now }),
+  );
+  const admissions = await Promise.all([breaker, ...others].map((b) => b.admit(target)));
+  const probes = admissions.filter((a) => a.state === "probe");
+  assert.equal(probes.length, 1);
+  for (const a of admissions.filter((a) => a.state !== "probe")) {
+    assert.deepEqual(a, { state: "open", retryAt: clock.now + 1_000 }, "the rest look again soon");
+  }
+});
+
+Deno.test("breaker: a successful probe closes it; a failed probe re-opens it for a full cool-down", async () => {
+  const { breaker, clock, target, changes } = breakerAt(4_000_000);
+  await breaker.record(target, failures(5));
+  clock.now += 30_000;
+  assert.deepEqual(await breaker.admit(target), { state: "probe" });
+  assert.deepEqual(await breaker.record(target, { failures: 1, successes: 0, probe: true }), {
+    state: "open",
+    retryAt: clock.now + 30_000,
+    opened: true,
+  });
+  assert.deepEqual(await breaker.admit(target), { state: "open", retryAt: clock.now + 30_000 });
+  clock.now += 30_000;
+  assert.deepEqual(await breaker.admit(target), { state: "probe" });
+  assert.deepEqual(await breaker.record(target, { failures: 0, successes: 1, probe: true }), {
+    state: "closed",
+  });
+  assert.deepEqual(await breaker.admit(target), { state: "closed" });
+  assert.deepEqual(changes, ["open", "open", "closed"]);
+  // Closing forgets old failures: one more failure does not re-open it.
+  assert.deepEqual(await breaker.record(target, failures(1)), { state: "closed" });
+});
+
+Deno.test("breaker: a probe that never reports is given up after its lease", async () => {
+  const { breaker, clock, target } = breakerAt(5_000_000);
+  await breaker.record(target, failures(5));
+  clock.now += 30_000;
+  assert.equal((await breaker.admit(target)).state, "probe");
+  clock.now += 10_000;
+  assert.equal(
+    (await breaker.admit(target)).state,
+    "probe",
+    "the lease ran out: another may probe",
+  );
+});
+
+Deno.test("breaker: with Redis unreachable a per-process breaker takes over, and says so", async () => {
+  const errors: (Error | undefined)[] = [];
+  const clock = { now: 6_000_000 };
+  const breaker = createBreaker({
+    redis: createRedis({ url: "http://127.0.0.1:9", token: "x", timeoutMs: 500 }),
+    now: () => clock.now,
+    onDegraded: (error) => errors.push(error),
+  });
+  const target = "test:unreachable";
+  assert.deepEqual(await breaker.admit(target), { state: "closed" });
+  assert.equal(breaker.degraded, true);
+  assert.equal(errors.length, 1, "reported once, not per call");
+  assert.ok(errors[0] instanceof Error);
+  assert.equal((await breaker.record(target, failures(5))).state, "open");
+  assert.deepEqual(await breaker.admit(target), { state: "open", retryAt: clock.now + 30_000 });
+  clock.now += 30_000;
+  assert.deepEqual(await breaker.admit(target), { state: "probe" });
+  assert.deepEqual(await breaker.record(target, { failures: 0, successes: 1, probe: true }), {
+    state: "closed",
+  });
+  assert.equal(errors.length, 1);
+});
+
+Deno.test("createBreaker(): refuses a threshold that is not a positive integer", () => {
+  assert.throws(
+    () => createBreaker({ threshold: 0 }),
+    new RangeError("Cannot create breaker: 'threshold' must be a positive integer, got 0"),
+  );
+});

@@ -1,0 +1,38 @@
+/**
+ * An in-process dispatcher wired exactly as production wires it (same
+ * configuration, same providers, the stand-ins as peers), with a breaker of
+ * its own so tests do not share breaker state.
+ *
+ * @module
+ */
+import { functionEnvironment } from "../../scripts/stack/stack.ts";
+import { loadConfig } from "../../supabase/functions/_shared/config.ts";
+import { createSql, type Sql } from "../../supabase/functions/_shared/db/sessions.ts";
+import type { DispatcherDeps } from "../../supabase/functions/_shared/dispatch/dispatcher.ts";
+import { createDispatcherDeps } from "../../supabase/functions/_shared/dispatch/dispatcher_deps.ts";
+import { createRedis } from "../../supabase/functions/_shared/redis/client.ts";
+import {
+  type BreakerOptions,
+  createBreaker,
+} from "../../supabase/functions/_shared/resilience/breaker.ts";
+import { stack } from "./stack.ts";
+
+/** A dispatcher's dependencies plus its SQL client to close. */
+export async function testDispatcher(
+  overrides: Partial<DispatcherDeps> = {},
+  breaker: BreakerOptions = {},
+): Promise<DispatcherDeps & { close(): Promise<void> }> {
+  const config = loadConfig(await functionEnvironment(stack, true));
+  const sql: Sql = createSql({ url: stack.dbUrl, max: 4, applicationName: "herald-test" });
+  const deps = createDispatcherDeps(config, sql, () => {});
+  return {
+    ...deps,
+    breaker: createBreaker({
+      redis: createRedis(config.redis!),
+      prefix: `herald:test:${crypto.randomUUID()}:`,
+      ...breaker,
+    }),
+    ...overrides,
+    close: () => sql.end(),
+  };
+}
