@@ -12,7 +12,11 @@ import { runWorker } from "../supabase/functions/_shared/dispatch/worker.ts";
 import { consoleLogger } from "../supabase/functions/_shared/log.ts";
 
 const config = loadConfig(Deno.env.toObject());
-const sql = createSql({ url: config.dbUrl, max: 4, applicationName: "herald-dispatcher" });
+const sql = createSql({
+  url: config.dbUrl,
+  max: 2 * config.dispatch.rounds + 2,
+  applicationName: "herald-dispatcher",
+});
 const deps = createDispatcherDeps(config, sql, consoleLogger);
 
 const stop = new AbortController();
@@ -20,6 +24,11 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   Deno.addSignalListener(signal, () => stop.abort());
 }
 consoleLogger("info", "dispatcher started");
-await runWorker({ ...deps, log: consoleLogger, signal: stop.signal });
+await runWorker({
+  ...deps,
+  rounds: config.dispatch.rounds,
+  log: consoleLogger,
+  signal: stop.signal,
+});
 await sql.end({ timeout: 5 });
 consoleLogger("info", "dispatcher stopped");

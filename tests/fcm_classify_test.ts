@@ -107,3 +107,14 @@ Deno.test("retryAfterMs() reads delta-seconds and HTTP-dates, and ignores garbag
   assert.equal(retryAfterMs("soon", NOW), undefined);
   assert.equal(retryAfterMs(null, NOW), undefined);
 });
+
+Deno.test("classifyFcm() treats an error code named like an Object member as unknown, not a crash", () => {
+  const outcome = classifyFcm(
+    400,
+    fcmError(400, "INVALID_ARGUMENT", "constructor"),
+    new Headers(),
+    NOW,
+  );
+  assert.equal(outcome.kind, "permanent");
+  assert.equal(outcome.kind === "permanent" && outcome.code, "INVALID_ARGUMENT");
+});

@@ -40,6 +40,7 @@ const Env = z.object({
   HERALD_BATCH_SIZE: count(500, 5_000),
   HERALD_LEASE_MS: count(60_000, 3_600_000),
   HERALD_CONCURRENCY: count(64, 1_000),
+  HERALD_WORKER_ROUNDS: count(2, 16),
   HERALD_MAX_ATTEMPTS: count(8, 100),
   HERALD_BACKOFF_BASE_MS: count(1_000, 3_600_000),
   HERALD_BACKOFF_CAP_MS: count(3_600_000, 86_400_000),
@@ -69,6 +70,8 @@ export interface Config {
     batchSize: number;
     leaseMs: number;
     concurrency: number;
+    /** Rounds the long-running worker keeps in flight. */
+    rounds: number;
     maxAttempts: number;
     backoff: { baseMs: number; capMs: number };
   };
@@ -116,6 +119,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       batchSize: e.HERALD_BATCH_SIZE,
       leaseMs: e.HERALD_LEASE_MS,
       concurrency: e.HERALD_CONCURRENCY,
+      rounds: e.HERALD_WORKER_ROUNDS,
       maxAttempts: e.HERALD_MAX_ATTEMPTS,
       backoff: { baseMs: e.HERALD_BACKOFF_BASE_MS, capMs: e.HERALD_BACKOFF_CAP_MS },
     },

@@ -61,5 +61,6 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
         })
         : log("info", "Redis reachable again: circuit breakers are shared"),
   });
-  return { sql, providers, breaker, ...config.dispatch };
+  const { rounds: _rounds, ...dispatch } = config.dispatch;
+  return { sql, providers, breaker, ...dispatch };
 }

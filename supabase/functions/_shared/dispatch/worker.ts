@@ -15,6 +15,11 @@ export interface WorkerOptions extends DispatcherDeps {
   signal: AbortSignal;
   /** Longest sleep between rounds when idle. @default 1_000 */
   pollMs?: number;
+  /**
+   * Rounds in flight at once. Two keep the provider busy while the other
+   * round claims or writes back; leases keep them from sharing rows. @default 2
+   */
+  rounds?: number;
 }
 
 /**
@@ -24,16 +29,18 @@ export interface WorkerOptions extends DispatcherDeps {
  * ```ts
  * const stop = new AbortController();
  * Deno.addSignalListener("SIGTERM", () => stop.abort());
- * await runWorker({ sql, push, log: consoleLogger, signal: stop.signal });
+ * const deps = createDispatcherDeps(config, sql, consoleLogger);
+ * await runWorker({ ...deps, log: consoleLogger, signal: stop.signal });
  * ```
  */
 export async function runWorker(options: WorkerOptions): Promise<void> {
   const { sql, log, signal } = options;
   const pollMs = options.pollMs ?? 1_000;
-  let wake: () => void = () => {};
-  const listener = await sql.listen("herald_outbox", () => wake());
-  signal.addEventListener("abort", () => wake());
-  try {
+  const sleepers = new Set<() => void>();
+  const wakeAll = () => sleepers.forEach((wake) => wake());
+  const listener = await sql.listen("herald_outbox", wakeAll);
+  signal.addEventListener("abort", wakeAll);
+  const loop = async () => {
     while (!signal.aborted) {
       let report: BatchReport;
       try {
@@ -41,32 +48,29 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       } catch (error) {
         // The database went away or a query failed: leases bring the rows back; wait and retry.
         log("error", "dispatch round failed", { error: (error as Error).message });
-        await _sleep(pollMs, signal, (w) => (wake = w));
+        await _sleep(pollMs, signal, sleepers);
         continue;
       }
       if (report.claimed > 0) log("info", "dispatch round", { ...report });
-      if (report.claimed < (options.batchSize ?? 500)) {
-        await _sleep(pollMs, signal, (w) => (wake = w));
-      }
+      if (report.claimed < (options.batchSize ?? 500)) await _sleep(pollMs, signal, sleepers);
     }
+  };
+  try {
+    await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
     await listener.unlisten();
   }
 }
 
-function _sleep(
-  ms: number,
-  signal: AbortSignal,
-  setWake: (wake: () => void) => void,
-): Promise<void> {
+function _sleep(ms: number, signal: AbortSignal, sleepers: Set<() => void>): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done() {
       clearTimeout(timer);
-      setWake(() => {});
+      sleepers.delete(done);
       resolve();
     }
-    setWake(done);
+    sleepers.add(done);
   });
 }

@@ -80,7 +80,7 @@ export function classifyFcm(
   }
   const code = error?.details?.find((d) => d.errorCode)?.errorCode ??
     (status === 429 ? "QUOTA_EXCEEDED" : undefined);
-  const outcome: SendOutcome = code && FCM_ERRORS[code]
+  const outcome: SendOutcome = code && Object.hasOwn(FCM_ERRORS, code)
     ? FCM_ERRORS[code](status)
     : status === 401
     ? { kind: "retry", code: error?.status, statusCode: status, reason: "access token refused" }
