@@ -13,6 +13,7 @@ import {
 import type { SendOutcome } from "../supabase/functions/_shared/providers/outcome.ts";
 import { FakeControl, type Recorded, serveFake } from "./fakes/control.ts";
 import { emailHandler } from "./fakes/email.ts";
+import { claimedDelivery } from "./support/deliveries.ts";
 
 const NOW = Date.parse("2026-11-22T12:00:00Z");
 const API_KEY = "re_test_5fK2pQ9xLm";
@@ -27,31 +28,20 @@ function delivery(
   notification: Partial<ClaimedDelivery["notification"]> = {},
   id = crypto.randomUUID(),
 ): ClaimedDelivery {
-  return {
+  return claimedDelivery({
     id,
-    attempt: 1,
     channel: "email",
     target: "ada@example.test",
-    platform: null,
     recipientId: crypto.randomUUID(),
-    targetDisabled: false,
-    secrets: [],
     lease: "",
     notification: {
       id: crypto.randomUUID(),
       title: "Your order shipped",
       body: "It arrives on Tuesday.",
-      image: null,
-      data: {},
-      category: null,
-      priority: "normal",
-      overrides: {},
-      expiresAt: null,
       createdAt: new Date(NOW),
-      requestId: null,
       ...notification,
     },
-  };
+  });
 }
 
 /** Starts the stand-in, hands a provider on it to `fn`, and closes it whatever happens. */

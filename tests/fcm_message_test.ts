@@ -8,6 +8,7 @@ import {
   MAX_PAYLOAD_BYTES,
 } from "../supabase/functions/_shared/providers/fcm_message.ts";
 import { FcmOverrides } from "../supabase/functions/_shared/providers/fcm_overrides.ts";
+import { ALL_FCM_OVERRIDES, claimedDelivery } from "./support/deliveries.ts";
 
 const NOW = Date.parse("2026-11-22T12:00:00Z");
 /** NOW + 90 s in UNIX seconds, written out so the test does not repeat the builder's arithmetic. */
@@ -19,70 +20,21 @@ function delivery(
   platform: ClaimedDelivery["platform"],
   content: Partial<Content> = {},
 ): ClaimedDelivery {
-  return {
-    id: "d-1",
-    attempt: 1,
-    channel: "push",
-    target: "device-token",
+  return claimedDelivery({
     platform,
-    recipientId: "7b0c5c5e-6f0e-4a4e-9d55-0c7f6f3f4a10",
-    targetDisabled: false,
-    secrets: [],
-    lease: "2026-11-22 12:01:00.123456+00",
     notification: {
-      id: "n-1",
-      title: "Hello",
-      body: "World",
-      image: null,
       data: { order: "42" },
       category: "orders",
       priority: "high",
-      overrides: {},
       expiresAt: new Date(NOW + 90_000),
       createdAt: new Date(NOW - 5_000),
       requestId: "req-1",
       ...content,
     },
-  };
+  });
 }
 
-/** Every override Herald accepts, in the caller's spelling. */
-const ALL_OVERRIDES = {
-  android: {
-    priority: "normal",
-    ttl: 3600,
-    collapse_key: "order-42",
-    notification: {
-      channel_id: "orders",
-      tag: "order-42",
-      sound: "chime",
-      click_action: "OPEN_ORDER",
-      icon: "ic_order",
-      color: "#FF8800",
-    },
-  },
-  apns: {
-    headers: {
-      "apns-priority": "5",
-      "apns-push-type": "alert",
-      "apns-expiration": "1800000000",
-      "apns-collapse-id": "order-42",
-    },
-    payload: {
-      aps: {
-        alert: { title: "Shipped", subtitle: "Order 42", body: "On its way" },
-        badge: 3,
-        sound: "chime.caf",
-        "content-available": 1,
-      },
-    },
-  },
-  webpush: {
-    headers: { TTL: 600, Urgency: "low" },
-    fcm_options: { link: "https://shop.example/orders/42" },
-  },
-  analytics_label: "order_shipped",
-} satisfies FcmOverrides;
+const ALL_OVERRIDES = ALL_FCM_OVERRIDES;
 
 const BASE = {
   token: "device-token",

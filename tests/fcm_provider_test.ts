@@ -11,6 +11,7 @@ import type { Provider } from "../supabase/functions/_shared/providers/provider.
 import { createPushProvider } from "../supabase/functions/_shared/providers/push.ts";
 import { type Fakes, startFakes } from "./fakes/main.ts";
 import { createServiceAccount } from "./fakes/google_oauth.ts";
+import { ALL_FCM_OVERRIDES, claimedDelivery } from "./support/deliveries.ts";
 
 const PROJECT = "herald-test";
 const NOW = Date.parse("2026-11-22T12:00:00Z");
@@ -58,66 +59,23 @@ interface Accepted {
 }
 
 function delivery(platform: ClaimedDelivery["platform"], target: string): ClaimedDelivery {
-  return {
+  return claimedDelivery({
     id: `d-${platform}`,
-    attempt: 1,
-    channel: "push",
     target,
     platform,
-    recipientId: "7b0c5c5e-6f0e-4a4e-9d55-0c7f6f3f4a10",
-    targetDisabled: false,
-    secrets: [],
-    lease: "2026-11-22 12:01:00.123456+00",
     notification: {
-      id: "n-1",
       title: "Shipped",
       body: "Order 42 is on its way",
       image: "https://cdn.example/parcel.png",
       data: { order: "42" },
       category: "orders",
       priority: "high",
-      overrides: {
-        android: {
-          priority: "normal",
-          ttl: 3600,
-          collapse_key: "order-42",
-          notification: {
-            channel_id: "orders",
-            tag: "order-42",
-            sound: "chime",
-            click_action: "OPEN_ORDER",
-            icon: "ic_order",
-            color: "#FF8800",
-          },
-        },
-        apns: {
-          headers: {
-            "apns-priority": "5",
-            "apns-push-type": "alert",
-            "apns-expiration": "1800000000",
-            "apns-collapse-id": "order-42",
-          },
-          payload: {
-            aps: {
-              alert: { title: "Shipped", subtitle: "Order 42", body: "On its way" },
-              badge: 3,
-              sound: "chime.caf",
-              "content-available": 1,
-            },
-          },
-        },
-        webpush: {
-          headers: { TTL: 600, Urgency: "low" },
-          fcm_options: { link: "https://shop.example/orders/42" },
-        },
-        analytics_label: "order_shipped",
-        email: { subject: "Your order shipped" },
-      },
+      overrides: { ...ALL_FCM_OVERRIDES, email: { subject: "Your order shipped" } },
       expiresAt: new Date(NOW + 90_000),
       createdAt: new Date(NOW - 5_000),
       requestId: "req-1",
     },
-  };
+  });
 }
 
 const COMMON = {

@@ -8,6 +8,7 @@ import {
 } from "../supabase/functions/_shared/providers/webhook.ts";
 import { type Fake, type Recorded, serveFake } from "./fakes/control.ts";
 import { webhookReceiverHandler } from "./fakes/webhook_receiver.ts";
+import { claimedDelivery } from "./support/deliveries.ts";
 
 const NOW = Date.parse("2026-11-22T12:00:00Z");
 
@@ -70,31 +71,25 @@ function newSecret(): string {
 }
 
 function delivery(target: string, overrides: Partial<ClaimedDelivery> = {}): ClaimedDelivery {
-  return {
+  return claimedDelivery({
     id: "7d0c6a5e-2f43-4f5a-9c1e-0b8f3d2a1c44",
-    attempt: 1,
     channel: "webhook",
     target,
-    platform: null,
     recipientId: "c2a8e1f0-5b7d-4e3a-8f6c-1d9b0a7e4c21",
-    targetDisabled: false,
     secrets: [newSecret()],
     lease: "2026-11-22 12:00:30.123456+00",
     notification: {
       id: "0b9e7f3a-6c2d-4a1e-b5f8-3e7d9c1a2b60",
       title: "Your order shipped",
       body: "It arrives on Tuesday.",
-      image: null,
       data: { order_id: "A-1042" },
       category: "orders",
       priority: "high",
-      overrides: {},
-      expiresAt: null,
       createdAt: new Date("2026-11-22T11:59:58.500Z"),
       requestId: "req-1",
     },
     ...overrides,
-  };
+  });
 }
 
 /** Runs `fn` against a fresh stand-in receiver, closed afterwards. */
