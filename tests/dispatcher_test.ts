@@ -287,9 +287,9 @@ Deno.test("dispatch: e-mail goes out once per delivery id; webhooks arrive signe
       overrides: { email: { html: "<p>Your invoice is <b>ready</b>.</p>" } },
     });
     const report = await dispatchBatch(deps);
-    assert.equal(report.sent, 2, JSON.stringify(report));
-    const deliveries = await sql`select id, channel from herald.deliveries
+    const deliveries = await sql`select id, channel, status, last_error from herald.deliveries
       where recipient_id = ${user.id}`;
+    assert.equal(report.sent, 2, JSON.stringify(deliveries));
     const idOf = (channel: string) => deliveries.find((d) => d.channel === channel)!.id;
 
     const { requests: mails } = await fakeControl("email", "requests");
