@@ -15,6 +15,8 @@ import { SignJWT } from "jose";
 export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
 /** Bearer token the local Upstash-compatible bridge accepts. */
 export const LOCAL_REDIS_TOKEN = "herald-local-redis-token";
+/** Standard Webhooks secret the local hooks function accepts; never used outside a local stack. */
+export const LOCAL_HOOK_SECRET = "whsec_aGVyYWxkLWxvY2FsLWRhdGFiYXNlLXdlYmhvb2tzIQ==";
 /** Project id of the local FCM stand-in's service account. */
 export const LOCAL_FCM_PROJECT = "herald-local";
 

@@ -7,7 +7,7 @@
  */
 import { exportJWK, generateKeyPair } from "jose";
 import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
-import type { StackConfig } from "./config.ts";
+import { LOCAL_HOOK_SECRET, type StackConfig } from "./config.ts";
 import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
 import { ensure, SERVICE_REQUIREMENTS } from "./packages.ts";
 import { bootstrap, ensureCluster, migrate, startPostgres } from "./postgres.ts";
@@ -161,6 +161,7 @@ export async function functionEnvironment(
       (env("EMAIL_API_KEY") ? "https://api.resend.com" : stack.fakes.email),
     EMAIL_API_KEY: env("EMAIL_API_KEY") ?? "re_local_stand_in",
     HERALD_EMAIL_FROM: env("HERALD_EMAIL_FROM") ?? "Herald <herald@localhost.test>",
+    HERALD_HOOK_SECRETS: env("HERALD_HOOK_SECRETS") ?? LOCAL_HOOK_SECRET,
     // The local webhook receiver is on loopback, which the SSRF guard refuses unless listed.
     HERALD_WEBHOOK_ALLOW_HOSTS: [
       env("HERALD_WEBHOOK_ALLOW_HOSTS"),

@@ -47,6 +47,11 @@ const Env = z.object({
   HERALD_BREAKER_THRESHOLD: count(5, 1_000),
   HERALD_BREAKER_WINDOW_MS: count(60_000, 3_600_000),
   HERALD_BREAKER_COOLDOWN_MS: count(30_000, 3_600_000),
+  HERALD_HOOK_SECRETS: z.string().default(""),
+  HERALD_RATE_LIMIT_USER_PER_MIN: count(600, 1_000_000),
+  HERALD_RATE_LIMIT_SERVICE_PER_MIN: count(60_000, 10_000_000),
+  HERALD_INLINE_MAX_DELIVERIES: z.coerce.number().int().min(0).max(100).default(10),
+  HERALD_INLINE_BUDGET_MS: count(1_500, 10_000),
 });
 
 /** Validated configuration. */
@@ -76,6 +81,12 @@ export interface Config {
     backoff: { baseMs: number; capMs: number };
   };
   breaker: { threshold: number; windowMs: number; cooldownMs: number };
+  /** Standard Webhooks secrets (`whsec_…`) the hooks function accepts; several during a rotation. */
+  hookSecrets: string[];
+  /** Sliding-window request limits per minute, per user and per service key. */
+  rateLimit: { userPerMinute: number; servicePerMinute: number };
+  /** Notify tries a first attempt inline when it creates at most `maxDeliveries`, within `budgetMs`. */
+  inline: { maxDeliveries: number; budgetMs: number };
 }
 
 /**
@@ -127,6 +138,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       threshold: e.HERALD_BREAKER_THRESHOLD,
       windowMs: e.HERALD_BREAKER_WINDOW_MS,
       cooldownMs: e.HERALD_BREAKER_COOLDOWN_MS,
+    },
+    hookSecrets: e.HERALD_HOOK_SECRETS.split(/[\s,]+/).filter(Boolean),
+    rateLimit: {
+      userPerMinute: e.HERALD_RATE_LIMIT_USER_PER_MIN,
+      servicePerMinute: e.HERALD_RATE_LIMIT_SERVICE_PER_MIN,
+    },
+    inline: {
+      maxDeliveries: e.HERALD_INLINE_MAX_DELIVERIES,
+      budgetMs: e.HERALD_INLINE_BUDGET_MS,
     },
   };
 }

@@ -4,15 +4,19 @@
  *
  * @module
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
+import type { Caller } from "../auth/caller.ts";
 import type { Logger } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
 import { requestIdOf } from "./request_id.ts";
 
-/** Per-request values handlers can read with `c.get(...)`. */
-export type AppEnv = { Variables: { requestId: string } };
+/**
+ * Per-request values handlers can read with `c.get(...)`: the correlation id
+ * always, the caller once {@linkcode authenticate} has run.
+ */
+export type AppEnv = { Variables: { requestId: string; caller: Caller } };
 
 /** Largest request body any endpoint takes. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -64,6 +68,19 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
     );
   });
   return app;
+}
+
+/**
+ * Middleware resolving the caller once per request (401/403 as problems) and
+ * putting it at `c.get("caller")`.
+ */
+export function authenticate(
+  resolveCaller: (headers: Headers) => Promise<Caller>,
+): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    c.set("caller", await resolveCaller(c.req.raw.headers));
+    await next();
+  };
 }
 
 /**
