@@ -37,9 +37,11 @@ select ok(
   'ttl_seconds becomes expires_at');
 
 set local role authenticated;
-select throws_ok(
-  $$select * from herald.enqueue(array['22222222-2222-4222-8222-222222222222']::uuid[], '{"title":"Psst"}')$$,
-  '42501', null, 'can_notify refuses notifying another user by default');
+select results_eq(
+  $$select notification_id is null, deliveries, denied, denied_count from herald.enqueue(
+      array['22222222-2222-4222-8222-222222222222']::uuid[], '{"title":"Psst"}')$$,
+  $$values (true, 0, array['22222222-2222-4222-8222-222222222222']::uuid[], 1)$$,
+  'can_notify refuses notifying another user by default, reported per recipient');
 reset role;
 select is((select count(*)::int from herald.notifications where title = 'Psst'), 0,
   'a refused enqueue leaves nothing behind');
