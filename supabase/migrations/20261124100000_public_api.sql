@@ -164,7 +164,8 @@ grant execute on function herald.quiet_hours_end(timestamptz, text, time, time)
 --   p_topic       every subscriber of this topic joins the audience (service role only)
 --
 -- Recipients can_notify refuses are returned in `denied` (at most 1000 ids)
--- and counted in `denied_count`; when nobody is left, no notification is made.
+-- and counted in `denied_count`; when nobody named is left, no notification is
+-- made (a topic always gets one, so a bulk job id exists even for an empty topic).
 drop function herald.enqueue(uuid[], jsonb, text);
 
 create function herald.enqueue(
@@ -232,6 +233,7 @@ begin
         'topic', p_topic,
         'targets', nullif(jsonb_array_length(v_targets), 0)))
     where exists (select 1 from audience where allowed) or jsonb_array_length(v_targets) > 0
+      or p_topic is not null
     returning id
   ), allowed as (
     select a.user_id from audience a

@@ -2,17 +2,31 @@ import { createCallerResolver } from "../_shared/auth/caller.ts";
 import { createJwtVerifier } from "../_shared/auth/jwt.ts";
 import { loadConfig } from "../_shared/config.ts";
 import { createSql } from "../_shared/db/sessions.ts";
+import { createDispatcherDeps } from "../_shared/dispatch/dispatcher_deps.ts";
 import { consoleLogger } from "../_shared/log.ts";
 import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
+const sql = createSql({
+  url: config.dbUrl,
+  max: config.dbPoolSize,
+  applicationName: "herald-notify",
+});
+const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } })
+  .EdgeRuntime;
+
 const app = createApp({
-  sql: createSql({ url: config.dbUrl, max: config.dbPoolSize, applicationName: "herald-notify" }),
+  sql,
   resolveCaller: createCallerResolver({
     verify: createJwtVerifier({ secret: config.jwtSecret, jwksUrl: config.jwksUrl }),
     serviceRoleKey: config.serviceRoleKey,
   }),
   log: consoleLogger,
+  dispatcher: config.inline.maxDeliveries > 0
+    ? createDispatcherDeps(config, sql, consoleLogger)
+    : undefined,
+  inline: config.inline,
+  waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
 });
 
 Deno.serve(app.fetch);

@@ -1,9 +1,11 @@
 /**
- * The notify function's request contract.
+ * The notify function's request and response contract. The OpenAPI document
+ * is generated from these schemas (see `openapi.ts`).
  *
  * @module
  */
 import { z } from "zod";
+import { FcmOverrides, MAX_TTL_SECONDS } from "../_shared/providers/fcm_overrides.ts";
 
 /** FCM refuses these data keys (reserved words and prefixes). */
 const RESERVED_DATA_KEY = /^(from|notification|message_type|collapse_key)$|^(google|gcm)\./;
@@ -14,31 +16,151 @@ export const DataPayload = z.record(
     message: "is reserved by FCM (from, notification, message_type, collapse_key, google.*, gcm.*)",
   }),
   z.string().max(4096, "data values must be strings of at most 4096 characters"),
+).meta({ description: "String values only (FCM's data payload)." });
+
+/** A delivery channel. */
+export const Channel = z.enum(["push", "email", "webhook"]);
+
+/** A category name: what users opt out of. */
+export const Category = z.string().regex(
+  /^[a-z0-9][a-z0-9._-]{0,63}$/,
+  "must be 1–64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit",
 );
 
-/** `POST /notify`: notify users on their devices. */
-export const NotifyRequest = z.strictObject({
-  user_ids: z.array(z.uuid()).min(1).max(1000),
+/** A topic name. */
+export const Topic = z.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+  "must be 1–128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+);
+
+/** A device's FCM registration token. */
+export const DeviceToken = z.string().min(1).max(4096).regex(
+  /^[\x21-\x7e]+$/,
+  "must be printable ASCII without spaces",
+);
+
+/** A device's platform. */
+export const Platform = z.enum(["ios", "android", "web"]);
+
+/** Per-platform FCM overrides plus the e-mail's subject and HTML. */
+export const Overrides = FcmOverrides.extend({
+  email: z.strictObject({
+    subject: z.string().min(1).max(998),
+    html: z.string().min(1).max(500_000),
+  }).partial(),
+});
+
+/** A raw address the service role may notify without a user behind it. */
+export const RawTarget = z.discriminatedUnion("channel", [
+  z.strictObject({ channel: z.literal("push"), token: DeviceToken, platform: Platform }),
+  z.strictObject({ channel: z.literal("email"), address: z.email().max(320) }),
+  z.strictObject({ channel: z.literal("webhook"), endpoint_id: z.uuid() }),
+]);
+
+/** What a notification says and how it travels: shared by notify and bulk. */
+const Content = {
   title: z.string().min(1).max(1024).optional(),
   body: z.string().min(1).max(4096).optional(),
   image: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   data: DataPayload.optional(),
+  /** Channels to deliver on; each recipient gets every one they have an address for. */
+  channels: z.array(Channel).min(1).max(3).refine((c) => new Set(c).size === c.length, {
+    message: "must not repeat a channel",
+  }).default(["push"]),
+  overrides: Overrides.optional(),
+  category: Category.optional(),
   priority: z.enum(["normal", "high"]).default("normal"),
-  /** Seconds the notification stays worth delivering (FCM's limit: 28 days). */
-  ttl_seconds: z.number().int().min(0).max(2_419_200).optional(),
-}).refine((n) => n.title || n.body || (n.data && Object.keys(n.data).length), {
-  message: "a notification needs a title, a body or data",
-  path: ["title"],
-});
+  /** Critical notifications ignore quiet hours (opt-outs still apply). */
+  critical: z.boolean().default(false),
+  /** Seconds the notification stays worth delivering, counted from send_at (FCM's limit: 28 days). */
+  ttl_seconds: z.number().int().min(0).max(MAX_TTL_SECONDS).optional(),
+  /** When to send; at most 30 days ahead. A past instant means now. */
+  send_at: z.iso.datetime({ offset: true }).refine(
+    (at) => Date.parse(at) <= Date.now() + 30 * 86_400_000,
+    { message: "must be at most 30 days ahead" },
+  ).optional(),
+};
+
+const saysSomething = (n: { title?: string; body?: string; data?: Record<string, string> }) =>
+  Boolean(n.title || n.body || (n.data && Object.keys(n.data).length));
+const NOTHING_TO_SAY = { message: "a notification needs a title, a body or data", path: ["title"] };
+
+/** `POST /notify`: notify users (and, for services, raw addresses). */
+export const NotifyRequest = z.strictObject({
+  user_ids: z.array(z.uuid()).max(1000).optional(),
+  /** Service role only: device tokens, e-mail addresses, webhook endpoints. */
+  targets: z.array(RawTarget).max(1000).optional(),
+  ...Content,
+})
+  .refine(saysSomething, NOTHING_TO_SAY)
+  .refine((n) => (n.user_ids?.length ?? 0) + (n.targets?.length ?? 0) > 0, {
+    message: "name at least one recipient in user_ids or targets",
+    path: ["user_ids"],
+  });
+
+/** Largest explicit audience of one bulk request (10,000 UUIDs fit well under 1 MB). */
+export const MAX_BULK_USER_IDS = 10_000;
+
+/** `POST /notify/bulk`: one notification to many users or to a topic (services only). */
+export const BulkRequest = z.strictObject({
+  user_ids: z.array(z.uuid()).min(1).max(MAX_BULK_USER_IDS).optional(),
+  topic: Topic.optional(),
+  ...Content,
+})
+  .refine(saysSomething, NOTHING_TO_SAY)
+  .refine((n) => Boolean(n.user_ids) !== Boolean(n.topic), {
+    message: "name exactly one audience: user_ids or topic",
+    path: ["user_ids"],
+  });
 
 /** `PUT /notify/devices`: register or refresh the caller's device token. */
-export const RegisterDevice = z.strictObject({
-  token: z.string().min(1).max(4096).regex(
-    /^[\x21-\x7e]+$/,
-    "must be printable ASCII without spaces",
-  ),
-  platform: z.enum(["ios", "android", "web"]),
+export const RegisterDevice = z.strictObject({ token: DeviceToken, platform: Platform });
+
+/** A wall-clock time `HH:MM`. */
+const ClockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "must be HH:MM (00:00–23:59)");
+
+/** `PUT /notify/preferences`: the caller's whole preferences. */
+export const Preferences = z.strictObject({
+  /** IANA time zone, e.g. `Europe/Berlin`. */
+  time_zone: z.string().min(1).max(64).refine(_isTimeZone, {
+    message: "is not an IANA time zone (e.g. Europe/Berlin)",
+  }).default("UTC"),
+  /** Non-critical pushes wait until `end`; may cross midnight. `null` switches them off. */
+  quiet_hours: z.strictObject({ start: ClockTime, end: ClockTime })
+    .refine((q) => q.start !== q.end, { message: "start and end must differ", path: ["end"] })
+    .nullable().default(null),
+  /** Channels the user does not want for a category (`*`: every category). */
+  opt_outs: z.array(
+    z.strictObject({ category: z.union([Category, z.literal("*")]), channel: Channel }),
+  )
+    .max(200).default([]),
 });
+
+/** `PUT /notify/topics/{topic}` / `DELETE …`: services name the user in the query. */
+export const SubscriptionQuery = z.strictObject({ user_id: z.uuid().optional() });
 
 /** A path parameter that must be a UUID. */
 export const IdParam = z.strictObject({ id: z.uuid() });
+
+/** A path parameter naming a topic. */
+export const TopicParam = z.strictObject({ topic: Topic });
+
+/** The `Idempotency-Key` header: 1–255 printable ASCII characters. */
+export const IdempotencyKey = z.string().regex(
+  /^[\x21-\x7e]{1,255}$/,
+  "must be 1–255 printable ASCII characters",
+);
+
+function _isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `POST /notify/webhook-endpoints`: where to POST the caller's notifications. */
+export const WebhookEndpointRequest = z.strictObject({
+  url: z.url({ protocol: /^https?$/ }).max(2048),
+});

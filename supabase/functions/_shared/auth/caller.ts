@@ -52,3 +52,27 @@ export function createCallerResolver(options: CallerResolverOptions) {
     );
   };
 }
+
+/**
+ * The caller, if a user.
+ *
+ * @throws {Problem} 403 for services, where only users make sense
+ */
+export function requireUser(caller: Caller, what: string): Extract<Caller, { kind: "user" }> {
+  if (caller.kind !== "user") {
+    throw new Problem(403, "user-required", `${what} belong to users: call with a user's token.`);
+  }
+  return caller;
+}
+
+/**
+ * The caller, if a service.
+ *
+ * @throws {Problem} 403 for users
+ */
+export function requireService(caller: Caller, what: string): Caller {
+  if (caller.kind !== "service") {
+    throw new Problem(403, "service-required", `${what} needs the service-role key.`);
+  }
+  return caller;
+}

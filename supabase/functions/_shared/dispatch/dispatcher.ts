@@ -46,18 +46,23 @@ export interface BatchReport {
 }
 
 /**
- * Runs one round.
+ * Runs one round, over every due delivery or only one notification's (the
+ * notify function's inline first attempt).
  *
  * @example
  * ```ts
  * const report = await dispatchBatch({ sql, providers: { push }, breaker: createBreaker({ redis }) });
  * ```
  */
-export async function dispatchBatch(deps: DispatcherDeps): Promise<BatchReport> {
+export async function dispatchBatch(
+  deps: DispatcherDeps,
+  scope: { notificationId?: string } = {},
+): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
   const claimed = await claimDue(deps.sql, {
     limit: deps.batchSize ?? 500,
     leaseMs: deps.leaseMs ?? 60_000,
+    notificationId: scope.notificationId,
   });
   const results: DeliveryResult[] = [];
   const groups = new Map<string, { provider: Provider; deliveries: ClaimedDelivery[] }>();

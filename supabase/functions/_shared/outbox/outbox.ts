@@ -11,6 +11,8 @@ export interface ClaimOptions {
   limit: number;
   /** How long the claim holds before another dispatcher may take the rows. */
   leaseMs: number;
+  /** Only this notification's deliveries (notify's inline first attempt). */
+  notificationId?: string;
 }
 
 /**
@@ -23,6 +25,7 @@ export async function claimDue(sql: Sql, options: ClaimOptions): Promise<Claimed
     with due as (
       select id from herald.deliveries
       where status = 'pending' and next_attempt_at <= now()
+        ${options.notificationId ? sql`and notification_id = ${options.notificationId}` : sql``}
       order by next_attempt_at
       limit ${options.limit}
       for update skip locked

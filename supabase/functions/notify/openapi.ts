@@ -1,0 +1,296 @@
+/**
+ * The notify function's OpenAPI 3.1 document, generated from the zod schemas
+ * the routes validate with (never written by hand). A test checks that its
+ * paths are exactly the app's routes.
+ *
+ * @module
+ */
+import { z } from "zod";
+import {
+  BulkRequest,
+  IdempotencyKey,
+  NotifyRequest,
+  Preferences,
+  RegisterDevice,
+  Topic,
+  WebhookEndpointRequest,
+} from "./schemas.ts";
+
+/** One documented operation. */
+interface Operation {
+  method: "get" | "put" | "post" | "delete";
+  /** OpenAPI path template under the function, e.g. `/notifications/{id}`. */
+  path: string;
+  summary: string;
+  /** Who may call: users, services or both. */
+  callers: "users" | "services" | "users and services" | "anyone";
+  body?: z.ZodType;
+  idempotent?: boolean;
+  /** Status → description of the success answers. */
+  responses: Record<number, string>;
+}
+
+/** Every route of the notify function. */
+export const OPERATIONS: Operation[] = [
+  {
+    method: "post",
+    path: "/",
+    summary:
+      "Notify users (or, for services, raw tokens, e-mail addresses and webhook endpoints). Small audiences get their first attempt inline.",
+    callers: "users and services",
+    body: NotifyRequest,
+    idempotent: true,
+    responses: {
+      201: "Created and attempted inline: `results` holds each delivery's status",
+      202: "Accepted: deliveries wait for the dispatcher (scheduled, large, or quiet hours)",
+    },
+  },
+  {
+    method: "post",
+    path: "/bulk",
+    summary: "Fan one notification out to up to 10,000 user ids or to every subscriber of a topic.",
+    callers: "services",
+    body: BulkRequest,
+    idempotent: true,
+    responses: { 202: "Accepted: the id is the job id; read progress at /bulk/{id}" },
+  },
+  {
+    method: "get",
+    path: "/bulk/{id}",
+    summary: "Progress of a bulk notification: deliveries counted by status.",
+    callers: "users and services",
+    responses: { 200: "Counts by status" },
+  },
+  {
+    method: "get",
+    path: "/notifications/{id}",
+    summary: "A notification with its deliveries (first 1000) and their attempts.",
+    callers: "users and services",
+    responses: { 200: "The notification, as its sender or a recipient sees it" },
+  },
+  {
+    method: "post",
+    path: "/notifications/{id}/cancel",
+    summary: "Cancel what has not gone out yet (scheduled or pending deliveries).",
+    callers: "users and services",
+    responses: { 200: "How many deliveries were cancelled" },
+  },
+  {
+    method: "put",
+    path: "/devices",
+    summary: "Register a device token, or refresh its last_seen_at by registering it again.",
+    callers: "users",
+    body: RegisterDevice,
+    responses: { 200: "The device" },
+  },
+  {
+    method: "get",
+    path: "/devices",
+    summary: "The caller's devices.",
+    callers: "users",
+    responses: { 200: "The devices" },
+  },
+  {
+    method: "delete",
+    path: "/devices/{id}",
+    summary: "Remove one of the caller's devices.",
+    callers: "users",
+    responses: { 204: "Removed" },
+  },
+  {
+    method: "get",
+    path: "/topics",
+    summary: "The caller's topic subscriptions.",
+    callers: "users",
+    responses: { 200: "The subscriptions" },
+  },
+  {
+    method: "put",
+    path: "/topics/{topic}",
+    summary: "Subscribe the caller (services: ?user_id=) to a topic.",
+    callers: "users and services",
+    responses: { 200: "The subscription" },
+  },
+  {
+    method: "delete",
+    path: "/topics/{topic}",
+    summary: "Unsubscribe the caller (services: ?user_id=) from a topic.",
+    callers: "users and services",
+    responses: { 204: "Unsubscribed" },
+  },
+  {
+    method: "get",
+    path: "/preferences",
+    summary: "The caller's time zone, quiet hours and opt-outs.",
+    callers: "users",
+    responses: { 200: "The preferences" },
+  },
+  {
+    method: "put",
+    path: "/preferences",
+    summary: "Replace the caller's time zone, quiet hours and opt-outs.",
+    callers: "users",
+    body: Preferences,
+    responses: { 200: "The stored preferences" },
+  },
+  {
+    method: "post",
+    path: "/webhook-endpoints",
+    summary: "Register a webhook endpoint; the answer shows its signing secret once.",
+    callers: "users",
+    body: WebhookEndpointRequest,
+    responses: { 201: "The endpoint with its secret" },
+  },
+  {
+    method: "get",
+    path: "/webhook-endpoints",
+    summary: "The caller's webhook endpoints (without secrets).",
+    callers: "users",
+    responses: { 200: "The endpoints" },
+  },
+  {
+    method: "delete",
+    path: "/webhook-endpoints/{id}",
+    summary: "Remove one of the caller's webhook endpoints.",
+    callers: "users",
+    responses: { 204: "Removed" },
+  },
+  {
+    method: "post",
+    path: "/webhook-endpoints/{id}/rotate-secret",
+    summary: "New signing secret; the previous one keeps signing for 24 hours.",
+    callers: "users",
+    responses: { 200: "The endpoint with its new secret" },
+  },
+  {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document.",
+    callers: "anyone",
+    responses: { 200: "OpenAPI 3.1" },
+  },
+];
+
+const ERRORS: Record<number, string> = {
+  400: "Malformed JSON",
+  401: "Missing or invalid access token",
+  403: "Not allowed (wrong kind of caller, or can_notify refused every recipient)",
+  404: "Not found or not visible to the caller",
+  413: "Body over 1 MB",
+  415: "Body is not application/json",
+  422: "Invalid field(s), named in `errors`",
+  429: "Rate limited; see Retry-After",
+};
+
+const Problem = {
+  type: "object",
+  required: ["type", "title", "status", "detail", "request_id"],
+  properties: {
+    type: { type: "string", format: "uri" },
+    title: { type: "string" },
+    status: { type: "integer" },
+    detail: { type: "string" },
+    request_id: { type: "string" },
+    errors: {
+      type: "array",
+      items: {
+        type: "object",
+        required: ["field", "message"],
+        properties: { field: { type: "string" }, message: { type: "string" } },
+      },
+    },
+  },
+};
+
+/** Builds the document (once per process). */
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const parameters: unknown[] = [...op.path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({
+      name,
+      in: "path",
+      required: true,
+      schema: name === "topic" ? _schema(Topic) : { type: "string", format: "uuid" },
+    }));
+    if (op.path.startsWith("/topics/")) {
+      parameters.push({
+        name: "user_id",
+        in: "query",
+        required: false,
+        description: "Services only: whose subscription.",
+        schema: { type: "string", format: "uuid" },
+      });
+    }
+    if (op.idempotent) {
+      parameters.push({
+        name: "Idempotency-Key",
+        in: "header",
+        required: false,
+        description:
+          "A repeat within 24 h returns the first answer; reuse with another body is a 422.",
+        schema: _schema(IdempotencyKey),
+      });
+    }
+    const responses: Record<string, unknown> = {};
+    for (const [status, description] of Object.entries(op.responses)) {
+      responses[status] = status === "204"
+        ? { description }
+        : { description, content: { "application/json": { schema: { type: "object" } } } };
+    }
+    for (const [status, description] of Object.entries(ERRORS)) {
+      if (op.callers === "anyone" && status !== "404") continue;
+      if (!op.body && ["400", "413", "415"].includes(status)) continue;
+      responses[status] = {
+        description,
+        content: {
+          "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } },
+        },
+      };
+    }
+    const path = op.path === "/" ? "/notify" : `/notify${op.path}`;
+    paths[path] ??= {};
+    paths[path][op.method] = {
+      summary: op.summary,
+      description: `Callers: ${op.callers}.`,
+      ...(op.callers === "anyone" ? { security: [] } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.body
+        ? {
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: _schema(op.body) } },
+          },
+        }
+        : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Herald notify",
+      version: "1.0.0",
+      description:
+        "Notifications by push (FCM), e-mail and signed webhooks. Errors are RFC 9457 problem+json; every answer carries x-request-id.",
+    },
+    servers: [{ url: "/functions/v1" }],
+    security: [{ bearer: [] }],
+    paths,
+    components: {
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "A user's Supabase access token, or the service-role key.",
+        },
+      },
+      schemas: { Problem },
+    },
+  };
+}
+
+/** JSON Schema (2020-12, as OpenAPI 3.1 uses) of what a request may send. */
+function _schema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _, ...json } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" });
+  return json;
+}

@@ -1,0 +1,241 @@
+/**
+ * What a user keeps with Herald: devices, topic subscriptions, preferences
+ * and webhook endpoints. Every query runs as the caller; RLS scopes the rows.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { type Caller, requireUser } from "../../_shared/auth/caller.ts";
+import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
+import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
+import { Problem } from "../../_shared/http/problem.ts";
+import type { NotifyDeps } from "../app.ts";
+import {
+  IdParam,
+  Preferences,
+  RegisterDevice,
+  SubscriptionQuery,
+  TopicParam,
+  WebhookEndpointRequest,
+} from "../schemas.ts";
+
+const DEVICE_COLUMNS =
+  "id, token, platform, created_at, last_seen_at, disabled_at, disabled_reason";
+const ENDPOINT_COLUMNS = "id, url, created_at, disabled_at, disabled_reason";
+
+/** Registers the account routes. */
+export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
+  const { sql } = deps;
+  const asUser = <T>(caller: Caller, what: string, work: (tx: Tx) => Promise<T>) =>
+    asCaller(sql, requireUser(caller, what), work);
+
+  // Devices: register (or refresh last_seen_at by registering again), list, remove.
+  app.put("/devices", async (c) => {
+    const input = await readJson(c.req.raw, RegisterDevice);
+    const [device] = await asUser(
+      c.get("caller"),
+      "Devices",
+      (tx) =>
+        tx`select ${tx.unsafe(DEVICE_COLUMNS)}
+         from herald.register_device(${input.token}, ${input.platform})`,
+    );
+    return c.json(device);
+  });
+
+  app.get("/devices", async (c) => {
+    const devices = await asUser(
+      c.get("caller"),
+      "Devices",
+      (tx) =>
+        tx`select ${tx.unsafe(DEVICE_COLUMNS)} from herald.device_tokens order by created_at, id`,
+    );
+    return c.json({ devices });
+  });
+
+  app.delete("/devices/:id", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const deleted = await asUser(
+      c.get("caller"),
+      "Devices",
+      (tx) => tx`delete from herald.device_tokens where id = ${id} returning id`,
+    );
+    if (deleted.length === 0) throw new Problem(404, "not-found", `You have no device ${id}.`);
+    return c.body(null, 204);
+  });
+
+  // Topics: users (un)subscribe themselves; services name the user with ?user_id=.
+  app.get("/topics", async (c) => {
+    const topics = await asUser(
+      c.get("caller"),
+      "Topic subscriptions",
+      (tx) => tx`select topic, created_at from herald.topic_subscriptions order by topic`,
+    );
+    return c.json({ topics });
+  });
+
+  app.put("/topics/:topic", async (c) => {
+    const { topic } = validate(TopicParam, c.req.param());
+    const userId = _subscriber(c.get("caller"), c.req.query());
+    const [row] = await asCaller(
+      sql,
+      c.get("caller"),
+      (tx) =>
+        tx`insert into herald.topic_subscriptions (topic, user_id) values (${topic}, ${userId})
+         on conflict (topic, user_id) do update set topic = excluded.topic
+         returning topic, user_id, created_at`,
+    ).catch(_unknownUser);
+    return c.json(row);
+  });
+
+  app.delete("/topics/:topic", async (c) => {
+    const { topic } = validate(TopicParam, c.req.param());
+    const userId = _subscriber(c.get("caller"), c.req.query());
+    const deleted = await asCaller(
+      sql,
+      c.get("caller"),
+      (tx) =>
+        tx`delete from herald.topic_subscriptions where topic = ${topic} and user_id = ${userId}
+         returning 1`,
+    );
+    if (deleted.length === 0) {
+      throw new Problem(404, "not-found", `No subscription to '${topic}' for ${userId}.`);
+    }
+    return c.body(null, 204);
+  });
+
+  // Preferences: one document per user, replaced as a whole.
+  app.get("/preferences", async (c) => {
+    const preferences = await asUser(c.get("caller"), "Preferences", _readPreferences);
+    return c.json(preferences);
+  });
+
+  app.put("/preferences", async (c) => {
+    const input = await readJson(c.req.raw, Preferences);
+    const preferences = await asUser(c.get("caller"), "Preferences", async (tx) => {
+      await tx`
+        insert into herald.preferences (user_id, time_zone, quiet_start, quiet_end, updated_at)
+        values (auth.uid(), ${input.time_zone}, ${input.quiet_hours?.start ?? null},
+          ${input.quiet_hours?.end ?? null}, now())
+        on conflict (user_id) do update
+          set time_zone = excluded.time_zone, quiet_start = excluded.quiet_start,
+            quiet_end = excluded.quiet_end, updated_at = now()`;
+      await tx`delete from herald.opt_outs where user_id = auth.uid()`;
+      if (input.opt_outs.length) {
+        await tx`
+          insert into herald.opt_outs (user_id, category, channel)
+          select distinct auth.uid(), o.category, o.channel
+          from jsonb_to_recordset(${tx.json(input.opt_outs)}) as o(category text, channel text)`;
+      }
+      return await _readPreferences(tx);
+    }).catch((error) => {
+      // Intl and Postgres may disagree on a rare zone name; Postgres decides.
+      if ((error as { code?: string }).code === "23514") {
+        throw new Problem(422, "validation", "Invalid time_zone: Postgres does not know it.", [
+          { field: "time_zone", message: "is not a time zone the database knows" },
+        ]);
+      }
+      throw error;
+    });
+    return c.json(preferences);
+  });
+
+  // Webhook endpoints: the secret is shown once, when created or rotated.
+  app.post("/webhook-endpoints", async (c) => {
+    const input = await readJson(c.req.raw, WebhookEndpointRequest);
+    const [endpoint] = await asUser(
+      c.get("caller"),
+      "Webhook endpoints",
+      (tx) =>
+        tx`select ${tx.unsafe(ENDPOINT_COLUMNS)}, secret
+         from herald.create_webhook_endpoint(${input.url})`,
+    );
+    return c.json(endpoint, 201, {
+      location: `/functions/v1/notify/webhook-endpoints/${endpoint.id}`,
+    });
+  });
+
+  app.get("/webhook-endpoints", async (c) => {
+    const endpoints = await asUser(
+      c.get("caller"),
+      "Webhook endpoints",
+      (tx) =>
+        tx`select ${tx.unsafe(ENDPOINT_COLUMNS)} from herald.webhook_endpoints
+         order by created_at, id`,
+    );
+    return c.json({ webhook_endpoints: endpoints });
+  });
+
+  app.delete("/webhook-endpoints/:id", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const deleted = await asUser(
+      c.get("caller"),
+      "Webhook endpoints",
+      (tx) => tx`delete from herald.webhook_endpoints where id = ${id} returning id`,
+    );
+    if (deleted.length === 0) {
+      throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
+    }
+    return c.body(null, 204);
+  });
+
+  app.post("/webhook-endpoints/:id/rotate-secret", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const [endpoint] = await asUser(
+      c.get("caller"),
+      "Webhook endpoints",
+      (tx) =>
+        tx`select ${tx.unsafe(ENDPOINT_COLUMNS)}, secret, previous_secret_expires_at
+         from herald.rotate_webhook_secret(${id})`,
+    ).catch((error) => {
+      if ((error as { code?: string }).code === "P0002") {
+        throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
+      }
+      throw error;
+    });
+    return c.json(endpoint);
+  });
+}
+
+async function _readPreferences(tx: Tx) {
+  const [row] = await tx`
+    select p.time_zone, to_char(p.quiet_start, 'HH24:MI') as quiet_start,
+      to_char(p.quiet_end, 'HH24:MI') as quiet_end,
+      coalesce((select jsonb_agg(jsonb_build_object('category', o.category, 'channel', o.channel)
+                order by o.category, o.channel)
+                from herald.opt_outs o where o.user_id = auth.uid()), '[]') as opt_outs
+    from (select auth.uid() as user_id) me
+    left join herald.preferences p on p.user_id = me.user_id`;
+  return {
+    time_zone: row.time_zone ?? "UTC",
+    quiet_hours: row.quiet_start ? { start: row.quiet_start, end: row.quiet_end } : null,
+    opt_outs: row.opt_outs,
+  };
+}
+
+/** Whose subscription: the user's own; a service must say whose. */
+function _subscriber(caller: Caller, query: Record<string, string>): string {
+  const { user_id: userId } = validate(SubscriptionQuery, query);
+  if (caller.kind === "user") {
+    if (userId && userId !== caller.userId) {
+      throw new Problem(403, "not-allowed", "Users manage only their own subscriptions.", [
+        { field: "user_id", message: "must be yours or absent" },
+      ]);
+    }
+    return caller.userId;
+  }
+  if (!userId) {
+    throw new Problem(422, "validation", "Invalid user_id: services must name the subscriber.", [
+      { field: "user_id", message: "is required with the service-role key" },
+    ]);
+  }
+  return userId;
+}
+
+function _unknownUser(error: unknown): never {
+  if ((error as { code?: string }).code === "23503") {
+    throw new Problem(422, "validation", "Invalid user_id: no such user.", [
+      { field: "user_id", message: "no such user" },
+    ]);
+  }
+  throw error;
+}

@@ -1,0 +1,288 @@
+/**
+ * Notifications: notify, bulk fan-out and its progress, status, cancel.
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import { type Caller, requireService } from "../../_shared/auth/caller.ts";
+import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
+import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
+import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
+import { Problem } from "../../_shared/http/problem.ts";
+import type { NotifyDeps } from "../app.ts";
+import {
+  callerScope,
+  claimKey,
+  type IdempotentRequest,
+  sha256Hex,
+  storeAnswer,
+  type StoredAnswer,
+} from "../idempotency.ts";
+import { BulkRequest, IdempotencyKey, IdParam, NotifyRequest } from "../schemas.ts";
+
+type Ctx = Context<AppEnv>;
+
+/** What enqueue answers. */
+interface Enqueued {
+  notification_id: string | null;
+  deliveries: number;
+  denied: string[];
+  denied_count: number;
+}
+
+/** Registers the notification routes. */
+export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
+  const { sql } = deps;
+  const inline = deps.inline ?? { maxDeliveries: 10, budgetMs: 1_500 };
+
+  app.post("/", async (c) => {
+    const caller = c.get("caller");
+    const input = await readJson(c.req.raw, NotifyRequest);
+    if (input.targets?.length && caller.kind !== "service") {
+      throw new Problem(403, "service-required", "Only the service role may notify raw targets.", [
+        { field: "targets", message: "needs the service-role key" },
+      ]);
+    }
+    const { user_ids: userIds = [], targets, ...content } = input;
+    const idempotent = await _idempotentRequest(c, input);
+    const answer = await asCaller(sql, caller, async (tx) => {
+      if (idempotent) {
+        const earlier = await claimKey(tx, idempotent);
+        if (earlier) return { ...earlier, replayed: true };
+      }
+      const enqueued = await _enqueue(tx, userIds, { ...content, targets }, c.get("requestId"));
+      if (!enqueued.notification_id) _allDenied(enqueued, "user_ids");
+      const fresh = {
+        status: 202,
+        body: _accepted(enqueued, `/functions/v1/notify/notifications/${enqueued.notification_id}`),
+      };
+      if (idempotent) {
+        await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
+      }
+      return { ...fresh, replayed: false };
+    }).catch(_sqlToProblem);
+
+    if (answer.replayed) return _reply(c, answer, true);
+    const id = answer.body.id as string;
+    deps.log("info", "notification accepted", {
+      request_id: c.get("requestId"),
+      notification_id: id,
+      deliveries: answer.body.deliveries,
+      denied: answer.body.denied_count,
+    });
+    const deliveries = answer.body.deliveries as number;
+    const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
+    if (!deps.dispatcher || !due || deliveries === 0 || deliveries > inline.maxDeliveries) {
+      return _reply(c, answer, false);
+    }
+    const results = await _attemptInline(deps, id, inline.budgetMs);
+    const settled = { status: 201, body: { ...answer.body, results } };
+    if (idempotent) {
+      await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
+    }
+    return _reply(c, settled, false);
+  });
+
+  app.post("/bulk", async (c) => {
+    const caller = requireService(c.get("caller"), "Bulk fan-out");
+    const input = await readJson(c.req.raw, BulkRequest);
+    const { user_ids: userIds, topic, ...content } = input;
+    const idempotent = await _idempotentRequest(c, input);
+    const answer = await asCaller(sql, caller, async (tx) => {
+      if (idempotent) {
+        const earlier = await claimKey(tx, idempotent);
+        if (earlier) return { ...earlier, replayed: true };
+      }
+      const enqueued = await _enqueue(tx, userIds ?? [], content, c.get("requestId"), topic);
+      if (!enqueued.notification_id) _allDenied(enqueued, "user_ids");
+      const fresh = {
+        status: 202,
+        body: _accepted(enqueued, `/functions/v1/notify/bulk/${enqueued.notification_id}`),
+      };
+      if (idempotent) {
+        await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
+      }
+      return { ...fresh, replayed: false };
+    }).catch(_sqlToProblem);
+    deps.log("info", "bulk notification accepted", {
+      request_id: c.get("requestId"),
+      notification_id: answer.body.id,
+      deliveries: answer.body.deliveries,
+      topic,
+    });
+    return _reply(c, answer, answer.replayed);
+  });
+
+  app.get("/bulk/:id", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const [job] = await asCaller(sql, c.get("caller"), (tx) =>
+      tx`
+        select n.id, n.audience, n.created_at, n.send_at,
+          count(d.id)::int as total,
+          count(d.id) filter (where d.status = 'pending')::int as pending,
+          count(d.id) filter (where d.status = 'sent')::int as sent,
+          count(d.id) filter (where d.status = 'failed')::int as failed,
+          count(d.id) filter (where d.status = 'expired')::int as expired,
+          count(d.id) filter (where d.status = 'cancelled')::int as cancelled,
+          count(d.id) filter (where d.status = 'dead')::int as dead
+        from herald.notifications n
+        left join herald.deliveries d on d.notification_id = n.id
+        where n.id = ${id}
+        group by n.id`);
+    if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
+    const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
+    return c.json({
+      ...rest,
+      total,
+      counts: { pending, sent, failed, expired, cancelled, dead },
+      done: pending === 0,
+    });
+  });
+
+  app.get("/notifications/:id", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const [notification] = await asCaller(sql, c.get("caller"), (tx) =>
+      tx`
+        select n.id, n.sender_id, n.title, n.body, n.image, n.data, n.category, n.priority,
+          n.critical, n.overrides, n.send_at, n.expires_at, n.audience, n.request_id, n.created_at,
+          (select count(*)::int from herald.deliveries d where d.notification_id = n.id)
+            as delivery_count,
+          coalesce((
+            select jsonb_agg(jsonb_build_object(
+              'id', d.id, 'recipient_id', d.recipient_id, 'channel', d.channel,
+              'platform', d.platform, 'status', d.status, 'attempts', d.attempts,
+              'next_attempt_at', case when d.status = 'pending' then d.next_attempt_at end,
+              'last_error', d.last_error, 'provider_message_id', d.provider_message_id,
+              'sent_at', d.sent_at,
+              'attempt_log', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                  'attempt', a.attempt, 'at', a.at, 'outcome', a.outcome,
+                  'status_code', a.status_code, 'error_code', a.error_code,
+                  'error', a.error, 'latency_ms', a.latency_ms) order by a.id)
+                from herald.delivery_attempts a where a.delivery_id = d.id), '[]'::jsonb)
+            ) order by d.created_at, d.id)
+            from (select * from herald.deliveries d where d.notification_id = n.id
+                  order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
+        from herald.notifications n
+        where n.id = ${id}`);
+    if (!notification) {
+      throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
+    }
+    return c.json(notification);
+  });
+
+  app.post("/notifications/:id/cancel", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const [{ cancelled }] = await asCaller(
+      sql,
+      c.get("caller"),
+      (tx) => tx`select herald.cancel_notification(${id}) as cancelled`,
+    ).catch((error) => {
+      if ((error as { code?: string }).code === "P0002") {
+        throw new Problem(404, "not-found", `You sent no notification ${id}.`);
+      }
+      throw error;
+    });
+    deps.log("info", "notification cancelled", {
+      request_id: c.get("requestId"),
+      notification_id: id,
+      cancelled,
+    });
+    return c.json({ id, cancelled });
+  });
+}
+
+async function _enqueue(
+  tx: Tx,
+  userIds: string[],
+  content: Record<string, unknown>,
+  requestId: string,
+  topic?: string,
+): Promise<Enqueued> {
+  const [row] = await tx`
+    select notification_id, deliveries, denied, denied_count
+    from herald.enqueue(${userIds}::uuid[], ${tx.json(content as never)}, ${requestId}, ${
+    topic ?? null
+  })`;
+  return row as Enqueued;
+}
+
+function _accepted(enqueued: Enqueued, location: string) {
+  return {
+    id: enqueued.notification_id,
+    status_url: location,
+    deliveries: enqueued.deliveries,
+    denied: enqueued.denied,
+    denied_count: enqueued.denied_count,
+  };
+}
+
+/** Nobody the caller named may be notified: a 403 naming each refused recipient. */
+function _allDenied(enqueued: Enqueued, field: string): never {
+  throw new Problem(
+    403,
+    "not-allowed",
+    `You may not notify ${
+      enqueued.denied_count === 1
+        ? "this recipient"
+        : `any of these ${enqueued.denied_count} recipients`
+    } (can_notify refused).`,
+    enqueued.denied.slice(0, 100).map((id) => ({ field, message: `may not notify ${id}` })),
+  );
+}
+
+/**
+ * The first attempt of a small notification, inside the request. Whatever is
+ * still in flight when the budget runs out finishes in the background; the
+ * claim's lease covers a function that dies meanwhile.
+ */
+async function _attemptInline(deps: NotifyDeps, notificationId: string, budgetMs: number) {
+  const attempt = dispatchBatch(deps.dispatcher!, { notificationId }).catch((error) => {
+    deps.log("error", "inline attempt failed; the dispatcher retries", {
+      notification_id: notificationId,
+      error: (error as Error).message,
+    });
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outOfTime = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), budgetMs);
+  });
+  const finished = await Promise.race([attempt.then(() => "done" as const), outOfTime]);
+  clearTimeout(timer);
+  if (finished === "timeout") deps.waitUntil?.(attempt);
+  return await deps.sql`
+    select id, recipient_id, channel, platform, status, last_error,
+      case when status = 'pending' then next_attempt_at end as next_attempt_at
+    from herald.deliveries where notification_id = ${notificationId}
+    order by created_at, id`;
+}
+
+async function _idempotentRequest(c: Ctx, input: unknown): Promise<IdempotentRequest | undefined> {
+  const header = c.req.header("idempotency-key");
+  if (header === undefined) return undefined;
+  const parsed = IdempotencyKey.safeParse(header);
+  if (!parsed.success) {
+    throw new Problem(422, "validation", "Invalid Idempotency-Key header.", [
+      { field: "Idempotency-Key", message: parsed.error.issues[0].message },
+    ]);
+  }
+  return {
+    caller: await callerScope(c.get("caller") as Caller, c.req.raw.headers),
+    key: parsed.data,
+    hash: await sha256Hex(`${c.req.method} ${c.req.path} ${JSON.stringify(input)}`),
+  };
+}
+
+function _reply(c: Ctx, answer: StoredAnswer, replayed: boolean) {
+  const location = answer.body.status_url as string | undefined;
+  const headers: Record<string, string> = location ? { location } : {};
+  if (replayed) headers["idempotent-replayed"] = "true";
+  return c.json(answer.body, answer.status as 201 | 202 | 403, headers);
+}
+
+/** SQL refusals that are the caller's doing. */
+function _sqlToProblem(error: unknown): never {
+  const code = (error as { code?: string }).code;
+  if (code === "42501") throw new Problem(403, "not-allowed", (error as Error).message);
+  throw error;
+}
