@@ -80,9 +80,14 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       sql,
       c.get("caller"),
       (tx) =>
-        tx`insert into herald.topic_subscriptions (topic, user_id) values (${topic}, ${userId})
-         on conflict (topic, user_id) do update set topic = excluded.topic
-         returning topic, user_id, created_at`,
+        tx`with added as (
+             insert into herald.topic_subscriptions (topic, user_id) values (${topic}, ${userId})
+             on conflict (topic, user_id) do nothing
+             returning topic, user_id, created_at)
+           select * from added
+           union all
+           select topic, user_id, created_at from herald.topic_subscriptions
+           where topic = ${topic} and user_id = ${userId} and not exists (select 1 from added)`,
     ).catch(_unknownUser);
     return c.json(row);
   });

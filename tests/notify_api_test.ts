@@ -1,0 +1,376 @@
+/**
+ * The notify API end to end through the gateway with supabase-js: inline
+ * first attempts, per-recipient authorisation, idempotency, scheduling and
+ * cancelling, quiet hours and opt-outs, topics and bulk fan-out, raw targets,
+ * webhook endpoints — and the RLS boundaries between users.
+ */
+import assert from "node:assert/strict";
+import type postgres from "postgres";
+import { adminSql, clientAs, createUser, errorOf, stack, type TestUser } from "./support/stack.ts";
+
+const call = (path: string, token: string, init: RequestInit = {}) => {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${token}`);
+  if (init.body) headers.set("content-type", "application/json");
+  return fetch(`${stack.apiUrl}/functions/v1/${path}`, { ...init, headers });
+};
+
+async function withUsers(
+  count: number,
+  work: (sql: postgres.Sql, users: TestUser[]) => Promise<void>,
+): Promise<void> {
+  const sql = adminSql();
+  try {
+    const users = [];
+    for (let i = 0; i < count; i++) users.push(await createUser(sql, `api${i}`));
+    await work(sql, users);
+  } finally {
+    await sql.end();
+  }
+}
+
+async function addDevice(user: TestUser, platform = "android"): Promise<string> {
+  const token = `api-${crypto.randomUUID()}`;
+  const { error } = await clientAs(user.token).functions.invoke("notify/devices", {
+    method: "PUT",
+    body: { token, platform },
+  });
+  assert.equal(error, null);
+  return token;
+}
+
+Deno.test("notify: a small notification is attempted inline and answers each delivery's status", async () => {
+  await withUsers(1, async (_sql, [alice]) => {
+    await addDevice(alice);
+    const response = await call("notify", alice.token, {
+      method: "POST",
+      headers: { "x-request-id": "api-test-inline-1" },
+      body: JSON.stringify({ user_ids: [alice.id], title: "Hi", body: "inline" }),
+    });
+    assert.equal(response.status, 201);
+    assert.equal(response.headers.get("x-request-id"), "api-test-inline-1");
+    const body = await response.json();
+    assert.equal(body.deliveries, 1);
+    assert.deepEqual(body.results.map((r: { status: string }) => r.status), ["sent"]);
+    const { data } = await clientAs(alice.token).functions.invoke(
+      `notify/notifications/${body.id}`,
+      {
+        method: "GET",
+      },
+    );
+    assert.equal(data.request_id, "api-test-inline-1", "the correlation id travels with it");
+    assert.equal(data.deliveries[0].attempt_log[0].outcome, "sent");
+  });
+});
+
+Deno.test("notify: recipients can_notify refuses are reported one by one; all refused is a 403", async () => {
+  await withUsers(2, async (_sql, [alice, bob]) => {
+    await addDevice(alice);
+    const mixed = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id, bob.id], title: "Hi both" },
+    });
+    assert.equal(mixed.error, null);
+    assert.deepEqual(mixed.data.denied, [bob.id]);
+    assert.equal(mixed.data.denied_count, 1);
+    assert.equal(mixed.data.deliveries, 1);
+
+    const refused = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [bob.id], title: "Psst" },
+    });
+    const problem = await errorOf(refused.error);
+    assert.equal(problem.status, 403);
+    assert.equal(problem.body.type, "https://herald.dev/problems/not-allowed");
+    assert.deepEqual(problem.body.errors, [{
+      field: "user_ids",
+      message: `may not notify ${bob.id}`,
+    }]);
+  });
+});
+
+Deno.test("notify: an Idempotency-Key repeat returns the first answer; another body with it is a 422", async () => {
+  await withUsers(1, async (sql, [alice]) => {
+    await addDevice(alice);
+    const key = `key-${crypto.randomUUID()}`;
+    const send = (title: string) =>
+      call("notify", alice.token, {
+        method: "POST",
+        headers: { "idempotency-key": key },
+        body: JSON.stringify({ user_ids: [alice.id], title }),
+      });
+    const first = await send("Once");
+    const again = await send("Once");
+    assert.equal(again.status, first.status);
+    assert.equal(again.headers.get("idempotent-replayed"), "true");
+    const [a, b] = [await first.json(), await again.json()];
+    assert.equal(b.id, a.id);
+    assert.deepEqual(b, a);
+    const [{ count }] = await sql`select count(*)::int from herald.notifications
+      where sender_id = ${alice.id} and title = 'Once'`;
+    assert.equal(count, 1);
+
+    const changed = await send("Twice");
+    assert.equal(changed.status, 422);
+    assert.equal((await changed.json()).type, "https://herald.dev/problems/idempotency-key-reused");
+  });
+});
+
+Deno.test("notify: send_at schedules, the sender cancels, a recipient may not", async () => {
+  await withUsers(1, async (sql, [alice]) => {
+    await addDevice(alice);
+    const sendAt = new Date(Date.now() + 3_600_000).toISOString();
+    const scheduled = await clientAs(stack.serviceRoleKey).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Later", send_at: sendAt, ttl_seconds: 600 },
+    });
+    assert.equal(scheduled.error, null);
+    assert.equal(scheduled.data.results, undefined, "nothing is attempted before send_at");
+    const [row] = await sql`select d.next_attempt_at, n.expires_at from herald.deliveries d
+      join herald.notifications n on n.id = d.notification_id where n.id = ${scheduled.data.id}`;
+    assert.equal(row.next_attempt_at.toISOString(), sendAt);
+    assert.equal(
+      row.expires_at.getTime(),
+      Date.parse(sendAt) + 600_000,
+      "the TTL counts from send_at",
+    );
+
+    const byRecipient = await clientAs(alice.token).functions.invoke(
+      `notify/notifications/${scheduled.data.id}/cancel`,
+      { method: "POST" },
+    );
+    assert.equal((await errorOf(byRecipient.error)).status, 404);
+
+    const cancelled = await clientAs(stack.serviceRoleKey).functions.invoke(
+      `notify/notifications/${scheduled.data.id}/cancel`,
+      { method: "POST" },
+    );
+    assert.deepEqual(cancelled.data, { id: scheduled.data.id, cancelled: 1 });
+    const { data } = await clientAs(alice.token).functions.invoke(
+      `notify/notifications/${scheduled.data.id}`,
+      { method: "GET" },
+    );
+    assert.equal(data.deliveries[0].status, "cancelled");
+  });
+});
+
+Deno.test("notify: quiet hours defer non-critical pushes to the window's end; critical ones go now", async () => {
+  await withUsers(1, async (_sql, [alice]) => {
+    await addDevice(alice);
+    // A window around the current minute in Tokyo (no DST), ending in two hours.
+    const tokyo = (offsetMin: number) =>
+      new Date(Date.now() + (9 * 60 + offsetMin) * 60_000).toISOString().slice(11, 16);
+    const quiet = { start: tokyo(-60), end: tokyo(120) };
+    const saved = await clientAs(alice.token).functions.invoke("notify/preferences", {
+      method: "PUT",
+      body: { time_zone: "Asia/Tokyo", quiet_hours: quiet },
+    });
+    assert.equal(saved.error, null);
+    assert.deepEqual(saved.data, { time_zone: "Asia/Tokyo", quiet_hours: quiet, opt_outs: [] });
+
+    const quietOne = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Not now" },
+    });
+    assert.equal(quietOne.data.results[0].status, "pending");
+    const waitsMin = (Date.parse(quietOne.data.results[0].next_attempt_at) - Date.now()) / 60_000;
+    assert.ok(waitsMin > 115 && waitsMin <= 121, `deferred to the window's end, ${waitsMin} min`);
+
+    const critical = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Now", critical: true },
+    });
+    assert.equal(critical.data.results[0].status, "sent");
+  });
+});
+
+Deno.test("notify: opt-outs by category and channel drop those deliveries", async () => {
+  await withUsers(1, async (_sql, [alice]) => {
+    await addDevice(alice);
+    await clientAs(alice.token).functions.invoke("notify/preferences", {
+      method: "PUT",
+      body: { opt_outs: [{ category: "promo", channel: "push" }] },
+    });
+    const promo = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Sale", category: "promo", channels: ["push", "email"] },
+    });
+    assert.equal(promo.data.deliveries, 1, "e-mail only");
+    const other = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Receipt", category: "orders" },
+    });
+    assert.equal(other.data.deliveries, 1);
+  });
+});
+
+Deno.test("preferences: each user sees and changes only their own; bad zones are a 422 naming the field", async () => {
+  await withUsers(2, async (_sql, [alice, bob]) => {
+    await clientAs(alice.token).functions.invoke("notify/preferences", {
+      method: "PUT",
+      body: { time_zone: "Europe/Berlin", opt_outs: [{ category: "*", channel: "email" }] },
+    });
+    const bobs = await clientAs(bob.token).functions.invoke("notify/preferences", {
+      method: "GET",
+    });
+    assert.deepEqual(bobs.data, { time_zone: "UTC", quiet_hours: null, opt_outs: [] });
+    const bad = await clientAs(bob.token).functions.invoke("notify/preferences", {
+      method: "PUT",
+      body: { time_zone: "Mars/Olympus" },
+    });
+    const problem = await errorOf(bad.error);
+    assert.equal(problem.status, 422);
+    assert.deepEqual((problem.body.errors as { field: string }[])[0].field, "time_zone");
+  });
+});
+
+Deno.test("topics: users subscribe themselves; a bulk send to the topic reaches every subscriber", async () => {
+  await withUsers(3, async (_sql, [alice, bob, carol]) => {
+    const topic = `news-${crypto.randomUUID()}`;
+    for (const user of [alice, bob]) {
+      await addDevice(user);
+      const { error } = await clientAs(user.token).functions.invoke(`notify/topics/${topic}`, {
+        method: "PUT",
+      });
+      assert.equal(error, null);
+    }
+    const carols = await clientAs(carol.token).functions.invoke("notify/topics", { method: "GET" });
+    assert.deepEqual(carols.data, { topics: [] }, "nobody sees another user's subscriptions");
+    const forged = await clientAs(carol.token).functions.invoke(
+      `notify/topics/${topic}?user_id=${alice.id}`,
+      { method: "DELETE" },
+    );
+    assert.equal((await errorOf(forged.error)).status, 403);
+
+    const byUser = await clientAs(alice.token).functions.invoke("notify/bulk", {
+      body: { topic, title: "Hello" },
+    });
+    assert.equal((await errorOf(byUser.error)).status, 403);
+
+    const job = await clientAs(stack.serviceRoleKey).functions.invoke("notify/bulk", {
+      body: { topic, title: "Hello subscribers" },
+    });
+    assert.equal(job.error, null);
+    assert.equal(job.data.deliveries, 2);
+    const progress = await clientAs(stack.serviceRoleKey).functions.invoke(
+      `notify/bulk/${job.data.id}`,
+      { method: "GET" },
+    );
+    assert.equal(progress.data.total, 2);
+    assert.deepEqual(progress.data.audience, { topic });
+    assert.equal(
+      Object.values(progress.data.counts as Record<string, number>).reduce((a, b) => a + b),
+      2,
+    );
+
+    await clientAs(bob.token).functions.invoke(`notify/topics/${topic}`, { method: "DELETE" });
+    const after = await clientAs(stack.serviceRoleKey).functions.invoke("notify/bulk", {
+      body: { topic, title: "Hello again" },
+    });
+    assert.equal(after.data.deliveries, 1);
+  });
+});
+
+Deno.test("bulk: 10,000 explicit user ids in one request are expanded in Postgres; 10,001 are refused", async () => {
+  const sql = adminSql();
+  try {
+    const ids = (await sql`
+      insert into auth.users (id, email)
+      select gen_random_uuid(), 'bulk-' || gen_random_uuid() || '@example.test'
+      from generate_series(1, 10000) returning id`).map((r) => r.id as string);
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      select id, 'bulk-' || id, 'android' from unnest(${ids}::uuid[]) id`;
+    const accepted = await call("notify/bulk", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({ user_ids: ids, title: "To everyone" }),
+    });
+    assert.equal(accepted.status, 202);
+    const body = await accepted.json();
+    assert.equal(body.deliveries, 10_000);
+    const [{ count }] = await sql`select count(*)::int from herald.deliveries
+      where notification_id = ${body.id}`;
+    assert.equal(count, 10_000);
+    await sql`update herald.deliveries set status = 'cancelled' where notification_id = ${body.id}`;
+
+    const tooMany = await call("notify/bulk", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({ user_ids: [...ids, crypto.randomUUID()], title: "x" }),
+    });
+    assert.equal(tooMany.status, 422);
+    assert.equal((await tooMany.json()).errors[0].field, "user_ids");
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("notify: the service role may notify raw targets; users may not", async () => {
+  await withUsers(1, async (sql, [alice]) => {
+    const token = `raw-${crypto.randomUUID()}`;
+    const accepted = await clientAs(stack.serviceRoleKey).functions.invoke("notify", {
+      body: {
+        targets: [
+          { channel: "push", token, platform: "web" },
+          { channel: "email", address: "someone@example.test" },
+        ],
+        title: "Raw",
+        body: "to addresses",
+      },
+    });
+    assert.equal(accepted.error, null);
+    assert.equal(accepted.data.deliveries, 2);
+    const rows = await sql`select channel, target, recipient_id from herald.deliveries
+      where notification_id = ${accepted.data.id} order by channel`;
+    assert.deepEqual(rows.map((r) => [r.channel, r.target, r.recipient_id]), [
+      ["email", "someone@example.test", null],
+      ["push", token, null],
+    ]);
+    const byUser = await clientAs(alice.token).functions.invoke("notify", {
+      body: { targets: [{ channel: "email", address: "x@example.test" }], title: "no" },
+    });
+    assert.equal((await errorOf(byUser.error)).status, 403);
+  });
+});
+
+Deno.test("notifications, devices and webhook endpoints of one user are invisible and untouchable to another", async () => {
+  await withUsers(2, async (_sql, [alice, bob]) => {
+    await addDevice(alice);
+    const sent = await clientAs(alice.token).functions.invoke("notify", {
+      body: { user_ids: [alice.id], title: "Mine" },
+    });
+    const asBob = clientAs(bob.token);
+    const status = await asBob.functions.invoke(`notify/notifications/${sent.data.id}`, {
+      method: "GET",
+    });
+    assert.equal((await errorOf(status.error)).status, 404);
+    const cancel = await asBob.functions.invoke(`notify/notifications/${sent.data.id}/cancel`, {
+      method: "POST",
+    });
+    assert.equal((await errorOf(cancel.error)).status, 404);
+    const progress = await asBob.functions.invoke(`notify/bulk/${sent.data.id}`, { method: "GET" });
+    assert.equal((await errorOf(progress.error)).status, 404);
+
+    const endpoint = await clientAs(alice.token).functions.invoke("notify/webhook-endpoints", {
+      body: { url: "https://hooks.example.test/herald" },
+    });
+    assert.equal(endpoint.error, null);
+    assert.match(endpoint.data.secret, /^whsec_/);
+    const listed = await clientAs(alice.token).functions.invoke("notify/webhook-endpoints", {
+      method: "GET",
+    });
+    assert.equal(listed.data.webhook_endpoints.length, 1);
+    assert.equal(listed.data.webhook_endpoints[0].secret, undefined, "secrets are shown once");
+    const bobsList = await asBob.functions.invoke("notify/webhook-endpoints", { method: "GET" });
+    assert.deepEqual(bobsList.data, { webhook_endpoints: [] });
+    const bobDeletes = await asBob.functions.invoke(
+      `notify/webhook-endpoints/${endpoint.data.id}`,
+      { method: "DELETE" },
+    );
+    assert.equal((await errorOf(bobDeletes.error)).status, 404);
+    const bobRotates = await asBob.functions.invoke(
+      `notify/webhook-endpoints/${endpoint.data.id}/rotate-secret`,
+      { method: "POST" },
+    );
+    assert.equal((await errorOf(bobRotates.error)).status, 404);
+    const rotated = await clientAs(alice.token).functions.invoke(
+      `notify/webhook-endpoints/${endpoint.data.id}/rotate-secret`,
+      { method: "POST" },
+    );
+    assert.notEqual(rotated.data.secret, endpoint.data.secret);
+
+    const devices = await asBob.functions.invoke("notify/devices", { method: "GET" });
+    assert.deepEqual(devices.data, { devices: [] });
+  });
+});
