@@ -333,11 +333,14 @@ Deno.test("dispatch: a webhook endpoint answering 410 is disabled and gets nothi
           stack.fakes.webhook + "/gone"
         }, ${user.id})`,
     );
-    await enqueue(sql, [user.id], { title: "First", channels: ["webhook"] });
-    assert.equal((await dispatchBatch(deps)).failed, 1);
+    const first = await enqueue(sql, [user.id], { title: "First", channels: ["webhook"] });
+    const report = await dispatchBatch(deps);
     const [row] = await sql`select disabled_at, disabled_reason from herald.webhook_endpoints
       where id = ${endpoint.id}`;
-    assert.ok(row.disabled_at);
+    const deliveries = await sql`select status, last_error from herald.deliveries
+      where notification_id = ${first}`;
+    assert.equal(report.failed, 1, JSON.stringify({ report, deliveries }));
+    assert.ok(row.disabled_at, JSON.stringify({ report, deliveries }));
     assert.equal(row.disabled_reason, "GONE");
     await enqueue(sql, [user.id], { title: "Second", channels: ["webhook"] });
     const [{ count }] = await sql`select count(*)::integer from herald.deliveries

@@ -60,6 +60,7 @@ Deno.test("notify: a small notification is attempted inline and answers each del
     );
     assert.equal(data.request_id, "api-test-inline-1", "the correlation id travels with it");
     assert.equal(data.deliveries[0].attempt_log[0].outcome, "sent");
+    assert.equal(data.deliveries[0].attempt_log[0].request_id, "api-test-inline-1");
   });
 });
 

@@ -126,6 +126,11 @@ alter table herald.notifications
   -- How the audience was named: {"user_ids": n} or {"topic": "…"}; raw targets count too.
   add column audience jsonb not null default '{}' check (jsonb_typeof(audience) = 'object');
 
+-- The correlation id of the request that asked for a notification, on every
+-- attempt to deliver it, so one id finds the request, its logs and its sends.
+alter table herald.delivery_attempts
+  add column request_id text check (length(request_id) <= 128);
+
 -- The end of a quiet-hours window that p_at falls in, else p_at. Windows may
 -- cross midnight (22:00–07:00); times are wall-clock times in p_zone.
 create function herald.quiet_hours_end(p_at timestamptz, p_zone text, p_start time, p_end time)

@@ -143,13 +143,15 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
           updated_at = now()
       from r
       where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
-      returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt, r.outcome, r.status_code, r.error_code,
-        r.error, r.latency_ms, r.disable_target
+      returning d.id, d.notification_id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
+        r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target
     ), logged as (
       insert into herald.delivery_attempts
-        (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms)
-      select id, attempt, outcome, status_code, error_code, error, latency_ms from updated
-      where outcome <> 'deferred'
+        (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms, request_id)
+      select u.id, u.attempt, u.outcome, u.status_code, u.error_code, u.error, u.latency_ms,
+        n.request_id
+      from updated u join herald.notifications n on n.id = u.notification_id
+      where u.outcome <> 'deferred'
     ), disabled_tokens as (
       update herald.device_tokens t
       set disabled_at = now(), disabled_reason = u.error_code

@@ -198,6 +198,10 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
             "webhook-id": delivery.id,
             "webhook-timestamp": String(timestamp),
             "webhook-signature": signature,
+            // The correlation id of the request that asked for it, for the receiver's logs.
+            ...(delivery.notification.requestId
+              ? { "x-request-id": delivery.notification.requestId }
+              : {}),
           },
           body,
           redirect: "manual",

@@ -158,7 +158,8 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
                 select jsonb_agg(jsonb_build_object(
                   'attempt', a.attempt, 'at', a.at, 'outcome', a.outcome,
                   'status_code', a.status_code, 'error_code', a.error_code,
-                  'error', a.error, 'latency_ms', a.latency_ms) order by a.id)
+                  'error', a.error, 'latency_ms', a.latency_ms, 'request_id', a.request_id)
+                  order by a.id)
                 from herald.delivery_attempts a where a.delivery_id = d.id), '[]'::jsonb)
             ) order by d.created_at, d.id)
             from (select * from herald.deliveries d where d.notification_id = n.id
