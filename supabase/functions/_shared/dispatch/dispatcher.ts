@@ -56,7 +56,11 @@ export interface BatchReport {
  */
 export async function dispatchBatch(
   deps: DispatcherDeps,
-  scope: { notificationId?: string } = {},
+  scope: {
+    notificationId?: string;
+    /** Sees each claimed delivery's result once it is written (notify answers with them). */
+    onRecorded?: (claimed: ClaimedDelivery[], results: DeliveryResult[]) => void;
+  } = {},
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
   const claimed = await claimDue(deps.sql, {
@@ -85,6 +89,7 @@ export async function dispatchBatch(
   results.push(...sent.flat());
 
   const recorded = await recordResults(deps.sql, results);
+  scope.onRecorded?.(claimed, results);
   const report: BatchReport = {
     claimed: claimed.length,
     sent: 0,

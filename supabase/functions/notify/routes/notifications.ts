@@ -75,7 +75,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     if (!deps.dispatcher || !due || deliveries === 0 || deliveries > inline.maxDeliveries) {
       return _reply(c, answer, false);
     }
-    const results = await _attemptInline(deps, id, inline.budgetMs);
+    const results = await _attemptInline(deps, id, deliveries, inline.budgetMs);
     const settled = { status: 201, body: { ...answer.body, results } };
     if (idempotent) {
       await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
@@ -237,8 +237,31 @@ function _allDenied(enqueued: Enqueued, field: string): never {
  * still in flight when the budget runs out finishes in the background; the
  * claim's lease covers a function that dies meanwhile.
  */
-async function _attemptInline(deps: NotifyDeps, notificationId: string, budgetMs: number) {
-  const attempt = dispatchBatch(deps.dispatcher!, { notificationId }).catch((error) => {
+async function _attemptInline(
+  deps: NotifyDeps,
+  notificationId: string,
+  deliveries: number,
+  budgetMs: number,
+) {
+  let settled: Record<string, unknown>[] | undefined;
+  const attempt = dispatchBatch(deps.dispatcher!, {
+    notificationId,
+    onRecorded: (claimed, results) => {
+      const byId = new Map(results.map((r) => [r.id, r]));
+      settled = claimed.map((d) => {
+        const r = byId.get(d.id)!;
+        return {
+          id: d.id,
+          recipient_id: d.recipientId,
+          channel: d.channel,
+          platform: d.platform,
+          status: r.status,
+          last_error: r.error ?? null,
+          next_attempt_at: r.status === "pending" ? r.nextAttemptAt?.toISOString() ?? null : null,
+        };
+      });
+    },
+  }).catch((error) => {
     deps.log("error", "inline attempt failed; the dispatcher retries", {
       notification_id: notificationId,
       error: (error as Error).message,
@@ -251,6 +274,8 @@ async function _attemptInline(deps: NotifyDeps, notificationId: string, budgetMs
   const finished = await Promise.race([attempt.then(() => "done" as const), outOfTime]);
   clearTimeout(timer);
   if (finished === "timeout") deps.waitUntil?.(attempt);
+  // Every delivery was claimed and written: answer from memory, no read-back.
+  if (settled?.length === deliveries) return settled;
   return await deps.sql`
     select id, recipient_id, channel, platform, status, last_error,
       case when status = 'pending' then next_attempt_at end as next_attempt_at
