@@ -49,6 +49,8 @@ Deno.test("notify: a small notification is attempted inline and answers each del
     });
     assert.equal(response.status, 201);
     assert.equal(response.headers.get("x-request-id"), "api-test-inline-1");
+    assert.equal(response.headers.get("ratelimit-limit"), "600", "the per-user limit applies");
+    assert.ok(Number(response.headers.get("ratelimit-remaining")) < 600);
     const body = await response.json();
     assert.equal(body.deliveries, 1);
     assert.deepEqual(body.results.map((r: { status: string }) => r.status), ["sent"]);

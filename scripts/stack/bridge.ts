@@ -67,6 +67,7 @@ export function startBridge(
   options: BridgeOptions,
 ): Promise<{ url: string; close(): Promise<void> }> {
   const pool = new RespPool({ hostname: options.redisHost, port: options.redisPort });
+  const scripts = new UpstashScripts();
   const expected = new TextEncoder().encode(`Bearer ${options.token}`);
   const server = Deno.serve({
     port: options.port,
@@ -83,7 +84,7 @@ export function startBridge(
       const path = new URL(request.url).pathname;
       if (path === "/pipeline" || path === "/multi-exec") {
         if (request.method !== "POST") throw new BadRequest(`${path} takes POST`);
-        const commands = _commandList(await _readJson(request));
+        const commands = await scripts.adapt(_commandList(await _readJson(request)));
         if (path === "/pipeline") {
           const replies = await pool.send(commands);
           return Response.json(
@@ -104,7 +105,7 @@ export function startBridge(
         ? (request.method === "POST" ? _command(await _readJson(request)) : undefined)
         : path.slice(1).split("/").map(decodeURIComponent);
       if (!command) throw new BadRequest("POST a JSON command array to /");
-      const [reply] = await pool.send([command]);
+      const [reply] = await pool.send(await scripts.adapt([command]));
       if (reply.type === "error") return Response.json({ error: reply.value }, { status: 400 });
       return Response.json({ result: encode(reply) });
     } catch (error) {
@@ -124,6 +125,46 @@ export function startBridge(
       await pool.close();
     },
   });
+}
+
+/**
+ * Upstash accepts Lua shebang flags redis-server does not know
+ * (`#!lua flags=allow-key-locking`, which `@upstash/ratelimit` sends). Like
+ * Upstash, the bridge runs such scripts: the shebang becomes a comment, and
+ * EVALSHA with the original script's SHA1 runs the adapted one.
+ */
+class UpstashScripts {
+  readonly #adaptedSha = new Map<string, string>();
+
+  async adapt(commands: Command[]): Promise<Command[]> {
+    return await Promise.all(commands.map((command) => this.#adapt(command)));
+  }
+
+  async #adapt(command: Command): Promise<Command> {
+    const arg = (i: number) => typeof command[i] === "string" ? command[i] as string : "";
+    const name = arg(0).toUpperCase();
+    const scriptAt = name === "EVAL" || name === "EVAL_RO"
+      ? 1
+      : name === "SCRIPT" && arg(1).toUpperCase() === "LOAD"
+      ? 2
+      : -1;
+    if (scriptAt > 0 && /^#!lua\b.*\bflags=/.test(arg(scriptAt))) {
+      const original = arg(scriptAt);
+      const adapted = original.replace(/^#!/, "--");
+      this.#adaptedSha.set(await _sha1(original), await _sha1(adapted));
+      return command.with(scriptAt, adapted);
+    }
+    if (name === "EVALSHA" || name === "EVALSHA_RO") {
+      const adapted = this.#adaptedSha.get(arg(1).toLowerCase());
+      if (adapted) return command.with(1, adapted);
+    }
+    return command;
+  }
+}
+
+async function _sha1(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function _readJson(request: Request): Promise<unknown> {

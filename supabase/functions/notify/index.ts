@@ -3,7 +3,9 @@ import { createJwtVerifier } from "../_shared/auth/jwt.ts";
 import { loadConfig } from "../_shared/config.ts";
 import { createSql } from "../_shared/db/sessions.ts";
 import { createDispatcherDeps } from "../_shared/dispatch/dispatcher_deps.ts";
+import { createRateLimit } from "../_shared/http/rate_limit.ts";
 import { consoleLogger } from "../_shared/log.ts";
+import { createRedis } from "../_shared/redis/client.ts";
 import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
@@ -26,6 +28,12 @@ const app = createApp({
     ? createDispatcherDeps(config, sql, consoleLogger)
     : undefined,
   inline: config.inline,
+  rateLimit: createRateLimit({
+    redis: config.redis && createRedis(config.redis),
+    userPerMinute: config.rateLimit.userPerMinute,
+    servicePerMinute: config.rateLimit.servicePerMinute,
+    log: consoleLogger,
+  }),
   waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
 });
 

@@ -1,0 +1,226 @@
+/**
+ * The health function: liveness for process supervisors, readiness for load
+ * balancers and operators. Anyone may ask and gets the status code and
+ * `{status}`; callers presenting the service-role key or the dispatch key also
+ * get what was checked, the queue lag and the circuit breakers.
+ *
+ * @module
+ */
+import type { Redis } from "@upstash/redis";
+import { constantTimeEqual } from "../_shared/auth/constant_time.ts";
+import type { Sql } from "../_shared/db/sessions.ts";
+import { createHttpApp } from "../_shared/http/app.ts";
+import { Problem, problemResponse } from "../_shared/http/problem.ts";
+import type { Logger } from "../_shared/log.ts";
+import { type BreakerReport, readBreakerStates } from "../_shared/resilience/breaker_states.ts";
+
+/** What the health app needs. */
+export interface HealthAppDeps {
+  /** A small pool of its own (1–2 connections): readiness must not queue behind real work. */
+  sql: Sql;
+  /** Absent when Redis is not configured: breakers are per-process by choice, not degraded. */
+  redis?: Pick<Redis, "ping" | "scan" | "pipeline">;
+  /** Secrets that unlock the details, as `Authorization: Bearer <key>`. */
+  keys: string[];
+  /** How the breakers are configured (their key prefix and failure window). */
+  breaker?: { prefix?: string; windowMs?: number };
+  /** Bound on each check. @default 2_000 */
+  timeoutMs?: number;
+  log: Logger;
+  now?: () => number;
+}
+
+/** The outcome of one check. */
+type Check =
+  | { status: "ok"; duration_ms: number }
+  | { status: "failed"; duration_ms: number; error: string }
+  | { status: "not-configured" };
+
+/** More due deliveries than this are reported as "at least". */
+const DUE_COUNT_CAP = 10_000;
+
+/**
+ * Builds the health app.
+ *
+ * @example
+ * ```ts
+ * const app = createApp({ sql, redis, keys: [config.serviceRoleKey], log: consoleLogger });
+ * Deno.serve(app.fetch);
+ * ```
+ */
+export function createApp(deps: HealthAppDeps) {
+  const app = createHttpApp("health", deps.log);
+  const { sql, redis } = deps;
+  const timeoutMs = deps.timeoutMs ?? 2_000;
+  const now = deps.now ?? Date.now;
+  let lastStatus: string | undefined;
+
+  app.use(async (c, next) => {
+    await next();
+    c.res.headers.set("Cache-Control", "no-store");
+  });
+
+  // Liveness: the process answers. Touching Postgres or Redis here would let
+  // their outage restart healthy instances.
+  app.get("/", (c) => c.json({ status: "ok" }));
+
+  app.get("/ready", async (c) => {
+    const detailed = _presentsKey(c.req.header("authorization"), deps.keys);
+    const skipped = Promise.resolve(undefined);
+    // The status rests on `select 1` and PING alone, so every caller gets the same
+    // one; only key holders pay for the queue and breaker reads.
+    const [postgres, redisPing, queue, breakers] = await Promise.all([
+      _timed(timeoutMs, () => sql`select 1`),
+      redis ? _timed(timeoutMs, () => redis.ping()) : skipped,
+      detailed ? _timed(timeoutMs, () => _queue(sql, timeoutMs)) : skipped,
+      detailed && redis
+        ? _timed(timeoutMs, () =>
+          readBreakerStates(redis, {
+            prefix: deps.breaker?.prefix,
+            windowMs: deps.breaker?.windowMs,
+            now,
+          }))
+        : skipped,
+    ]);
+    const checks = {
+      postgres: postgres.check,
+      redis: redisPing?.check ?? { status: "not-configured" as const },
+    };
+    // Without Redis, breakers fall back to per-process state and delivery goes on.
+    const status = checks.postgres.status !== "ok"
+      ? "unavailable"
+      : checks.redis.status === "failed"
+      ? "degraded"
+      : "ok";
+    // Load balancers ask every few seconds: log changes, not every answer.
+    if (status !== lastStatus) {
+      deps.log(status === "ok" ? "info" : "warn", `readiness: ${status}`, {
+        request_id: c.get("requestId"),
+        was: lastStatus,
+        ...checks,
+      });
+      lastStatus = status;
+    }
+    const details = {
+      checks,
+      queue: queue && (queue.value ?? { error: _errorOf(queue.check) }),
+      // null: Redis is not configured, so there are no shared breakers to read.
+      breakers: !breakers ? null : breakers.value
+        ? {
+          targets: breakers.value.breakers.map((b) => _breakerJson(b, now())),
+          truncated: breakers.value.truncated,
+        }
+        : { error: _errorOf(breakers.check) },
+    };
+
+    if (checks.postgres.status === "failed") {
+      const problem = new Problem(
+        503,
+        "not-ready",
+        detailed
+          ? `Postgres is unreachable (${checks.postgres.error}); ` +
+            "notifications can be neither accepted nor delivered."
+          : "Herald is not ready; retry shortly.",
+      );
+      const response = problemResponse(problem, c.get("requestId"));
+      if (!detailed) return response;
+      return new Response(JSON.stringify({ ...(await response.json()), ...details }), {
+        status: problem.status,
+        headers: response.headers,
+      });
+    }
+    return c.json(detailed ? { status, ...details } : { status });
+  });
+
+  return app;
+}
+
+/** Runs `work` within `timeoutMs`, timing it; failure is data, not an exception. */
+async function _timed<T>(
+  timeoutMs: number,
+  work: () => Promise<T>,
+): Promise<{ check: Check; value?: T }> {
+  const started = performance.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    const value = await Promise.race([work(), timeout]);
+    return { check: { status: "ok", duration_ms: _since(started) }, value };
+  } catch (error) {
+    return {
+      check: { status: "failed", duration_ms: _since(started), error: _message(error) },
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * How far behind the outbox is. `oldest_due_age_s` is the lag dispatchers
+ * should keep near zero (served by the partial index `deliveries_due_idx`);
+ * `oldest_pending_age_s` includes deliveries waiting for a retry or a lease.
+ */
+async function _queue(sql: Sql, timeoutMs: number) {
+  const [row] = await sql.begin(async (tx) => {
+    // The race in _timed frees the request; this frees the database.
+    await tx`select set_config('statement_timeout', ${String(timeoutMs)}, true)`;
+    return await tx`
+      select
+        extract(epoch from now() - (
+          select min(next_attempt_at) from herald.deliveries
+          where status = 'pending' and next_attempt_at <= now()
+        ))::float8 as oldest_due_age_s,
+        extract(epoch from now() - (
+          select min(created_at) from herald.deliveries where status = 'pending'
+        ))::float8 as oldest_pending_age_s,
+        (select count(*) from (
+          select 1 from herald.deliveries
+          where status = 'pending' and next_attempt_at <= now()
+          limit ${DUE_COUNT_CAP + 1}
+        ) due)::int as due`;
+  });
+  const round = (seconds: number | null) => seconds === null ? null : Math.round(seconds * 10) / 10;
+  return {
+    due: Math.min(row.due, DUE_COUNT_CAP),
+    due_capped: row.due > DUE_COUNT_CAP,
+    oldest_due_age_s: round(row.oldest_due_age_s),
+    oldest_pending_age_s: round(row.oldest_pending_age_s),
+  };
+}
+
+function _breakerJson(b: BreakerReport, now: number) {
+  return {
+    target: b.target,
+    state: b.state,
+    ...(b.openUntil !== undefined
+      ? {
+        open_until: new Date(b.openUntil).toISOString(),
+        retry_in_s: Math.max(0, Math.ceil((b.openUntil - now) / 1000)),
+      }
+      : {}),
+    ...(b.probeUntil !== undefined ? { probe_until: new Date(b.probeUntil).toISOString() } : {}),
+    recent_failures: b.recentFailures,
+  };
+}
+
+/** Whether the request presents one of `keys`; every key is compared, in constant time. */
+function _presentsKey(authorization: string | undefined, keys: string[]): boolean {
+  const presented = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
+  if (!presented) return false;
+  return keys.map((key) => constantTimeEqual(presented, key)).includes(true);
+}
+
+function _errorOf(check: Check): string {
+  return check.status === "failed" ? check.error : "not run";
+}
+
+function _since(started: number): number {
+  return Math.round(performance.now() - started);
+}
+
+function _message(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message || (error as { code?: string }).code || "unknown error";
+}
