@@ -33,10 +33,19 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   const app = new Hono<AppEnv>().basePath(`/${functionName}`);
   app.use(async (c, next) => {
+    const started = performance.now();
     const requestId = requestIdOf(c.req.raw.headers);
     c.set("requestId", requestId);
     await next();
     c.res.headers.set("x-request-id", requestId);
+    // One access line per request; the path never holds secrets, the query may not be logged.
+    log("info", "request", {
+      request_id: requestId,
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(performance.now() - started),
+    });
   });
   app.use(bodyLimit({
     maxSize: MAX_BODY_BYTES,
