@@ -45,7 +45,7 @@ Deno.test("notify: a small notification is attempted inline and answers each del
     const response = await call("notify", alice.token, {
       method: "POST",
       headers: { "x-request-id": "api-test-inline-1" },
-      body: JSON.stringify({ user_ids: [alice.id], title: "Hi", body: "inline" }),
+      body: JSON.stringify({ user_ids: [alice.id], title: "Inline hello", body: "inline" }),
     });
     assert.equal(response.status, 201);
     assert.equal(response.headers.get("x-request-id"), "api-test-inline-1");
@@ -230,6 +230,23 @@ Deno.test("topics: users subscribe themselves; a bulk send to the topic reaches 
       });
       assert.equal(error, null);
     }
+    const namespaced = `org:${crypto.randomUUID()}:admins`;
+    const joinsItself = await clientAs(carol.token).functions.invoke(
+      `notify/topics/${namespaced}`,
+      {
+        method: "PUT",
+      },
+    );
+    assert.equal((await errorOf(joinsItself.error)).status, 403, "namespaced topics are services'");
+    const joinedByService = await clientAs(stack.serviceRoleKey).functions.invoke(
+      `notify/topics/${namespaced}?user_id=${carol.id}`,
+      { method: "PUT" },
+    );
+    assert.equal(joinedByService.error, null);
+    await clientAs(stack.serviceRoleKey).functions.invoke(
+      `notify/topics/${namespaced}?user_id=${carol.id}`,
+      { method: "DELETE" },
+    );
     const carols = await clientAs(carol.token).functions.invoke("notify/topics", { method: "GET" });
     assert.deepEqual(carols.data, { topics: [] }, "nobody sees another user's subscriptions");
     const forged = await clientAs(carol.token).functions.invoke(
@@ -320,6 +337,12 @@ Deno.test("notify: the service role may notify raw targets; users may not", asyn
       ["email", "someone@example.test", null],
       ["push", token, null],
     ]);
+    const unknownEndpoint = await clientAs(stack.serviceRoleKey).functions.invoke("notify", {
+      body: { targets: [{ channel: "webhook", endpoint_id: crypto.randomUUID() }], title: "x" },
+    });
+    const problem = await errorOf(unknownEndpoint.error);
+    assert.equal(problem.status, 422);
+    assert.equal((problem.body.errors as { field: string }[])[0].field, "targets");
     const byUser = await clientAs(alice.token).functions.invoke("notify", {
       body: { targets: [{ channel: "email", address: "x@example.test" }], title: "no" },
     });

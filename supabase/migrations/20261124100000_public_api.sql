@@ -12,7 +12,7 @@ create table herald.topic_subscriptions (
 );
 
 comment on table herald.topic_subscriptions is
-  'Topic subscriptions. Users see, add and remove their own; services manage anyone''s.';
+  'Topic subscriptions. Users see, add and remove their own (where can_subscribe allows); services manage anyone''s.';
 
 create index topic_subscriptions_user_id_idx on herald.topic_subscriptions (user_id);
 
@@ -22,15 +22,29 @@ grant all on herald.topic_subscriptions to service_role;
 
 create policy "topic_subscriptions: owner can select" on herald.topic_subscriptions
   for select to authenticated using (user_id = (select auth.uid()));
-create policy "topic_subscriptions: owner can insert" on herald.topic_subscriptions
-  for insert to authenticated with check (user_id = (select auth.uid()));
+-- Which topics a user may join by themself. Projects replace this function
+-- (teams, plans, …). The default: open topics are plain names ('news',
+-- 'release-notes'); names with a ':' ('org:acme:admins') are namespaced and
+-- only services subscribe users to them.
+create function herald.can_subscribe(p_user uuid, p_topic text) returns boolean
+language sql stable set search_path = ''
+as $$ select p_user is not null and position(':' in p_topic) = 0 $$;
+
+grant execute on function herald.can_subscribe(uuid, text) to authenticated, service_role;
+
+create policy "topic_subscriptions: owner can insert where can_subscribe allows"
+  on herald.topic_subscriptions
+  for insert to authenticated
+  with check (user_id = (select auth.uid()) and herald.can_subscribe(user_id, topic));
 create policy "topic_subscriptions: owner can delete" on herald.topic_subscriptions
   for delete to authenticated using (user_id = (select auth.uid()));
 
 -- True when p_zone is a time zone Postgres knows (IANA names such as 'Europe/Berlin').
 create function herald.is_time_zone(p_zone text) returns boolean
 language sql stable set search_path = ''
-as $$ select exists (select 1 from pg_catalog.pg_timezone_names where name = p_zone) $$;
+as $$
+  select exists (select 1 from pg_catalog.pg_timezone_names where lower(name) = lower(p_zone))
+$$;
 
 grant execute on function herald.is_time_zone(text) to authenticated, service_role;
 
@@ -95,7 +109,9 @@ create table herald.idempotency_keys (
   caller text not null check (length(caller) <= 80),
   key text not null check (length(key) between 1 and 255),
   request_hash text not null,
-  notification_id uuid references herald.notifications (id) on delete set null,
+  -- No foreign key: a user writing their own key row must not learn, from a
+  -- key violation, whether somebody else's notification id exists.
+  notification_id uuid,
   status integer,
   response jsonb,
   created_at timestamptz not null default now(),
@@ -186,12 +202,16 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  caller_role text := auth.role();
-  sender uuid := case when auth.role() = 'service_role' then null else auth.uid() end;
+  -- A session without JWT claims that has not switched to an API role is a
+  -- direct database connection (a backend, pg_cron, a migration): trusted
+  -- like the service role, so triggers can call enqueue from any session.
+  caller_role text := coalesce(nullif(auth.role(), ''),
+    case when current_setting('role') not in ('anon', 'authenticated') then 'service_role' end);
+  sender uuid := case when caller_role = 'service_role' then null else auth.uid() end;
   v_channels text[] := coalesce(
     (select array_agg(c) from jsonb_array_elements_text(p_content -> 'channels') c),
     array['push']);
-  v_targets jsonb := coalesce(p_content -> 'targets', '[]');
+  v_targets jsonb := coalesce(nullif(p_content -> 'targets', 'null'), '[]');
   v_critical boolean := coalesce((p_content ->> 'critical')::boolean, false);
   v_category text := p_content ->> 'category';
   v_send_at timestamptz := (p_content ->> 'send_at')::timestamptz;
@@ -204,8 +224,23 @@ begin
   if caller_role is distinct from 'service_role' and (jsonb_array_length(v_targets) > 0 or p_topic is not null) then
     raise exception 'only the service role may notify raw targets or topics' using errcode = '42501';
   end if;
-  if not v_channels <@ array['push', 'email', 'webhook'] then
-    raise exception 'unknown channel in %', v_channels using errcode = '22023';
+  if not v_channels <@ array['push', 'email', 'webhook'] or cardinality(v_channels) = 0 then
+    raise exception 'channels must name push, email or webhook, got %', p_content -> 'channels'
+      using errcode = '22023';
+  end if;
+  if jsonb_typeof(v_targets) <> 'array' then
+    raise exception 'targets must be an array' using errcode = '22023';
+  end if;
+  if exists (
+    select 1 from jsonb_array_elements(v_targets) t
+    where jsonb_typeof(t) <> 'object'
+      or coalesce(t ->> 'channel', '') not in ('push', 'email', 'webhook')
+      or (t ->> 'channel' = 'webhook' and not exists (
+        select 1 from herald.webhook_endpoints e
+        where e.id::text = t ->> 'endpoint_id' and e.disabled_at is null))
+  ) then
+    raise exception 'targets must be push tokens, e-mail addresses or enabled webhook endpoint ids'
+      using errcode = '22023';
   end if;
 
   return query
@@ -276,15 +311,15 @@ begin
         and (o.category = '*' or o.category = v_category)
     )
     union all
-    -- Raw targets (service role only): no user, no preferences.
+    -- Raw targets (service role only): addresses, each naming its own channel;
+    -- no user behind them, so no preferences. A token known to be dead is skipped.
     select null::uuid, x.channel, tok.id, e.id,
       coalesce(x.token, x.address, e.url), coalesce(x.platform, tok.platform), v_starts_at
     from jsonb_to_recordset(v_targets)
       as x(channel text, token text, platform text, address text, endpoint_id uuid)
     left join herald.device_tokens tok on x.channel = 'push' and tok.token = x.token
-    left join herald.webhook_endpoints e
-      on x.channel = 'webhook' and e.id = x.endpoint_id and e.disabled_at is null
-    where coalesce(x.token, x.address, e.url) is not null
+    left join herald.webhook_endpoints e on x.channel = 'webhook' and e.id = x.endpoint_id
+    where coalesce(x.token, x.address, e.url) is not null and tok.disabled_at is null
   ), created as (
     insert into herald.deliveries
       (notification_id, recipient_id, channel, device_token_id, webhook_endpoint_id, target,
@@ -311,6 +346,8 @@ grant execute on function herald.enqueue(uuid[], jsonb, text, text) to authentic
 -- Cancels what of a notification has not gone out yet. Its sender (or the
 -- service role) may; recipients may not. Returns how many deliveries stopped,
 -- or raises no_data_found when the caller cannot see such a notification.
+-- Deliveries a dispatcher is sending right now (leased) are left to finish:
+-- marking them cancelled could not stop a push already on its way.
 create function herald.cancel_notification(p_notification_id uuid)
 returns integer
 language plpgsql
@@ -330,7 +367,8 @@ begin
   update herald.deliveries d
   set status = 'cancelled', last_error = 'cancelled by the sender', locked_until = null,
     updated_at = now()
-  where d.notification_id = p_notification_id and d.status = 'pending';
+  where d.notification_id = p_notification_id and d.status = 'pending'
+    and (d.locked_until is null or d.locked_until < now());
   get diagnostics cancelled = row_count;
   return cancelled;
 end;

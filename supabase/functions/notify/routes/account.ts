@@ -88,7 +88,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
            union all
            select topic, user_id, created_at from herald.topic_subscriptions
            where topic = ${topic} and user_id = ${userId} and not exists (select 1 from added)`,
-    ).catch(_unknownUser);
+    ).catch(_subscriptionRefused);
     return c.json(row);
   });
 
@@ -236,7 +236,14 @@ function _subscriber(caller: Caller, query: Record<string, string>): string {
   return userId;
 }
 
-function _unknownUser(error: unknown): never {
+function _subscriptionRefused(error: unknown): never {
+  if ((error as { code?: string }).code === "42501") {
+    throw new Problem(
+      403,
+      "not-allowed",
+      "You may not join this topic yourself (herald.can_subscribe): topics with a ':' are managed by services.",
+    );
+  }
   if ((error as { code?: string }).code === "23503") {
     throw new Problem(422, "validation", "Invalid user_id: no such user.", [
       { field: "user_id", message: "no such user" },

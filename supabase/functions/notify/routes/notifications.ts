@@ -310,5 +310,10 @@ function _reply(c: Ctx, answer: StoredAnswer, replayed: boolean) {
 function _sqlToProblem(error: unknown): never {
   const code = (error as { code?: string }).code;
   if (code === "42501") throw new Problem(403, "not-allowed", (error as Error).message);
+  if (code === "22023") {
+    throw new Problem(422, "validation", `Invalid request: ${(error as Error).message}.`, [
+      { field: "targets", message: (error as Error).message },
+    ]);
+  }
   throw error;
 }
