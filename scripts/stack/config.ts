@@ -2,10 +2,12 @@
  * Where every piece of the local stack lives: ports, data directory, keys.
  *
  * Three stacks can run side by side: `dev` (what `npm start` runs, Supabase CLI
- * ports from 54321), `test` (what `npm test` runs, from 55321) and `bench`
- * (what `npm run bench:*` runs, from 56321). Everything
- * is derived from `HERALD_STACK`, `HERALD_PORT_BASE` and `HERALD_DATA_DIR`, so
- * a test or a script reaches the same stack as the process that started it.
+ * ports from 54321), `test` (what `npm test` runs, from 25321) and `bench`
+ * (what `npm run bench:*` runs, from 26321). The test and bench ports lie below
+ * Linux's ephemeral range (32768–60999), so no outgoing connection can hold one
+ * of them when the stack starts. Everything is derived from `HERALD_STACK`,
+ * `HERALD_PORT_BASE` and `HERALD_DATA_DIR`, so a test or a script reaches the
+ * same stack as the process that started it.
  *
  * @module
  */
@@ -23,7 +25,7 @@ export const LOCAL_FCM_PROJECT = "herald-local";
 /** The local stacks, each with its own ports and data directory. */
 export type StackName = "dev" | "test" | "bench";
 
-const BASE_PORTS: Record<StackName, number> = { dev: 54321, test: 55321, bench: 56321 };
+const BASE_PORTS: Record<StackName, number> = { dev: 54321, test: 25321, bench: 26321 };
 
 /** Ports of one stack, all derived from its base. */
 export interface Ports {
