@@ -30,6 +30,8 @@ export interface RunningStack {
   /** Whether FCM goes to the local stand-in (no real credentials configured). */
   fakeFcm: boolean;
   migrationsApplied: string[];
+  /** Process id of a running component (a function's name, `gateway`, …), for benchmarks. */
+  pidOf(name: string): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -125,7 +127,13 @@ export async function startStack(
         cwd: stack.root,
       });
     }
-    return { functions, fakeFcm, migrationsApplied, stop: () => supervisor.stopAll() };
+    return {
+      functions,
+      fakeFcm,
+      migrationsApplied,
+      pidOf: (name) => supervisor.pidOf(name),
+      stop: () => supervisor.stopAll(),
+    };
   } catch (error) {
     await supervisor.stopAll();
     throw error;

@@ -66,6 +66,11 @@ export class Supervisor {
     return child;
   }
 
+  /** Process id of the running child named `name`, if any (benchmarks read its CPU from /proc). */
+  pidOf(name: string): number | undefined {
+    return this.#running.find((running) => running.spec.name === name)?.child.pid;
+  }
+
   /** Runs a command to completion with output captured; throws with its output if it fails. */
   static async run(
     command: string,
