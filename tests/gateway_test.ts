@@ -99,6 +99,37 @@ Deno.test("notify: bad input gets a precise 4xx problem naming the field", async
       ],
       ["nothing to say", await post(JSON.stringify({ user_ids: [user.id] })), 422, "title"],
       [
+        "U+0000 in a string",
+        await post(JSON.stringify({ user_ids: [user.id], title: "a\u0000b" })),
+        422,
+        "title",
+      ],
+      [
+        "lone surrogate in a data value",
+        await post(JSON.stringify({ user_ids: [user.id], data: { k: "\ud800" } })),
+        422,
+        "data.k",
+      ],
+      [
+        "send_at out of range",
+        await post(
+          JSON.stringify({ user_ids: [user.id], title: "x", send_at: "0000-01-01T00:00:00Z" }),
+        ),
+        422,
+        "send_at",
+      ],
+      [
+        "invalid time zone",
+        await call("notify/preferences", {
+          method: "PUT",
+          token: user.token,
+          body: JSON.stringify({ time_zone: "Mars/Olympus" }),
+          headers: { "content-type": "application/json", "x-request-id": "req-42" },
+        }),
+        422,
+        "time_zone",
+      ],
+      [
         "oversized body",
         await post(JSON.stringify({ user_ids: [user.id], title: "x".repeat(1_100_000) })),
         413,
@@ -116,6 +147,17 @@ Deno.test("notify: bad input gets a precise 4xx problem naming the field", async
         );
       }
     }
+    // A valid token whose account was deleted meanwhile: a 422, not a crash.
+    const ghost = await createUser(sql, "ghost");
+    await sql`delete from auth.users where id = ${ghost.id}`;
+    const orphan = await call("notify/devices", {
+      method: "PUT",
+      token: ghost.token,
+      body: JSON.stringify({ token: `ghost-${crypto.randomUUID()}`, platform: "ios" }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(orphan.status, 422);
+    assert.equal((await orphan.json()).type, "https://herald.dev/problems/unknown-reference");
     const badId = await call("notify/devices/123", { method: "DELETE", token: user.token });
     assert.equal(badId.status, 422);
     await badId.body?.cancel();

@@ -23,7 +23,9 @@ export interface DispatchAppDeps {
 const DeadLetterQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   /** Only dead letters that died before this instant (the previous page's last `died_at`). */
-  before: z.iso.datetime({ offset: true }).optional(),
+  before: z.iso.datetime({ offset: true }).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
+    message: "must be after 2000-01-01",
+  }).optional(),
   notification_id: z.uuid().optional(),
 });
 

@@ -9,7 +9,7 @@
 import type { JSONValue } from "postgres";
 import type { Caller } from "../_shared/auth/caller.ts";
 import { asCaller, type Sql } from "../_shared/db/sessions.ts";
-import { createHttpApp, validate } from "../_shared/http/app.ts";
+import { assertStorable, createHttpApp, validate } from "../_shared/http/app.ts";
 import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import { renderRule, type RuleTemplate } from "../_shared/webhooks/render_template.ts";
@@ -75,7 +75,7 @@ export function createApp(deps: HooksDeps) {
     const requestId = c.get("requestId");
     const raw = new Uint8Array(await c.req.arrayBuffer());
     const { id } = await verifier.verify(c.req.raw.headers, raw);
-    const event = validate(DatabaseEventPayload, _parseJson(raw));
+    const event = validate(DatabaseEventPayload, assertStorable(_parseJson(raw)));
 
     const result = await asCaller(sql, SERVICE, async (tx) => {
       const fresh = await tx`

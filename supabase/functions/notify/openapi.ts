@@ -23,7 +23,7 @@ interface Operation {
   path: string;
   summary: string;
   /** Who may call: users, services or both. */
-  callers: "users" | "services" | "users and services" | "anyone";
+  callers: "users" | "services" | "users and services" | "anyone with the anon key";
   body?: z.ZodType;
   idempotent?: boolean;
   /** Status → description of the success answers. */
@@ -166,7 +166,7 @@ export const OPERATIONS: Operation[] = [
     method: "get",
     path: "/openapi.json",
     summary: "This document.",
-    callers: "anyone",
+    callers: "anyone with the anon key",
     responses: { 200: "OpenAPI 3.1" },
   },
 ];
@@ -238,7 +238,7 @@ export function openApiDocument(): Record<string, unknown> {
         : { description, content: { "application/json": { schema: { type: "object" } } } };
     }
     for (const [status, description] of Object.entries(ERRORS)) {
-      if (op.callers === "anyone" && status !== "404") continue;
+      if (op.callers === "anyone with the anon key" && !["401", "404"].includes(status)) continue;
       if (!op.body && ["400", "413", "415"].includes(status)) continue;
       responses[status] = {
         description,
@@ -252,7 +252,6 @@ export function openApiDocument(): Record<string, unknown> {
     paths[path][op.method] = {
       summary: op.summary,
       description: `Callers: ${op.callers}.`,
-      ...(op.callers === "anyone" ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
       ...(op.body
         ? {
@@ -281,7 +280,8 @@ export function openApiDocument(): Record<string, unknown> {
         bearer: {
           type: "http",
           scheme: "bearer",
-          description: "A user's Supabase access token, or the service-role key.",
+          description:
+            "A user's Supabase access token, or the service-role key; the anon key reaches only the document itself.",
         },
       },
       schemas: { Problem },

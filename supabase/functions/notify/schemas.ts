@@ -78,7 +78,9 @@ const Content = {
   send_at: z.iso.datetime({ offset: true }).refine(
     (at) => Date.parse(at) <= Date.now() + 30 * 86_400_000,
     { message: "must be at most 30 days ahead" },
-  ).optional(),
+  ).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
+    message: "must be after 2000-01-01",
+  }).optional(),
 };
 
 const saysSomething = (n: { title?: string; body?: string; data?: Record<string, string> }) =>
@@ -162,5 +164,7 @@ function _isTimeZone(zone: string): boolean {
 
 /** `POST /notify/webhook-endpoints`: where to POST the caller's notifications. */
 export const WebhookEndpointRequest = z.strictObject({
-  url: z.url({ protocol: /^https?$/ }).max(2048),
+  /** Stored normalised (`HTTPS://Example.com` → `https://example.com/`). */
+  url: z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).href)
+    .pipe(z.string().max(2048)),
 });

@@ -66,6 +66,15 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
     if (error instanceof Problem) return problemResponse(error, requestId);
+    const refused = _refusedByDatabase(error);
+    if (refused) {
+      log("warn", "database refused a request's value", {
+        request_id: requestId,
+        code: (error as { code?: string }).code,
+        error: error.message,
+      });
+      return problemResponse(refused, requestId);
+    }
     log("error", "unhandled error", {
       request_id: requestId,
       error: error.message,
@@ -77,6 +86,28 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
     );
   });
   return app;
+}
+
+/**
+ * The last line of input checking: a value our schemas let through but a
+ * column, constraint or reference refuses (SQLSTATE classes 22 and 23) is the
+ * request's fault — a 422, never a 500. Validation should catch these first;
+ * this keeps a gap in it from becoming a server error.
+ */
+function _refusedByDatabase(error: Error): Problem | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (error.name !== "PostgresError" || typeof code !== "string") return undefined;
+  if (code === "23503") {
+    return new Problem(
+      422,
+      "unknown-reference",
+      "The request names a user or record that does not exist (a deleted account's token?).",
+    );
+  }
+  if (code.startsWith("22") || code.startsWith("23")) {
+    return new Problem(422, "validation", `A value was refused: ${error.message}.`);
+  }
+  return undefined;
 }
 
 /**
@@ -116,7 +147,46 @@ export async function readJson<T extends z.ZodType>(
   } catch {
     throw new Problem(400, "malformed-json", "The request body is not valid JSON.");
   }
-  return validate(schema, value);
+  return validate(schema, assertStorable(value));
+}
+
+/** Deepest nesting a body may have; Postgres's jsonb and our templates need far less. */
+export const MAX_JSON_DEPTH = 32;
+
+/** U+0000 and unpaired UTF-16 surrogates: valid in JSON text, refused by Postgres text and jsonb. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Refuses JSON that parses but cannot be stored: strings (or keys) holding
+ * U+0000 or lone surrogates, and nesting deeper than {@linkcode MAX_JSON_DEPTH}.
+ *
+ * @throws {Problem} 422 naming the field
+ */
+export function assertStorable(value: unknown): unknown {
+  const walk = (node: unknown, path: string[]): void => {
+    if (path.length > MAX_JSON_DEPTH) {
+      _unstorable(path, `nests deeper than ${MAX_JSON_DEPTH} levels`);
+    }
+    if (typeof node === "string") {
+      if (UNSTORABLE.test(node)) {
+        _unstorable(path, "must not contain U+0000 or unpaired surrogates");
+      }
+    } else if (Array.isArray(node)) {
+      node.forEach((item, i) => walk(item, [...path, String(i)]));
+    } else if (node && typeof node === "object") {
+      for (const [key, item] of Object.entries(node)) {
+        if (UNSTORABLE.test(key)) _unstorable(path, "has a key with U+0000 or unpaired surrogates");
+        walk(item, [...path, key]);
+      }
+    }
+  };
+  walk(value, []);
+  return value;
+}
+
+function _unstorable(path: string[], message: string): never {
+  const field = path.length ? path.join(".") : "(body)";
+  throw new Problem(422, "validation", `Invalid ${field}: ${message}.`, [{ field, message }]);
 }
 
 /**
