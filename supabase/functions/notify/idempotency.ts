@@ -6,7 +6,6 @@
  *
  * @module
  */
-import type { Caller } from "../_shared/auth/caller.ts";
 import type { Tx } from "../_shared/db/sessions.ts";
 import { Problem } from "../_shared/http/problem.ts";
 
@@ -21,23 +20,6 @@ export interface IdempotentRequest {
   caller: string;
   key: string;
   hash: string;
-}
-
-/**
- * The scope of a caller's keys: `user:<id>`, or `key:<fingerprint>` for
- * services (the first 16 hex digits of the bearer token's SHA-256, so keys
- * of different service credentials never collide and no secret is stored).
- */
-export async function callerScope(caller: Caller, headers: Headers): Promise<string> {
-  if (caller.kind === "user") return `user:${caller.userId}`;
-  const token = headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? "";
-  return `key:${(await sha256Hex(token)).slice(0, 16)}`;
-}
-
-/** Hex SHA-256 of a string. */
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**

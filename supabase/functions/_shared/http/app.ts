@@ -154,6 +154,7 @@ export async function readJson<T extends z.ZodType>(
 export const MAX_JSON_DEPTH = 32;
 
 /** U+0000 and unpaired UTF-16 surrogates: valid in JSON text, refused by Postgres text and jsonb. */
+// deno-lint-ignore no-control-regex -- U+0000 is exactly what it must find
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**

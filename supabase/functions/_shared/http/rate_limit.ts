@@ -14,6 +14,7 @@ import { Ratelimit } from "@upstash/ratelimit";
 import type { Redis } from "@upstash/redis";
 import type { MiddlewareHandler } from "hono";
 import type { Caller } from "../auth/caller.ts";
+import { callerScope } from "../auth/caller_scope.ts";
 import type { Logger } from "../log.ts";
 import type { AppEnv } from "./app.ts";
 import { Problem } from "./problem.ts";
@@ -87,9 +88,7 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
     const caller: Caller | undefined = c.get("caller");
     if (!caller) throw new Error("createRateLimit() must run after authenticate()");
     const requestId = c.get("requestId");
-    const identity = caller.kind === "user"
-      ? `user:${caller.userId}`
-      : `key:${await _keyId(c.req.header("authorization") ?? "")}`;
+    const identity = await callerScope(caller, c.req.raw.headers);
 
     let result: LimitResult | undefined;
     let failure: string | undefined;
@@ -144,15 +143,6 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
       c.res.headers.set(name, value);
     }
   };
-}
-
-const _encoder = new TextEncoder();
-
-/** Names a service key without revealing it: 64 bits of its SHA-256 tell keys apart. */
-async function _keyId(authorization: string): Promise<string> {
-  const token = authorization.match(/^Bearer\s+(\S+)$/i)?.[1] ?? "";
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", _encoder.encode(token)));
-  return Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function _positive(name: string, value: number): number {

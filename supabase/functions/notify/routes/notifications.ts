@@ -10,11 +10,10 @@ import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import type { NotifyDeps } from "../app.ts";
+import { callerScope, sha256Hex } from "../../_shared/auth/caller_scope.ts";
 import {
-  callerScope,
   claimKey,
   type IdempotentRequest,
-  sha256Hex,
   storeAnswer,
   type StoredAnswer,
 } from "../idempotency.ts";
