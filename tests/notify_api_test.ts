@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { adminSql, clientAs, createUser, errorOf, stack, type TestUser } from "./support/stack.ts";
+import { startDispatcher } from "./support/dispatcher_process.ts";
 
 const call = (path: string, token: string, init: RequestInit = {}) => {
   const headers = new Headers(init.headers);
@@ -64,6 +65,27 @@ Deno.test("notify: a small notification is attempted inline and answers each del
     assert.equal(data.deliveries[0].attempt_log[0].outcome, "sent");
     assert.equal(data.deliveries[0].attempt_log[0].request_id, "api-test-inline-1");
   });
+});
+
+Deno.test("notify: a running dispatcher woken by the commit cannot take the inline attempt's deliveries", async () => {
+  const dispatcher = await startDispatcher();
+  try {
+    await withUsers(1, async (sql, [alice]) => {
+      await addDevice(alice);
+      for (let i = 0; i < 5; i++) {
+        const { data, error } = await clientAs(alice.token).functions.invoke("notify", {
+          body: { user_ids: [alice.id], title: `Raced ${i}` },
+        });
+        assert.equal(error, null);
+        assert.deepEqual(data.results.map((r: { status: string }) => r.status), ["sent"]);
+        const [{ attempts }] = await sql`select attempts from herald.deliveries
+          where notification_id = ${data.id}`;
+        assert.equal(attempts, 1, "claimed once, by the inline attempt");
+      }
+    });
+  } finally {
+    await dispatcher.stop();
+  }
 });
 
 Deno.test("notify: recipients can_notify refuses are reported one by one; all refused is a 403", async () => {
@@ -171,8 +193,13 @@ Deno.test("notify: quiet hours defer non-critical pushes to the window's end; cr
     const quietOne = await clientAs(alice.token).functions.invoke("notify", {
       body: { user_ids: [alice.id], title: "Not now" },
     });
-    assert.equal(quietOne.data.results[0].status, "pending");
-    const waitsMin = (Date.parse(quietOne.data.results[0].next_attempt_at) - Date.now()) / 60_000;
+    assert.equal(quietOne.data.results, undefined, "nothing is due, so nothing is tried inline");
+    const { data } = await clientAs(alice.token).functions.invoke(
+      `notify/notifications/${quietOne.data.id}`,
+      { method: "GET" },
+    );
+    assert.equal(data.deliveries[0].status, "pending");
+    const waitsMin = (Date.parse(data.deliveries[0].next_attempt_at) - Date.now()) / 60_000;
     assert.ok(waitsMin > 115 && waitsMin <= 121, `deferred to the window's end, ${waitsMin} min`);
 
     const critical = await clientAs(alice.token).functions.invoke("notify", {

@@ -58,12 +58,14 @@ export async function dispatchBatch(
   deps: DispatcherDeps,
   scope: {
     notificationId?: string;
+    /** Deliveries already claimed (notify claims inside its enqueue transaction); no claim is made. */
+    claimed?: ClaimedDelivery[];
     /** Sees each claimed delivery's result once it is written (notify answers with them). */
     onRecorded?: (claimed: ClaimedDelivery[], results: DeliveryResult[]) => void;
   } = {},
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
-  const claimed = await claimDue(deps.sql, {
+  const claimed = scope.claimed ?? await claimDue(deps.sql, {
     limit: deps.batchSize ?? 500,
     leaseMs: deps.leaseMs ?? 60_000,
     notificationId: scope.notificationId,

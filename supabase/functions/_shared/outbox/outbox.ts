@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Sql } from "../db/sessions.ts";
+import type { Sql, Tx } from "../db/sessions.ts";
 import type { ClaimedDelivery } from "./delivery.ts";
 
 /** Options for {@linkcode claimDue}. */
@@ -20,7 +20,7 @@ export interface ClaimOptions {
  * moves `next_attempt_at` to the lease's end, so rows of a dispatcher that
  * dies are due again exactly when its lease runs out.
  */
-export async function claimDue(sql: Sql, options: ClaimOptions): Promise<ClaimedDelivery[]> {
+export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<ClaimedDelivery[]> {
   const rows = await sql`
     with due as (
       select id from herald.deliveries

@@ -7,6 +7,8 @@ import type { Context, Hono } from "hono";
 import { type Caller, requireService } from "../../_shared/auth/caller.ts";
 import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
+import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
+import { claimDue } from "../../_shared/outbox/outbox.ts";
 import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import type { NotifyDeps } from "../app.ts";
@@ -44,6 +46,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     }
     const { user_ids: userIds = [], targets, ...content } = input;
     const idempotent = await _idempotentRequest(c, input);
+    const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
     const answer = await asCaller(sql, caller, async (tx) => {
       if (idempotent) {
         const earlier = await claimKey(tx, idempotent);
@@ -58,7 +61,20 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       if (idempotent) {
         await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
       }
-      return { ...fresh, replayed: false };
+      // A small notification is claimed before commit, so no dispatcher woken
+      // by the commit can take it from the inline attempt. Claiming writes the
+      // outbox, which only the service role may: our code, not the caller's.
+      let claimed: ClaimedDelivery[] = [];
+      const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
+      if (deps.dispatcher && due && inlineable) {
+        await tx`select set_config('role', 'service_role', true)`;
+        claimed = await claimDue(tx, {
+          limit: inline.maxDeliveries,
+          leaseMs: deps.dispatcher.leaseMs ?? 60_000,
+          notificationId: enqueued.notification_id!,
+        });
+      }
+      return { ...fresh, replayed: false, claimed };
     }).catch(_sqlToProblem);
 
     if (answer.replayed) return _reply(c, answer, true);
@@ -69,12 +85,14 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       deliveries: answer.body.deliveries,
       denied: answer.body.denied_count,
     });
-    const deliveries = answer.body.deliveries as number;
-    const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
-    if (!deps.dispatcher || !due || deliveries === 0 || deliveries > inline.maxDeliveries) {
-      return _reply(c, answer, false);
-    }
-    const results = await _attemptInline(deps, id, deliveries, inline.budgetMs);
+    if (!("claimed" in answer) || answer.claimed.length === 0) return _reply(c, answer, false);
+    const results = await _attemptInline(
+      deps,
+      id,
+      answer.claimed,
+      answer.body.deliveries as number,
+      inline.budgetMs,
+    );
     const settled = { status: 201, body: { ...answer.body, results } };
     if (idempotent) {
       await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
@@ -239,13 +257,14 @@ function _allDenied(enqueued: Enqueued, field: string): never {
 async function _attemptInline(
   deps: NotifyDeps,
   notificationId: string,
-  deliveries: number,
+  claimed: ClaimedDelivery[],
+  total: number,
   budgetMs: number,
 ) {
   let settled: Record<string, unknown>[] | undefined;
   const attempt = dispatchBatch(deps.dispatcher!, {
-    notificationId,
-    onRecorded: (claimed, results) => {
+    claimed,
+    onRecorded: (_, results) => {
       const byId = new Map(results.map((r) => [r.id, r]));
       settled = claimed.map((d) => {
         const r = byId.get(d.id)!;
@@ -261,7 +280,7 @@ async function _attemptInline(
       });
     },
   }).catch((error) => {
-    deps.log("error", "inline attempt failed; the dispatcher retries", {
+    deps.log("error", "inline attempt failed; the dispatcher retries after the lease", {
       notification_id: notificationId,
       error: (error as Error).message,
     });
@@ -274,10 +293,13 @@ async function _attemptInline(
   clearTimeout(timer);
   if (finished === "timeout") deps.waitUntil?.(attempt);
   // Every delivery was claimed and written: answer from memory, no read-back.
-  if (settled?.length === deliveries) return settled;
+  if (settled?.length === total) return settled;
   return await deps.sql`
-    select id, recipient_id, channel, platform, status, last_error,
-      case when status = 'pending' then next_attempt_at end as next_attempt_at
+    select id, recipient_id, channel, platform,
+      case when status = 'pending' and locked_until > now() then 'sending' else status end as status,
+      last_error,
+      case when status = 'pending' and locked_until is null then next_attempt_at end
+        as next_attempt_at
     from herald.deliveries where notification_id = ${notificationId}
     order by created_at, id`;
 }
