@@ -25,8 +25,12 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
     with due as (
       select id from herald.deliveries
       where status = 'pending' and next_attempt_at <= now()
-        ${options.notificationId ? sql`and notification_id = ${options.notificationId}` : sql``}
-      order by next_attempt_at
+      ${
+    // One notification's rows come from its own index; ordering them would
+    // steer the planner to the due index and a scan over everyone's backlog.
+    options.notificationId
+      ? sql`and notification_id = ${options.notificationId}`
+      : sql`order by next_attempt_at`}
       limit ${options.limit}
       for update skip locked
     )

@@ -63,11 +63,11 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       }
       // A small notification is claimed before commit, so no dispatcher woken
       // by the commit can take it from the inline attempt. Claiming writes the
-      // outbox, which only the service role may: our code, not the caller's.
+      // outbox, which only the dispatcher may: our code, not the caller's.
       let claimed: ClaimedDelivery[] = [];
       const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
       if (deps.dispatcher && due && inlineable) {
-        await tx`select set_config('role', 'service_role', true)`;
+        await tx`select set_config('role', 'none', true)`; // the dispatcher's own role
         claimed = await claimDue(tx, {
           limit: inline.maxDeliveries,
           leaseMs: deps.dispatcher.leaseMs ?? 60_000,
