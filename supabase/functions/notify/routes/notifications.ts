@@ -67,12 +67,15 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       let claimed: ClaimedDelivery[] = [];
       const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
       if (deps.dispatcher && due && inlineable) {
-        await tx`select set_config('role', 'none', true)`; // the dispatcher's own role
+        // Back to the dispatcher's own role, in the same round trip as the claim.
+        const asDispatcher = tx`select set_config('role', 'none', true)`.execute();
+        asDispatcher.catch(() => {}); // a failure surfaces through the claim and the await below
         claimed = await claimDue(tx, {
           limit: inline.maxDeliveries,
           leaseMs: deps.dispatcher.leaseMs ?? 60_000,
           notificationId: enqueued.notification_id!,
         });
+        await asDispatcher;
       }
       return { ...fresh, replayed: false, claimed };
     }).catch(_sqlToProblem);
