@@ -25,6 +25,12 @@ export interface JwtVerifierOptions {
   secret?: string;
   /** JWKS URL for asymmetric keys. */
   jwksUrl: string;
+  /**
+   * Least time between two JWKS fetches; a token with an unknown `kid` fetches
+   * the set again once this has passed since the last fetch (key rotation).
+   * @default 30_000
+   */
+  jwksCooldownMs?: number;
 }
 
 /** Why a token was refused; safe to show to the caller. */
@@ -51,7 +57,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const secret = options.secret ? new TextEncoder().encode(options.secret) : undefined;
   const jwks = createRemoteJWKSet(new URL(options.jwksUrl), {
     cacheMaxAge: 10 * 60_000,
-    cooldownDuration: 30_000,
+    cooldownDuration: options.jwksCooldownMs ?? 30_000,
   });
   return async (token) => {
     let alg: string | undefined;
