@@ -161,6 +161,26 @@ Deno.test("notify: bad input gets a precise 4xx problem naming the field", async
     const badId = await call("notify/devices/123", { method: "DELETE", token: user.token });
     assert.equal(badId.status, 422);
     await badId.body?.cancel();
+    const preflight = await call("notify", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example.test",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, idempotency-key",
+      },
+    });
+    assert.equal(
+      preflight.status,
+      204,
+      "browsers may call from any origin (bearer tokens, no cookies)",
+    );
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+    assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /idempotency-key/);
+    await preflight.body?.cancel();
+    const wrongMethod = await call("notify/preferences", { method: "DELETE", token: user.token });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get("allow"), "GET, PUT");
+    assert.equal((await wrongMethod.json()).type, "https://herald.dev/problems/method-not-allowed");
     const unknownRoute = await call("notify/elsewhere", { token: user.token });
     assert.equal(unknownRoute.status, 404);
     await unknownRoute.body?.cancel();

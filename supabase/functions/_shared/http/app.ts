@@ -6,6 +6,7 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import type { z } from "zod";
 import type { Caller } from "../auth/caller.ts";
 import type { Logger } from "../log.ts";
@@ -47,6 +48,31 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
       ms: Math.round(performance.now() - started),
     });
   });
+  // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.
+  app.use(cors({
+    origin: "*",
+    allowMethods: ["GET", "PUT", "POST", "DELETE"],
+    allowHeaders: [
+      "authorization",
+      "apikey",
+      "content-type",
+      "x-client-info",
+      "idempotency-key",
+      "x-request-id",
+      "traceparent",
+    ],
+    exposeHeaders: [
+      "x-request-id",
+      "location",
+      "retry-after",
+      "idempotent-replayed",
+      "ratelimit-limit",
+      "ratelimit-remaining",
+      "ratelimit-reset",
+      "ratelimit-policy",
+    ],
+    maxAge: 86_400,
+  }));
   app.use(bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
@@ -57,12 +83,20 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
       );
     },
   }));
-  app.notFound((c) =>
-    problemResponse(
-      new Problem(404, "not-found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`),
-      c.get("requestId") ?? requestIdOf(c.req.raw.headers),
-    )
-  );
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const allowed = _allowedMethods(app, path);
+    const problem = allowed.length
+      ? new Problem(
+        405,
+        "method-not-allowed",
+        `${c.req.method} is not allowed on ${path}; use ${allowed.join(", ")}.`,
+        [],
+        { allow: allowed.join(", ") },
+      )
+      : new Problem(404, "not-found", `No route for ${c.req.method} ${path}.`);
+    return problemResponse(problem, c.get("requestId") ?? requestIdOf(c.req.raw.headers));
+  });
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
     if (error instanceof Problem) return problemResponse(error, requestId);
@@ -86,6 +120,29 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
     );
   });
   return app;
+}
+
+/** Methods of the routes (not middleware) whose path pattern matches `path`. */
+function _allowedMethods(app: Hono<AppEnv>, path: string): string[] {
+  const methods = app.routes
+    .filter((route) => route.method !== "ALL" && _pattern(route.path).test(path))
+    .map((route) => route.method);
+  return [...new Set(methods)].sort();
+}
+
+const _patterns = new Map<string, RegExp>();
+
+/** `/notify/devices/:id` → a RegExp matching one segment per parameter. */
+function _pattern(routePath: string): RegExp {
+  let pattern = _patterns.get(routePath);
+  if (!pattern) {
+    const source = routePath.split("/").map((part) =>
+      part.startsWith(":") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    ).join("/");
+    pattern = new RegExp(`^${source}$`);
+    _patterns.set(routePath, pattern);
+  }
+  return pattern;
 }
 
 /**
