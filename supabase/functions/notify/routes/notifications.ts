@@ -48,19 +48,14 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     const idempotent = await _idempotentRequest(c, input);
     const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
     const answer = await asCaller(sql, caller, async (tx) => {
-      if (idempotent) {
-        const earlier = await claimKey(tx, idempotent);
-        if (earlier) return { ...earlier, replayed: true };
-      }
-      const enqueued = await _enqueue(tx, userIds, { ...content, targets }, c.get("requestId"));
-      if (!enqueued.notification_id) _allDenied(enqueued, "user_ids");
-      const fresh = {
-        status: 202,
-        body: _accepted(enqueued, `/functions/v1/notify/notifications/${enqueued.notification_id}`),
-      };
-      if (idempotent) {
-        await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
-      }
+      const accepted = await _acceptOnce(
+        tx,
+        idempotent,
+        () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId")),
+        "notifications",
+      );
+      if (accepted.replayed) return accepted;
+      const { enqueued } = accepted;
       // A small notification is claimed before commit, so no dispatcher woken
       // by the commit can take it from the inline attempt. Claiming writes the
       // outbox, which only the dispatcher may: our code, not the caller's.
@@ -77,7 +72,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         });
         await asDispatcher;
       }
-      return { ...fresh, replayed: false, claimed };
+      return { ...accepted, claimed };
     }).catch(_sqlToProblem);
 
     if (answer.replayed) return _reply(c, answer, true);
@@ -108,22 +103,13 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     const input = await readJson(c.req.raw, BulkRequest);
     const { user_ids: userIds, topic, ...content } = input;
     const idempotent = await _idempotentRequest(c, input);
-    const answer = await asCaller(sql, caller, async (tx) => {
-      if (idempotent) {
-        const earlier = await claimKey(tx, idempotent);
-        if (earlier) return { ...earlier, replayed: true };
-      }
-      const enqueued = await _enqueue(tx, userIds ?? [], content, c.get("requestId"), topic);
-      if (!enqueued.notification_id) _allDenied(enqueued, "user_ids");
-      const fresh = {
-        status: 202,
-        body: _accepted(enqueued, `/functions/v1/notify/bulk/${enqueued.notification_id}`),
-      };
-      if (idempotent) {
-        await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
-      }
-      return { ...fresh, replayed: false };
-    }).catch(_sqlToProblem);
+    const answer = await asCaller(sql, caller, (tx) =>
+      _acceptOnce(
+        tx,
+        idempotent,
+        () => _enqueue(tx, userIds ?? [], content, c.get("requestId"), topic),
+        "bulk",
+      )).catch(_sqlToProblem);
     deps.log("info", "bulk notification accepted", {
       request_id: c.get("requestId"),
       notification_id: answer.body.id,
@@ -226,6 +212,39 @@ async function _enqueue(
     topic ?? null
   })`;
   return row as Enqueued;
+}
+
+/**
+ * Creates the notification once per Idempotency-Key: an earlier answer to the
+ * same key and body is replayed; otherwise `enqueue` runs and its 202 answer
+ * is stored with the key, in the caller's transaction.
+ */
+async function _acceptOnce(
+  tx: Tx,
+  idempotent: IdempotentRequest | undefined,
+  enqueue: () => Promise<Enqueued>,
+  statusRoute: "notifications" | "bulk",
+): Promise<
+  | (StoredAnswer & { replayed: true })
+  | (StoredAnswer & { replayed: false; enqueued: Enqueued })
+> {
+  if (idempotent) {
+    const earlier = await claimKey(tx, idempotent);
+    if (earlier) return { ...earlier, replayed: true };
+  }
+  const enqueued = await enqueue();
+  if (!enqueued.notification_id) _allDenied(enqueued, "user_ids");
+  const fresh = {
+    status: 202,
+    body: _accepted(
+      enqueued,
+      `/functions/v1/notify/${statusRoute}/${enqueued.notification_id}`,
+    ),
+  };
+  if (idempotent) {
+    await storeAnswer(tx, idempotent, { ...fresh, notificationId: enqueued.notification_id });
+  }
+  return { ...fresh, replayed: false, enqueued };
 }
 
 function _accepted(enqueued: Enqueued, location: string) {
