@@ -6,7 +6,8 @@
  * @module
  */
 import { z } from "zod";
-import { constantTimeEqual } from "../_shared/auth/constant_time.ts";
+import { bearerToken } from "../_shared/auth/caller.ts";
+import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
 import { Problem } from "../_shared/http/problem.ts";
@@ -53,13 +54,11 @@ export function createApp(deps: DispatchAppDeps) {
   const { sql } = deps.dispatcher;
 
   app.use(async (c, next) => {
-    const presented = c.req.header("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1];
+    const presented = bearerToken(c.req.header("authorization"));
     if (!presented) {
       throw new Problem(401, "unauthenticated", "Send 'Authorization: Bearer <dispatch key>'.");
     }
-    // Every key is compared, so the time taken does not tell which one nearly matched.
-    const matches = deps.keys.map((key) => constantTimeEqual(presented, key));
-    if (!matches.includes(true)) {
+    if (!equalsAnyKey(presented, deps.keys)) {
       throw new Problem(403, "forbidden", "This key may not dispatch.");
     }
     await next();

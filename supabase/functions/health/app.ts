@@ -7,7 +7,8 @@
  * @module
  */
 import type { Redis } from "@upstash/redis";
-import { constantTimeEqual } from "../_shared/auth/constant_time.ts";
+import { bearerToken } from "../_shared/auth/caller.ts";
+import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
 import { Problem, problemResponse } from "../_shared/http/problem.ts";
@@ -207,9 +208,8 @@ function _breakerJson(b: BreakerReport, now: number) {
 
 /** Whether the request presents one of `keys`; every key is compared, in constant time. */
 function _presentsKey(authorization: string | undefined, keys: string[]): boolean {
-  const presented = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  if (!presented) return false;
-  return keys.map((key) => constantTimeEqual(presented, key)).includes(true);
+  const presented = bearerToken(authorization);
+  return presented !== undefined && equalsAnyKey(presented, keys);
 }
 
 function _errorOf(check: Check): string {

@@ -26,11 +26,10 @@ export interface CallerResolverOptions {
  */
 export function createCallerResolver(options: CallerResolverOptions) {
   return async (headers: Headers): Promise<Caller> => {
-    const match = headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i);
-    if (!match) {
+    const token = bearerToken(headers.get("authorization"));
+    if (!token) {
       throw new Problem(401, "unauthenticated", "Send 'Authorization: Bearer <access token>'.");
     }
-    const token = match[1];
     let claims: Claims;
     try {
       claims = await options.verify(token);
@@ -75,4 +74,9 @@ export function requireService(caller: Caller, what: string): Caller {
     throw new Problem(403, "service-required", `${what} needs the service-role key.`);
   }
   return caller;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if that is what it holds. */
+export function bearerToken(authorization: string | null | undefined): string | undefined {
+  return authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
 }

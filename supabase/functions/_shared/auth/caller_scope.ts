@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Caller } from "./caller.ts";
+import { bearerToken, type Caller } from "./caller.ts";
 
 const encoder = new TextEncoder();
 
@@ -20,7 +20,7 @@ const encoder = new TextEncoder();
  */
 export async function callerScope(caller: Caller, headers: Headers): Promise<string> {
   if (caller.kind === "user") return `user:${caller.userId}`;
-  const token = headers.get("authorization")?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? "";
+  const token = bearerToken(headers.get("authorization")) ?? "";
   return `key:${(await sha256Hex(token)).slice(0, 16)}`;
 }
 

@@ -14,3 +14,11 @@ export function constantTimeEqual(a: string, b: string): boolean {
   for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
   return diff === 0;
 }
+
+/**
+ * Whether `presented` equals one of `keys`. Every key is compared, so the
+ * time taken does not tell which one nearly matched.
+ */
+export function equalsAnyKey(presented: string, keys: string[]): boolean {
+  return keys.map((key) => constantTimeEqual(presented, key)).includes(true);
+}
