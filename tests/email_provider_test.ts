@@ -368,7 +368,7 @@ Deno.test("send() twice for one delivery returns the same id and Resend sends on
   });
 });
 
-Deno.test("send() retries a 429 after the Retry-After Resend asked for", async () => {
+Deno.test("send() retries a 429 after the Retry-After Resend asked for, for the whole account", async () => {
   await withStandIn(async ({ provider, control }) => {
     await control("behaviour", { responses: [{ status: 429, headers: { "retry-after": "7" } }] });
     const outcome = await provider().send(delivery());
@@ -378,6 +378,7 @@ Deno.test("send() retries a 429 after the Retry-After Resend asked for", async (
       statusCode: 429,
       reason: "Resend rate limit: Too many requests. You can only make 2 requests per second.",
       afterMs: 7_000,
+      throttled: true,
     });
   });
 });
@@ -391,6 +392,7 @@ Deno.test("send() waits at least an hour on a used-up daily quota", async () => 
     assert.equal(outcome.kind, "retry");
     assert.equal(outcome.kind === "retry" && outcome.code, "daily_quota_exceeded");
     assert.equal(outcome.kind === "retry" && outcome.afterMs, QUOTA_WAIT_MS);
+    assert.equal(outcome.kind === "retry" && outcome.throttled, true, "the quota is the account's");
   });
 });
 

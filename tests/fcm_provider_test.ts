@@ -180,7 +180,9 @@ Deno.test("push provider fails content FCM would refuse permanently, without a r
     const badOverride = delivery("web", "t");
     badOverride.notification.overrides = { webpush: { headers: { Urgency: "asap" } } };
 
-    const outcomes = await Promise.all([tooLarge, reserved, badOverride].map(provider.send));
+    const outcomes = await Promise.all(
+      [tooLarge, reserved, badOverride].map((d) => provider.send(d)),
+    );
     assert.deepEqual(
       outcomes.map((o) => o.kind === "permanent" && [o.code, o.disableTarget]),
       [["PAYLOAD_TOO_LARGE", false], ["INVALID_DATA", false], ["INVALID_DATA", false]],

@@ -209,7 +209,7 @@ Deno.test("send() disables an endpoint that answers 410 Gone", async () => {
   });
 });
 
-Deno.test("send() retries a 503 after the Retry-After seconds or HTTP-date", async () => {
+Deno.test("send() retries a 503 after the Retry-After seconds or HTTP-date, for the whole endpoint", async () => {
   await withReceiver(async (receiver) => {
     await behave(receiver, {
       responses: [
@@ -229,6 +229,7 @@ Deno.test("send() retries a 503 after the Retry-After seconds or HTTP-date", asy
       statusCode: 503,
       reason: "the endpoint answered 503",
       afterMs: 7_000,
+      throttled: true,
     });
     assert.equal(dated.kind === "retry" && dated.afterMs, 120_000);
   });
@@ -325,7 +326,7 @@ Deno.test("send() retries with DNS when the endpoint's host does not resolve", a
   assert.deepEqual(fetches, []);
 });
 
-Deno.test("send() fails without a request when the endpoint has no usable secret", async () => {
+Deno.test("send() retries without a request when the endpoint has no usable secret (configuration, not the customer's fault)", async () => {
   const fetches: unknown[] = [];
   const provider = createWebhookProvider({
     resolve: () => Promise.resolve(["93.184.215.14"]),
@@ -338,13 +339,27 @@ Deno.test("send() fails without a request when the endpoint has no usable secret
 
   const none = await provider.send(delivery(target, { secrets: [] }));
   const broken = await provider.send(delivery(target, { secrets: ["whsec_%%%"] }));
+  // What a racing array parse once produced: the Postgres array literal as a string.
+  const unparsed = await provider.send(
+    delivery(target, { secrets: "{whsec_aGVsbG8=}" as unknown as string[] }),
+  );
 
-  assert.equal(none.kind === "permanent" && none.code, "NO_SECRET");
-  assert.equal(broken.kind === "permanent" && broken.code, "INVALID_SECRET");
+  assert.equal(none.kind === "retry" && none.code, "NO_SECRET");
+  assert.equal(broken.kind === "retry" && broken.code, "INVALID_SECRET");
+  assert.equal(unparsed.kind === "retry" && unparsed.code, "NO_SECRET");
   assert.deepEqual(fetches, []);
 });
 
-Deno.test("target() names the endpoint's host and port", () => {
+Deno.test("target() names the endpoint, so each endpoint has its own breaker and send slots", () => {
+  const provider = createWebhookProvider();
+  const id = "5b4c4a8e-2f0e-4d8e-9a57-3f1f0f9d8c11";
+  assert.equal(
+    provider.target(delivery("https://hooks.example.com/a", { webhookEndpointId: id })),
+    `webhook:${id}`,
+  );
+});
+
+Deno.test("target() names the host and port of a delivery that names no endpoint", () => {
   const provider = createWebhookProvider();
   assert.equal(
     provider.target(delivery("https://Hooks.Example.com/a?b=c")),

@@ -22,6 +22,7 @@ export function claimedDelivery(fields: DeliveryFields = {}): ClaimedDelivery {
     target: "device-token",
     platform: null,
     recipientId: "7b0c5c5e-6f0e-4a4e-9d55-0c7f6f3f4a10",
+    webhookEndpointId: null,
     targetDisabled: false,
     secrets: [],
     lease: "2026-11-22 12:01:00.123456+00",

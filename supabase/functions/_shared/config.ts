@@ -47,6 +47,8 @@ const Env = z.object({
   HERALD_BREAKER_THRESHOLD: count(5, 1_000),
   HERALD_BREAKER_WINDOW_MS: count(60_000, 3_600_000),
   HERALD_BREAKER_COOLDOWN_MS: count(30_000, 3_600_000),
+  HERALD_BREAKER_MIN_CALLS: count(100, 1_000_000),
+  HERALD_BREAKER_FAILURE_RATE: z.coerce.number().gt(0).max(1).default(0.5),
   HERALD_HOOK_SECRETS: z.string().default(""),
   HERALD_RATE_LIMIT_USER_PER_MIN: count(600, 1_000_000),
   HERALD_RATE_LIMIT_SERVICE_PER_MIN: count(60_000, 10_000_000),
@@ -80,7 +82,13 @@ export interface Config {
     maxAttempts: number;
     backoff: { baseMs: number; capMs: number };
   };
-  breaker: { threshold: number; windowMs: number; cooldownMs: number };
+  breaker: {
+    threshold: number;
+    windowMs: number;
+    cooldownMs: number;
+    minimumCalls: number;
+    failureRate: number;
+  };
   /** Standard Webhooks secrets (`whsec_…`) the hooks function accepts; several during a rotation. */
   hookSecrets: string[];
   /** Sliding-window request limits per minute, per user and per service key. */
@@ -138,6 +146,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       threshold: e.HERALD_BREAKER_THRESHOLD,
       windowMs: e.HERALD_BREAKER_WINDOW_MS,
       cooldownMs: e.HERALD_BREAKER_COOLDOWN_MS,
+      minimumCalls: e.HERALD_BREAKER_MIN_CALLS,
+      failureRate: e.HERALD_BREAKER_FAILURE_RATE,
     },
     hookSecrets: e.HERALD_HOOK_SECRETS.split(/[\s,]+/).filter(Boolean),
     rateLimit: {

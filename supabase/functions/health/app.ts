@@ -203,6 +203,7 @@ function _breakerJson(b: BreakerReport, now: number) {
       : {}),
     ...(b.probeUntil !== undefined ? { probe_until: new Date(b.probeUntil).toISOString() } : {}),
     recent_failures: b.recentFailures,
+    recent_calls: b.recentCalls,
   };
 }
 

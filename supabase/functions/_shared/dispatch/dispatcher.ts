@@ -1,17 +1,23 @@
 /**
  * One dispatch round: claim due deliveries, group them by provider target,
- * ask the circuit breaker once per target, send with bounded concurrency,
+ * ask the circuit breaker once per target, send through the target's slots,
  * tell the breaker once per target, write every result back in one statement.
+ *
+ * A round never outlives its lease: it claims no more than it can send in
+ * time at the latency it has seen, starts no send that could still be in
+ * flight when the lease ends, and gives what it did not send back unspent.
  *
  * @module
  */
 import type { Sql } from "../db/sessions.ts";
+import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import type { Provider, Providers } from "../providers/provider.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
 import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
+import { createSendSlots, type SendSlots } from "./send_slots.ts";
 
 /** What a dispatcher needs. */
 export interface DispatcherDeps {
@@ -19,16 +25,25 @@ export interface DispatcherDeps {
   /** One provider per configured channel; deliveries on other channels wait (and count attempts). */
   providers: Providers;
   breaker: CircuitBreaker;
+  /**
+   * Sends in flight per target, shared by this process's rounds and, through
+   * Redis, by every dispatcher. @default `concurrency` slots for this round alone
+   */
+  slots?: SendSlots;
+  /** Permanent failures and dead letters are logged here at `warn`. */
+  log?: Logger;
   now?: () => number;
   /** @default 500 */
   batchSize?: number;
   /** @default 60_000 */
   leaseMs?: number;
-  /** Sends in flight at once, across all targets. @default 64 */
+  /** Sends in flight at once per target, when no `slots` are given. @default 64 */
   concurrency?: number;
   /** Attempts before a delivery goes dead. @default 8 */
   maxAttempts?: number;
   backoff?: BackoffOptions;
+  /** The end of a lease kept free for writing results back. @default 5_000 (at most a quarter of the lease) */
+  writeBackMs?: number;
 }
 
 /** Counts of one round, by what happened to each claimed delivery. */
@@ -38,12 +53,20 @@ export interface BatchReport {
   retried: number;
   /** Not attempted because the target's breaker was open; no attempt spent. */
   deferred: number;
+  /** Not attempted in time (the lease's end, or no free send slot); given back unspent. */
+  released: number;
   failed: number;
   expired: number;
   dead: number;
   /** Results not written because another dispatcher took the lease over. */
   superseded: number;
 }
+
+/** Due again this soon after being given back, so dispatchers do not spin on them. */
+const RELEASE_DELAY_MS = 1_000;
+
+/** Permanent failures logged one by one per round; the rest are counted. */
+const LOGGED_FAILURES = 20;
 
 /**
  * Runs one round, over every due delivery or only one notification's (the
@@ -65,10 +88,21 @@ export async function dispatchBatch(
   } = {},
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
+  const leaseMs = deps.leaseMs ?? 60_000;
+  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 64, ttlMs: leaseMs });
+  // Every send must be over, and its result written, before the lease ends:
+  // sends still in flight at the deadline are cut off and retried.
+  const window = leaseMs - Math.min(deps.writeBackMs ?? 5_000, leaseMs / 4);
+  const deadline = now() + window;
+  const cutOff = new AbortController();
+  const timer = setTimeout(() => cutOff.abort(new Error("the round's lease is ending")), window);
   const claimed = scope.claimed ?? await claimDue(deps.sql, {
-    limit: deps.batchSize ?? 500,
-    leaseMs: deps.leaseMs ?? 60_000,
+    limit: _claimLimit(deps, slots, window),
+    leaseMs,
     notificationId: scope.notificationId,
+  }).catch((error) => {
+    clearTimeout(timer);
+    throw error;
   });
   const results: DeliveryResult[] = [];
   const groups = new Map<string, { provider: Provider; deliveries: ClaimedDelivery[] }>();
@@ -84,11 +118,15 @@ export async function dispatchBatch(
     group.deliveries.push(delivery);
     groups.set(target, group);
   }
-  const limit = _limiter(deps.concurrency ?? 64);
-  const sent = await Promise.all(
-    [...groups].map(([target, group]) => _sendGroup(target, group, deps, limit, now)),
-  );
-  results.push(...sent.flat());
+  const round = { slots, deadline, window, signal: cutOff.signal };
+  try {
+    const sent = await Promise.all(
+      [...groups].map(([target, group]) => _sendGroup(target, group, { ...deps, ...round }, now)),
+    );
+    results.push(...sent.flat());
+  } finally {
+    clearTimeout(timer);
+  }
 
   const recorded = await recordResults(deps.sql, results);
   scope.onRecorded?.(claimed, results);
@@ -97,6 +135,7 @@ export async function dispatchBatch(
     sent: 0,
     retried: 0,
     deferred: 0,
+    released: 0,
     failed: 0,
     expired: 0,
     dead: 0,
@@ -104,10 +143,43 @@ export async function dispatchBatch(
   };
   for (const r of results) {
     if (r.outcome === "deferred") report.deferred++;
+    else if (r.outcome === "released") report.released++;
     else if (r.status === "pending") report.retried++;
     else report[r.status]++;
   }
+  if (deps.log) _logFailures(deps.log, claimed, results);
   return report;
+}
+
+/**
+ * How many deliveries to claim: the batch, or fewer when sends are slow —
+ * what the target's slots can send before the lease's end at the latency
+ * seen lately.
+ */
+function _claimLimit(deps: DispatcherDeps, slots: SendSlots, window: number): number {
+  const batchSize = deps.batchSize ?? 500;
+  const latency = slots.typicalLatencyMs;
+  if (latency === undefined) return batchSize;
+  const longest = Math.max(
+    0,
+    ...Object.values(deps.providers).map((p) => p ? _startBudget(p, slots, window) : 0),
+  );
+  const waves = 1 + Math.floor(Math.max(0, window - longest) / Math.max(latency, 1));
+  return Math.max(1, Math.min(batchSize, slots.limit * waves));
+}
+
+/**
+ * The least time before the deadline a send may start in: its timeout, or
+ * less when sends have been quick lately, and never more than half the
+ * round (a lease shorter than a timeout must still let sends happen).
+ */
+function _startBudget(provider: Provider, slots: SendSlots, window: number): number {
+  const typical = slots.typicalLatencyMs;
+  return Math.min(
+    provider.timeoutMs,
+    typical === undefined ? Infinity : 2 * typical + 1_000,
+    window / 2,
+  );
 }
 
 /** Expired, disabled or unprovided deliveries are settled without a send. */
@@ -155,90 +227,164 @@ function _settleWithoutSending(
   return undefined;
 }
 
-/** Sends one target's deliveries as the breaker allows. */
+/** Sends one target's deliveries as the breaker, the slots and the lease allow. */
 async function _sendGroup(
   target: string,
   group: { provider: Provider; deliveries: ClaimedDelivery[] },
-  deps: DispatcherDeps,
-  limit: <T>(task: () => Promise<T>) => Promise<T>,
+  deps: DispatcherDeps & {
+    slots: SendSlots;
+    deadline: number;
+    window: number;
+    signal: AbortSignal;
+  },
   now: () => number,
 ): Promise<DeliveryResult[]> {
-  const { breaker } = deps;
-  const defer = (delivery: ClaimedDelivery, retryAt: number): DeliveryResult => ({
+  const { breaker, slots, deadline, signal } = deps;
+  const { provider } = group;
+  const base = (delivery: ClaimedDelivery) => ({
     id: delivery.id,
     lease: delivery.lease,
     attempt: delivery.attempt,
+  });
+  const defer = (delivery: ClaimedDelivery, retryAt: number): DeliveryResult =>
+    provider.breakerScope === "destination"
+      // The receiver is the delivery's own: waiting for it counts as a failed
+      // attempt, so a receiver that never recovers ends in a dead letter.
+      ? _result(
+        base(delivery),
+        {
+          kind: "retry",
+          code: "BREAKER_OPEN",
+          reason: `circuit breaker for ${target} is open (recent attempts failed)`,
+          afterMs: Math.max(0, retryAt - now()),
+        },
+        undefined,
+        deps,
+        now,
+      )
+      : {
+        ...base(delivery),
+        status: "pending",
+        outcome: "deferred",
+        nextAttemptAt: new Date(retryAt),
+        error: `circuit breaker for ${target} is open`,
+      };
+  const release = (delivery: ClaimedDelivery): DeliveryResult => ({
+    ...base(delivery),
     status: "pending",
-    outcome: "deferred",
-    nextAttemptAt: new Date(retryAt),
-    error: `circuit breaker for ${target} is open`,
+    outcome: "released",
+    nextAttemptAt: new Date(now() + RELEASE_DELAY_MS),
   });
   const attempt = async (delivery: ClaimedDelivery) => {
     const started = performance.now();
-    const outcome = await group.provider.send(delivery);
-    const base = { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
-    return {
-      fault: outcome.kind === "retry",
-      result: _result(base, outcome, performance.now() - started, deps, now),
-    };
+    let outcome: SendOutcome;
+    try {
+      outcome = await provider.send(delivery, { signal });
+    } catch (error) {
+      // A provider bug must cost one attempt, not the round.
+      deps.log?.("error", "provider threw instead of answering", {
+        delivery_id: delivery.id,
+        target,
+        error: (error as Error).message,
+      });
+      outcome = { kind: "retry", code: "INTERNAL", reason: (error as Error).message };
+    }
+    const latency = performance.now() - started;
+    slots.observe(latency);
+    return { outcome, result: _result(base(delivery), outcome, latency, deps, now) };
   };
+  /** Starts `delivery`'s send if a slot frees up in time; undefined when it did not. */
+  const inTime = (delivery: ClaimedDelivery, go: () => boolean = () => true) =>
+    lane.run(() =>
+      go() && now() + _startBudget(provider, slots, deps.window) <= deadline
+        ? attempt(delivery)
+        : Promise.resolve(undefined)
+    );
 
   const admission = await breaker.admit(target);
   if (admission.state === "open") {
     return group.deliveries.map((d) => defer(d, admission.retryAt));
   }
-  const results: DeliveryResult[] = [];
-  let queue = group.deliveries;
-  if (admission.state === "probe") {
-    const [first, ...rest] = queue;
-    const probe = await limit(() => attempt(first));
-    results.push(probe.result);
-    const state = await breaker.record(target, {
-      failures: probe.fault ? 1 : 0,
-      successes: probe.fault ? 0 : 1,
-      probe: true,
-    });
-    if (state.state === "open") return [...results, ...rest.map((d) => defer(d, state.retryAt))];
-    queue = rest;
-  }
+  const lane = await slots.enter(target);
+  try {
+    const results: DeliveryResult[] = [];
+    let queue = group.deliveries;
+    if (admission.state === "probe") {
+      const [first, ...rest] = queue;
+      const probe = await inTime(first);
+      if (!probe) {
+        // No slot or no time for the probe: let the next caller probe.
+        await breaker.record(target, { failures: 0, successes: 0, probe: true });
+        return queue.map(release);
+      }
+      const fault = probe.outcome.kind === "retry";
+      // A provider-wide outage is not the delivery's fault: a failed probe spends no attempt.
+      if (fault && provider.breakerScope === "provider") probe.result.refundAttempt = true;
+      results.push(probe.result);
+      const state = await breaker.record(target, {
+        failures: fault ? 1 : 0,
+        successes: fault ? 0 : 1,
+        probe: true,
+        retryAfterMs: _throttle(probe.outcome),
+      });
+      if (state.state === "open") return [...results, ...rest.map((d) => defer(d, state.retryAt))];
+      queue = rest;
+    }
 
-  // Closed: send all, but stop starting new sends once this round alone has
-  // seen enough faults to open the breaker.
-  let failures = 0;
-  let successes = 0;
-  const outcomes = await Promise.all(queue.map((delivery) =>
-    limit(async () => {
-      if (failures >= breaker.threshold) return undefined;
-      const sent = await attempt(delivery);
-      if (sent.fault) failures++;
+    // Closed: send all, but stop starting new sends once this round alone has
+    // seen enough faults to open the breaker, or the target asked to be left alone.
+    let failures = 0;
+    let successes = 0;
+    let retryAfterMs: number | undefined;
+    const going = () =>
+      retryAfterMs === undefined && !breaker.trips(failures, failures + successes);
+    const outcomes = await Promise.all(queue.map(async (delivery) => {
+      const sent = await inTime(delivery, going);
+      if (!sent) return undefined;
+      if (sent.outcome.kind === "retry") failures++;
       else successes++;
+      retryAfterMs ??= _throttle(sent.outcome);
       return sent.result;
-    })
-  ));
-  const state = failures + successes > 0
-    ? await breaker.record(target, { failures, successes, probe: false })
-    : { state: "closed" as const };
-  const retryAt = state.state === "open" ? state.retryAt : now() + 1_000;
-  outcomes.forEach((result, i) => results.push(result ?? defer(queue[i], retryAt)));
-  return results;
+    }));
+    const state = failures + successes > 0
+      ? await breaker.record(target, { failures, successes, probe: false, retryAfterMs })
+      : { state: "closed" as const };
+    outcomes.forEach((result, i) => {
+      if (result) results.push(result);
+      else if (state.state === "open") results.push(defer(queue[i], state.retryAt));
+      else results.push(release(queue[i]));
+    });
+    return results;
+  } finally {
+    await lane.leave();
+  }
 }
 
-/** A shared limit on tasks in flight. */
-function _limiter(concurrency: number) {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    // A finishing task hands its slot straight to the next waiter.
-    if (active < concurrency) active++;
-    else await new Promise<void>((resolve) => waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
-    }
-  };
+/** The wait a target asked of every caller, if this outcome carries one. */
+function _throttle(outcome: SendOutcome): number | undefined {
+  return outcome.kind === "retry" && outcome.throttled && outcome.afterMs
+    ? outcome.afterMs
+    : undefined;
+}
+
+/** Permanent failures and dead letters, at `warn`: their reasons need an operator's eye. */
+function _logFailures(log: Logger, claimed: ClaimedDelivery[], results: DeliveryResult[]) {
+  const terminal = results.filter((r) => r.status === "failed" || r.status === "dead");
+  if (terminal.length === 0) return;
+  const channels = new Map(claimed.map((d) => [d.id, d.channel]));
+  for (const r of terminal.slice(0, LOGGED_FAILURES)) {
+    log("warn", r.status === "dead" ? "delivery dead-lettered" : "delivery failed permanently", {
+      delivery_id: r.id,
+      channel: channels.get(r.id),
+      error_code: r.errorCode,
+      error: r.error,
+    });
+  }
+  if (terminal.length > LOGGED_FAILURES) {
+    log("warn", "more deliveries failed or were dead-lettered in this round", {
+      count: terminal.length - LOGGED_FAILURES,
+    });
+  }
 }
 
 function _result(

@@ -16,6 +16,7 @@ import { createWebhookProvider } from "../providers/webhook.ts";
 import { createRedis } from "../redis/client.ts";
 import { createBreaker } from "../resilience/breaker.ts";
 import type { DispatcherDeps } from "./dispatcher.ts";
+import { createSendSlots } from "./send_slots.ts";
 
 /**
  * Wires a dispatcher. Channels without configuration get no provider (their
@@ -50,8 +51,9 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
   if (!config.redis) {
     log("warn", "UPSTASH_REDIS_REST_URL is not set: each process keeps its own circuit breakers");
   }
+  const redis = config.redis ? createRedis(config.redis) : undefined;
   const breaker = createBreaker({
-    redis: config.redis ? createRedis(config.redis) : undefined,
+    redis,
     ...config.breaker,
     onStateChange: (target, state) => log("warn", `circuit breaker ${state}`, { target }),
     onDegraded: (error) =>
@@ -62,5 +64,17 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
         : log("info", "Redis reachable again: circuit breakers are shared"),
   });
   const { rounds: _rounds, ...dispatch } = config.dispatch;
-  return { sql, providers, breaker, ...dispatch };
+  // One set of slots per process: its rounds share them, and Redis shares the limit with others.
+  const slots = createSendSlots({
+    limit: dispatch.concurrency,
+    redis,
+    ttlMs: dispatch.leaseMs,
+    onDegraded: (error) =>
+      error
+        ? log("error", "Redis unreachable: send limits are per-process until it returns", {
+          error: error.message,
+        })
+        : log("info", "Redis reachable again: send limits are shared"),
+  });
+  return { sql, providers, breaker, slots, log, ...dispatch };
 }

@@ -44,6 +44,8 @@ export interface ClaimedDelivery {
   target: string;
   platform: "ios" | "android" | "web" | null;
   recipientId: string | null;
+  /** Webhook deliveries: the endpoint (its circuit breaker is its own). */
+  webhookEndpointId: string | null;
   /** The device token or webhook endpoint was disabled after this delivery was enqueued. */
   targetDisabled: boolean;
   /** Webhook deliveries: signing secrets (`whsec_…`), newest first; two during a rotation. */

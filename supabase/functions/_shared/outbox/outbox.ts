@@ -23,7 +23,7 @@ export interface ClaimOptions {
 export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<ClaimedDelivery[]> {
   const rows = await sql`
     with due as (
-      select id from herald.deliveries
+      select id, locked_until as unreported_lease from herald.deliveries
       where status = 'pending' and next_attempt_at <= now()
       ${
     // One notification's rows come from its own index; ordering them would
@@ -33,31 +33,45 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       : sql`order by next_attempt_at`}
       limit ${options.limit}
       for update skip locked
+    ), claimed as (
+      update herald.deliveries d
+      set attempts = d.attempts + 1,
+          locked_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
+          next_attempt_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
+          updated_at = now()
+      from due, herald.notifications n
+      where d.id = due.id and n.id = d.notification_id
+      returning d.id, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
+        d.webhook_endpoint_id, due.unreported_lease, d.locked_until::text as lease,
+        case d.channel
+          when 'push' then coalesce((select t.disabled_at is not null from herald.device_tokens t
+                                     where t.id = d.device_token_id), false)
+          when 'webhook' then coalesce((select e.disabled_at is not null
+                                        from herald.webhook_endpoints e
+                                        where e.id = d.webhook_endpoint_id), true)
+          else false
+        end as target_disabled,
+        -- jsonb, not text[]: postgres.js parses arrays only once it has read
+        -- their types on that connection, and two first queries on a fresh
+        -- pool can race that lookup (the array then arrives as "{whsec_…}").
+        case when d.channel = 'webhook' then
+          (select to_jsonb(array_remove(array[e.secret,
+                    case when e.previous_secret_expires_at > now() then e.previous_secret end],
+                    null))
+           from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
+        end as secrets,
+        n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
+        n.overrides, n.expires_at, n.created_at, n.request_id
+    ), unreported as (
+      -- A lease that ran out without a write-back: that attempt's outcome is
+      -- unknown (the provider may have received it), and the log says so.
+      insert into herald.delivery_attempts (delivery_id, attempt, outcome, error, request_id)
+      select c.id, c.attempts - 1, 'unknown',
+        'the dispatcher holding this attempt never reported its outcome (it stopped or ' ||
+        'overran its lease); the receiver may have got it', c.request_id
+      from claimed c where c.unreported_lease is not null
     )
-    update herald.deliveries d
-    set attempts = d.attempts + 1,
-        locked_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
-        next_attempt_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
-        updated_at = now()
-    from due, herald.notifications n
-    where d.id = due.id and n.id = d.notification_id
-    returning d.id, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
-      d.locked_until::text as lease,
-      case d.channel
-        when 'push' then coalesce((select t.disabled_at is not null from herald.device_tokens t
-                                   where t.id = d.device_token_id), false)
-        when 'webhook' then coalesce((select e.disabled_at is not null
-                                      from herald.webhook_endpoints e
-                                      where e.id = d.webhook_endpoint_id), true)
-        else false
-      end as target_disabled,
-      case when d.channel = 'webhook' then
-        (select array_remove(array[e.secret, case when e.previous_secret_expires_at > now()
-                                                  then e.previous_secret end], null)
-         from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
-      end as secrets,
-      n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
-      n.overrides, n.expires_at, n.created_at, n.request_id`;
+    select * from claimed`;
   return rows.map((r) => ({
     id: r.id,
     attempt: r.attempts,
@@ -65,6 +79,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
     target: r.target,
     platform: r.platform,
     recipientId: r.recipient_id,
+    webhookEndpointId: r.webhook_endpoint_id,
     targetDisabled: r.target_disabled,
     secrets: r.secrets ?? [],
     lease: r.lease,
@@ -92,10 +107,13 @@ export interface DeliveryResult {
   /** The delivery's new status; `pending` means "try again at nextAttemptAt". */
   status: "pending" | "sent" | "failed" | "expired" | "dead";
   /**
-   * How the attempt log describes this attempt. `deferred` means it was never
-   * made (an open circuit breaker): the attempt is given back and not logged.
+   * How the attempt log describes this attempt. `deferred` (an open circuit
+   * breaker) and `released` (no time or send slot left in the round) were
+   * never made: the attempt is given back and not logged.
    */
-  outcome: "sent" | "retry" | "failed" | "expired" | "dead" | "deferred";
+  outcome: "sent" | "retry" | "failed" | "expired" | "dead" | "deferred" | "released";
+  /** The attempt was made and is logged, but does not count against the delivery (a failed probe). */
+  refundAttempt?: boolean;
   nextAttemptAt?: Date;
   providerMessageId?: string;
   error?: string;
@@ -128,17 +146,19 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
     error_code: r.errorCode ?? null,
     latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
     disable_target: r.disableTarget ?? false,
+    refund: r.refundAttempt === true || r.outcome === "deferred" || r.outcome === "released",
   }));
   const [{ recorded }] = await sql`
     with r as (
       select * from jsonb_to_recordset(${sql.json(rows)}) as r(
         id uuid, lease timestamptz, attempt integer, status text, outcome text,
         next_attempt_at timestamptz, provider_message_id text, error text,
-        status_code integer, error_code text, latency_ms integer, disable_target boolean)
+        status_code integer, error_code text, latency_ms integer, disable_target boolean,
+        refund boolean)
     ), updated as (
       update herald.deliveries d
       set status = r.status,
-          attempts = d.attempts - (r.outcome = 'deferred')::integer,
+          attempts = d.attempts - r.refund::integer,
           next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
           locked_until = null,
           last_error = coalesce(r.error, d.last_error),
@@ -155,7 +175,7 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
       select u.id, u.attempt, u.outcome, u.status_code, u.error_code, u.error, u.latency_ms,
         n.request_id
       from updated u join herald.notifications n on n.id = u.notification_id
-      where u.outcome <> 'deferred'
+      where u.outcome not in ('deferred', 'released')
     ), disabled_tokens as (
       update herald.device_tokens t
       set disabled_at = now(), disabled_reason = u.error_code

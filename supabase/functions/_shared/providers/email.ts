@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { requestSignal } from "../net/request_signal.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
 import type { Provider } from "./provider.ts";
@@ -75,7 +76,8 @@ const RESEND_ERRORS: Record<string, (statusCode: number, said: string) => SendOu
  * | 408, 5xx | retry |
  * | any other 4xx (400, 422 validation, …) | permanent, Resend's `name` as code and its message in the reason |
  *
- * Every retry waits at least what `Retry-After` asks.
+ * Every retry waits at least what `Retry-After` asks; a 429's wait is the
+ * account's (`throttled`), so the breaker holds every e-mail back for it.
  *
  * @param body the parsed JSON body (or undefined when it was not JSON)
  * @param now the time `Retry-After` dates are measured from
@@ -115,6 +117,8 @@ export function classifyEmail(
   if (outcome.kind === "retry") {
     const asked = retryAfterMs(headers.get("retry-after"), now);
     if (asked !== undefined) outcome.afterMs = Math.max(outcome.afterMs ?? 0, asked);
+    // Resend's rate limits and quotas are the account's: every e-mail waits.
+    if (status === 429 && outcome.afterMs !== undefined) outcome.throttled = true;
   }
   return outcome;
 }
@@ -182,8 +186,10 @@ export function createEmailProvider(options: EmailProviderOptions): Provider {
 
   return {
     target: () => target,
+    breakerScope: "provider",
+    timeoutMs,
 
-    async send(delivery) {
+    async send(delivery, sendOptions) {
       const email = _email(delivery, from);
       if (typeof email === "string") {
         return { kind: "permanent", code: "EMPTY_EMAIL", reason: email, disableTarget: false };
@@ -200,7 +206,7 @@ export function createEmailProvider(options: EmailProviderOptions): Provider {
             "idempotency-key": delivery.id,
           },
           body: JSON.stringify(email),
-          signal: AbortSignal.timeout(timeoutMs),
+          signal: requestSignal(timeoutMs, sendOptions?.signal),
         });
         ({ status, headers } = response);
         // Read under the same time limit: an answer cut off after a 2xx is

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { requestSignal } from "../net/request_signal.ts";
 import type { FcmMessage } from "./fcm_message.ts";
 import type { AccessTokenSource } from "./google_access_token.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
@@ -129,7 +130,7 @@ export interface FcmSenderOptions {
  */
 export type FcmSender = (
   message: FcmMessage,
-  options?: { validateOnly?: boolean },
+  options?: { validateOnly?: boolean; signal?: AbortSignal },
 ) => Promise<SendOutcome>;
 
 /**
@@ -167,7 +168,7 @@ export function createFcmSender(options: FcmSenderOptions): FcmSender {
           message,
           ...(sendOptions?.validateOnly ? { validate_only: true } : {}),
         }),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: requestSignal(timeoutMs, sendOptions?.signal),
       });
     } catch (error) {
       const timedOut = (error as Error).name === "TimeoutError";

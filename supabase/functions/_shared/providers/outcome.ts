@@ -15,6 +15,12 @@ export type SendOutcome =
     statusCode?: number;
     /** The least time the provider asked us to wait (Retry-After, quota rules). */
     afterMs?: number;
+    /**
+     * `afterMs` holds for every send to this target, not just this one (an
+     * account's rate limit or quota, an endpoint's `Retry-After`): the breaker
+     * opens for that long.
+     */
+    throttled?: boolean;
   }
   | {
     kind: "permanent";

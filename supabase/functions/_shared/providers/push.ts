@@ -18,6 +18,11 @@ export interface PushProviderOptions {
   sender: FcmSender;
   /** Clock for the remaining time to live. @default Date.now */
   now?: () => number;
+  /**
+   * The longest one send may take: an access-token refresh and the request,
+   * each bounded by the sender's 10 s timeout. @default 20_000
+   */
+  timeoutMs?: number;
 }
 
 /**
@@ -40,7 +45,9 @@ export function createPushProvider(options: PushProviderOptions): Provider {
   const now = options.now ?? Date.now;
   return {
     target: () => target,
-    send(delivery: ClaimedDelivery): Promise<SendOutcome> {
+    breakerScope: "provider",
+    timeoutMs: options.timeoutMs ?? 20_000,
+    send(delivery: ClaimedDelivery, sendOptions?: { signal?: AbortSignal }): Promise<SendOutcome> {
       const built = buildFcmMessage(delivery, now());
       if (!built.ok) {
         return Promise.resolve({
@@ -50,7 +57,7 @@ export function createPushProvider(options: PushProviderOptions): Provider {
           disableTarget: false,
         });
       }
-      return options.sender(built.message);
+      return options.sender(built.message, { signal: sendOptions?.signal });
     },
   };
 }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { requestSignal } from "../net/request_signal.ts";
 import { checkDestination, denoResolver, normaliseHost, type Resolve } from "../net/ssrf_guard.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
@@ -25,7 +26,8 @@ const MAX_LOCATION_CHARS = 200;
 /**
  * Maps one endpoint response to an outcome: 2xx sent; 410 gone (disable the
  * endpoint); 3xx a failure, as redirects are not followed; 408, 425, 429 and
- * 5xx retried, honouring `Retry-After`; any other status a failure.
+ * 5xx retried, honouring `Retry-After` for the whole endpoint; any other
+ * status a failure.
  *
  * A success carries an empty `providerId`: receivers have no id of their own to
  * give back, and the `webhook-id` they deduplicate on is the delivery id, which
@@ -61,7 +63,8 @@ export function classifyWebhook(status: number, headers: Headers, now: number): 
       code: `HTTP_${status}`,
       statusCode: status,
       reason: `the endpoint answered ${status}`,
-      ...(afterMs === undefined ? {} : { afterMs }),
+      // The endpoint asked to be left alone: its breaker holds every delivery back.
+      ...(afterMs === undefined ? {} : { afterMs, throttled: true }),
     };
   }
   return {
@@ -148,10 +151,14 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
   const resolve = options.resolve ?? denoResolver();
 
   return {
-    target: (delivery) => `webhook:${_host(delivery.target)}`,
+    // Each endpoint has its own breaker: one customer's failing receiver must
+    // not hold back its neighbours on a shared host.
+    target: (delivery) => `webhook:${delivery.webhookEndpointId ?? _host(delivery.target)}`,
+    breakerScope: "destination",
+    timeoutMs,
 
-    async send(delivery) {
-      const signal = AbortSignal.timeout(timeoutMs);
+    async send(delivery, sendOptions) {
+      const signal = requestSignal(timeoutMs, sendOptions?.signal);
       const destination = await checkDestination(delivery.target, { allowHosts, resolve, signal });
       if (destination.kind === "blocked") {
         return {
@@ -164,13 +171,10 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
       if (destination.kind === "unresolved") {
         return { kind: "retry", code: "DNS", reason: destination.reason };
       }
-      if (delivery.secrets.length === 0) {
-        return {
-          kind: "permanent",
-          code: "NO_SECRET",
-          reason: "the endpoint has no signing secret",
-          disableTarget: false,
-        };
+      // Secrets that cannot sign are Herald's configuration trouble, never the
+      // customer's: retried (and dead-lettered, replayable) rather than failed.
+      if (!Array.isArray(delivery.secrets) || delivery.secrets.length === 0) {
+        return { kind: "retry", code: "NO_SECRET", reason: "the endpoint has no signing secret" };
       }
 
       const at = now();
@@ -180,12 +184,7 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
       try {
         signature = await signWebhook(delivery.secrets, delivery.id, timestamp, body);
       } catch (error) {
-        return {
-          kind: "permanent",
-          code: "INVALID_SECRET",
-          reason: (error as Error).message,
-          disableTarget: false,
-        };
+        return { kind: "retry", code: "INVALID_SECRET", reason: (error as Error).message };
       }
 
       let response: Response;
@@ -258,7 +257,7 @@ function _secretBytes(secret: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(binary, (char) => char.charCodeAt(0));
 }
 
-/** The endpoint's host with its port, the unit a breaker guards. */
+/** The endpoint's host with its port: the breaker of a delivery that names no endpoint. */
 function _host(url: string): string {
   return URL.canParse(url) ? new URL(url).host : "invalid-url";
 }

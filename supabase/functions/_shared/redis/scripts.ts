@@ -44,16 +44,25 @@ return {'probe', 0}`,
 /**
  * Circuit-breaker bookkeeping after a round of sends to one target.
  *
+ * Calls and failures are counted in ten buckets across the window. The
+ * breaker opens when the window holds at least `threshold` failures and,
+ * once it has seen `minimumCalls` calls, only if failures are at least
+ * `failureRate` of them: five failures in a minute still open a quiet
+ * target, while 2 % failures at thousands of sends a second do not. A
+ * provider-wide `Retry-After` opens it at once for that long.
+ *
  * KEYS[1] the breaker's state hash
- * KEYS[2] the failure window: a sorted set of failures scored by time
+ * KEYS[2] the window: a hash of per-bucket counters (`c:<bucket>`, `f:<bucket>`)
  * ARGV[1] now, epoch ms
  * ARGV[2] failures in this round (provider faults: 5xx, timeouts, quota…)
  * ARGV[3] successes in this round
  * ARGV[4] "1" when the round was the caller's half-open probe
- * ARGV[5] failures within the window that open the breaker
+ * ARGV[5] failures within the window that open the breaker (at least)
  * ARGV[6] the window, ms
  * ARGV[7] the cool-down, ms
- * ARGV[8] a caller-unique prefix for failure members
+ * ARGV[8] calls within the window from which the failure rate decides
+ * ARGV[9] the failure rate that opens the breaker, 0..1
+ * ARGV[10] a cool-down the provider asked for (Retry-After), ms; 0 if none
  *
  * Returns `{"closed", 0}`, `{"open", openUntil}` or `{"opened", openUntil}`
  * (this round opened it).
@@ -66,15 +75,18 @@ local successes = tonumber(ARGV[3])
 local threshold = tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
 local cooldown = tonumber(ARGV[7])
-local function open()
-  redis.call('HSET', KEYS[1], 'open_until', now + cooldown)
+local minimum_calls = tonumber(ARGV[8])
+local failure_rate = tonumber(ARGV[9])
+local asked = tonumber(ARGV[10])
+local function open(ms)
+  redis.call('HSET', KEYS[1], 'open_until', now + ms)
   redis.call('HDEL', KEYS[1], 'probe_until')
-  redis.call('PEXPIRE', KEYS[1], cooldown + 86400000)
+  redis.call('PEXPIRE', KEYS[1], ms + 86400000)
   redis.call('DEL', KEYS[2])
-  return {'opened', now + cooldown}
+  return {'opened', now + ms}
 end
 if ARGV[4] == '1' then
-  if failures > 0 then return open() end
+  if failures > 0 then return open(math.max(cooldown, asked)) end
   if successes > 0 then
     redis.call('DEL', KEYS[1], KEYS[2])
     return {'closed', 0}
@@ -84,19 +96,80 @@ if ARGV[4] == '1' then
 end
 local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until'))
 if open_until then return {'open', open_until} end
+if asked > 0 then return open(asked) end
+local calls = failures + successes
+if calls == 0 then return {'closed', 0} end
+local span = math.max(1, math.floor(window / 10))
+local bucket = math.floor(now / span)
+redis.call('HINCRBY', KEYS[2], 'c:' .. bucket, calls)
+if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. bucket, failures) end
+redis.call('PEXPIRE', KEYS[2], window + span)
 if failures == 0 then return {'closed', 0} end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-for i = 1, math.min(failures, threshold) do
-  redis.call('ZADD', KEYS[2], now, ARGV[8] .. ':' .. i)
+local oldest = bucket - 9
+local total_calls, total_failures = 0, 0
+local counters = redis.call('HGETALL', KEYS[2])
+for i = 1, #counters, 2 do
+  local kind, at = string.match(counters[i], '^(%a):(%-?%d+)$')
+  at = tonumber(at)
+  if at < oldest then
+    redis.call('HDEL', KEYS[2], counters[i])
+  elseif kind == 'c' then
+    total_calls = total_calls + tonumber(counters[i + 1])
+  else
+    total_failures = total_failures + tonumber(counters[i + 1])
+  end
 end
-redis.call('PEXPIRE', KEYS[2], window)
-if redis.call('ZCARD', KEYS[2]) >= threshold then return open() end
+if total_failures >= threshold
+   and (total_calls < minimum_calls or total_failures >= failure_rate * total_calls) then
+  return open(cooldown)
+end
 return {'closed', 0}`,
-  sha1: "e9818946c1c24cde17beeed007d9a3494645cf11",
+  sha1: "0649822e2a09ea861b5cbd9f23313797727ebb26",
+};
+
+/**
+ * Send slots: at most `limit` sends in flight to one target across every
+ * dispatcher. Each holder keeps its slots as members `<holder>:<i>` of a
+ * sorted set scored by their expiry, so a crashed holder's slots free
+ * themselves. Sets the holder's slots to as many of `wanted` as are free;
+ * `wanted` 0 gives them all back.
+ *
+ * KEYS[1] the target's slots: a sorted set of `<holder>:<i>` scored by expiry (epoch ms)
+ * ARGV[1] now, epoch ms
+ * ARGV[2] the target's limit
+ * ARGV[3] slots this holder wants in all
+ * ARGV[4] how long slots are held without being renewed, ms
+ * ARGV[5] the holder's unique id
+ *
+ * Returns how many slots the holder now has.
+ */
+export const SEND_SLOTS: LuaScript = {
+  name: "send_slots",
+  source: `local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
+local holder = ARGV[5] .. ':'
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local mine = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(member, 1, #holder) == holder then mine = mine + 1 end
+end
+local others = redis.call('ZCARD', KEYS[1]) - mine
+local granted = math.max(0, math.min(wanted, limit - others))
+for i = 1, math.max(mine, granted) do
+  if i <= granted then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), holder .. i)
+  else
+    redis.call('ZREM', KEYS[1], holder .. i)
+  end
+end
+if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
+return granted`,
+  sha1: "b328993245d88df75fb504c46cb88fb885a0304c",
 };
 
 /** Every script, for the hash test. */
-export const SCRIPTS: readonly LuaScript[] = [BREAKER_ADMIT, BREAKER_RECORD];
+export const SCRIPTS: readonly LuaScript[] = [BREAKER_ADMIT, BREAKER_RECORD, SEND_SLOTS];
 
 /** The Redis commands {@linkcode runScript} needs. */
 export type ScriptRedis = Pick<Redis, "evalsha" | "eval">;

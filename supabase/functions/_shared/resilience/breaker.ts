@@ -3,9 +3,11 @@
  * and worker sees the same thing, with a per-process breaker taking over
  * while Redis is unreachable.
  *
- * Closed → open when failures within the window reach the threshold; open
- * for a cool-down; then exactly one caller wins the half-open probe; success
- * closes, failure re-opens. Callers ask once per batch and target
+ * Closed → open when the window holds at least `threshold` failures and, once
+ * it has seen `minimumCalls` calls, when at least `failureRate` of them
+ * failed (as resilience4j and Hystrix decide); a provider-wide `Retry-After`
+ * opens it at once for that long. Open for a cool-down; then exactly one
+ * caller wins the half-open probe; success closes, failure re-opens. Callers ask once per batch and target
  * ({@linkcode CircuitBreaker.admit}) and report once per batch and target
  * ({@linkcode CircuitBreaker.record}).
  *
@@ -28,6 +30,8 @@ export interface RoundResult {
   successes: number;
   /** The round was this caller's half-open probe. */
   probe: boolean;
+  /** The provider asked every caller to wait this long (a provider-wide `Retry-After`), ms. */
+  retryAfterMs?: number;
 }
 
 /** The breaker after a recorded round. */
@@ -41,16 +45,25 @@ export interface CircuitBreaker {
   record(target: string, round: RoundResult): Promise<BreakerState>;
   /** Whether the last call had to use the per-process breaker because Redis failed. */
   readonly degraded: boolean;
-  /** Failures within the window that open the breaker. */
+  /** Failures within the window below which the breaker never opens. */
   readonly threshold: number;
+  /** Whether `failures` of `calls` in one round would open the breaker on their own. */
+  trips(failures: number, calls: number): boolean;
 }
 
 /** Options for {@linkcode createBreaker}. */
 export interface BreakerOptions {
   /** The shared store; without it the breaker is per-process only. */
   redis?: ScriptRedis;
-  /** Failures within `windowMs` that open the breaker. @default 5 */
+  /** Failures within `windowMs` that open the breaker (at least). @default 5 */
   threshold?: number;
+  /**
+   * Calls within `windowMs` from which `failureRate` decides; below it
+   * `threshold` failures alone open the breaker. @default 100
+   */
+  minimumCalls?: number;
+  /** The share of failed calls that opens the breaker once `minimumCalls` are seen. @default 0.5 */
+  failureRate?: number;
   /** @default 60_000 */
   windowMs?: number;
   /** How long the breaker stays open before a probe. @default 30_000 */
@@ -85,13 +98,16 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
     cooldownMs: _positive("cooldownMs", options.cooldownMs ?? 30_000),
     probeLeaseMs: _positive("probeLeaseMs", options.probeLeaseMs ?? 30_000),
     recheckMs: _positive("recheckMs", options.recheckMs ?? 1_000),
+    minimumCalls: _positive("minimumCalls", options.minimumCalls ?? 100),
+    failureRate: _rate(options.failureRate ?? 0.5),
   };
+  const trips = (failures: number, calls: number) =>
+    failures >= settings.threshold &&
+    (calls < settings.minimumCalls || failures >= settings.failureRate * calls);
   const prefix = options.prefix ?? "herald:breaker:";
   const now = options.now ?? Date.now;
-  const local = new LocalBreakerStore(settings);
-  const instance = crypto.randomUUID();
+  const local = new LocalBreakerStore(settings, trips);
   let degraded = false;
-  let sequence = 0;
 
   // Admissions granted by the local store are recorded there too.
   const localProbes = new Set<string>();
@@ -124,6 +140,7 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
       return degraded;
     },
     threshold: settings.threshold,
+    trips,
     admit(target) {
       const at = now();
       return shared(
@@ -160,7 +177,9 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
               settings.threshold,
               settings.windowMs,
               settings.cooldownMs,
-              `${instance}:${sequence++}`,
+              settings.minimumCalls,
+              settings.failureRate,
+              Math.round(round.retryAfterMs ?? 0),
             ],
           );
           return _state(state, Number(retryAt));
@@ -176,16 +195,23 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
 
 /** The same state machine in process memory: the fallback while Redis is unreachable. */
 class LocalBreakerStore {
-  #targets = new Map<string, { failures: number[]; openUntil?: number; probeUntil?: number }>();
+  #targets = new Map<
+    string,
+    {
+      calls: { at: number; calls: number; failures: number }[];
+      openUntil?: number;
+      probeUntil?: number;
+    }
+  >();
 
   constructor(
     private settings: {
-      threshold: number;
       windowMs: number;
       cooldownMs: number;
       probeLeaseMs: number;
       recheckMs: number;
     },
+    private trips: (failures: number, calls: number) => boolean,
   ) {}
 
   admit(target: string, now: number): Admission {
@@ -200,16 +226,17 @@ class LocalBreakerStore {
   }
 
   record(target: string, round: RoundResult, now: number): BreakerState {
-    const t = this.#targets.get(target) ?? { failures: [] };
+    const t = this.#targets.get(target) ?? { calls: [] };
     this.#targets.set(target, t);
-    const open = (): BreakerState => {
-      t.openUntil = now + this.settings.cooldownMs;
+    const open = (ms: number): BreakerState => {
+      t.openUntil = now + ms;
       t.probeUntil = undefined;
-      t.failures = [];
+      t.calls = [];
       return { state: "open", retryAt: t.openUntil, opened: true };
     };
+    const asked = round.retryAfterMs ?? 0;
     if (round.probe) {
-      if (round.failures > 0) return open();
+      if (round.failures > 0) return open(Math.max(this.settings.cooldownMs, asked));
       if (round.successes > 0) {
         this.#targets.delete(target);
         return { state: "closed" };
@@ -218,12 +245,13 @@ class LocalBreakerStore {
       return { state: "open", retryAt: now, opened: false };
     }
     if (t.openUntil !== undefined) return { state: "open", retryAt: t.openUntil, opened: false };
-    t.failures = t.failures.filter((at) => at > now - this.settings.windowMs);
-    for (let i = 0; i < Math.min(round.failures, this.settings.threshold); i++) {
-      t.failures.push(now);
-    }
-    if (t.failures.length >= this.settings.threshold) return open();
-    if (t.failures.length === 0) this.#targets.delete(target);
+    if (asked > 0) return open(asked);
+    t.calls = t.calls.filter((c) => c.at > now - this.settings.windowMs);
+    t.calls.push({ at: now, calls: round.failures + round.successes, failures: round.failures });
+    const failures = t.calls.reduce((sum, c) => sum + c.failures, 0);
+    const calls = t.calls.reduce((sum, c) => sum + c.calls, 0);
+    if (this.trips(failures, calls)) return open(this.settings.cooldownMs);
+    if (failures === 0) this.#targets.delete(target);
     return { state: "closed" };
   }
 }
@@ -243,6 +271,13 @@ function _positive(name: string, value: number): number {
     throw new RangeError(
       `Cannot create breaker: '${name}' must be a positive integer, got ${value}`,
     );
+  }
+  return value;
+}
+
+function _rate(value: number): number {
+  if (!(value > 0 && value <= 1)) {
+    throw new RangeError(`Cannot create breaker: 'failureRate' must be in (0, 1], got ${value}`);
   }
   return value;
 }

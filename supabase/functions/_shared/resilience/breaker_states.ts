@@ -3,7 +3,8 @@
  * closed, open or half-open, and how many recent failures each has. Read-only;
  * it follows the key layout of `createBreaker` in `breaker.ts` and its Lua
  * scripts (a hash `<prefix>{<target>}` with `open_until`/`probe_until`, a
- * sorted set `<prefix>{<target>}:failures` scored by failure time).
+ * hash `<prefix>{<target>}:failures` of per-bucket call and failure counts,
+ * ten buckets to the window).
  *
  * Targets are found with SCAN, whose cost grows with the whole keyspace, not
  * with the number of breakers: callers bound it with a timeout.
@@ -23,6 +24,8 @@ export interface BreakerReport {
   probeUntil?: number;
   /** Failures within the window (reset when the breaker opens). */
   recentFailures: number;
+  /** Calls within the window, failed or not (reset when the breaker opens). */
+  recentCalls: number;
 }
 
 /** Options for {@linkcode readBreakerStates}. */
@@ -78,25 +81,33 @@ export async function readBreakerStates(
 
   const sorted = [...targets].sort();
   const now = (options.now ?? Date.now)();
-  // One round trip for all targets: an HMGET and a ZCOUNT each.
+  // One round trip for all targets: an HMGET and an HGETALL each.
   const pipeline = redis.pipeline();
   for (const target of sorted) {
     pipeline.hmget(`${prefix}{${target}}`, "open_until", "probe_until");
-    pipeline.zcount(`${prefix}{${target}}:failures`, `(${now - windowMs}`, "+inf");
+    pipeline.hgetall(`${prefix}{${target}}:failures`);
   }
   const replies = await pipeline.exec<unknown[]>();
+  const span = Math.max(1, Math.floor(windowMs / 10));
+  const oldest = Math.floor(now / span) - 9;
   const breakers = sorted.map((target, i) => {
     const hash = replies[2 * i] as Record<string, unknown> | null;
     const openUntil = _epoch(hash?.open_until);
     const probeUntil = _epoch(hash?.probe_until);
-    const recentFailures = Number(replies[2 * i + 1] ?? 0);
-    if (openUntil === undefined) return { target, state: "closed" as const, recentFailures };
+    const recent = { recentFailures: 0, recentCalls: 0 };
+    for (const [field, count] of Object.entries(replies[2 * i + 1] ?? {})) {
+      const [kind, bucket] = field.split(":");
+      if (Number(bucket) < oldest) continue;
+      if (kind === "f") recent.recentFailures += Number(count);
+      if (kind === "c") recent.recentCalls += Number(count);
+    }
+    if (openUntil === undefined) return { target, state: "closed" as const, ...recent };
     return {
       target,
       state: now < openUntil ? "open" as const : "half-open" as const,
       openUntil,
       ...(probeUntil !== undefined && probeUntil > now ? { probeUntil } : {}),
-      recentFailures,
+      ...recent,
     };
   });
   return { breakers, truncated };

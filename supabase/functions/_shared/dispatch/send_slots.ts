@@ -1,0 +1,191 @@
+/**
+ * Send slots: a limit on sends in flight per provider target that holds
+ * across every round of a process (a worker overlaps rounds) and, through
+ * Redis, across processes (pg_cron invokes the dispatch function every few
+ * seconds beside any worker). Without it each round and each invocation
+ * brought its own concurrency, and a slow provider saw several times the
+ * configured limit.
+ *
+ * A process takes slots from Redis in one script call when a round starts
+ * on a target and gives them back when its last round there ends; slots
+ * expire by themselves if the process dies. While Redis is unreachable each
+ * process keeps its own limit.
+ *
+ * @module
+ */
+import { runScript, type ScriptRedis, SEND_SLOTS } from "../redis/scripts.ts";
+
+/** One target's slots as a round uses them. */
+export interface Lane {
+  /**
+   * Runs `task` once a slot is free, or answers `undefined` at once when this
+   * process holds no slot for the target (others use them all).
+   */
+  run<T>(task: () => Promise<T>): Promise<T | undefined>;
+  /** The round is done with the target: the process gives its slots back with its last round. */
+  leave(): Promise<void>;
+}
+
+/** Slots per target, shared by every round of one process. */
+export interface SendSlots {
+  /** The round starts sending to `target`: tops up this process's slots and returns the lane. */
+  enter(target: string): Promise<Lane>;
+  /** Sends in flight at once per target, across all holders. */
+  readonly limit: number;
+  /** Observes one send's latency (ms): the basis of {@linkcode SendSlots.typicalLatencyMs}. */
+  observe(latencyMs: number): void;
+  /** A moving average of recent send latencies, undefined before the first send. */
+  readonly typicalLatencyMs: number | undefined;
+}
+
+/** Options for {@linkcode createSendSlots}. */
+export interface SendSlotsOptions {
+  /** Sends in flight at once per target, across every process sharing `redis`. @default 64 */
+  limit?: number;
+  /** Where processes share the limit; without it the limit is this process's alone. */
+  redis?: ScriptRedis;
+  /** How long slots live unless renewed (the lease: no round outlives it). @default 60_000 */
+  ttlMs?: number;
+  /** @default "herald:slots:" */
+  prefix?: string;
+  now?: () => number;
+  /** Redis failed (error): this process keeps the limit to itself until it answers (undefined). */
+  onDegraded?: (error: Error | undefined) => void;
+}
+
+/**
+ * Creates a process's send slots.
+ *
+ * @throws {RangeError} when `limit` or `ttlMs` is not a positive integer
+ * @example
+ * ```ts
+ * const slots = createSendSlots({ limit: 64, redis, ttlMs: 60_000 });
+ * const lane = await slots.enter("fcm:my-project");
+ * try {
+ *   await lane.run(() => send(delivery));
+ * } finally {
+ *   await lane.leave();
+ * }
+ * ```
+ */
+export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
+  const limit = _positive("limit", options.limit ?? 64);
+  const ttlMs = _positive("ttlMs", options.ttlMs ?? 60_000);
+  const prefix = options.prefix ?? "herald:slots:";
+  const now = options.now ?? Date.now;
+  const holder = crypto.randomUUID();
+  const targets = new Map<string, _Target>();
+  // A target's claims run one after another, so a late "give back" cannot undo a newer claim.
+  const claims = new Map<string, Promise<unknown>>();
+  let typicalLatencyMs: number | undefined;
+  let degraded = false;
+
+  /** Asks Redis for `wanted` slots in all; without Redis (or while it fails) grants them. */
+  const claim = (target: string, wanted: number): Promise<number> => {
+    const claimed = (claims.get(target) ?? Promise.resolve()).then(() => _claim(target, wanted));
+    const settled = claimed.catch(() => {});
+    claims.set(target, settled);
+    settled.then(() => {
+      if (claims.get(target) === settled) claims.delete(target);
+    });
+    return claimed;
+  };
+  const _claim = async (target: string, wanted: number): Promise<number> => {
+    if (!options.redis) return wanted;
+    try {
+      const granted = Number(
+        await runScript(options.redis, SEND_SLOTS, [`${prefix}{${target}}`], [
+          now(),
+          limit,
+          wanted,
+          ttlMs,
+          holder,
+        ]),
+      );
+      if (degraded) {
+        degraded = false;
+        options.onDegraded?.(undefined);
+      }
+      return granted;
+    } catch (error) {
+      if (!degraded) {
+        degraded = true;
+        options.onDegraded?.(error as Error);
+      }
+      return wanted;
+    }
+  };
+
+  return {
+    limit,
+    get typicalLatencyMs() {
+      return typicalLatencyMs;
+    },
+    observe(latencyMs) {
+      typicalLatencyMs = typicalLatencyMs === undefined
+        ? latencyMs
+        : 0.8 * typicalLatencyMs + 0.2 * latencyMs;
+    },
+    async enter(target) {
+      let state = targets.get(target);
+      if (!state) {
+        state = new _Target();
+        targets.set(target, state);
+      }
+      state.rounds++;
+      // Every round renews the process's slots (they expire after ttlMs) and tops them up.
+      state.setCapacity(await claim(target, limit));
+      const entered = state;
+      let left = false;
+      return {
+        run: (task) => entered.run(task),
+        async leave() {
+          if (left) return;
+          left = true;
+          if (--entered.rounds > 0) return;
+          targets.delete(target);
+          await claim(target, 0);
+        },
+      };
+    },
+  };
+}
+
+/** One target's slots in this process: how many it holds, and the sends waiting for one. */
+class _Target {
+  rounds = 0;
+  capacity = 0;
+  #active = 0;
+  #waiting: (() => void)[] = [];
+
+  setCapacity(capacity: number) {
+    this.capacity = capacity;
+    while (this.#active < this.capacity && this.#waiting.length > 0) {
+      this.#active++;
+      this.#waiting.shift()!();
+    }
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T | undefined> {
+    if (this.capacity === 0) return undefined;
+    // A finishing task hands its slot straight to the next waiter.
+    if (this.#active < this.capacity) this.#active++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#active--;
+    }
+  }
+}
+
+function _positive(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot create send slots: '${name}' must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
+}
