@@ -164,7 +164,7 @@ Deno.test("dispatch: attempts exhausted → dead with the reason; the service ro
       method: "POST",
       body: JSON.stringify({ delivery_ids: [dead.id] }),
     });
-    assert.deepEqual(await replay.json(), { replayed: 1 });
+    assert.deepEqual(await replay.json(), { replayed: 1, statuses: ["dead"] });
     const [revived] =
       await sql`select status, attempts from herald.deliveries where id = ${dead.id}`;
     assert.deepEqual(revived, { status: "pending", attempts: 0 });

@@ -4,7 +4,8 @@
  * with scripted responses.
  *
  * Control API (on each stand-in's port):
- * - `GET /_control/requests` → `{ total, requests: [{ at, method, path, headers, body, raw }] }`
+ * - `GET /_control/requests` → `{ total, max_in_flight, requests: [{ at, method, path, headers, body, raw }] }`
+ *   (`max_in_flight`: the most requests it was answering at once)
  * - `DELETE /_control/requests` clears the record
  * - `POST /_control/behaviour` `{ latency_ms?, responses?: [...], repeat_last? }`: `responses`
  *   is consumed one per request (then normal service resumes unless `repeat_last`); each is
@@ -53,6 +54,8 @@ export class FakeControl {
   repeatLast = false;
   total = 0;
   requests: Recorded[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
   /** Extra reset work of a stand-in (e.g. per-token errors). */
   onReset: () => void = () => {};
   /** A stand-in's own control routes, keyed `"POST /_control/tokens"`. */
@@ -79,6 +82,7 @@ export class FakeControl {
     this.repeatLast = false;
     this.total = 0;
     this.requests = [];
+    this.maxInFlight = this.inFlight;
     this.onReset();
   }
 
@@ -89,11 +93,16 @@ export class FakeControl {
     const own = this.routes.get(route);
     if (own) return await own(request);
     if (route === "GET /_control/requests") {
-      return Response.json({ total: this.total, requests: this.requests });
+      return Response.json({
+        total: this.total,
+        max_in_flight: this.maxInFlight,
+        requests: this.requests,
+      });
     }
     if (route === "DELETE /_control/requests") {
       this.requests = [];
       this.total = 0;
+      this.maxInFlight = this.inFlight;
       return new Response(null, { status: 204 });
     }
     if (route === "POST /_control/reset") {
@@ -195,10 +204,16 @@ export function serveFake(
         body: json ?? text,
         raw: text,
       });
-      if (control.latencyMs > 0) {
-        await new Promise((resolve) => setTimeout(resolve, control.latencyMs));
+      control.inFlight++;
+      control.maxInFlight = Math.max(control.maxInFlight, control.inFlight);
+      try {
+        if (control.latencyMs > 0) {
+          await new Promise((resolve) => setTimeout(resolve, control.latencyMs));
+        }
+        return await options.handler({ request, url, text, json }, control.next());
+      } finally {
+        control.inFlight--;
       }
-      return options.handler({ request, url, text, json }, control.next());
     },
   );
   return {

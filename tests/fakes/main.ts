@@ -51,7 +51,12 @@ export async function startFakes(options: {
     control: emailControl,
     handler: emailHandler({ apiKeys: options.emailApiKeys, control: emailControl }),
   });
-  const webhook = serveFake({ port: options.ports.webhook, handler: webhookReceiverHandler() });
+  const webhookControl = new FakeControl();
+  const webhook = serveFake({
+    port: options.ports.webhook,
+    control: webhookControl,
+    handler: webhookReceiverHandler(webhookControl),
+  });
   return {
     fcm,
     oauth,

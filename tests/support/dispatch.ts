@@ -10,6 +10,7 @@ import { loadConfig } from "../../supabase/functions/_shared/config.ts";
 import { createSql, type Sql } from "../../supabase/functions/_shared/db/sessions.ts";
 import type { DispatcherDeps } from "../../supabase/functions/_shared/dispatch/dispatcher.ts";
 import { createDispatcherDeps } from "../../supabase/functions/_shared/dispatch/dispatcher_deps.ts";
+import { createSendSlots } from "../../supabase/functions/_shared/dispatch/send_slots.ts";
 import { createRedis } from "../../supabase/functions/_shared/redis/client.ts";
 import {
   type BreakerOptions,
@@ -25,12 +26,15 @@ export async function testDispatcher(
   const config = loadConfig(await functionEnvironment(stack, true));
   const sql: Sql = createSql({ url: stack.dbUrl, max: 4, applicationName: "herald-test" });
   const deps = createDispatcherDeps(config, sql, () => {});
+  const redis = createRedis(config.redis!);
   return {
     ...deps,
-    breaker: createBreaker({
-      redis: createRedis(config.redis!),
-      prefix: `herald:test:${crypto.randomUUID()}:`,
-      ...breaker,
+    breaker: createBreaker({ redis, prefix: `herald:test:${crypto.randomUUID()}:`, ...breaker }),
+    // The slots every dispatcher shares (as production's), sized like the overrides ask.
+    slots: createSendSlots({
+      limit: overrides.concurrency ?? config.dispatch.concurrency,
+      ttlMs: overrides.leaseMs ?? config.dispatch.leaseMs,
+      redis,
     }),
     ...overrides,
     close: () => sql.end(),

@@ -21,7 +21,14 @@ export interface DispatchAppDeps {
   log: Logger;
 }
 
+/** What can be replayed: dead letters, and failures an operator has since fixed. */
+const ReplayableStatus = z.enum(["dead", "failed"], {
+  error: "must be 'dead' or 'failed': only dead letters and permanent failures can be replayed",
+});
+
 const DeadLetterQuery = z.strictObject({
+  /** `failed`: permanent failures (credentials, a rejected payload, a receiver's 4xx). */
+  status: ReplayableStatus.default("dead"),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   /** Only dead letters that died before this instant (the previous page's last `died_at`). */
   before: z.iso.datetime({ offset: true }).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
@@ -31,6 +38,8 @@ const DeadLetterQuery = z.strictObject({
 });
 
 const ReplayRequest = z.strictObject({
+  /** Which terminal states to replay. @default ["dead"] */
+  statuses: z.array(ReplayableStatus).min(1).max(2).default(["dead"]),
   delivery_ids: z.array(z.uuid()).min(1).max(10_000).optional(),
   notification_id: z.uuid().optional(),
   /** Replaying every dead letter at once must be asked for explicitly. */
@@ -82,12 +91,13 @@ export function createApp(deps: DispatchAppDeps) {
     const query = validate(DeadLetterQuery, c.req.query());
     const rows = await sql`
       select id, notification_id, recipient_id, channel, target, attempts, last_error,
-        created_at, died_at
-      from herald.dead_letters
-      where (${query.before ?? null}::timestamptz is null or died_at < ${query.before ?? null})
+        created_at, updated_at as died_at, status
+      from herald.deliveries
+      where status = ${query.status}
+        and (${query.before ?? null}::timestamptz is null or updated_at < ${query.before ?? null})
         and (${query.notification_id ?? null}::uuid is null
              or notification_id = ${query.notification_id ?? null})
-      order by died_at desc
+      order by updated_at desc
       limit ${query.limit}`;
     return c.json({ dead_letters: rows, next_before: rows.at(-1)?.died_at ?? null });
   });
@@ -95,10 +105,10 @@ export function createApp(deps: DispatchAppDeps) {
   app.post("/dead-letters/replay", async (c) => {
     const input = await readJson(c.req.raw, ReplayRequest);
     const [{ replayed }] = await sql`
-      select herald.replay_dead_letters(${input.delivery_ids ?? null}, ${
+      select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null}, ${
       input.notification_id ?? null
     }) as replayed`;
-    return c.json({ replayed });
+    return c.json({ replayed, statuses: input.statuses });
   });
 
   return app;
