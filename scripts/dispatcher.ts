@@ -16,6 +16,7 @@ const sql = createSql({
   url: config.dbUrl,
   max: 2 * config.dispatch.rounds + 2,
   applicationName: "herald-dispatcher",
+  statementTimeoutMs: config.dbStatementTimeoutMs,
 });
 const deps = createDispatcherDeps(config, sql, consoleLogger);
 

@@ -27,6 +27,7 @@ const Env = z.object({
   HERALD_JWT_SECRET: z.string().min(32).optional(),
   HERALD_JWKS_URL: optionalUrl,
   HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
+  HERALD_DB_STATEMENT_TIMEOUT_MS: count(15_000, 600_000),
   FCM_SERVICE_ACCOUNT: z.string().optional(),
   FCM_API_URL: z.url().default("https://fcm.googleapis.com"),
   UPSTASH_REDIS_REST_URL: optionalUrl,
@@ -61,6 +62,8 @@ export interface Config {
   supabaseUrl: string;
   dbUrl: string;
   dbPoolSize: number;
+  /** Longest a statement may run before Postgres cancels it. */
+  dbStatementTimeoutMs: number;
   serviceRoleKey: string;
   /** Legacy HS256 JWT secret; absent when the project only uses asymmetric keys. */
   jwtSecret?: string;
@@ -117,6 +120,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     supabaseUrl: e.SUPABASE_URL,
     dbUrl: e.SUPABASE_DB_URL,
     dbPoolSize: e.HERALD_DB_POOL_SIZE,
+    dbStatementTimeoutMs: e.HERALD_DB_STATEMENT_TIMEOUT_MS,
     serviceRoleKey: e.SUPABASE_SERVICE_ROLE_KEY,
     jwtSecret: e.HERALD_JWT_SECRET,
     jwksUrl: e.HERALD_JWKS_URL ?? new URL("/auth/v1/.well-known/jwks.json", e.SUPABASE_URL).href,

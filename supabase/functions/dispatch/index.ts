@@ -9,6 +9,7 @@ const sql = createSql({
   url: config.dbUrl,
   max: config.dbPoolSize,
   applicationName: "herald-dispatch",
+  statementTimeoutMs: config.dbStatementTimeoutMs,
 });
 const app = createApp({
   dispatcher: createDispatcherDeps(config, sql, consoleLogger),

@@ -7,7 +7,12 @@ import { createApp } from "./app.ts";
 const config = loadConfig(Deno.env.toObject());
 const app = createApp({
   // Two connections: `select 1` and the queue query run side by side.
-  sql: createSql({ url: config.dbUrl, max: 2, applicationName: "herald-health" }),
+  sql: createSql({
+    url: config.dbUrl,
+    max: 2,
+    applicationName: "herald-health",
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+  }),
   redis: config.redis && createRedis({ ...config.redis, timeoutMs: 1_500 }),
   keys: [config.serviceRoleKey, ...(config.dispatchKey ? [config.dispatchKey] : [])],
   breaker: { windowMs: config.breaker.windowMs },

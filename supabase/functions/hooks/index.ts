@@ -5,7 +5,12 @@ import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
 const app = createApp({
-  sql: createSql({ url: config.dbUrl, max: config.dbPoolSize, applicationName: "herald-hooks" }),
+  sql: createSql({
+    url: config.dbUrl,
+    max: config.dbPoolSize,
+    applicationName: "herald-hooks",
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+  }),
   secrets: config.hookSecrets,
   log: consoleLogger,
 });

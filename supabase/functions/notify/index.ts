@@ -13,6 +13,7 @@ const sql = createSql({
   url: config.dbUrl,
   max: config.dbPoolSize,
   applicationName: "herald-notify",
+  statementTimeoutMs: config.dbStatementTimeoutMs,
 });
 const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } })
   .EdgeRuntime;

@@ -20,21 +20,32 @@ export interface SqlOptions {
   max?: number;
   /** Shown in pg_stat_activity. */
   applicationName: string;
+  /** Longest a statement may run before Postgres cancels it (a 503). @default 15_000 */
+  statementTimeoutMs?: number;
 }
 
 /**
  * Creates a pooled client. Statements are prepared (planned once per
  * connection: about half of Postgres's CPU per notify) except through
  * Supavisor's transaction mode (port 6543), which cannot keep them.
+ *
+ * Tuned to fail fast and come back fast: a connection attempt gives up
+ * after 3 s, statements after `statementTimeoutMs`, and reconnecting waits
+ * at most about a second (postgres.js's default backoff grows to 20 s, which
+ * kept requests failing long after Postgres had returned).
  */
 export function createSql(options: SqlOptions): Sql {
   return postgres(options.url, {
     max: options.max ?? 4,
     prepare: !usesTransactionPooler(options.url),
     idle_timeout: 20,
-    connect_timeout: 10,
+    connect_timeout: 3,
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
     onnotice: () => {},
-    connection: { application_name: options.applicationName },
+    connection: {
+      application_name: options.applicationName,
+      statement_timeout: options.statementTimeoutMs ?? 15_000,
+    },
   });
 }
 

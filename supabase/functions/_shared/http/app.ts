@@ -11,6 +11,7 @@ import type { z } from "zod";
 import type { Caller } from "../auth/caller.ts";
 import type { Logger } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
+import { databaseUnavailable } from "../db/unavailable.ts";
 import { requestIdOf } from "./request_id.ts";
 
 /**
@@ -100,6 +101,24 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
     if (error instanceof Problem) return problemResponse(error, requestId);
+    const unavailable = databaseUnavailable(error);
+    if (unavailable) {
+      log("warn", "database unavailable", {
+        request_id: requestId,
+        code: (error as { code?: string }).code,
+        error: error.message,
+      });
+      return problemResponse(
+        new Problem(
+          503,
+          "database-unavailable",
+          `The database is unavailable (${unavailable}); nothing was accepted. Retry shortly.`,
+          [],
+          { "Retry-After": String(DATABASE_RETRY_AFTER_S) },
+        ),
+        requestId,
+      );
+    }
     const refused = _refusedByDatabase(error);
     if (refused) {
       log("warn", "database refused a request's value", {
@@ -144,6 +163,9 @@ function _pattern(routePath: string): RegExp {
   }
   return pattern;
 }
+
+/** What a 503 for an unreachable database asks callers to wait, in seconds. */
+const DATABASE_RETRY_AFTER_S = 5;
 
 /**
  * The last line of input checking: a value our schemas let through but a

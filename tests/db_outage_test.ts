@@ -1,0 +1,123 @@
+/**
+ * Postgres going away under the functions: callers get a 503 with
+ * Retry-After (problem+json), never a 500 or a hang, and the pool serves
+ * again once Postgres is back — through a proxy the test cuts, in front of
+ * the real database.
+ */
+import assert from "node:assert/strict";
+import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.ts";
+import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
+import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
+import { databaseUnavailable } from "../supabase/functions/_shared/db/unavailable.ts";
+import { createApp } from "../supabase/functions/notify/app.ts";
+import { eventually } from "./support/dispatcher_process.ts";
+import { adminSql, createUser, stack } from "./support/stack.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
+
+Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again once it is back", async () => {
+  const admin = adminSql();
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outage-test" });
+  const logged: string[] = [];
+  const app = createApp({
+    sql,
+    resolveCaller: createCallerResolver({
+      verify: createJwtVerifier({
+        secret: stack.jwtSecret,
+        jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
+      }),
+      serviceRoleKey: stack.serviceRoleKey,
+    }),
+    log: (_level, message) => logged.push(message),
+  });
+  const notify = (title: string) =>
+    app.request("/notify", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${stack.serviceRoleKey}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ user_ids: [user.id], title: `${title} ${user.id}` }),
+    });
+  const user = await createUser(admin, "outage");
+  try {
+    const before = await notify("Before the outage");
+    assert.equal(before.status, 202, await before.clone().text());
+    await before.body?.cancel();
+
+    await proxy.cut();
+    for (const title of ["During the outage", "Still down"]) {
+      const during = await notify(title);
+      const problem = await during.json();
+      assert.equal(during.status, 503, JSON.stringify(problem));
+      assert.equal(during.headers.get("content-type"), "application/problem+json");
+      assert.equal(during.headers.get("retry-after"), "5");
+      assert.equal(problem.type.endsWith("database-unavailable"), true, problem.type);
+    }
+    assert.ok(!logged.includes("unhandled error"), "an outage is not a bug");
+
+    proxy.restore();
+    await eventually("notify to be served again", async () => {
+      const after = await notify("After the outage");
+      await after.body?.cancel();
+      return after.status === 202 ? true : undefined;
+    });
+    const titles = (await admin`select title from herald.notifications
+      where title like ${"% " + user.id} order by created_at`).map((r) => r.title);
+    assert.deepEqual(
+      titles,
+      [`Before the outage ${user.id}`, ...titles.slice(1, -1), `After the outage ${user.id}`],
+    );
+    assert.ok(
+      !titles.some((t) => t.startsWith("During") || t.startsWith("Still")),
+      "a 503 accepted nothing",
+    );
+  } finally {
+    await sql.end({ timeout: 1 });
+    await proxy.close();
+    await admin.end();
+  }
+});
+
+Deno.test("databaseUnavailable() names outages and statement timeouts, and nothing else", () => {
+  const pg = (code: string) => Object.assign(new Error("x"), { name: "PostgresError", code });
+  const net = (code: string) => Object.assign(new Error("x"), { code });
+  const cases: [Error, boolean][] = [
+    [net("ECONNREFUSED"), true],
+    [net("CONNECTION_CLOSED"), true],
+    [net("CONNECT_TIMEOUT"), true],
+    [pg("57P01"), true], // admin shutdown
+    [pg("57P03"), true], // cannot connect now (starting up)
+    [pg("08006"), true],
+    [pg("53300"), true], // too many connections
+    [pg("57014"), true], // statement timeout
+    [pg("23505"), false], // a unique violation is the request's fault
+    [pg("42501"), false],
+    [new Error("plain"), false],
+  ];
+  for (const [error, unavailable] of cases) {
+    assert.equal(
+      databaseUnavailable(error) !== undefined,
+      unavailable,
+      (error as { code?: string }).code,
+    );
+  }
+});
+
+Deno.test("a statement that runs past HERALD_DB_STATEMENT_TIMEOUT_MS is cancelled, as an outage", async () => {
+  const sql = createSql({
+    url: stack.dbUrl,
+    max: 1,
+    applicationName: "herald-timeout-test",
+    statementTimeoutMs: 200,
+  });
+  try {
+    const error = await sql`select pg_sleep(5)`.then(() => undefined, (e) => e);
+    assert.equal(error?.code, "57014");
+    assert.equal(databaseUnavailable(error), "a statement ran past its timeout");
+  } finally {
+    await sql.end();
+  }
+});
