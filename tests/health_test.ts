@@ -9,7 +9,9 @@ import type { Level } from "../supabase/functions/_shared/log.ts";
 import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
 import { createBreaker } from "../supabase/functions/_shared/resilience/breaker.ts";
 import { createApp, type HealthAppDeps } from "../supabase/functions/health/app.ts";
-import { adminSql, stack } from "./support/stack.ts";
+import { claimDue } from "../supabase/functions/_shared/outbox/outbox.ts";
+import { eventually } from "./support/dispatcher_process.ts";
+import { adminSql, parkPending, stack } from "./support/stack.ts";
 
 /**
  * A loopback port nothing listens on. (Not a well-known one like 9: fetch
@@ -60,7 +62,33 @@ Deno.test("health: liveness answers ok without touching anything, never cached",
   assert.deepEqual(await response.json(), { status: "ok" });
 });
 
+/** Nothing due and a dispatcher seen just now: readiness has no reason to be degraded. */
+async function quietOutbox() {
+  const admin = adminSql();
+  try {
+    await parkPending(admin);
+    await _attemptAt(admin, "now()");
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Writes an attempt row at `at` (SQL), making it the latest one readiness sees. */
+async function _attemptAt(admin: ReturnType<typeof adminSql>, at: string) {
+  const [{ id }] =
+    await admin`insert into herald.notifications (title) values ('attempt') returning id`;
+  const [delivery] = await admin`insert into herald.deliveries
+      (notification_id, channel, target, status)
+    values (${id}, 'webhook', 'https://receiver.example/seen', 'sent') returning id`;
+  await admin.unsafe(
+    `insert into herald.delivery_attempts (delivery_id, attempt, outcome, at)
+     values ($1, 1, 'sent', ${at})`,
+    [delivery.id],
+  );
+}
+
 Deno.test("health: readiness through the gateway tells anyone only the status", async () => {
+  await quietOutbox();
   for (const token of [undefined, "not-a-key", stack.anonKey]) {
     const response = await viaGateway("health/ready", token);
     assert.equal(response.status, 200);
@@ -70,6 +98,7 @@ Deno.test("health: readiness through the gateway tells anyone only the status", 
 });
 
 Deno.test("health: readiness through the gateway shows the service-role key every check", async () => {
+  await quietOutbox();
   const response = await viaGateway("health/ready", stack.serviceRoleKey);
   assert.equal(response.status, 200);
   const body = await response.json();
@@ -80,9 +109,11 @@ Deno.test("health: readiness through the gateway shows the service-role key ever
   assert.deepEqual(Object.keys(body.queue).sort(), [
     "due",
     "due_capped",
+    "last_attempt_age_s",
     "oldest_due_age_s",
     "oldest_pending_age_s",
   ]);
+  assert.equal(body.queue.oldest_due_age_s, 0, "present, and 0 when nothing is due");
   assert.ok(Array.isArray(body.breakers.targets));
   assert.equal(typeof body.breakers.truncated, "boolean");
 });
@@ -107,7 +138,80 @@ Deno.test("health: readiness reports the age of the oldest due and oldest pendin
   }
 });
 
+Deno.test("health: work due with no dispatcher attempting anything is degraded, and says so", async () => {
+  const admin = adminSql();
+  const [{ id }] =
+    await admin`insert into herald.notifications (title) values ('stalled') returning id`;
+  try {
+    await parkPending(admin);
+    await admin`insert into herald.deliveries (notification_id, channel, target, next_attempt_at)
+      values (${id}, 'webhook', 'https://receiver.example/stalled', now() - interval '1 minute')`;
+    await _attemptAt(admin, "now() - interval '2 minutes'");
+    await withApp({}, async (app) => {
+      assert.deepEqual(await (await ready(app)).json(), { status: "degraded" });
+      const body = await (await ready(app, dispatchKey)).json();
+      assert.equal(body.status, "degraded");
+      assert.equal(body.reasons.length, 1);
+      assert.match(body.reasons[0], /no dispatcher has attempted any/);
+      assert.ok(body.queue.last_attempt_age_s >= 120, JSON.stringify(body.queue));
+    });
+    // A dispatcher at work again: due deliveries alone are a backlog, not an outage.
+    await _attemptAt(admin, "now()");
+    await withApp({}, async (app) => {
+      assert.deepEqual(await (await ready(app)).json(), { status: "ok" });
+    });
+  } finally {
+    await admin`delete from herald.notifications where id = ${id}`;
+    await admin.end();
+  }
+});
+
+Deno.test("health: rows whose lease ran out without a result count as due", async () => {
+  const admin = adminSql();
+  const [{ id }] =
+    await admin`insert into herald.notifications (title) values ('leased') returning id`;
+  try {
+    await parkPending(admin);
+    await _attemptAt(admin, "now()");
+    await admin`insert into herald.deliveries (notification_id, channel, target)
+      values (${id}, 'webhook', 'https://receiver.example/leased')`;
+    await claimDue(admin, { limit: 1, leaseMs: 1_000, notificationId: id });
+    await withApp({}, async (app) => {
+      const leased = await (await ready(app, dispatchKey)).json();
+      assert.equal(leased.queue.due, 0, "a live lease is not due");
+      await eventually("the lease to run out", async () => {
+        const body = await (await ready(app, dispatchKey)).json();
+        return body.queue.due === 1 ? body : undefined;
+      });
+    });
+  } finally {
+    await admin`delete from herald.notifications where id = ${id}`;
+    await admin.end();
+  }
+});
+
+Deno.test("health: an open provider breaker is degraded; an open webhook endpoint's is not", async () => {
+  await quietOutbox();
+  const prefix = `test:breaker:${crypto.randomUUID()}:`;
+  const breaker = createBreaker({ redis, prefix, threshold: 1 });
+  await breaker.record("webhook:5b4c4a8e-2f0e-4d8e-9a57-3f1f0f9d8c11", {
+    failures: 1,
+    successes: 0,
+    probe: false,
+  });
+  await withApp({ breaker: { prefix } }, async (app) => {
+    assert.deepEqual(await (await ready(app)).json(), { status: "ok" });
+  });
+  await breaker.record("fcm:herald-local", { failures: 1, successes: 0, probe: false });
+  await withApp({ breaker: { prefix } }, async (app) => {
+    const body = await (await ready(app, stack.serviceRoleKey)).json();
+    assert.equal(body.status, "degraded");
+    assert.deepEqual(body.reasons, ["the circuit breaker for fcm:herald-local is open"]);
+  });
+});
+
 Deno.test("health: with Redis unreachable readiness is degraded but still 200", async () => {
+  await quietOutbox();
   await withApp({
     redis: createRedis({ url: `http://127.0.0.1:${closedPort()}`, token: "unused" }),
   }, async (app, lines) => {
@@ -132,6 +236,7 @@ Deno.test("health: with Redis unreachable readiness is degraded but still 200", 
 });
 
 Deno.test("health: without Redis configured breakers are per-process, and that is ok", async () => {
+  await quietOutbox();
   await withApp({ redis: undefined }, async (app) => {
     const body = await (await ready(app, stack.serviceRoleKey)).json();
     assert.equal(body.status, "ok");
@@ -171,6 +276,7 @@ Deno.test("health: with Postgres unreachable readiness is a 503 problem", async 
 });
 
 Deno.test("health: a breaker opened by real failures reads back as open, with its cool-down", async () => {
+  await quietOutbox();
   const prefix = `test:breaker:${crypto.randomUUID()}:`;
   const breaker = createBreaker({
     redis,
@@ -218,5 +324,6 @@ Deno.test("health: a breaker past its cool-down reads as half-open", async () =>
     const body = await (await ready(app, stack.serviceRoleKey)).json();
     assert.deepEqual(body.breakers.targets.map((b: { state: string }) => b.state), ["half-open"]);
     assert.equal(body.breakers.targets[0].retry_in_s, 0);
+    assert.deepEqual(body.reasons, ["the circuit breaker for email:resend is half-open"]);
   });
 });

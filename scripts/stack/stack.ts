@@ -58,6 +58,12 @@ export async function startStack(
       console.error(message);
       crashed(new Error(message));
     },
+    onRestart: (name, status, delayMs) =>
+      console.error(
+        `herald: ${name} exited (code ${status.code}${
+          status.signal ? `, ${status.signal}` : ""
+        }); restarting it in ${delayMs / 1000} s`,
+      ),
   });
   try {
     await ensureCluster(stack);
@@ -125,6 +131,7 @@ export async function startStack(
         args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
         env: functionEnv,
         cwd: stack.root,
+        restart: true,
       });
     }
     return {

@@ -18,6 +18,11 @@ export interface ChildSpec {
   cwd?: string;
   /** Signal that asks this child for a clean, fast shutdown. @default "SIGTERM" */
   stopSignal?: Deno.Signal;
+  /**
+   * Start it again when it exits on its own, after 1 s, doubling up to 30 s
+   * while it keeps dying within a minute of starting. @default false
+   */
+  restart?: boolean;
 }
 
 interface Running {
@@ -32,12 +37,15 @@ export interface SupervisorOptions {
   logDir?: string;
   /** Called when a child exits while the supervisor is not stopping. */
   onUnexpectedExit?: (name: string, status: Deno.CommandStatus) => void;
+  /** Called when a child with `restart` exited and is started again after `delayMs`. */
+  onRestart?: (name: string, status: Deno.CommandStatus, delayMs: number) => void;
 }
 
 /** Owns the child processes of one stack. */
 export class Supervisor {
   #running: Running[] = [];
   #stopping = false;
+  #restarts = new Set<() => void>();
   #options: SupervisorOptions;
 
   constructor(options: SupervisorOptions = {}) {
@@ -45,7 +53,8 @@ export class Supervisor {
   }
 
   /** Spawns a child; its output is prefixed or logged, its exit watched. */
-  async spawn(spec: ChildSpec): Promise<Deno.ChildProcess> {
+  async spawn(spec: ChildSpec, restartDelayMs = 0): Promise<Deno.ChildProcess> {
+    const startedAt = performance.now();
     const child = new Deno.Command(spec.command, {
       args: spec.args,
       env: spec.env,
@@ -59,9 +68,29 @@ export class Supervisor {
       _pipeLines(child.stdout, spec.name, sink),
       _pipeLines(child.stderr, spec.name, sink),
     ]).then(() => sink.close());
-    this.#running.push({ spec, child, piping });
-    child.status.then((status) => {
-      if (!this.#stopping) this.#options.onUnexpectedExit?.(spec.name, status);
+    const running = { spec, child, piping };
+    this.#running.push(running);
+    child.status.then(async (status) => {
+      if (this.#stopping) return;
+      if (!spec.restart) return this.#options.onUnexpectedExit?.(spec.name, status);
+      // A child that ran a minute was healthy: its next failure starts the backoff over.
+      const delayMs = performance.now() - startedAt > 60_000
+        ? 1_000
+        : Math.min(Math.max(2 * restartDelayMs, 1_000), 30_000);
+      this.#options.onRestart?.(spec.name, status, delayMs);
+      await piping;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#restarts.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, delayMs);
+        this.#restarts.add(wake);
+      });
+      if (this.#stopping) return;
+      this.#running = this.#running.filter((r) => r !== running);
+      await this.spawn(spec, delayMs);
     });
     return child;
   }
@@ -88,6 +117,7 @@ export class Supervisor {
   /** Stops children in reverse start order; SIGKILL after `graceMs`. */
   async stopAll(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
+    for (const wake of [...this.#restarts]) wake();
     for (const running of [...this.#running].reverse()) {
       await _stop(running, graceMs);
     }

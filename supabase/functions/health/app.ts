@@ -2,7 +2,14 @@
  * The health function: liveness for process supervisors, readiness for load
  * balancers and operators. Anyone may ask and gets the status code and
  * `{status}`; callers presenting the service-role key or the dispatch key also
- * get what was checked, the queue lag and the circuit breakers.
+ * get what was checked, why it is degraded, the queue lag and the circuit
+ * breakers.
+ *
+ * `unavailable` (503): Postgres cannot be reached. `degraded` (200): Redis is
+ * unreachable (breakers, send limits and rate limits fall back to each
+ * process), a provider's breaker (FCM, the e-mail API) is open, or work has
+ * been due for a while and no dispatcher has attempted anything meanwhile.
+ * One webhook endpoint's open breaker is its owner's trouble, not Herald's.
  *
  * @module
  */
@@ -40,6 +47,9 @@ type Check =
 /** More due deliveries than this are reported as "at least". */
 const DUE_COUNT_CAP = 10_000;
 
+/** Work due this long with no attempt made meanwhile means no dispatcher is running. */
+const STALLED_AFTER_S = 30;
+
 /**
  * Builds the health app.
  *
@@ -68,13 +78,12 @@ export function createApp(deps: HealthAppDeps) {
   app.get("/ready", async (c) => {
     const detailed = _presentsKey(c.req.header("authorization"), deps.keys);
     const skipped = Promise.resolve(undefined);
-    // The status rests on `select 1` and PING alone, so every caller gets the same
-    // one; only key holders pay for the queue and breaker reads.
+    // Every caller gets the same status; only key holders see what it rests on.
     const [postgres, redisPing, queue, breakers] = await Promise.all([
       _timed(timeoutMs, () => sql`select 1`),
       redis ? _timed(timeoutMs, () => redis.ping()) : skipped,
-      detailed ? _timed(timeoutMs, () => _queue(sql, timeoutMs)) : skipped,
-      detailed && redis
+      _timed(timeoutMs, () => _queue(sql, timeoutMs)),
+      redis
         ? _timed(timeoutMs, () =>
           readBreakerStates(redis, {
             prefix: deps.breaker?.prefix,
@@ -87,10 +96,10 @@ export function createApp(deps: HealthAppDeps) {
       postgres: postgres.check,
       redis: redisPing?.check ?? { status: "not-configured" as const },
     };
-    // Without Redis, breakers fall back to per-process state and delivery goes on.
+    const reasons = _degradedBecause(checks.redis, queue.value, breakers?.value?.breakers ?? []);
     const status = checks.postgres.status !== "ok"
       ? "unavailable"
-      : checks.redis.status === "failed"
+      : reasons.length > 0
       ? "degraded"
       : "ok";
     // Load balancers ask every few seconds: log changes, not every answer.
@@ -98,13 +107,15 @@ export function createApp(deps: HealthAppDeps) {
       deps.log(status === "ok" ? "info" : "warn", `readiness: ${status}`, {
         request_id: c.get("requestId"),
         was: lastStatus,
+        reasons,
         ...checks,
       });
       lastStatus = status;
     }
     const details = {
       checks,
-      queue: queue && (queue.value ?? { error: _errorOf(queue.check) }),
+      ...(reasons.length > 0 ? { reasons } : {}),
+      queue: queue.value ?? { error: _errorOf(queue.check) },
       // null: Redis is not configured, so there are no shared breakers to read.
       breakers: !breakers ? null : breakers.value
         ? {
@@ -158,10 +169,39 @@ async function _timed<T>(
   }
 }
 
+/** Why readiness is degraded, in words an operator can act on; empty when it is not. */
+function _degradedBecause(
+  redis: Check,
+  queue: Awaited<ReturnType<typeof _queue>> | undefined,
+  breakers: BreakerReport[],
+): string[] {
+  const reasons: string[] = [];
+  if (redis.status === "failed") {
+    reasons.push("Redis is unreachable: breakers, send limits and rate limits are per-process");
+  }
+  const providers = breakers.filter((b) =>
+    b.state !== "closed" && !b.target.startsWith("webhook:")
+  );
+  for (const b of providers) reasons.push(`the circuit breaker for ${b.target} is ${b.state}`);
+  if (
+    queue && queue.due > 0 && queue.oldest_due_age_s > STALLED_AFTER_S &&
+    (queue.last_attempt_age_s === null || queue.last_attempt_age_s > STALLED_AFTER_S)
+  ) {
+    reasons.push(
+      `deliveries have been due for ${Math.round(queue.oldest_due_age_s)} s and no dispatcher ` +
+        `has attempted any for ${STALLED_AFTER_S} s or more`,
+    );
+  }
+  return reasons;
+}
+
 /**
  * How far behind the outbox is. `oldest_due_age_s` is the lag dispatchers
- * should keep near zero (served by the partial index `deliveries_due_idx`);
- * `oldest_pending_age_s` includes deliveries waiting for a retry or a lease.
+ * should keep near zero (0 when nothing is due; served by the partial index
+ * `deliveries_due_idx`) — rows whose lease ran out without a result are due
+ * again and count; `oldest_pending_age_s` includes deliveries waiting for a
+ * retry or a lease; `last_attempt_age_s` is how long ago any dispatcher last
+ * wrote an attempt (null: never).
  */
 async function _queue(sql: Sql, timeoutMs: number) {
   const [row] = await sql.begin(async (tx) => {
@@ -180,14 +220,18 @@ async function _queue(sql: Sql, timeoutMs: number) {
           select 1 from herald.deliveries
           where status = 'pending' and next_attempt_at <= now()
           limit ${DUE_COUNT_CAP + 1}
-        ) due)::int as due`;
+        ) due)::int as due,
+        extract(epoch from now() - (
+          select at from herald.delivery_attempts order by id desc limit 1
+        ))::float8 as last_attempt_age_s`;
   });
   const round = (seconds: number | null) => seconds === null ? null : Math.round(seconds * 10) / 10;
   return {
     due: Math.min(row.due, DUE_COUNT_CAP),
     due_capped: row.due > DUE_COUNT_CAP,
-    oldest_due_age_s: round(row.oldest_due_age_s),
+    oldest_due_age_s: round(row.oldest_due_age_s) ?? 0,
     oldest_pending_age_s: round(row.oldest_pending_age_s),
+    last_attempt_age_s: round(row.last_attempt_age_s),
   };
 }
 
