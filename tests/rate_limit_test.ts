@@ -193,7 +193,8 @@ Deno.test("rate limit: a service key has its own limit, counted by a hash of the
   }
 });
 
-Deno.test("rate limit: with Redis unreachable requests pass and one warning is logged", async () => {
+Deno.test("rate limit: with Redis unreachable each instance limits in memory, and one warning is logged", async () => {
+  await awayFromWindowEdge();
   // A port nothing listens on (not a well-known one like 9, which fetch refuses by itself).
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   listener.close();
@@ -201,37 +202,73 @@ Deno.test("rate limit: with Redis unreachable requests pass and one warning is l
     createRedis({ url: `http://127.0.0.1:${listener.addr.port}`, token: "unused" }),
   );
   const token = await userToken(crypto.randomUUID());
-  for (let i = 0; i < 5; i++) {
+  const answers = [];
+  for (let i = 0; i < 4; i++) {
     const response = await call(token);
-    assert.equal(response.status, 200);
     await response.body?.cancel();
-    assert.equal(response.headers.get("RateLimit-Limit"), null);
+    answers.push([response.status, response.headers.get("RateLimit-Remaining")]);
   }
+  assert.deepEqual(answers, [[200, "2"], [200, "1"], [200, "0"], [429, "0"]]);
   assert.deepEqual(lines.map((l) => [l.level, l.message]), [
-    ["warn", "rate limiting degraded: requests pass unlimited until Redis answers"],
+    ["warn", "rate limiting degraded: each instance limits in memory until Redis answers"],
   ]);
   assert.ok(!JSON.stringify(lines).includes(token), "the token is never logged");
+});
+
+Deno.test("rate limit: a hanging Redis is asked once, then skipped until the recheck", async () => {
+  let asked = 0;
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+    asked++;
+    await released;
+    return Response.json({ error: "too late" }, { status: 503 });
+  });
+  try {
+    const { call, lines } = limitedApp(
+      createRedis({ url: `http://127.0.0.1:${server.addr.port}`, token: "unused" }),
+      { timeoutMs: 50, recheckMs: 600_000 },
+    );
+    const token = await userToken(crypto.randomUUID());
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      const response = await call(token);
+      await response.body?.cancel();
+      statuses.push(response.status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 429, 429], "limited in memory meanwhile");
+    const askedByRequests = asked;
+    assert.ok(
+      askedByRequests >= 1 && askedByRequests <= 2,
+      `one limit call (and its retry), got ${asked}`,
+    );
+    assert.equal(lines.filter((l) => l.level === "warn").length, 1);
+  } finally {
+    release();
+    await server.shutdown();
+  }
 });
 
 Deno.test("rate limit: logs once when Redis fails and once when it answers again", async () => {
   await awayFromWindowEdge();
   const proxy = startRedisProxy();
   try {
-    const { call, lines } = limitedApp(proxy.redis);
+    const { call, lines } = limitedApp(proxy.redis, { recheckMs: 1 });
     const token = await userToken(crypto.randomUUID());
     proxy.state.up = false;
-    for (let i = 0; i < 3; i++) await (await call(token)).body?.cancel();
+    for (let i = 0; i < 2; i++) await (await call(token)).body?.cancel();
     proxy.state.up = true;
+    await new Promise((resolve) => setTimeout(resolve, 5)); // past the recheck
     const limited = await call(token);
     await limited.body?.cancel();
     assert.equal(
       limited.headers.get("RateLimit-Remaining"),
       "2",
-      "requests while down were not counted",
+      "requests while down were counted in memory, not in Redis",
     );
     await (await call(token)).body?.cancel();
     assert.deepEqual(lines.map((l) => [l.level, l.message]), [
-      ["warn", "rate limiting degraded: requests pass unlimited until Redis answers"],
+      ["warn", "rate limiting degraded: each instance limits in memory until Redis answers"],
       ["info", "rate limiting recovered: Redis answers again"],
     ]);
   } finally {
@@ -239,15 +276,17 @@ Deno.test("rate limit: logs once when Redis fails and once when it answers again
   }
 });
 
-Deno.test("rate limit: without Redis nothing is limited and no headers are sent", async () => {
+Deno.test("rate limit: without Redis configured each instance limits in memory", async () => {
   const { call } = limitedApp(undefined, { userPerMinute: 1 });
   const token = await userToken(crypto.randomUUID());
-  for (let i = 0; i < 3; i++) {
-    const response = await call(token);
-    assert.equal(response.status, 200);
-    await response.body?.cancel();
-    assert.equal(response.headers.get("RateLimit-Limit"), null);
-  }
+  const first = await call(token);
+  await first.body?.cancel();
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get("RateLimit-Limit"), "1");
+  const second = await call(token);
+  await second.body?.cancel();
+  assert.equal(second.status, 429);
+  assert.ok(Number(second.headers.get("Retry-After")) >= 1);
 });
 
 Deno.test("rate limit: limits that are not positive integers are refused when it is built", () => {

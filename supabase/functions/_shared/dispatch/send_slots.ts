@@ -48,6 +48,8 @@ export interface SendSlotsOptions {
   ttlMs?: number;
   /** @default "herald:slots:" */
   prefix?: string;
+  /** After Redis failed, how long this process keeps the limit to itself before asking again. @default 5_000 */
+  redisRecheckMs?: number;
   now?: () => number;
   /** Redis failed (error): this process keeps the limit to itself until it answers (undefined). */
   onDegraded?: (error: Error | undefined) => void;
@@ -79,6 +81,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   const claims = new Map<string, Promise<unknown>>();
   let typicalLatencyMs: number | undefined;
   let degraded = false;
+  let skipRedisUntil = 0;
 
   /** Asks Redis for `wanted` slots in all; without Redis (or while it fails) grants them. */
   const claim = (target: string, wanted: number): Promise<number> => {
@@ -91,7 +94,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
     return claimed;
   };
   const _claim = async (target: string, wanted: number): Promise<number> => {
-    if (!options.redis) return wanted;
+    if (!options.redis || now() < skipRedisUntil) return wanted;
     try {
       const granted = Number(
         await runScript(options.redis, SEND_SLOTS, [`${prefix}{${target}}`], [
@@ -108,6 +111,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       }
       return granted;
     } catch (error) {
+      skipRedisUntil = now() + (options.redisRecheckMs ?? 5_000);
       if (!degraded) {
         degraded = true;
         options.onDegraded?.(error as Error);

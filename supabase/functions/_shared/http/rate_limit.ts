@@ -4,9 +4,11 @@
  * IETF draft `RateLimit-*` headers on every response.
  *
  * Kong limits by consumer and address in front; only the function knows which
- * user a token belongs to, so the per-user budget lives here. It fails open:
- * while Redis is unreachable or slow, requests pass unlimited (Kong's limits
- * still apply) and the degradation is logged once, not once per request.
+ * user a token belongs to, so the per-user budget lives here. It survives a
+ * Redis outage: while Redis is unreachable, slow (over `timeoutMs`) or not
+ * configured, each instance enforces the same limits in its own memory (so
+ * N instances allow up to N times the budget), asks Redis again only every
+ * `recheckMs` (no request waits on a dead Redis), and logs the change once.
  *
  * @module
  */
@@ -24,7 +26,7 @@ const WINDOW_SECONDS = 60;
 
 /** Options for {@linkcode createRateLimit}. */
 export interface RateLimitOptions {
-  /** The shared store; without it nothing is limited and no `RateLimit-*` headers are sent. */
+  /** The shared store; without it each instance limits in memory. */
   redis?: Redis;
   /** Requests each user may make per sliding minute. */
   userPerMinute: number;
@@ -32,9 +34,12 @@ export interface RateLimitOptions {
   servicePerMinute: number;
   /** Prefix of every Redis key the limiter writes. @default "herald:ratelimit" */
   prefix?: string;
-  /** How long to wait for Redis before letting the request through unlimited. @default 1_000 */
+  /** How long to wait for Redis before limiting in memory instead. @default 250 */
   timeoutMs?: number;
+  /** While Redis fails, how often one request tries it again. @default 5_000 */
+  recheckMs?: number;
   log: Logger;
+  now?: () => number;
 }
 
 type LimitResult = Awaited<ReturnType<Ratelimit["limit"]>>;
@@ -64,13 +69,15 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
     user: _positive("userPerMinute", options.userPerMinute),
     service: _positive("servicePerMinute", options.servicePerMinute),
   };
-  const timeoutMs = _positive("timeoutMs", options.timeoutMs ?? 1_000);
+  const timeoutMs = _positive("timeoutMs", options.timeoutMs ?? 250);
+  const recheckMs = _positive("recheckMs", options.recheckMs ?? 5_000);
   const { redis, log } = options;
-  if (!redis) return async (_c, next) => await next();
+  const now = options.now ?? Date.now;
+  const memory = new _MemoryWindows(WINDOW_SECONDS * 1_000);
 
   const prefix = options.prefix ?? "herald:ratelimit";
   const limiter = (tokens: number) =>
-    new Ratelimit({
+    redis && new Ratelimit({
       redis,
       limiter: Ratelimit.slidingWindow(tokens, `${WINDOW_SECONDS} s`),
       prefix,
@@ -82,41 +89,50 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
       enableTelemetry: false,
     });
   const limiters = { user: limiter(perMinute.user), service: limiter(perMinute.service) };
-  let degraded = false;
+  // Until when Redis is not asked (after a failure); 0 while it answers.
+  let skipRedisUntil = 0;
 
   return async (c, next) => {
     const caller: Caller | undefined = c.get("caller");
     if (!caller) throw new Error("createRateLimit() must run after authenticate()");
     const requestId = c.get("requestId");
     const identity = await callerScope(caller, c.req.raw.headers);
-
-    let result: LimitResult | undefined;
-    let failure: string | undefined;
-    try {
-      result = await limiters[caller.kind].limit(identity);
-      // On timeout the library answers `success: true, reason: "timeout"`.
-      if (result.reason === "timeout") failure = `Redis did not answer within ${timeoutMs} ms`;
-    } catch (error) {
-      failure = (error as Error).message;
-    }
-    if (failure !== undefined || result === undefined) {
-      if (!degraded) {
-        degraded = true;
-        log("warn", "rate limiting degraded: requests pass unlimited until Redis answers", {
-          request_id: requestId,
-          error: failure,
-        });
-      }
-      return await next();
-    }
-    // A `cacheBlock` never reached Redis, so it says nothing about whether Redis is back.
-    if (degraded && result.reason !== "cacheBlock") {
-      degraded = false;
-      log("info", "rate limiting recovered: Redis answers again", { request_id: requestId });
-    }
-
     const limit = perMinute[caller.kind];
-    const resetSeconds = Math.max(0, Math.ceil((result.reset - Date.now()) / 1000));
+
+    let result: Pick<LimitResult, "success" | "remaining" | "reset"> | undefined;
+    const shared = limiters[caller.kind];
+    if (shared && now() >= skipRedisUntil) {
+      let failure: string | undefined;
+      try {
+        const answer = await shared.limit(identity);
+        // On timeout the library answers `success: true, reason: "timeout"`.
+        if (answer.reason === "timeout") failure = `Redis did not answer within ${timeoutMs} ms`;
+        else result = answer;
+        // A `cacheBlock` never reached Redis, so it says nothing about whether Redis is back.
+        if (!failure && skipRedisUntil > 0 && answer.reason !== "cacheBlock") {
+          skipRedisUntil = 0;
+          log("info", "rate limiting recovered: Redis answers again", { request_id: requestId });
+        }
+      } catch (error) {
+        failure = (error as Error).message;
+      }
+      if (failure !== undefined) {
+        if (skipRedisUntil === 0) {
+          log(
+            "warn",
+            "rate limiting degraded: each instance limits in memory until Redis answers",
+            {
+              request_id: requestId,
+              error: failure,
+            },
+          );
+        }
+        skipRedisUntil = now() + recheckMs;
+      }
+    }
+    result ??= memory.limit(`${caller.kind}:${identity}`, limit, now());
+
+    const resetSeconds = Math.max(0, Math.ceil((result.reset - now()) / 1000));
     const headers = (remaining: number, reset: number) => ({
       "RateLimit-Limit": String(limit),
       "RateLimit-Remaining": String(remaining),
@@ -143,6 +159,40 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
       c.res.headers.set(name, value);
     }
   };
+}
+
+/**
+ * The same sliding window in process memory: the previous fixed window's
+ * count weighted by how much of it the sliding window still covers, plus the
+ * current one's (as Upstash's `slidingWindow` estimates).
+ */
+class _MemoryWindows {
+  #counts = new Map<string, { window: number; current: number; previous: number }>();
+
+  constructor(private windowMs: number) {}
+
+  limit(key: string, limit: number, now: number) {
+    const window = Math.floor(now / this.windowMs);
+    let entry = this.#counts.get(key);
+    if (!entry || entry.window < window - 1) entry = { window, current: 0, previous: 0 };
+    else if (entry.window === window - 1) {
+      entry = { window, current: 0, previous: entry.current };
+    }
+    this.#counts.set(key, entry);
+    if (this.#counts.size > 100_000) this.#prune(window);
+    const covered = 1 - (now % this.windowMs) / this.windowMs;
+    const used = Math.floor(entry.previous * covered) + entry.current;
+    const reset = (window + 1) * this.windowMs;
+    if (used >= limit) return { success: false, remaining: 0, reset };
+    entry.current++;
+    return { success: true, remaining: Math.max(0, limit - used - 1), reset };
+  }
+
+  #prune(window: number) {
+    for (const [key, entry] of this.#counts) {
+      if (entry.window < window - 1) this.#counts.delete(key);
+    }
+  }
 }
 
 function _positive(name: string, value: number): number {

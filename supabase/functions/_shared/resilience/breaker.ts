@@ -74,6 +74,8 @@ export interface BreakerOptions {
   recheckMs?: number;
   /** Redis key prefix. @default "herald:breaker:" */
   prefix?: string;
+  /** After Redis failed, how long the per-process breaker is used before Redis is tried again. @default 5_000 */
+  redisRecheckMs?: number;
   now?: () => number;
   /** A target opened or closed. */
   onStateChange?: (target: string, state: "open" | "closed") => void;
@@ -107,7 +109,10 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
   const prefix = options.prefix ?? "herald:breaker:";
   const now = options.now ?? Date.now;
   const local = new LocalBreakerStore(settings, trips);
+  const redisRecheckMs = _positive("redisRecheckMs", options.redisRecheckMs ?? 5_000);
   let degraded = false;
+  // While Redis is down every call would wait for its timeout: skip it until then.
+  let skipRedisUntil = 0;
 
   // Admissions granted by the local store are recorded there too.
   const localProbes = new Set<string>();
@@ -116,15 +121,17 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
     remote: (redis: ScriptRedis) => Promise<T>,
     fallback: () => T,
   ): Promise<T> {
-    if (!options.redis) return fallback();
+    if (!options.redis || now() < skipRedisUntil) return fallback();
     try {
       const value = await remote(options.redis);
+      skipRedisUntil = 0;
       if (degraded) {
         degraded = false;
         options.onDegraded?.(undefined);
       }
       return value;
     } catch (error) {
+      skipRedisUntil = now() + redisRecheckMs;
       if (!degraded) {
         degraded = true;
         options.onDegraded?.(error as Error);
