@@ -1,0 +1,357 @@
+/**
+ * `npm run chaos`: the delivery engine under faults, on a stack of its own
+ * (the bench ports, data in `.data/chaos`), loopback only, every loop bounded
+ * in count and time, everything it starts stopped again.
+ *
+ * Scenarios (each reports accepted, terminal, lost — must be 0 —, duplicates
+ * seen by the stand-in and time to drain):
+ * - `sigkill`: a worker killed with SIGKILL mid-drain; a second one finishes.
+ * - `slow_fcm`: FCM answering after 9 s, 1,000 pushes, the worker plus the
+ *   dispatch function called every 5 s (as pg_cron does): no push twice, at
+ *   most the configured sends in flight.
+ * - `error_rate`: 2 % of tokens always failing: the rest go out at full speed.
+ * - `noisy_neighbour`: one webhook endpoint answering 500 forever beside 20
+ *   healthy endpoints on the same host.
+ * - `redis_hang`: Redis stopped (SIGSTOP) under notify traffic: requests are
+ *   still answered and rate-limited, without waiting on Redis.
+ *
+ * `npm run chaos -- slow_fcm sigkill` runs only those. The last line is one
+ * JSON object with every scenario's figures.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { quantile, startBenchStack } from "./bench/support.ts";
+import { functionEnvironment } from "./stack/stack.ts";
+import type { StackConfig } from "./stack/config.ts";
+
+const log = (message: string) => console.error(`chaos: ${message}`);
+Deno.env.set("HERALD_DATA_DIR", `${new URL("../", import.meta.url).pathname}.data/chaos`);
+const bench = await startBenchStack(log);
+const { stack, sql } = bench;
+const results: Record<string, unknown> = {};
+const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
+  sigkill,
+  slow_fcm: slowFcm,
+  error_rate: errorRate,
+  noisy_neighbour: noisyNeighbour,
+  redis_hang: redisHang,
+};
+const workers = new Set<Deno.ChildProcess>();
+try {
+  const chosen = Deno.args.length > 0 ? Deno.args : Object.keys(scenarios);
+  for (const name of chosen) {
+    if (!scenarios[name]) {
+      throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios)}`);
+    }
+    await sql`update herald.deliveries set status = 'cancelled' where status = 'pending'`;
+    await control(stack, "fcm", "reset");
+    await control(stack, "webhook", "reset");
+    log(`── ${name}`);
+    const started = performance.now();
+    results[name] = { ...(await scenarios[name]()), wall_s: seconds(performance.now() - started) };
+    log(`${name}: ${JSON.stringify(results[name])}`);
+  }
+  console.log(JSON.stringify(results));
+} finally {
+  for (const worker of workers) await stopWorker(worker);
+  await bench.stop();
+}
+
+async function sigkill() {
+  const N = 3_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 20 });
+  const { tokens, notification } = await pushes(N, "sigkill");
+  const env = { HERALD_LEASE_MS: "5000" };
+  const victim = await startWorker(env);
+  await until(async () => (await received(stack, "fcm")).total >= N / 4, 60_000);
+  victim.kill("SIGKILL");
+  await stopWorker(victim);
+  const started = performance.now();
+  const survivor = await startWorker(env);
+  await drained(notification, 120_000);
+  const drainMs = performance.now() - started;
+  await stopWorker(survivor);
+  return { ...(await outcome(notification, tokens)), drain_after_kill_s: seconds(drainMs) };
+}
+
+async function slowFcm() {
+  const N = 1_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 9_000 });
+  const { tokens, notification } = await pushes(N, "slow");
+  const started = performance.now();
+  const worker = await startWorker({});
+  let calls = 0;
+  let calling = true;
+  const scheduled = (async () => {
+    while (calling && calls < 200) {
+      calls++;
+      const response = await fetch(`${stack.apiUrl}/functions/v1/dispatch`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+      });
+      await response.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+    }
+  })();
+  await drained(notification, 600_000);
+  const drainMs = performance.now() - started;
+  calling = false;
+  await stopWorker(worker);
+  const { max_in_flight } = await received(stack, "fcm");
+  await scheduled;
+  return {
+    ...(await outcome(notification, tokens)),
+    drain_s: seconds(drainMs),
+    dispatch_calls: calls,
+    max_in_flight,
+    in_flight_limit: 64,
+  };
+}
+
+async function errorRate() {
+  const N = 10_000;
+  const { tokens, notification } = await pushes(N, "rate");
+  const failing = tokens.filter((_, i) => i % 50 === 0);
+  for (const token of failing) {
+    await control(stack, "fcm", "tokens", { token, fcm_error: "UNAVAILABLE" });
+  }
+  const started = performance.now();
+  const worker = await startWorker({});
+  await until(async () => {
+    const [{ left }] = await sql`select count(*)::integer as left from herald.deliveries
+      where notification_id = ${notification} and status = 'pending' and attempts = 0`;
+    return left === 0;
+  }, 120_000);
+  const firstPassMs = performance.now() - started;
+  await stopWorker(worker);
+  const [row] = await sql`select count(*) filter (where status = 'sent')::integer as sent,
+      count(*) filter (where status = 'pending')::integer as retrying,
+      extract(epoch from max(sent_at) - min(sent_at))::float8 as sending_s
+    from herald.deliveries where notification_id = ${notification}`;
+  const [{ deferred }] = await sql`select count(*)::integer as deferred from herald.deliveries
+    where notification_id = ${notification} and last_error like 'circuit breaker%'`;
+  return {
+    accepted: N,
+    failing_tokens: failing.length,
+    sent: row.sent,
+    retrying: row.retrying,
+    deferred_by_breaker: deferred,
+    sends_per_s: Math.round(row.sent / Math.max(row.sending_s, 0.001)),
+    first_pass_s: seconds(firstPassMs),
+  };
+}
+
+async function noisyNeighbour() {
+  const NEIGHBOURS = 20;
+  const EACH = 20;
+  await control(stack, "webhook", "paths", { prefix: "/noisy", status: 500 });
+  const users = await sql`insert into auth.users (id, email)
+    select gen_random_uuid(), 'tenant-' || i || '-' || gen_random_uuid() || '@example.test'
+    from generate_series(0, ${NEIGHBOURS}) i returning id`;
+  const ids = users.map((u) => u.id as string);
+  const endpoints: string[] = [];
+  for (const [i, id] of ids.entries()) {
+    const path = i === 0 ? `/noisy/${id}` : `/tenant/${id}`;
+    const [row] = await sql`select id from herald.create_webhook_endpoint(
+      ${stack.fakes.webhook + path}, ${id})`;
+    endpoints.push(row.id);
+  }
+  const started = performance.now();
+  const worker = await startWorker({});
+  for (let round = 0; round < EACH; round++) {
+    await enqueueAs(ids, { title: `Tenants ${round}`, channels: ["webhook"] });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  await until(async () => {
+    const [{ left }] = await sql`select count(*)::integer as left from herald.deliveries
+      where webhook_endpoint_id = any (${endpoints.slice(1)}::uuid[]) and status = 'pending'`;
+    return left === 0;
+  }, 120_000);
+  const neighboursMs = performance.now() - started;
+  await stopWorker(worker);
+  const [lat] = await sql`select count(*)::integer as sent,
+      percentile_cont(array[0.5, 0.95]) within group (
+        order by extract(epoch from sent_at - created_at) * 1000) as ms,
+      max(extract(epoch from sent_at - created_at) * 1000) as max_ms
+    from herald.deliveries
+    where webhook_endpoint_id = any (${endpoints.slice(1)}::uuid[]) and status = 'sent'`;
+  const [noisy] = await sql`select count(*)::integer as total,
+      count(*) filter (where status = 'pending')::integer as backing_off,
+      max(attempts)::integer as max_attempts
+    from herald.deliveries where webhook_endpoint_id = ${endpoints[0]}`;
+  const { requests } = await received(stack, "webhook");
+  const noisyRequests =
+    requests.filter((r: { path: string }) => r.path.startsWith("/noisy")).length;
+  return {
+    accepted: (NEIGHBOURS + 1) * EACH,
+    neighbours_sent: lat.sent,
+    neighbours_expected: NEIGHBOURS * EACH,
+    lost: NEIGHBOURS * EACH - lat.sent,
+    neighbour_p50_ms: round1(lat.ms[0]),
+    neighbour_p95_ms: round1(lat.ms[1]),
+    neighbour_max_ms: round1(lat.max_ms),
+    noisy_deliveries: noisy.total,
+    noisy_backing_off: noisy.backing_off,
+    noisy_max_attempts: noisy.max_attempts,
+    noisy_requests: noisyRequests,
+    neighbours_drained_s: seconds(neighboursMs),
+  };
+}
+
+async function redisHang() {
+  const REQUESTS = 60;
+  const [user] = await sql`insert into auth.users (id, email)
+    values (gen_random_uuid(), ${`hang-${crypto.randomUUID()}@example.test`}) returning id`;
+  await sql`insert into herald.device_tokens (user_id, token, platform)
+    values (${user.id}, ${`hang-${user.id}`}, 'android')`;
+  const notify = async () => {
+    const started = performance.now();
+    const response = await fetch(`${stack.apiUrl}/functions/v1/notify`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${stack.serviceRoleKey}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ user_ids: [user.id], title: "During a Redis hang" }),
+    });
+    await response.body?.cancel();
+    return { status: response.status, ms: performance.now() - started };
+  };
+  const measure = async () => {
+    const answers = [];
+    for (let i = 0; i < REQUESTS; i++) answers.push(await notify());
+    const ms = answers.map((a) => a.ms).sort((a, b) => a - b);
+    const statuses: Record<string, number> = {};
+    for (const a of answers) statuses[a.status] = (statuses[a.status] ?? 0) + 1;
+    return { p50_ms: quantile(ms, 0.5), p95_ms: quantile(ms, 0.95), statuses };
+  };
+  const before = await measure();
+  const redisPid = bench.running.pidOf("redis");
+  if (!redisPid) throw new Error("no redis process in the chaos stack");
+  Deno.kill(redisPid, "SIGSTOP");
+  let during;
+  try {
+    during = await measure();
+  } finally {
+    Deno.kill(redisPid, "SIGCONT");
+  }
+  const [{ accepted, lost }] = await sql`select count(distinct n.id)::integer as accepted,
+      count(*) filter (where d.id is null)::integer as lost
+    from herald.notifications n left join herald.deliveries d on d.notification_id = n.id
+    where n.title = 'During a Redis hang'`;
+  return { before, during_hang: during, accepted, lost };
+}
+
+// ── helpers
+
+/** Seeds `n` push deliveries in one notification, each to its own token. */
+async function pushes(n: number, label: string) {
+  const [user] = await sql`insert into auth.users (id, email)
+    values (gen_random_uuid(), ${`${label}-${crypto.randomUUID()}@example.test`}) returning id`;
+  const tokens = Array.from({ length: n }, (_, i) => `${label}-${user.id}-${i}`);
+  await sql`insert into herald.device_tokens (user_id, token, platform)
+    select ${user.id}, t, 'android' from unnest(${tokens}::text[]) t`;
+  const notification = await enqueueAs([user.id], { title: label });
+  return { tokens, notification };
+}
+
+async function enqueueAs(recipients: string[], content: Record<string, unknown>): Promise<string> {
+  const [row] = await sql.begin(async (tx) => {
+    await tx`select set_config('role', 'service_role', true),
+      set_config('request.jwt.claims', '{"role":"service_role"}', true)`;
+    return await tx`select notification_id from herald.enqueue(
+      ${recipients}::uuid[], ${tx.json(content as postgres.JSONValue)})`;
+  });
+  return row.notification_id;
+}
+
+/** Every delivery of `notification` terminal. */
+async function drained(notification: string, timeoutMs: number) {
+  await until(async () => {
+    const [{ pending }] = await sql`select count(*)::integer as pending from herald.deliveries
+      where notification_id = ${notification} and status = 'pending'`;
+    return pending === 0;
+  }, timeoutMs);
+}
+
+/** Accepted, terminal, lost and duplicates of a push notification whose tokens are `tokens`. */
+async function outcome(notification: string, tokens: string[]) {
+  const rows = await sql`select status, count(*)::integer from herald.deliveries
+    where notification_id = ${notification} group by status`;
+  const terminal = rows.filter((r) => r.status !== "pending").reduce((n, r) => n + r.count, 0);
+  const { requests } = await received(stack, "fcm");
+  const seen = new Map<string, number>();
+  for (const r of requests) {
+    const token = r.body?.message?.token;
+    if (typeof token === "string") seen.set(token, (seen.get(token) ?? 0) + 1);
+  }
+  const [{ unknown }] = await sql`select count(*)::integer as unknown
+    from herald.delivery_attempts a join herald.deliveries d on d.id = a.delivery_id
+    where d.notification_id = ${notification} and a.outcome = 'unknown'`;
+  return {
+    accepted: tokens.length,
+    terminal,
+    lost: tokens.length - terminal,
+    statuses: Object.fromEntries(rows.map((r) => [r.status, r.count])),
+    duplicates: tokens.filter((t) => (seen.get(t) ?? 0) > 1).length,
+    never_received: tokens.filter((t) => !seen.has(t)).length,
+    unknown_attempts: unknown,
+  };
+}
+
+async function startWorker(env: Record<string, string>): Promise<Deno.ChildProcess> {
+  const worker = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
+    env: { ...(await functionEnvironment(stack, true)), ...env },
+    cwd: stack.root,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  workers.add(worker);
+  return worker;
+}
+
+async function stopWorker(worker: Deno.ChildProcess) {
+  try {
+    worker.kill("SIGTERM");
+  } catch {
+    // Already gone (killed by the scenario).
+  }
+  await worker.status;
+  workers.delete(worker);
+}
+
+async function control(
+  stack: StackConfig,
+  fake: keyof StackConfig["fakes"],
+  path: string,
+  body?: unknown,
+) {
+  const response = await fetch(`${stack.fakes[fake]}/_control/${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  await response.body?.cancel();
+}
+
+async function received(stack: StackConfig, fake: keyof StackConfig["fakes"]) {
+  return await (await fetch(`${stack.fakes[fake]}/_control/requests`)).json();
+}
+
+async function until(done: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function seconds(ms: number) {
+  return Math.round(ms / 100) / 10;
+}
+
+function round1(value: number) {
+  return Math.round(value * 10) / 10;
+}
