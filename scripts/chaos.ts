@@ -153,8 +153,9 @@ async function noisyNeighbour() {
   const endpoints: string[] = [];
   for (const [i, id] of ids.entries()) {
     const path = i === 0 ? `/noisy/${id}` : `/tenant/${id}`;
-    const [row] = await sql`select id from herald.create_webhook_endpoint(
-      ${stack.fakes.webhook + path}, ${id})`;
+    const [row] = await asService((tx) =>
+      tx`select id from herald.create_webhook_endpoint(${stack.fakes.webhook + path}, ${id})`
+    );
     endpoints.push(row.id);
   }
   const started = performance.now();
@@ -257,13 +258,22 @@ async function pushes(n: number, label: string) {
 }
 
 async function enqueueAs(recipients: string[], content: Record<string, unknown>): Promise<string> {
-  const [row] = await sql.begin(async (tx) => {
+  const [row] = await asService((tx) =>
+    tx`select notification_id from herald.enqueue(
+      ${recipients}::uuid[], ${tx.json(content as postgres.JSONValue)})`
+  );
+  return row.notification_id;
+}
+
+/** Runs `work` as the service role, as the functions' service paths do. */
+async function asService(
+  work: (tx: postgres.TransactionSql) => Promise<postgres.RowList<postgres.Row[]>>,
+) {
+  return await sql.begin(async (tx) => {
     await tx`select set_config('role', 'service_role', true),
       set_config('request.jwt.claims', '{"role":"service_role"}', true)`;
-    return await tx`select notification_id from herald.enqueue(
-      ${recipients}::uuid[], ${tx.json(content as postgres.JSONValue)})`;
-  });
-  return row.notification_id;
+    return await work(tx);
+  }) as postgres.RowList<postgres.Row[]>;
 }
 
 /** Every delivery of `notification` terminal. */
