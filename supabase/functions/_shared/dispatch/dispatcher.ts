@@ -37,7 +37,7 @@ export interface DispatcherDeps {
   batchSize?: number;
   /** @default 60_000 */
   leaseMs?: number;
-  /** Sends in flight at once per target, when no `slots` are given. @default 64 */
+  /** Sends in flight at once per target, when no `slots` are given. @default 128 */
   concurrency?: number;
   /** Attempts before a delivery goes dead. @default 8 */
   maxAttempts?: number;
@@ -89,7 +89,7 @@ export async function dispatchBatch(
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
   const leaseMs = deps.leaseMs ?? 60_000;
-  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 64, ttlMs: leaseMs });
+  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 128, ttlMs: leaseMs });
   // Every send must be over, and its result written, before the lease ends:
   // sends still in flight at the deadline are cut off and retried.
   const window = leaseMs - Math.min(deps.writeBackMs ?? 5_000, leaseMs / 4);
@@ -118,7 +118,7 @@ export async function dispatchBatch(
     group.deliveries.push(delivery);
     groups.set(target, group);
   }
-  const round = { slots, deadline, window, signal: cutOff.signal };
+  const round = { slots, deadline, window, signal: cutOff.signal, releases: [] as Promise<void>[] };
   try {
     const sent = await Promise.all(
       [...groups].map(([target, group]) => _sendGroup(target, group, { ...deps, ...round }, now)),
@@ -128,7 +128,10 @@ export async function dispatchBatch(
     clearTimeout(timer);
   }
 
-  const recorded = await recordResults(deps.sql, results);
+  const [recorded] = await Promise.all([
+    recordResults(deps.sql, results),
+    Promise.all(round.releases),
+  ]);
   scope.onRecorded?.(claimed, results);
   const report: BatchReport = {
     claimed: claimed.length,
@@ -165,6 +168,7 @@ function _claimLimit(deps: DispatcherDeps, slots: SendSlots, window: number): nu
     ...Object.values(deps.providers).map((p) => p ? _startBudget(p, slots, window) : 0),
   );
   const waves = 1 + Math.floor(Math.max(0, window - longest) / Math.max(latency, 1));
+  // Sized for the widest target; a narrower one (a webhook endpoint) gives back what it cannot start.
   return Math.max(1, Math.min(batchSize, slots.limit * waves));
 }
 
@@ -236,6 +240,7 @@ async function _sendGroup(
     deadline: number;
     window: number;
     signal: AbortSignal;
+    releases: Promise<void>[];
   },
   now: () => number,
 ): Promise<DeliveryResult[]> {
@@ -301,11 +306,15 @@ async function _sendGroup(
         : Promise.resolve(undefined)
     );
 
-  const admission = await breaker.admit(target);
+  // Both ask Redis: in parallel, so the slots cost no round trip of their own.
+  const [admission, lane] = await Promise.all([
+    breaker.admit(target),
+    slots.enter(target, provider.maxInFlight),
+  ]);
   if (admission.state === "open") {
+    deps.releases.push(lane.leave());
     return group.deliveries.map((d) => defer(d, admission.retryAt));
   }
-  const lane = await slots.enter(target);
   try {
     const results: DeliveryResult[] = [];
     let queue = group.deliveries;
@@ -356,7 +365,8 @@ async function _sendGroup(
     });
     return results;
   } finally {
-    await lane.leave();
+    // Given back while the results are written, not before.
+    deps.releases.push(lane.leave());
   }
 }
 

@@ -22,14 +22,21 @@ export interface Lane {
    * process holds no slot for the target (others use them all).
    */
   run<T>(task: () => Promise<T>): Promise<T | undefined>;
-  /** The round is done with the target: the process gives its slots back with its last round. */
+  /**
+   * The round is done with the target: the process gives its slots back with
+   * its last round. Resolves once they are back; callers need not wait (a
+   * later claim of the process waits for it).
+   */
   leave(): Promise<void>;
 }
 
 /** Slots per target, shared by every round of one process. */
 export interface SendSlots {
-  /** The round starts sending to `target`: tops up this process's slots and returns the lane. */
-  enter(target: string): Promise<Lane>;
+  /**
+   * The round starts sending to `target`: tops up this process's slots and
+   * returns the lane. `limit` lowers the target's limit (never raises it).
+   */
+  enter(target: string, limit?: number): Promise<Lane>;
   /** Sends in flight at once per target, across all holders. */
   readonly limit: number;
   /** Observes one send's latency (ms): the basis of {@linkcode SendSlots.typicalLatencyMs}. */
@@ -40,7 +47,7 @@ export interface SendSlots {
 
 /** Options for {@linkcode createSendSlots}. */
 export interface SendSlotsOptions {
-  /** Sends in flight at once per target, across every process sharing `redis`. @default 64 */
+  /** Sends in flight at once per target, across every process sharing `redis`. @default 128 */
   limit?: number;
   /** Where processes share the limit; without it the limit is this process's alone. */
   redis?: ScriptRedis;
@@ -71,7 +78,7 @@ export interface SendSlotsOptions {
  * ```
  */
 export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
-  const limit = _positive("limit", options.limit ?? 64);
+  const limit = _positive("limit", options.limit ?? 128);
   const ttlMs = _positive("ttlMs", options.ttlMs ?? 60_000);
   const prefix = options.prefix ?? "herald:slots:";
   const now = options.now ?? Date.now;
@@ -84,8 +91,10 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   let skipRedisUntil = 0;
 
   /** Asks Redis for `wanted` slots in all; without Redis (or while it fails) grants them. */
-  const claim = (target: string, wanted: number): Promise<number> => {
-    const claimed = (claims.get(target) ?? Promise.resolve()).then(() => _claim(target, wanted));
+  const claim = (target: string, wanted: number, cap = limit): Promise<number> => {
+    const claimed = (claims.get(target) ?? Promise.resolve()).then(() =>
+      _claim(target, wanted, cap)
+    );
     const settled = claimed.catch(() => {});
     claims.set(target, settled);
     settled.then(() => {
@@ -93,13 +102,13 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
     });
     return claimed;
   };
-  const _claim = async (target: string, wanted: number): Promise<number> => {
+  const _claim = async (target: string, wanted: number, cap: number): Promise<number> => {
     if (!options.redis || now() < skipRedisUntil) return wanted;
     try {
       const granted = Number(
         await runScript(options.redis, SEND_SLOTS, [`${prefix}{${target}}`], [
           now(),
-          limit,
+          cap,
           wanted,
           ttlMs,
           holder,
@@ -130,7 +139,8 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
         ? latencyMs
         : 0.8 * typicalLatencyMs + 0.2 * latencyMs;
     },
-    async enter(target) {
+    async enter(target, lower) {
+      const cap = Math.min(limit, lower ?? limit);
       let state = targets.get(target);
       if (!state) {
         state = new _Target();
@@ -138,7 +148,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       }
       state.rounds++;
       // Every round renews the process's slots (they expire after ttlMs) and tops them up.
-      state.setCapacity(await claim(target, limit));
+      state.setCapacity(await claim(target, cap, cap));
       const entered = state;
       let left = false;
       return {
@@ -148,7 +158,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
           left = true;
           if (--entered.rounds > 0) return;
           targets.delete(target);
-          await claim(target, 0);
+          await claim(target, 0, cap);
         },
       };
     },

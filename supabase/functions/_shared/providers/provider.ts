@@ -24,6 +24,8 @@ export interface Provider {
   readonly breakerScope: "provider" | "destination";
   /** The longest one send may take; a round starts no send it cannot finish within its lease. */
   readonly timeoutMs: number;
+  /** Sends in flight per target at most, below the dispatcher's own limit (one customer's receiver). */
+  readonly maxInFlight?: number;
   /**
    * Sends one delivery; never throws for provider, network or content trouble.
    * `signal` ends the send early (the round's lease is about to end): the

@@ -115,6 +115,8 @@ export interface WebhookProviderOptions {
   allowHosts?: string[];
   /** Time limit of one attempt, DNS check included. @default 15_000 */
   timeoutMs?: number;
+  /** Requests in flight to one endpoint at most: a customer's receiver, not a provider's fleet. @default 16 */
+  maxInFlight?: number;
   /** @default globalThis.fetch */
   fetch?: typeof fetch;
   /** @default Date.now */
@@ -156,6 +158,7 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
     target: (delivery) => `webhook:${delivery.webhookEndpointId ?? _host(delivery.target)}`,
     breakerScope: "destination",
     timeoutMs,
+    maxInFlight: options.maxInFlight ?? 16,
 
     async send(delivery, sendOptions) {
       const signal = requestSignal(timeoutMs, sendOptions?.signal);
