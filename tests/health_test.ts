@@ -62,12 +62,17 @@ Deno.test("health: liveness answers ok without touching anything, never cached",
   assert.deepEqual(await response.json(), { status: "ok" });
 });
 
-/** Nothing due and a dispatcher seen just now: readiness has no reason to be degraded. */
+/**
+ * Nothing due, a dispatcher seen just now, and no provider breaker left open
+ * by earlier tests: readiness has no reason to be degraded.
+ */
 async function quietOutbox() {
   const admin = adminSql();
   try {
     await parkPending(admin);
     await _attemptAt(admin, "now()");
+    const breakers = await redis.keys("herald:breaker:*");
+    if (breakers.length > 0) await redis.del(...breakers);
   } finally {
     await admin.end();
   }
@@ -143,7 +148,7 @@ Deno.test("health: work due with no dispatcher attempting anything is degraded, 
   const [{ id }] =
     await admin`insert into herald.notifications (title) values ('stalled') returning id`;
   try {
-    await parkPending(admin);
+    await quietOutbox();
     await admin`insert into herald.deliveries (notification_id, channel, target, next_attempt_at)
       values (${id}, 'webhook', 'https://receiver.example/stalled', now() - interval '1 minute')`;
     await _attemptAt(admin, "now() - interval '2 minutes'");
