@@ -206,3 +206,12 @@ begin
   perform pg_notify('herald_outbox', '');
 end;
 $$;
+
+-- The dead-letter replay is now the 'dead' case of replay_deliveries: one body, not two.
+create or replace function herald.replay_dead_letters(
+  p_delivery_ids uuid[] default null,
+  p_notification_id uuid default null
+)
+returns integer
+language sql volatile set search_path = ''
+as $$ select herald.replay_deliveries(array['dead'], p_delivery_ids, p_notification_id) $$;

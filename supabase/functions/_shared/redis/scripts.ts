@@ -129,12 +129,12 @@ return {'closed', 0}`,
 
 /**
  * Send slots: at most `limit` sends in flight to one target across every
- * dispatcher. Each holder keeps its slots as members `<holder>:<i>` of a
- * sorted set scored by their expiry, so a crashed holder's slots free
- * themselves. Sets the holder's slots to as many of `wanted` as are free;
- * `wanted` 0 gives them all back.
+ * dispatcher. A hash holds each holder's count and expiry
+ * (`<count>:<expires at>`), so a crashed holder's slots free themselves and
+ * a call costs one entry per holder, not one per slot. Sets the holder's
+ * slots to as many of `wanted` as are free; `wanted` 0 gives them all back.
  *
- * KEYS[1] the target's slots: a sorted set of `<holder>:<i>` scored by expiry (epoch ms)
+ * KEYS[1] the target's slots: a hash of holder id → `<count>:<expires at, epoch ms>`
  * ARGV[1] now, epoch ms
  * ARGV[2] the target's limit
  * ARGV[3] slots this holder wants in all
@@ -146,26 +146,29 @@ return {'closed', 0}`,
 export const SEND_SLOTS: LuaScript = {
   name: "send_slots",
   source: `local now = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-local wanted = tonumber(ARGV[3])
-local holder = ARGV[5] .. ':'
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local mine = 0
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if string.sub(member, 1, #holder) == holder then mine = mine + 1 end
-end
-local others = redis.call('ZCARD', KEYS[1]) - mine
-local granted = math.max(0, math.min(wanted, limit - others))
-for i = 1, math.max(mine, granted) do
-  if i <= granted then
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), holder .. i)
-  else
-    redis.call('ZREM', KEYS[1], holder .. i)
+local ttl = tonumber(ARGV[4])
+local holder = ARGV[5]
+local others = 0
+local held = redis.call('HGETALL', KEYS[1])
+for i = 1, #held, 2 do
+  if held[i] ~= holder then
+    local count, expires = string.match(held[i + 1], '^(%d+):(%d+)$')
+    if tonumber(expires) <= now then
+      redis.call('HDEL', KEYS[1], held[i])
+    else
+      others = others + tonumber(count)
+    end
   end
 end
-if redis.call('ZCARD', KEYS[1]) > 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4])) end
+local granted = math.max(0, math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) - others))
+if granted > 0 then
+  redis.call('HSET', KEYS[1], holder, granted .. ':' .. (now + ttl))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+else
+  redis.call('HDEL', KEYS[1], holder)
+end
 return granted`,
-  sha1: "b328993245d88df75fb504c46cb88fb885a0304c",
+  sha1: "d6a10826fb59ba55a0afceed54e417a9ecb8450a",
 };
 
 /** Every script, for the hash test. */
