@@ -37,11 +37,17 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const { sql, log, signal } = options;
   const pollMs = options.pollMs ?? 1_000;
   const sleepers = new Set<() => void>();
-  const wakeAll = () => sleepers.forEach((wake) => wake());
+  // Counts wake-ups, so a round that was busy when one came does not sleep past it.
+  let notified = 0;
+  const wakeAll = () => {
+    notified++;
+    sleepers.forEach((wake) => wake());
+  };
   const listener = await sql.listen("herald_outbox", wakeAll);
   signal.addEventListener("abort", wakeAll);
   const loop = async () => {
     while (!signal.aborted) {
+      const seen = notified;
       let report: BatchReport;
       try {
         report = await dispatchBatch(options);
@@ -52,7 +58,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         continue;
       }
       if (report.claimed > 0) log("info", "dispatch round", { ...report });
-      if (report.claimed < (options.batchSize ?? 500)) await _sleep(pollMs, signal, sleepers);
+      // New work may have been enqueued after this round claimed: look again at once.
+      if (report.claimed < (options.batchSize ?? 500) && notified === seen) {
+        await _sleep(pollMs, signal, sleepers);
+      }
     }
   };
   try {
