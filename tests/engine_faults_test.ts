@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
+import { runWorker } from "../supabase/functions/_shared/dispatch/worker.ts";
 import { claimDue } from "../supabase/functions/_shared/outbox/outbox.ts";
 import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
 import { createBreaker } from "../supabase/functions/_shared/resilience/breaker.ts";
@@ -351,6 +352,42 @@ Deno.test("a slow provider: a worker and a dispatch call every 500 ms send each 
   } finally {
     calling = false;
     await worker?.stop();
+    await fakeControl("fcm", "reset");
+    await deps.close();
+    await sql.end();
+  }
+});
+
+Deno.test("worker: work enqueued while its round is busy is claimed when the round ends, not at the next poll", async () => {
+  const sql = adminSql();
+  const deps = await testDispatcher();
+  const stop = new AbortController();
+  let worker: Promise<void> | undefined;
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { latency_ms: 1_000 });
+    const user = await createUser(sql, "wake");
+    const [first, second] = await addTokens(sql, user.id, 2);
+    await sql`update herald.device_tokens set user_id = ${(await createUser(sql, "wake-2")).id}
+      where token = ${second}`;
+    // One round at a time and a poll far beyond the test's patience: only the wake-up can help.
+    worker = runWorker({ ...deps, log: () => {}, signal: stop.signal, rounds: 1, pollMs: 600_000 });
+    await new Promise((resolve) => setTimeout(resolve, 200)); // listening
+    await enqueue(sql, [user.id], { title: "First" });
+    await eventually("the first push to be in flight", async () => {
+      const [seen] = await pushesPerToken([first]);
+      return seen > 0 ? true : undefined;
+    });
+    const [owner] = await sql`select user_id from herald.device_tokens where token = ${second}`;
+    await enqueue(sql, [owner.user_id], { title: "Second, while the round is busy" });
+    await eventually("the second push to be sent", async () => {
+      const [row] = await sql`select status from herald.deliveries where target = ${second}`;
+      return row?.status === "sent" ? true : undefined;
+    }, 20_000);
+  } finally {
+    stop.abort();
+    await worker;
     await fakeControl("fcm", "reset");
     await deps.close();
     await sql.end();
