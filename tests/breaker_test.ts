@@ -168,3 +168,42 @@ Deno.test("createBreaker(): refuses a threshold that is not a positive integer",
     new RangeError("Cannot create breaker: 'threshold' must be a positive integer, got 0"),
   );
 });
+
+Deno.test("breaker: minimumCalls alone decides when the failure rate takes over from the count", async () => {
+  for (
+    const redis of [
+      createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken }),
+      undefined,
+    ]
+  ) {
+    const prefix = `herald:test:${crypto.randomUUID()}:`;
+    const round = { failures: 5, successes: 15, probe: false };
+    // 20 calls: below the default 100 the 5 failures alone open it ...
+    assert.equal((await createBreaker({ redis, prefix }).record("a", round)).state, "open");
+    // ... but with minimumCalls 10, 25 % failed is under the 50 % rate.
+    const early = createBreaker({ redis, prefix, minimumCalls: 10 });
+    assert.equal((await early.record("b", round)).state, "closed");
+  }
+});
+
+Deno.test("breaker: failureRate alone sets the share that opens it", async () => {
+  for (
+    const redis of [
+      createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken }),
+      undefined,
+    ]
+  ) {
+    const prefix = `herald:test:${crypto.randomUUID()}:`;
+    const round = { failures: 30, successes: 70, probe: false };
+    assert.equal((await createBreaker({ redis, prefix }).record("a", round)).state, "closed");
+    const strict = createBreaker({ redis, prefix, failureRate: 0.25 });
+    assert.equal((await strict.record("b", round)).state, "open");
+  }
+});
+
+Deno.test("createBreaker(): refuses a failureRate outside (0, 1] and a minimumCalls below 1", () => {
+  for (const failureRate of [0, 1.5, Number.NaN]) {
+    assert.throws(() => createBreaker({ failureRate }), RangeError, String(failureRate));
+  }
+  assert.throws(() => createBreaker({ minimumCalls: 0 }), RangeError);
+});

@@ -377,3 +377,10 @@ Deno.test("createWebhookProvider() rejects a non-positive timeout and a host tha
   assert.throws(() => createWebhookProvider({ timeoutMs: 0 }), RangeError);
   assert.throws(() => createWebhookProvider({ allowHosts: ["not a host"] }), RangeError);
 });
+
+Deno.test("maxInFlight caps one endpoint's sends (16 unless set), below the dispatcher's limit", () => {
+  assert.equal(createWebhookProvider().maxInFlight, 16);
+  assert.equal(createWebhookProvider({ maxInFlight: 4 }).maxInFlight, 4);
+  assert.equal(createWebhookProvider().breakerScope, "destination");
+  assert.throws(() => createWebhookProvider({ maxInFlight: 0 }), RangeError);
+});

@@ -132,7 +132,7 @@ export interface WebhookProviderOptions {
 /**
  * Creates the webhook provider.
  *
- * @throws {RangeError} when an `allowHosts` entry is not a host, or `timeoutMs` is not positive
+ * @throws {RangeError} when an `allowHosts` entry is not a host, or `timeoutMs` or `maxInFlight` is not positive
  *
  * @example
  * ```ts
@@ -148,6 +148,12 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
       `Cannot create webhook provider: 'timeoutMs' must be a positive integer, got ${timeoutMs}`,
     );
   }
+  const maxInFlight = options.maxInFlight ?? 16;
+  if (!(Number.isInteger(maxInFlight) && maxInFlight > 0)) {
+    throw new RangeError(
+      `Cannot create webhook provider: 'maxInFlight' must be a positive integer, got ${maxInFlight}`,
+    );
+  }
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
   const resolve = options.resolve ?? denoResolver();
@@ -158,7 +164,7 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
     target: (delivery) => `webhook:${delivery.webhookEndpointId ?? _host(delivery.target)}`,
     breakerScope: "destination",
     timeoutMs,
-    maxInFlight: options.maxInFlight ?? 16,
+    maxInFlight,
 
     async send(delivery, sendOptions) {
       const signal = requestSignal(timeoutMs, sendOptions?.signal);

@@ -1,0 +1,78 @@
+/**
+ * Send slots against the real Redis (through the Upstash-compatible bridge):
+ * holders share a target's limit, a lower limit holds alone, slots come back
+ * on leave and expire when their holder vanishes; without Redis a process
+ * keeps the limit to itself.
+ */
+import assert from "node:assert/strict";
+import { createSendSlots } from "../supabase/functions/_shared/dispatch/send_slots.ts";
+import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
+import { stack } from "./support/stack.ts";
+
+const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
+
+/** Runs `n` tasks through `lane` at once and reports the most in flight and how many ran. */
+async function burst(lane: { run<T>(task: () => Promise<T>): Promise<T | undefined> }, n: number) {
+  let inFlight = 0;
+  let most = 0;
+  const ran = await Promise.all(Array.from({ length: n }, () =>
+    lane.run(async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      inFlight--;
+      return true;
+    })));
+  return { most, ran: ran.filter(Boolean).length };
+}
+
+Deno.test("send slots: two holders share one target's limit through Redis", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const a = createSendSlots({ limit: 3, redis, prefix });
+  const b = createSendSlots({ limit: 3, redis, prefix });
+  const laneA = await a.enter("fcm:p");
+  const laneB = await b.enter("fcm:p");
+  assert.deepEqual(await burst(laneA, 10), { most: 3, ran: 10 });
+  assert.deepEqual(await burst(laneB, 2), { most: 0, ran: 0 }, "the other holder has them all");
+  await laneA.leave();
+  await laneB.leave();
+  const again = await b.enter("fcm:p");
+  assert.deepEqual(await burst(again, 5), { most: 3, ran: 5 }, "given back on leave");
+  await again.leave();
+});
+
+Deno.test("send slots: a target's own lower limit (one webhook endpoint) holds alone", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const slots = createSendSlots({ limit: 8, redis, prefix });
+  const lane = await slots.enter("webhook:e", 2);
+  assert.deepEqual(await burst(lane, 6), { most: 2, ran: 6 });
+  await lane.leave();
+});
+
+Deno.test("send slots: a vanished holder's slots expire after ttlMs", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const clock = { now: Date.now() };
+  const gone = createSendSlots({ limit: 2, redis, prefix, ttlMs: 1_000, now: () => clock.now });
+  await gone.enter("fcm:p"); // never leaves
+  const other = createSendSlots({ limit: 2, redis, prefix, ttlMs: 1_000, now: () => clock.now });
+  assert.deepEqual(await burst(await other.enter("fcm:p"), 1), { most: 0, ran: 0 });
+  clock.now += 1_001;
+  const lane = await other.enter("fcm:p");
+  assert.deepEqual(await burst(lane, 4), { most: 2, ran: 4 });
+  await lane.leave();
+});
+
+Deno.test("send slots: with Redis unreachable each process keeps the limit, and says so once", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.close();
+  const reports: (Error | undefined)[] = [];
+  const slots = createSendSlots({
+    limit: 2,
+    redis: createRedis({ url: `http://127.0.0.1:${listener.addr.port}`, token: "x" }),
+    onDegraded: (error) => reports.push(error),
+  });
+  const lane = await slots.enter("fcm:p");
+  assert.deepEqual(await burst(lane, 5), { most: 2, ran: 5 });
+  await lane.leave();
+  assert.equal(reports.length, 1);
+  assert.ok(reports[0] instanceof Error);
+});
