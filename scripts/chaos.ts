@@ -14,6 +14,11 @@
  *   healthy endpoints on the same host.
  * - `redis_hang`: Redis stopped (SIGSTOP) under notify traffic: requests are
  *   still answered and rate-limited, without waiting on Redis.
+ * - `slow_webhook`: one receiver answering after 12 s, 100 webhooks, the
+ *   worker plus the dispatch function every 5 s: none twice, at most the
+ *   endpoint's 16 in flight.
+ * - `postgres_outage`: the worker's connection to Postgres cut for 5 s
+ *   mid-drain (through a proxy), then restored.
  *
  * `npm run chaos -- slow_fcm sigkill` runs only those. The last line is one
  * JSON object with every scenario's figures.
@@ -23,6 +28,7 @@
 import postgres from "postgres";
 import { quantile, startBenchStack } from "./bench/support.ts";
 import { functionEnvironment } from "./stack/stack.ts";
+import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import type { StackConfig } from "./stack/config.ts";
 
 const log = (message: string) => console.error(`chaos: ${message}`);
@@ -36,6 +42,8 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   error_rate: errorRate,
   noisy_neighbour: noisyNeighbour,
   redis_hang: redisHang,
+  slow_webhook: slowWebhook,
+  postgres_outage: postgresOutage,
 };
 const workers = new Set<Deno.ChildProcess>();
 try {
@@ -73,6 +81,93 @@ async function sigkill() {
   const drainMs = performance.now() - started;
   await stopWorker(survivor);
   return { ...(await outcome(notification, tokens)), drain_after_kill_s: seconds(drainMs) };
+}
+
+async function slowWebhook() {
+  const N = 100;
+  await control(stack, "webhook", "paths", { prefix: "/slow", latency_ms: 12_000 });
+  const [user] = await sql`insert into auth.users (id, email)
+    values (gen_random_uuid(), ${`slowhook-${crypto.randomUUID()}@example.test`}) returning id`;
+  const [endpoint] = await asService((tx) =>
+    tx`select id from herald.create_webhook_endpoint(
+      ${stack.fakes.webhook + "/slow/" + user.id}, ${user.id})`
+  );
+  for (let i = 0; i < N; i++) {
+    await enqueueAs([user.id], { title: `Slow ${i}`, channels: ["webhook"] });
+  }
+  const started = performance.now();
+  const worker = await startWorker({});
+  let calls = 0;
+  let calling = true;
+  const scheduled = (async () => {
+    while (calling && calls < 100) {
+      calls++;
+      const response = await fetch(`${stack.apiUrl}/functions/v1/dispatch`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+      });
+      await response.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+    }
+  })();
+  await until(async () => {
+    const [{ pending }] = await sql`select count(*)::integer as pending from herald.deliveries
+      where webhook_endpoint_id = ${endpoint.id} and status = 'pending'`;
+    return pending === 0;
+  }, 600_000);
+  const drainMs = performance.now() - started;
+  calling = false;
+  await stopWorker(worker);
+  await scheduled;
+  const { requests, max_in_flight } = await received(stack, "webhook");
+  const perId = new Map<string, number>();
+  for (const r of requests) {
+    const id = r.headers["webhook-id"];
+    if (id) perId.set(id, (perId.get(id) ?? 0) + 1);
+  }
+  const rows = await sql`select status, count(*)::integer from herald.deliveries
+    where webhook_endpoint_id = ${endpoint.id} group by status`;
+  const terminal = rows.filter((r) => r.status !== "pending").reduce((n, r) => n + r.count, 0);
+  return {
+    accepted: N,
+    terminal,
+    lost: N - terminal,
+    statuses: Object.fromEntries(rows.map((r) => [r.status, r.count])),
+    duplicates: [...perId.values()].filter((n) => n > 1).length,
+    drain_s: seconds(drainMs),
+    dispatch_calls: calls,
+    max_in_flight,
+    in_flight_limit: 16,
+  };
+}
+
+async function postgresOutage() {
+  const N = 3_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 20 });
+  const { tokens, notification } = await pushes(N, "pgdown");
+  const proxy = startTcpProxy(stack.ports.postgres);
+  try {
+    const url = new URL(stack.dbUrl);
+    url.port = String(proxy.port);
+    const started = performance.now();
+    const worker = await startWorker({ SUPABASE_DB_URL: url.href });
+    await until(async () => (await received(stack, "fcm")).total >= N / 4, 60_000);
+    await proxy.cut();
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    proxy.restore();
+    const restored = performance.now();
+    await drained(notification, 180_000);
+    const drainMs = performance.now() - started;
+    await stopWorker(worker);
+    return {
+      ...(await outcome(notification, tokens)),
+      outage_s: 5,
+      drain_after_restore_s: seconds(performance.now() - restored),
+      drain_s: seconds(drainMs),
+    };
+  } finally {
+    await proxy.close();
+  }
 }
 
 async function slowFcm() {

@@ -1,17 +1,20 @@
 /**
  * Postgres going away under the functions: callers get a 503 with
  * Retry-After (problem+json), never a 500 or a hang, and the pool serves
- * again once Postgres is back — through a proxy the test cuts, in front of
- * the real database.
+ * again once Postgres is back; a dispatch round keeps its results until it
+ * can write them — through a proxy the test cuts, in front of the real
+ * database.
  */
 import assert from "node:assert/strict";
 import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.ts";
 import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { databaseUnavailable } from "../supabase/functions/_shared/db/unavailable.ts";
+import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import { createApp } from "../supabase/functions/notify/app.ts";
+import { testDispatcher } from "./support/dispatch.ts";
 import { eventually } from "./support/dispatcher_process.ts";
-import { adminSql, createUser, stack } from "./support/stack.ts";
+import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 
 Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again once it is back", async () => {
@@ -119,5 +122,46 @@ Deno.test("a statement that runs past HERALD_DB_STATEMENT_TIMEOUT_MS is cancelle
     assert.equal(databaseUnavailable(error), "a statement ran past its timeout");
   } finally {
     await sql.end();
+  }
+});
+
+Deno.test("dispatch: results of a round whose database went away mid-send are written once it is back; nothing is sent twice", async () => {
+  const admin = adminSql();
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outage-test" });
+  const base = await testDispatcher();
+  const deps = { ...base, sql };
+  try {
+    await parkPending(admin);
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { latency_ms: 1_000 });
+    const user = await createUser(admin, "midround");
+    const tokens = Array.from({ length: 5 }, (_, i) => `midround-${user.id}-${i}`);
+    await admin`insert into herald.device_tokens (user_id, token, platform)
+      select ${user.id}, t, 'android' from unnest(${tokens}::text[]) t`;
+    await enqueue(admin, [user.id], { title: "Mid-round outage" });
+
+    const round = dispatchBatch(deps);
+    await eventually("the sends to be in flight", async () => {
+      const { total } = await fakeControl("fcm", "requests");
+      return total >= tokens.length ? true : undefined;
+    });
+    await proxy.cut(); // the answers come back to a dispatcher that cannot write them
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    proxy.restore();
+    const report = await round;
+    assert.equal(report.sent, tokens.length);
+    const rows = await admin`select status from herald.deliveries where recipient_id = ${user.id}`;
+    assert.deepEqual(rows.map((r) => r.status), Array(tokens.length).fill("sent"));
+    const { requests } = await fakeControl("fcm", "requests");
+    assert.equal(requests.length, tokens.length, "each push sent once");
+  } finally {
+    await fakeControl("fcm", "reset");
+    await sql.end({ timeout: 1 });
+    await base.close();
+    await proxy.close();
+    await admin.end();
   }
 });

@@ -10,6 +10,7 @@
  * @module
  */
 import type { Sql } from "../db/sessions.ts";
+import { databaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
@@ -129,7 +130,7 @@ export async function dispatchBatch(
   }
 
   const [recorded] = await Promise.all([
-    recordResults(deps.sql, results),
+    _writeBack(deps, results, deadline + leaseMs, now),
     Promise.all(round.releases),
   ]);
   scope.onRecorded?.(claimed, results);
@@ -152,6 +153,34 @@ export async function dispatchBatch(
   }
   if (deps.log) _logFailures(deps.log, claimed, results);
   return report;
+}
+
+/**
+ * Writes the results, retrying while the database is unreachable: results
+ * kept in memory across a short outage spare every delivery of the round a
+ * second send once its lease runs out. The write stays fenced by each
+ * claim's lease, so a late one cannot overwrite a newer claimant's result.
+ * Gives up (throws) after `until`.
+ */
+async function _writeBack(
+  deps: DispatcherDeps,
+  results: DeliveryResult[],
+  until: number,
+  now: () => number,
+): Promise<number> {
+  for (let wait = 100;; wait = Math.min(2 * wait, 2_000)) {
+    try {
+      return await recordResults(deps.sql, results);
+    } catch (error) {
+      const unavailable = databaseUnavailable(error);
+      if (!unavailable || now() + wait > until) throw error;
+      deps.log?.("warn", "writing a round's results failed; retrying", {
+        results: results.length,
+        error: unavailable,
+      });
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
 }
 
 /**
