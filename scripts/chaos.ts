@@ -97,28 +97,15 @@ async function slowWebhook() {
   }
   const started = performance.now();
   const worker = await startWorker({});
-  let calls = 0;
-  let calling = true;
-  const scheduled = (async () => {
-    while (calling && calls < 100) {
-      calls++;
-      const response = await fetch(`${stack.apiUrl}/functions/v1/dispatch`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
-      });
-      await response.body?.cancel();
-      await new Promise((resolve) => setTimeout(resolve, 5_000));
-    }
-  })();
+  const scheduled = scheduleDispatch(100);
   await until(async () => {
     const [{ pending }] = await sql`select count(*)::integer as pending from herald.deliveries
       where webhook_endpoint_id = ${endpoint.id} and status = 'pending'`;
     return pending === 0;
   }, 600_000);
   const drainMs = performance.now() - started;
-  calling = false;
+  const calls = await scheduled.stop();
   await stopWorker(worker);
-  await scheduled;
   const { requests, max_in_flight } = await received(stack, "webhook");
   const perId = new Map<string, number>();
   for (const r of requests) {
@@ -176,25 +163,12 @@ async function slowFcm() {
   const { tokens, notification } = await pushes(N, "slow");
   const started = performance.now();
   const worker = await startWorker({});
-  let calls = 0;
-  let calling = true;
-  const scheduled = (async () => {
-    while (calling && calls < 200) {
-      calls++;
-      const response = await fetch(`${stack.apiUrl}/functions/v1/dispatch`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
-      });
-      await response.body?.cancel();
-      await new Promise((resolve) => setTimeout(resolve, 5_000));
-    }
-  })();
+  const scheduled = scheduleDispatch(200);
   await drained(notification, 600_000);
   const drainMs = performance.now() - started;
-  calling = false;
+  const calls = await scheduled.stop();
   await stopWorker(worker);
   const { max_in_flight } = await received(stack, "fcm");
-  await scheduled;
   return {
     ...(await outcome(notification, tokens)),
     drain_s: seconds(drainMs),
@@ -340,6 +314,31 @@ async function redisHang() {
 }
 
 // ── helpers
+
+/** Calls the dispatch function every 5 s (what pg_cron does), at most `max` times, until stopped. */
+function scheduleDispatch(max: number) {
+  let calls = 0;
+  let calling = true;
+  const loop = (async () => {
+    while (calling && calls < max) {
+      calls++;
+      const response = await fetch(`${stack.apiUrl}/functions/v1/dispatch`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+      });
+      await response.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+    }
+  })();
+  return {
+    /** Stops calling; resolves with how many calls were made. */
+    stop: async () => {
+      calling = false;
+      await loop;
+      return calls;
+    },
+  };
+}
 
 /** Seeds `n` push deliveries in one notification, each to its own token. */
 async function pushes(n: number, label: string) {
