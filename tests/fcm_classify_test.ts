@@ -53,6 +53,36 @@ const cases: [
   ["expired access token", 401, fcmError(401, "UNAUTHENTICATED"), { kind: "retry" }],
   ["502 with an HTML body", 502, undefined, { kind: "retry" }],
   ["unknown 4xx", 418, fcmError(418, "TEAPOT"), { kind: "permanent", disableTarget: false }],
+  // Canonical statuses without FcmError details, read as firebase-admin reads them.
+  ["NOT_FOUND without details", 404, fcmError(404, "NOT_FOUND"), {
+    kind: "permanent",
+    disableTarget: true,
+    code: "UNREGISTERED",
+  }],
+  ["RESOURCE_EXHAUSTED without details", 429, fcmError(429, "RESOURCE_EXHAUSTED"), {
+    kind: "retry",
+    code: "QUOTA_EXCEEDED",
+    minAfterMs: QUOTA_WAIT_MS,
+  }],
+  ["PERMISSION_DENIED without details (IAM)", 403, fcmError(403, "PERMISSION_DENIED"), {
+    kind: "permanent",
+    disableTarget: false,
+    code: "PERMISSION_DENIED",
+  }],
+  ["APNS_AUTH_ERROR", 401, fcmError(401, "UNAUTHENTICATED", "APNS_AUTH_ERROR"), {
+    kind: "permanent",
+    disableTarget: false,
+    code: "THIRD_PARTY_AUTH_ERROR",
+  }],
+  ["UNAVAILABLE without details", 503, fcmError(503, "UNAVAILABLE"), {
+    kind: "retry",
+    code: "UNAVAILABLE",
+  }],
+  ["a bare 401", 401, undefined, { kind: "retry", code: "UNAUTHENTICATED" }],
+  ["an errorCode newer than Herald", 503, fcmError(503, "UNAVAILABLE", "SOMETHING_NEW"), {
+    kind: "retry",
+    code: "UNAVAILABLE",
+  }],
 ];
 
 for (const [name, status, body, expected] of cases) {
@@ -117,4 +147,86 @@ Deno.test("classifyFcm() treats an error code named like an Object member as unk
   );
   assert.equal(outcome.kind, "permanent");
   assert.equal(outcome.kind === "permanent" && outcome.code, "INVALID_ARGUMENT");
+});
+
+Deno.test("classifyFcm() reads errorCode only from the FcmError detail, as firebase-admin does", () => {
+  const body = {
+    error: {
+      code: 404,
+      message: "Requested entity was not found.",
+      status: "NOT_FOUND",
+      details: [{ "@type": "type.googleapis.com/google.rpc.Other", errorCode: "INTERNAL" }],
+    },
+  };
+  const outcome = classifyFcm(404, body, new Headers(), NOW);
+  assert.equal(outcome.kind === "permanent" && outcome.code, "UNREGISTERED");
+});
+
+Deno.test("classifyFcm() disables a token FCM's INVALID_ARGUMENT names, by message or by field", () => {
+  const byMessage = {
+    error: {
+      code: 400,
+      message: "The registration token is not a valid FCM registration token",
+      status: "INVALID_ARGUMENT",
+      details: [{
+        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+        errorCode: "INVALID_ARGUMENT",
+      }],
+    },
+  };
+  const byField = {
+    error: {
+      code: 400,
+      message: "Request contains an invalid argument.",
+      status: "INVALID_ARGUMENT",
+      details: [
+        {
+          "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+          errorCode: "INVALID_ARGUMENT",
+        },
+        {
+          "@type": "type.googleapis.com/google.rpc.BadRequest",
+          fieldViolations: [{ field: "message.token", description: "Invalid registration token" }],
+        },
+      ],
+    },
+  };
+  const aboutTheMessage = {
+    error: {
+      code: 400,
+      message:
+        "Invalid value at 'message.android.ttl' (type.googleapis.com/google.protobuf.Duration)",
+      status: "INVALID_ARGUMENT",
+      details: [{
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        fieldViolations: [{ field: "message.android.ttl", description: "Invalid value" }],
+      }],
+    },
+  };
+  for (const body of [byMessage, byField]) {
+    const outcome = classifyFcm(400, body, new Headers(), NOW);
+    assert.ok(outcome.kind === "permanent", JSON.stringify(outcome));
+    assert.equal(outcome.code, "INVALID_REGISTRATION_TOKEN");
+    assert.equal(outcome.disableTarget, true);
+  }
+  const message = classifyFcm(400, aboutTheMessage, new Headers(), NOW);
+  assert.ok(message.kind === "permanent" && !message.disableTarget);
+  assert.equal(message.code, "INVALID_ARGUMENT");
+});
+
+Deno.test("classifyFcm() names FCM's message once in the reason", () => {
+  for (
+    const [status, canonical, errorCode] of [
+      [418, "TEAPOT", undefined],
+      [400, "FAILED_PRECONDITION", undefined],
+      [400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"],
+      [404, "NOT_FOUND", "UNREGISTERED"],
+    ] as const
+  ) {
+    const outcome = classifyFcm(status, fcmError(status, canonical, errorCode), new Headers(), NOW);
+    assert.ok(outcome.kind !== "sent");
+    const text = `${canonical} for test`;
+    assert.equal(outcome.reason.split(text).length - 1, 1, outcome.reason);
+    assert.ok(!outcome.reason.startsWith(`${text}: ${text}`), outcome.reason);
+  }
 });

@@ -15,8 +15,12 @@ import { z } from "zod";
 import { FakeControl, type FakeHandler, scriptedResponse } from "./control.ts";
 import type { TokenRegistry } from "./google_oauth.ts";
 
-/** FCM error codes and the HTTP status and canonical status FCM sends with each. */
-export const FCM_ERRORS = {
+/**
+ * FCM error codes and the HTTP status, canonical status and message FCM sends
+ * with each; a fourth element overrides the FcmError detail's `errorCode`
+ * (`null`: no details at all, as FCM sometimes answers).
+ */
+export const FCM_ERRORS: Record<string, readonly [number, string, string, (string | null)?]> = {
   UNREGISTERED: [404, "NOT_FOUND", "Requested entity was not found."],
   INVALID_ARGUMENT: [400, "INVALID_ARGUMENT", "Request contains an invalid argument."],
   SENDER_ID_MISMATCH: [403, "PERMISSION_DENIED", "SenderId mismatch"],
@@ -24,20 +28,30 @@ export const FCM_ERRORS = {
   UNAVAILABLE: [503, "UNAVAILABLE", "The service is currently unavailable."],
   INTERNAL: [500, "INTERNAL", "Internal error encountered."],
   THIRD_PARTY_AUTH_ERROR: [401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service"],
-} as const;
+  APNS_AUTH_ERROR: [401, "UNAUTHENTICATED", "Auth error from APNS or Web Push Service"],
+  /** A malformed token, as FCM reports it: INVALID_ARGUMENT naming the registration token. */
+  INVALID_REGISTRATION_TOKEN: [
+    400,
+    "INVALID_ARGUMENT",
+    "The registration token is not a valid FCM registration token",
+    "INVALID_ARGUMENT",
+  ],
+  /** An unregistered token answered without FcmError details. */
+  NOT_FOUND: [404, "NOT_FOUND", "Requested entity was not found.", null],
+};
 
 /** An FCM error code the stand-in can produce. */
-export type FcmErrorCode = keyof typeof FCM_ERRORS;
+export type FcmErrorCode = string;
 
 /** FCM's error response for `code`. */
 export function fcmErrorResponse(
   code: FcmErrorCode,
   options: { message?: string; retryAfter?: number; field?: string } = {},
 ): Response {
-  const [status, canonical, message] = FCM_ERRORS[code];
-  const details: unknown[] = [{
+  const [status, canonical, message, errorCode = code] = FCM_ERRORS[code];
+  const details: unknown[] = errorCode === null ? [] : [{
     "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
-    errorCode: code,
+    errorCode,
   }];
   if (options.field) {
     details.push({
@@ -48,7 +62,14 @@ export function fcmErrorResponse(
   const headers: Record<string, string> = {};
   if (options.retryAfter !== undefined) headers["retry-after"] = String(options.retryAfter);
   return Response.json(
-    { error: { code: status, message: options.message ?? message, status: canonical, details } },
+    {
+      error: {
+        code: status,
+        message: options.message ?? message,
+        status: canonical,
+        ...(details.length ? { details } : {}),
+      },
+    },
     { status, headers },
   );
 }
@@ -202,7 +223,7 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
       token?: unknown;
       fcm_error?: unknown;
     } | undefined;
-    if (typeof body?.token !== "string" || !(String(body.fcm_error) in FCM_ERRORS)) {
+    if (typeof body?.token !== "string" || !(Object.hasOwn(FCM_ERRORS, String(body.fcm_error)))) {
       return Response.json({ error: "send {token, fcm_error} with a known FCM error code" }, {
         status: 400,
       });
@@ -241,7 +262,7 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
       }, { status: 403 });
     }
     if (scripted) {
-      if (typeof scripted.fcm_error === "string" && scripted.fcm_error in FCM_ERRORS) {
+      if (typeof scripted.fcm_error === "string" && Object.hasOwn(FCM_ERRORS, scripted.fcm_error)) {
         return fcmErrorResponse(scripted.fcm_error as FcmErrorCode, {
           retryAfter: scripted.retry_after as number | undefined,
         });

@@ -12,7 +12,19 @@ import { retryAfterMs, type SendOutcome } from "./outcome.ts";
 /** FCM's `QUOTA_EXCEEDED` means "back off for at least a minute". */
 export const QUOTA_WAIT_MS = 60_000;
 
-/** Error codes from FcmError details, and what each means for the delivery. */
+/** The `@type` of the detail that carries FCM's own error code. */
+const FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError";
+
+/**
+ * What each FCM error means for the delivery, keyed the way `firebase-admin`
+ * reads an error (`messaging-errors-internal.ts`): the `errorCode` of the
+ * FcmError detail, else the canonical `status`. Canonical statuses map as the
+ * SDK maps them (`NOT_FOUND` is an unregistered token, `RESOURCE_EXHAUSTED` a
+ * quota) with two deliberate differences: a bare `UNAUTHENTICATED` is Herald's
+ * own access token being refused (retried with a fresh one), and a bare
+ * `PERMISSION_DENIED` is an IAM problem of the project, so it never disables
+ * the token (the SDK calls both "mismatched credential").
+ */
 const FCM_ERRORS: Record<string, (statusCode: number) => SendOutcome> = {
   UNREGISTERED: (statusCode) => ({
     kind: "permanent",
@@ -21,12 +33,20 @@ const FCM_ERRORS: Record<string, (statusCode: number) => SendOutcome> = {
     reason: "the token is no longer registered",
     disableTarget: true,
   }),
+  NOT_FOUND: (statusCode) => FCM_ERRORS.UNREGISTERED(statusCode),
   SENDER_ID_MISMATCH: (statusCode) => ({
     kind: "permanent",
     code: "SENDER_ID_MISMATCH",
     statusCode,
     reason: "the token belongs to another sender",
     disableTarget: true,
+  }),
+  PERMISSION_DENIED: (statusCode) => ({
+    kind: "permanent",
+    code: "PERMISSION_DENIED",
+    statusCode,
+    reason: "the service account may not send with this Firebase project",
+    disableTarget: false,
   }),
   INVALID_ARGUMENT: (statusCode) => ({
     kind: "permanent",
@@ -42,6 +62,7 @@ const FCM_ERRORS: Record<string, (statusCode: number) => SendOutcome> = {
     reason: "APNs or Web Push credentials were rejected; check the Firebase project's settings",
     disableTarget: false,
   }),
+  APNS_AUTH_ERROR: (statusCode) => FCM_ERRORS.THIRD_PARTY_AUTH_ERROR(statusCode),
   QUOTA_EXCEEDED: (statusCode) => ({
     kind: "retry",
     code: "QUOTA_EXCEEDED",
@@ -49,6 +70,7 @@ const FCM_ERRORS: Record<string, (statusCode: number) => SendOutcome> = {
     reason: "sending quota exceeded",
     afterMs: QUOTA_WAIT_MS,
   }),
+  RESOURCE_EXHAUSTED: (statusCode) => FCM_ERRORS.QUOTA_EXCEEDED(statusCode),
   UNAVAILABLE: (statusCode) => ({
     kind: "retry",
     code: "UNAVAILABLE",
@@ -61,7 +83,20 @@ const FCM_ERRORS: Record<string, (statusCode: number) => SendOutcome> = {
     statusCode,
     reason: "FCM had an internal error",
   }),
+  UNAUTHENTICATED: (statusCode) => ({
+    kind: "retry",
+    code: "UNAUTHENTICATED",
+    statusCode,
+    reason: "access token refused",
+  }),
 };
+
+/** Statuses whose meaning is clear without a body (a proxy's 429, an expired token's 401). */
+const BARE_STATUS: Record<number, string> = { 401: "UNAUTHENTICATED", 429: "QUOTA_EXCEEDED" };
+
+/** An `INVALID_ARGUMENT` about the token itself: the token is malformed, so it is disabled. */
+const TOKEN_FIELD = /^message\.token$/;
+const TOKEN_MESSAGE = /registration token/i;
 
 /**
  * Maps one FCM HTTP v1 response to an outcome.
@@ -74,32 +109,46 @@ export function classifyFcm(
   headers: Headers,
   now: number,
 ): SendOutcome {
-  const error = (body as { error?: FcmErrorBody } | undefined)?.error;
+  const error = _errorBody(body);
   if (status >= 200 && status < 300) {
     const name = (body as { name?: unknown } | undefined)?.name;
     return { kind: "sent", providerId: typeof name === "string" ? name : "", statusCode: status };
   }
-  const code = error?.details?.find((d) => d.errorCode)?.errorCode ??
-    (status === 429 ? "QUOTA_EXCEEDED" : undefined);
-  const outcome: SendOutcome = code && Object.hasOwn(FCM_ERRORS, code)
-    ? FCM_ERRORS[code](status)
-    : status === 401
-    ? { kind: "retry", code: error?.status, statusCode: status, reason: "access token refused" }
-    : status >= 500
-    ? { kind: "retry", code: error?.status, statusCode: status, reason: `FCM answered ${status}` }
+  const details = Array.isArray(error?.details) ? error.details : [];
+  // An errorCode newer than this table falls back to the canonical status.
+  const candidates = [
+    details.find((d) => d?.["@type"] === FCM_ERROR_TYPE)?.errorCode,
+    error?.status,
+    BARE_STATUS[status],
+  ].filter((c): c is string => typeof c === "string");
+  const known = candidates.find((c) => Object.hasOwn(FCM_ERRORS, c));
+  const code = known ?? candidates[0];
+  const outcome: SendOutcome = known ? FCM_ERRORS[known](status) : status >= 500
+    ? {
+      kind: "retry",
+      code: code ?? `HTTP_${status}`,
+      statusCode: status,
+      reason: `FCM answered ${status}`,
+    }
     : {
       kind: "permanent",
-      code: error?.status ?? `HTTP_${status}`,
+      code: code ?? `HTTP_${status}`,
       statusCode: status,
-      reason: error?.message ?? `FCM answered ${status}`,
+      reason: `FCM answered ${status}`,
       disableTarget: false,
     };
+  if (outcome.kind === "permanent" && outcome.code === "INVALID_ARGUMENT" && _namesToken(error)) {
+    outcome.code = "INVALID_REGISTRATION_TOKEN";
+    outcome.reason = "the registration token is not valid";
+    outcome.disableTarget = true;
+  }
   if (outcome.kind === "retry") {
     const asked = retryAfterMs(headers.get("retry-after"), now);
     if (asked !== undefined) outcome.afterMs = Math.max(outcome.afterMs ?? 0, asked);
   }
-  if (outcome.kind === "permanent" && error?.message) {
-    outcome.reason = `${outcome.reason}: ${error.message}`;
+  // FCM's own message says most; it replaces the generic reason rather than repeating it.
+  if (outcome.kind !== "sent" && error?.message && !outcome.reason.includes(error.message)) {
+    outcome.reason = known ? `${outcome.reason}: ${error.message}` : error.message;
   }
   return outcome;
 }
@@ -108,7 +157,33 @@ interface FcmErrorBody {
   code?: number;
   message?: string;
   status?: string;
-  details?: { "@type"?: string; errorCode?: string }[];
+  details?: {
+    "@type"?: string;
+    errorCode?: string;
+    fieldViolations?: { field?: string; description?: string }[];
+  }[];
+}
+
+/** The `error` object of a body, when it is one. */
+function _errorBody(body: unknown): FcmErrorBody | undefined {
+  const error = (body as { error?: unknown } | undefined)?.error;
+  if (typeof error !== "object" || error === null) return undefined;
+  const e = error as FcmErrorBody;
+  return {
+    ...e,
+    message: typeof e.message === "string" ? e.message : undefined,
+    status: typeof e.status === "string" ? e.status : undefined,
+  };
+}
+
+/** Whether an error's field violations or message are about the registration token. */
+function _namesToken(error: FcmErrorBody | undefined): boolean {
+  const violations = (error?.details ?? []).flatMap((d) =>
+    Array.isArray(d?.fieldViolations) ? d.fieldViolations : []
+  );
+  return violations.some((v) =>
+    TOKEN_FIELD.test(String(v?.field ?? "")) || TOKEN_MESSAGE.test(String(v?.description ?? ""))
+  ) || TOKEN_MESSAGE.test(error?.message ?? "");
 }
 
 /** Options for {@linkcode createFcmSender}. */
@@ -186,7 +261,7 @@ export function createFcmSender(options: FcmSenderOptions): FcmSender {
       body = undefined;
     }
     const outcome = classifyFcm(response.status, body, response.headers, now());
-    if (response.status === 401 && outcome.kind === "retry") options.tokens.invalidate();
+    if (outcome.kind === "retry" && outcome.code === "UNAUTHENTICATED") options.tokens.invalidate();
     return outcome;
   };
 }
