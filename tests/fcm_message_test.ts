@@ -83,11 +83,15 @@ const built: [string, ClaimedDelivery, FcmMessage][] = [
   ],
   ["iOS gets apns-priority and apns-expiration", delivery("ios"), {
     ...BASE,
-    apns: { headers: { "apns-priority": "10", "apns-expiration": EXPIRES } },
+    apns: {
+      headers: { "apns-priority": "10", "apns-expiration": EXPIRES, "apns-push-type": "alert" },
+    },
   }],
   ["iOS at normal priority gets apns-priority 5", delivery("ios", { priority: "normal" }), {
     ...BASE,
-    apns: { headers: { "apns-priority": "5", "apns-expiration": EXPIRES } },
+    apns: {
+      headers: { "apns-priority": "5", "apns-expiration": EXPIRES, "apns-push-type": "alert" },
+    },
   }],
   [
     "iOS merges the header overrides over the defaults and takes the aps payload",
@@ -112,14 +116,23 @@ const built: [string, ClaimedDelivery, FcmMessage][] = [
     {
       ...BASE,
       apns: {
-        headers: { "apns-priority": "10", "apns-expiration": EXPIRES, "apns-collapse-id": "c" },
+        headers: {
+          "apns-priority": "10",
+          "apns-expiration": EXPIRES,
+          "apns-collapse-id": "c",
+          "apns-push-type": "alert",
+        },
       },
     },
   ],
   [
-    "iOS without anything to show defaults to apns-priority 5 even at high priority",
+    "iOS without anything to show is a background push at apns-priority 5 even at high priority",
     delivery("ios", { title: null, body: null, expiresAt: null }),
-    { token: "device-token", data: { order: "42" }, apns: { headers: { "apns-priority": "5" } } },
+    {
+      token: "device-token",
+      data: { order: "42" },
+      apns: { headers: { "apns-priority": "5", "apns-push-type": "background" } },
+    },
   ],
   [
     "iOS with only an aps alert to show keeps apns-priority 10",
@@ -132,8 +145,90 @@ const built: [string, ClaimedDelivery, FcmMessage][] = [
     {
       token: "device-token",
       data: { order: "42" },
-      apns: { headers: { "apns-priority": "10" }, payload: { aps: { alert: "Ping" } } },
+      apns: {
+        headers: { "apns-priority": "10", "apns-push-type": "alert" },
+        payload: { aps: { alert: "Ping" } },
+      },
     },
+  ],
+  [
+    "iOS background push (content-available, no alert) goes at 5 whatever the caller asked",
+    delivery("ios", {
+      title: null,
+      body: null,
+      expiresAt: null,
+      overrides: {
+        apns: {
+          headers: { "apns-priority": "10", "apns-push-type": "alert" },
+          payload: { aps: { "content-available": 1 } },
+        },
+      },
+    }),
+    {
+      token: "device-token",
+      data: { order: "42" },
+      apns: {
+        headers: { "apns-priority": "5", "apns-push-type": "background" },
+        payload: { aps: { "content-available": 1 } },
+      },
+    },
+  ],
+  [
+    "iOS alert push named background by the caller still goes as alert",
+    delivery("ios", { overrides: { apns: { headers: { "apns-push-type": "background" } } } }),
+    {
+      ...BASE,
+      apns: {
+        headers: { "apns-priority": "10", "apns-expiration": EXPIRES, "apns-push-type": "alert" },
+      },
+    },
+  ],
+  [
+    "iOS badge-only push is an alert push",
+    delivery("ios", {
+      title: null,
+      body: null,
+      expiresAt: null,
+      overrides: { apns: { payload: { aps: { badge: 3 } } } },
+    }),
+    {
+      token: "device-token",
+      data: { order: "42" },
+      apns: {
+        headers: { "apns-priority": "10", "apns-push-type": "alert" },
+        payload: { aps: { badge: 3 } },
+      },
+    },
+  ],
+  [
+    "iOS keeps a push type other than alert or background as the caller named it",
+    delivery("ios", { overrides: { apns: { headers: { "apns-push-type": "voip" } } } }),
+    {
+      ...BASE,
+      apns: {
+        headers: { "apns-priority": "10", "apns-expiration": EXPIRES, "apns-push-type": "voip" },
+      },
+    },
+  ],
+  [
+    "Android ttl_seconds 0 is now or never: ttl 0s",
+    delivery("android", { expiresAt: new Date(NOW - 2_000), nowOrNever: true }),
+    { ...BASE, android: { priority: "HIGH", ttl: "0s" } },
+  ],
+  [
+    "iOS ttl_seconds 0 is now or never: apns-expiration 0",
+    delivery("ios", { expiresAt: new Date(NOW - 2_000), nowOrNever: true }),
+    {
+      ...BASE,
+      apns: {
+        headers: { "apns-priority": "10", "apns-expiration": "0", "apns-push-type": "alert" },
+      },
+    },
+  ],
+  [
+    "web ttl_seconds 0 is now or never: TTL 0",
+    delivery("web", { expiresAt: new Date(NOW - 2_000), nowOrNever: true }),
+    { ...BASE, webpush: { headers: { Urgency: "high", TTL: "0" } } },
   ],
   ["web gets Urgency and TTL headers", delivery("web", { priority: "normal" }), {
     ...BASE,

@@ -3,6 +3,7 @@ import {
   checkDestination,
   denoResolver,
   isPublicAddress,
+  normaliseAllowedHost,
   normaliseHost,
   type Resolve,
 } from "../supabase/functions/_shared/net/ssrf_guard.ts";
@@ -161,6 +162,38 @@ Deno.test("checkDestination() lets allow-listed hosts through without resolving 
     assert.equal(destination.kind, "allowed", url);
   }
   assert.deepEqual(calls, []);
+});
+
+Deno.test("checkDestination() lets an allow-listed host:port through on that port only", async () => {
+  const { resolve } = tableResolver({});
+  const allowHosts = new Set(
+    ["127.0.0.1:54329", "[::1]:8080", "receiver.test:443"].map(normaliseAllowedHost),
+  );
+  const cases: [string, string][] = [
+    ["http://127.0.0.1:54329/hook", "allowed"],
+    ["http://127.0.0.1:5432/", "blocked"],
+    ["http://127.0.0.1/", "blocked"],
+    ["http://[::1]:8080/", "allowed"],
+    ["http://[::1]:8081/", "blocked"],
+    ["https://receiver.test/", "allowed"],
+    ["https://receiver.test:443/", "allowed"],
+    ["http://receiver.test/", "unresolved"],
+  ];
+  for (const [url, kind] of cases) {
+    const destination = await checkDestination(url, { allowHosts, resolve });
+    assert.equal(destination.kind, kind, `${url}: ${JSON.stringify(destination)}`);
+  }
+});
+
+Deno.test("normaliseAllowedHost() canonicalises host:port and refuses bad ports", () => {
+  assert.equal(normaliseAllowedHost("127.0.0.1:05432"), "127.0.0.1:5432");
+  assert.equal(normaliseAllowedHost("[0:0:0:0:0:0:0:1]:80"), "[::1]:80");
+  assert.equal(normaliseAllowedHost("Receiver.Test:443"), "receiver.test:443");
+  assert.equal(normaliseAllowedHost("::1"), "::1");
+  assert.equal(normaliseAllowedHost("receiver.test"), "receiver.test");
+  assert.throws(() => normaliseAllowedHost("127.0.0.1:0"), RangeError);
+  assert.throws(() => normaliseAllowedHost("127.0.0.1:70000"), RangeError);
+  assert.throws(() => normaliseAllowedHost("bad host:80"), RangeError);
 });
 
 Deno.test("checkDestination() refuses a name it cannot resolve when there is no resolver", async () => {

@@ -294,7 +294,7 @@ Deno.test("send() refuses private destinations before sending, and reaches the s
       const outcome = await guarded.send(delivery(target));
       assert.equal(outcome.kind, "permanent", target);
       assert.equal(outcome.kind === "permanent" && outcome.code, "SSRF_BLOCKED", target);
-      assert.equal(outcome.kind === "permanent" && outcome.disableTarget, false, target);
+      assert.equal(outcome.kind === "permanent" && outcome.disableTarget, true, target);
       assert.match(outcome.kind === "permanent" ? outcome.reason : "", reason);
     }
     assert.deepEqual(await received(receiver), []);

@@ -177,10 +177,11 @@ export async function functionEnvironment(
     EMAIL_API_KEY: env("EMAIL_API_KEY") ?? "re_local_stand_in",
     HERALD_EMAIL_FROM: env("HERALD_EMAIL_FROM") ?? "Herald <herald@localhost.test>",
     HERALD_HOOK_SECRETS: env("HERALD_HOOK_SECRETS") ?? LOCAL_HOOK_SECRET,
-    // The local webhook receiver is on loopback, which the SSRF guard refuses unless listed.
+    // The local webhook receiver is on loopback, which the SSRF guard refuses
+    // unless listed: its port only, so loopback's other services stay closed.
     HERALD_WEBHOOK_ALLOW_HOSTS: [
       env("HERALD_WEBHOOK_ALLOW_HOSTS"),
-      new URL(stack.fakes.webhook).hostname,
+      new URL(stack.fakes.webhook).host,
     ]
       .filter(Boolean).join(","),
     ...(fakeFcm

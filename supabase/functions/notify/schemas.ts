@@ -42,12 +42,16 @@ export const DeviceToken = z.string().min(1).max(4096).regex(
 /** A device's platform. */
 export const Platform = z.enum(["ios", "android", "web"]);
 
-/** Per-platform FCM overrides plus the e-mail's subject and HTML. */
+/**
+ * Per-platform FCM overrides plus the e-mail's subject and HTML; every key is
+ * optional on its own. `email` is for the service role only: a user's subject
+ * and HTML would otherwise go out from the project's sender address.
+ */
 export const Overrides = FcmOverrides.extend({
   email: z.strictObject({
     subject: z.string().min(1).max(998),
     html: z.string().min(1).max(500_000),
-  }).partial(),
+  }).partial().optional(),
 });
 
 /** A raw address the service role may notify without a user behind it. */

@@ -222,8 +222,11 @@ function _settleWithoutSending(
   now: () => number,
 ): DeliveryResult | undefined {
   const base = { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
-  const expiresAt = delivery.notification.expiresAt;
-  if (expiresAt && expiresAt.getTime() <= now()) {
+  const { expiresAt, nowOrNever } = delivery.notification;
+  // "Now or never" gets its one attempt however late it is claimed; FCM then
+  // delivers it only if the device is reachable at once.
+  const firstTry = nowOrNever && delivery.attempt === 1;
+  if (expiresAt && expiresAt.getTime() <= now() && !firstTry) {
     return {
       ...base,
       status: "expired",
@@ -325,7 +328,10 @@ async function _sendGroup(
     }
     const latency = performance.now() - started;
     slots.observe(latency);
-    return { outcome, result: _result(base(delivery), outcome, latency, deps, now) };
+    return {
+      outcome,
+      result: _result(base(delivery), outcome, latency, deps, now, delivery.notification.nowOrNever),
+    };
   };
   /** Starts `delivery`'s send if a slot frees up in time; undefined when it did not. */
   const inTime = (delivery: ClaimedDelivery, go: () => boolean = () => true) =>
@@ -432,6 +438,7 @@ function _result(
   latencyMs: number | undefined,
   deps: DispatcherDeps,
   now: () => number,
+  nowOrNever = false,
 ): DeliveryResult {
   const common = { ...base, statusCode: outcome.statusCode, latencyMs };
   switch (outcome.kind) {
@@ -447,6 +454,15 @@ function _result(
         disableTarget: outcome.disableTarget,
       };
     case "retry": {
+      if (nowOrNever) {
+        return {
+          ...common,
+          status: "expired",
+          outcome: "expired",
+          errorCode: outcome.code,
+          error: `now or never (ttl_seconds 0), and the attempt failed: ${outcome.reason}`,
+        };
+      }
       if (base.attempt >= (deps.maxAttempts ?? 8)) {
         return {
           ...common,

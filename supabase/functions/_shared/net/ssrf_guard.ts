@@ -27,8 +27,9 @@ export type Resolve = (hostname: string, signal?: AbortSignal) => Promise<string
 /** Options for {@linkcode checkDestination}. */
 export interface DestinationOptions {
   /**
-   * Hostnames or IP literals that skip the address check (e.g. the local
-   * stack's `127.0.0.1`), normalised with {@linkcode normaliseHost}.
+   * Hosts that skip the address check: `host` for any port, `host:port` for
+   * that port only (e.g. the local stack's `127.0.0.1:54329`), normalised
+   * with {@linkcode normaliseAllowedHost}.
    * @default an empty set
    */
   allowHosts?: ReadonlySet<string>;
@@ -137,6 +138,63 @@ export function normaliseHost(host: string): string {
 }
 
 /**
+ * Canonical form of an allow-list entry: a host ({@linkcode normaliseHost}) or
+ * `host:port` (IPv6 in brackets, `[::1]:8080`), the port without leading zeros.
+ *
+ * @throws {RangeError} when `entry` is neither
+ */
+export function normaliseAllowedHost(entry: string): string {
+  const withPort = entry.trim().match(/^(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})$/);
+  if (!withPort) return normaliseHost(entry);
+  const port = Number(withPort[2]);
+  if (port < 1 || port > 65535) {
+    throw new RangeError(`Cannot use host: '${entry}' has a port outside 1–65535`);
+  }
+  const host = normaliseHost(withPort[1]);
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * What can be told about a URL without DNS: the scheme, credentials, IP
+ * literals and reserved names decide `allowed` or `blocked`; any other host is
+ * a `name` that must be resolved. The notify API and the `webhook_endpoints`
+ * trigger refuse at registration what this blocks; the send-time check adds
+ * the lookup.
+ */
+export function judgeLiterally(
+  url: string | URL,
+  allowHosts?: ReadonlySet<string>,
+): Destination | { kind: "name"; url: URL; host: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { kind: "blocked", reason: "the webhook URL is not a valid URL" };
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    return { kind: "blocked", reason: `the scheme ${parsed.protocol} is not http: or https:` };
+  }
+  if (parsed.username || parsed.password) {
+    return { kind: "blocked", reason: "the webhook URL carries credentials" };
+  }
+  const host = _bareHostname(parsed.hostname);
+  const port = parsed.port || (parsed.protocol === "https:" ? "443" : "80");
+  const hostPort = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  if (allowHosts?.has(host) || allowHosts?.has(hostPort)) {
+    return { kind: "allowed", url: parsed, addresses: [] };
+  }
+  if (_isIpLiteral(host)) {
+    const range = _nonPublicRange(host);
+    return range === undefined
+      ? { kind: "allowed", url: parsed, addresses: [host] }
+      : { kind: "blocked", reason: `${host} is not a public address (${range})` };
+  }
+  const reserved = _reservedName(host);
+  if (reserved) return { kind: "blocked", reason: `${host} is ${reserved}` };
+  return { kind: "name", url: parsed, host };
+}
+
+/**
  * Checks a destination URL before anything is sent to it.
  *
  * @example
@@ -151,29 +209,9 @@ export async function checkDestination(
   url: string | URL,
   options: DestinationOptions = {},
 ): Promise<Destination> {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return { kind: "blocked", reason: "the webhook URL is not a valid URL" };
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    return { kind: "blocked", reason: `the scheme ${parsed.protocol} is not http: or https:` };
-  }
-  if (parsed.username || parsed.password) {
-    return { kind: "blocked", reason: "the webhook URL carries credentials" };
-  }
-  const host = _bareHostname(parsed.hostname);
-  if (options.allowHosts?.has(host)) return { kind: "allowed", url: parsed, addresses: [] };
-
-  if (_isIpLiteral(host)) {
-    const range = _nonPublicRange(host);
-    return range === undefined
-      ? { kind: "allowed", url: parsed, addresses: [host] }
-      : { kind: "blocked", reason: `${host} is not a public address (${range})` };
-  }
-  const reserved = _reservedName(host);
-  if (reserved) return { kind: "blocked", reason: `${host} is ${reserved}` };
+  const verdict = judgeLiterally(url, options.allowHosts);
+  if (verdict.kind !== "name") return verdict;
+  const { url: parsed, host } = verdict;
   if (!options.resolve) {
     return {
       kind: "blocked",

@@ -26,6 +26,8 @@ export interface NotificationContent {
   priority: "normal" | "high";
   overrides: Overrides;
   expiresAt: Date | null;
+  /** `ttl_seconds: 0`: one attempt as soon as it is due, never a retry (FCM's TTL `"0s"`). */
+  nowOrNever?: boolean;
   createdAt: Date;
   /** The correlation id of the request that asked for it. */
   requestId: string | null;

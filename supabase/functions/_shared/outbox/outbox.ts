@@ -61,7 +61,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
            from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
         end as secrets,
         n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
-        n.overrides, n.expires_at, n.created_at, n.request_id
+        n.overrides, n.expires_at, n.now_or_never, n.created_at, n.request_id
     ), unreported as (
       -- A lease that ran out without a write-back: that attempt's outcome is
       -- unknown (the provider may have received it), and the log says so.
@@ -93,6 +93,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       priority: r.priority,
       overrides: r.overrides,
       expiresAt: r.expires_at,
+      nowOrNever: r.now_or_never,
       createdAt: r.created_at,
       requestId: r.request_id,
     },
@@ -183,7 +184,7 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
       where u.disable_target and t.id = u.device_token_id and t.disabled_at is null
     ), disabled_endpoints as (
       update herald.webhook_endpoints e
-      set disabled_at = now(), disabled_reason = u.error_code
+      set disabled_at = now(), disabled_reason = left(concat_ws(': ', u.error_code, u.error), 1000)
       from updated u
       where u.disable_target and e.id = u.webhook_endpoint_id and e.disabled_at is null
     )

@@ -70,9 +70,11 @@ export type FcmMessageResult =
  * web `TTL`, and `apns-expiration`), web `Urgency` — and the caller's
  * overrides win field by field, headers merged header by header.
  *
- * An iOS message with nothing to show (no title, body, image or `aps.alert`)
- * defaults to `apns-priority: 5`, because APNs refuses priority 10 for
- * background pushes and FCM for data-only ones.
+ * An iOS message with nothing to show, sound or badge is a background push:
+ * `apns-push-type: background` at `apns-priority: 5` (APNs refuses 10 for
+ * those), whatever the notification's priority or the caller's overrides.
+ * Anything else is `alert`. `ttl_seconds: 0` ("now or never") goes out as
+ * Android `ttl: "0s"`, web `TTL: 0` and `apns-expiration: 0`.
  *
  * @param now the time the remaining TTL is measured from (ms since the epoch)
  * @returns `ok: false` for content FCM would refuse; nothing about it changes on retry
@@ -131,16 +133,32 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
     }
     case "ios": {
       const o = overrides.apns ?? {};
-      const visible = message.notification !== undefined || o.payload?.aps?.alert !== undefined;
+      const aps = o.payload?.aps;
+      // Apple: "alert" for anything the user sees or hears (alert, badge,
+      // sound), "background" for content-available alone, which must go at
+      // priority 5. Herald sets both from the payload, so they always agree;
+      // the other push types (voip, liveactivity, …) are the caller's to name.
+      const alert = message.notification !== undefined || aps?.alert !== undefined ||
+        aps?.badge !== undefined || aps?.sound !== undefined;
+      const named = o.headers?.["apns-push-type"];
+      const pushType = named && named !== "alert" && named !== "background"
+        ? named
+        : alert
+        ? "alert"
+        : "background";
       message.apns = _defined({
         headers: {
-          "apns-priority": high && visible ? "10" : "5",
+          "apns-priority": high && alert ? "10" : "5",
           ..._defined({
-            "apns-expiration": n.expiresAt
+            "apns-expiration": n.nowOrNever
+              ? "0"
+              : n.expiresAt
               ? String(Math.floor(n.expiresAt.getTime() / 1000))
               : undefined,
           }),
           ...o.headers,
+          "apns-push-type": pushType,
+          ...(pushType === "background" ? { "apns-priority": "5" } : {}),
         },
         payload: o.payload,
       });

@@ -6,7 +6,12 @@
  * @module
  */
 import { requestSignal } from "../net/request_signal.ts";
-import { checkDestination, denoResolver, normaliseHost, type Resolve } from "../net/ssrf_guard.ts";
+import {
+  checkDestination,
+  denoResolver,
+  normaliseAllowedHost,
+  type Resolve,
+} from "../net/ssrf_guard.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
 import type { Provider } from "./provider.ts";
@@ -108,8 +113,9 @@ export async function signWebhook(
 /** Options for {@linkcode createWebhookProvider}. */
 export interface WebhookProviderOptions {
   /**
-   * Hostnames or IP literals the SSRF guard lets through unchecked, e.g. the
-   * local stack's receiver at `127.0.0.1`.
+   * Hosts the SSRF guard lets through unchecked: `host` (any port) or
+   * `host:port` (that port only), e.g. the local stack's receiver at
+   * `127.0.0.1:54329`.
    * @default []
    */
   allowHosts?: string[];
@@ -141,7 +147,7 @@ export interface WebhookProviderOptions {
  * ```
  */
 export function createWebhookProvider(options: WebhookProviderOptions = {}): Provider {
-  const allowHosts = new Set((options.allowHosts ?? []).map(normaliseHost));
+  const allowHosts = new Set((options.allowHosts ?? []).map(normaliseAllowedHost));
   const timeoutMs = options.timeoutMs ?? 15_000;
   if (!(Number.isInteger(timeoutMs) && timeoutMs > 0)) {
     throw new RangeError(
@@ -174,7 +180,9 @@ export function createWebhookProvider(options: WebhookProviderOptions = {}): Pro
           kind: "permanent",
           code: "SSRF_BLOCKED",
           reason: `refused: ${destination.reason}`,
-          disableTarget: false,
+          // Every later delivery would be refused the same way; the owner
+          // re-points the endpoint (which re-enables it) to fix it.
+          disableTarget: true,
         };
       }
       if (destination.kind === "unresolved") {

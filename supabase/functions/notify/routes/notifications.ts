@@ -44,6 +44,14 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         { field: "targets", message: "needs the service-role key" },
       ]);
     }
+    if (input.overrides?.email && caller.kind !== "service") {
+      throw new Problem(
+        403,
+        "service-required",
+        "Only the service role may set an e-mail's subject or HTML.",
+        [{ field: "overrides.email", message: "needs the service-role key" }],
+      );
+    }
     const { user_ids: userIds = [], targets, ...content } = input;
     const idempotent = await _idempotentRequest(c, input);
     const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
