@@ -197,13 +197,59 @@ Deno.test("dispatch: a delivery whose time to live has passed expires instead of
     await fakeControl("fcm", "reset");
     const user = await createUser(sql, "ttl");
     await addTokens(sql, user.id, [`ttl-${user.id}`]);
-    await enqueue(sql, [user.id], { title: "Too late", ttl_seconds: 0 });
+    const id = await enqueue(sql, [user.id], { title: "Too late", ttl_seconds: 60 });
+    await sql`update herald.notifications set expires_at = now() - interval '1 second'
+      where id = ${id}`;
     const report = await dispatchBatch(deps);
     assert.equal(report.expired, 1);
     assert.equal((await fakeControl("fcm", "requests")).total, 0);
     const [row] = await sql`select status from herald.deliveries where recipient_id = ${user.id}`;
     assert.equal(row.status, "expired");
   } finally {
+    await deps.close();
+    await sql.end();
+  }
+});
+
+Deno.test("dispatch: ttl_seconds 0 is now or never: sent once with TTL 0s, however late it is claimed", async () => {
+  const sql = adminSql();
+  const deps = await testDispatcher();
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    const user = await createUser(sql, "ttl0");
+    await addTokens(sql, user.id, [`ttl0-${user.id}`]);
+    await enqueue(sql, [user.id], { title: "Now", ttl_seconds: 0 });
+    const report = await dispatchBatch(deps);
+    assert.equal(report.sent, 1, JSON.stringify(report));
+    const { requests } = await fakeControl("fcm", "requests");
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0].body.message.android.ttl, "0s");
+  } finally {
+    await deps.close();
+    await sql.end();
+  }
+});
+
+Deno.test("dispatch: ttl_seconds 0 that fails its one attempt expires instead of retrying", async () => {
+  const sql = adminSql();
+  const deps = await testDispatcher();
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { responses: [{ fcm_error: "UNAVAILABLE" }] });
+    const user = await createUser(sql, "ttl0-fail");
+    await addTokens(sql, user.id, [`ttl0-fail-${user.id}`]);
+    await enqueue(sql, [user.id], { title: "Now or never", ttl_seconds: 0 });
+    const report = await dispatchBatch(deps);
+    assert.equal(report.expired, 1, JSON.stringify(report));
+    const [row] = await sql`select status, attempts, last_error from herald.deliveries
+      where recipient_id = ${user.id}`;
+    assert.equal(row.status, "expired");
+    assert.equal(row.attempts, 1);
+    assert.match(row.last_error, /now or never/);
+  } finally {
+    await fakeControl("fcm", "reset");
     await deps.close();
     await sql.end();
   }
@@ -349,7 +395,7 @@ Deno.test("dispatch: a webhook endpoint answering 410 is disabled and gets nothi
       where notification_id = ${first}`;
     assert.equal(report.failed, 1, JSON.stringify({ report, deliveries }));
     assert.ok(row.disabled_at, JSON.stringify({ report, deliveries }));
-    assert.equal(row.disabled_reason, "GONE");
+    assert.equal(row.disabled_reason, "GONE: the endpoint answered 410 Gone");
     await enqueue(sql, [user.id], { title: "Second", channels: ["webhook"] });
     const [{ count }] = await sql`select count(*)::integer from herald.deliveries
       where recipient_id = ${user.id}`;
@@ -378,10 +424,16 @@ Deno.test("dispatch: webhooks to private, loopback and metadata addresses are re
       "http://metadata.google.internal/computeMetadata/v1/",
     ];
     const user = await createUser(sql, "ssrf");
-    for (const url of hostile) {
-      await sql`insert into herald.webhook_endpoints (owner_id, url, secret)
-        values (${user.id}, ${url}, herald.new_webhook_secret())`;
-    }
+    // Registration refuses these now; rows from before that (or a name that
+    // resolves privately later) still meet the send-time guard. Replica mode
+    // skips the trigger, as those rows did.
+    await sql.begin(async (tx) => {
+      await tx`set local session_replication_role = replica`;
+      for (const url of hostile) {
+        await tx`insert into herald.webhook_endpoints (owner_id, url, secret)
+          values (${user.id}, ${url}, herald.new_webhook_secret())`;
+      }
+    });
     await enqueue(sql, [user.id], { title: "Exfiltrate", channels: ["webhook"] });
     const report = await dispatchBatch(deps);
     assert.equal(report.failed, hostile.length);
@@ -389,6 +441,11 @@ Deno.test("dispatch: webhooks to private, loopback and metadata addresses are re
       join herald.delivery_attempts a on a.delivery_id = d.id where d.recipient_id = ${user.id}`;
     for (const row of rows) assert.equal(row.error_code, "SSRF_BLOCKED", row.target);
     assert.equal((await fakeControl("webhook", "requests")).total, 0);
+    const endpoints = await sql`select url, disabled_reason from herald.webhook_endpoints
+      where owner_id = ${user.id}`;
+    for (const endpoint of endpoints) {
+      assert.match(endpoint.disabled_reason ?? "", /^SSRF_BLOCKED: refused: /, endpoint.url);
+    }
   } finally {
     await deps.close();
     await sql.end();

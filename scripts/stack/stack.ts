@@ -10,7 +10,7 @@ import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
 import { LOCAL_HOOK_SECRET, type StackConfig } from "./config.ts";
 import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
 import { ensure, SERVICE_REQUIREMENTS } from "./packages.ts";
-import { bootstrap, ensureCluster, migrate, startPostgres } from "./postgres.ts";
+import { bootstrap, ensureCluster, migrate, psql, startPostgres } from "./postgres.ts";
 import { startRedis } from "./redis.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -70,6 +70,13 @@ export async function startStack(
     await startPostgres(stack, supervisor);
     await bootstrap(stack);
     const migrationsApplied = await migrate(stack);
+    // The webhook_endpoints trigger reads the same allow-list as the send-time guard.
+    await psql(stack, [
+      "-c",
+      `alter database postgres set herald.webhook_allow_hosts = '${
+        webhookAllowHosts(stack).replaceAll("'", "''")
+      }'`,
+    ]);
     await startRedis(stack, supervisor);
 
     const stackEnv = {
@@ -177,13 +184,7 @@ export async function functionEnvironment(
     EMAIL_API_KEY: env("EMAIL_API_KEY") ?? "re_local_stand_in",
     HERALD_EMAIL_FROM: env("HERALD_EMAIL_FROM") ?? "Herald <herald@localhost.test>",
     HERALD_HOOK_SECRETS: env("HERALD_HOOK_SECRETS") ?? LOCAL_HOOK_SECRET,
-    // The local webhook receiver is on loopback, which the SSRF guard refuses
-    // unless listed: its port only, so loopback's other services stay closed.
-    HERALD_WEBHOOK_ALLOW_HOSTS: [
-      env("HERALD_WEBHOOK_ALLOW_HOSTS"),
-      new URL(stack.fakes.webhook).host,
-    ]
-      .filter(Boolean).join(","),
+    HERALD_WEBHOOK_ALLOW_HOSTS: webhookAllowHosts(stack),
     ...(fakeFcm
       ? {
         FCM_SERVICE_ACCOUNT: await Deno.readTextFile(stack.serviceAccountPath),
@@ -191,6 +192,15 @@ export async function functionEnvironment(
       }
       : {}),
   };
+}
+
+/**
+ * Hosts the SSRF guard lets through: the operator's, and the local webhook
+ * receiver on loopback (its port only, so loopback's other services stay closed).
+ */
+function webhookAllowHosts(stack: StackConfig): string {
+  return [Deno.env.get("HERALD_WEBHOOK_ALLOW_HOSTS"), new URL(stack.fakes.webhook).host]
+    .filter(Boolean).join(",");
 }
 
 /** First start: a service account for the FCM stand-in, an ES256 key for user tokens. */

@@ -176,40 +176,49 @@ reset role;
 
 -- ─── enqueue: quiet hours defer non-critical pushes only ───
 
--- 22:30 UTC on 15 Jan 2040 is 23:30 CET: inside Alice's 22:00–07:00 Berlin window,
--- which ends at 07:00 CET = 06:00 UTC on 16 Jan.
+-- Tokyo keeps no daylight saving time, so the arithmetic holds on any date:
+-- 13:30 UTC two days from now is 22:30 in Tokyo, inside Alice's 22:00–07:00
+-- window, which ends at 07:00 Tokyo = 22:00 UTC the same day. (send_at must be
+-- at most 30 days ahead, so the dates are relative.)
 insert into herald.preferences (user_id, time_zone, quiet_start, quiet_end) values
-  ('11111111-1111-4111-8111-111111111111', 'Europe/Berlin', '22:00', '07:00');
+  ('11111111-1111-4111-8111-111111111111', 'Asia/Tokyo', '22:00', '07:00');
+create temporary table quiet_day as
+  select ((current_date + 2 + time '13:30') at time zone 'UTC') as in_window,
+         ((current_date + 2 + time '03:00') at time zone 'UTC') as outside,
+         ((current_date + 2 + time '22:00') at time zone 'UTC') as window_end;
+grant select on quiet_day to service_role;
 
 set local request.jwt.claims to '{"role":"service_role"}';
 set local role service_role;
 select results_eq($$select deliveries from herald.enqueue(
     array['11111111-1111-4111-8111-111111111111']::uuid[],
-    '{"title":"pa-quiet","channels":["push","email"],"send_at":"2040-01-15T22:30:00Z"}')$$,
+    jsonb_build_object('title', 'pa-quiet', 'channels', '["push","email"]'::jsonb,
+      'send_at', (select in_window from quiet_day)))$$,
   array[2], 'enqueue: during quiet hours deliveries are made, not dropped');
 select lives_ok($$select * from herald.enqueue(array['11111111-1111-4111-8111-111111111111']::uuid[],
-    '{"title":"pa-quiet-critical","critical":true,"send_at":"2040-01-15T22:30:00Z"}')$$,
+    jsonb_build_object('title', 'pa-quiet-critical', 'critical', true,
+      'send_at', (select in_window from quiet_day)))$$,
   'enqueue: a critical notification during quiet hours');
 select lives_ok($$select * from herald.enqueue(array['11111111-1111-4111-8111-111111111111']::uuid[],
-    '{"title":"pa-quiet-outside","send_at":"2040-01-15T12:00:00Z"}')$$,
+    jsonb_build_object('title', 'pa-quiet-outside', 'send_at', (select outside from quiet_day)))$$,
   'enqueue: a notification outside quiet hours');
 reset role;
 select is((select d.next_attempt_at from herald.deliveries d
     join herald.notifications n on n.id = d.notification_id
     where n.title = 'pa-quiet' and d.channel = 'push'),
-  '2040-01-16 06:00+00'::timestamptz, 'enqueue: a non-critical push waits for the quiet window''s end');
+  (select window_end from quiet_day), 'enqueue: a non-critical push waits for the quiet window''s end');
 select is((select d.next_attempt_at from herald.deliveries d
     join herald.notifications n on n.id = d.notification_id
     where n.title = 'pa-quiet' and d.channel = 'email'),
-  '2040-01-15 22:30+00'::timestamptz, 'enqueue: quiet hours do not defer e-mail');
+  (select in_window from quiet_day), 'enqueue: quiet hours do not defer e-mail');
 select is((select d.next_attempt_at from herald.deliveries d
     join herald.notifications n on n.id = d.notification_id
     where n.title = 'pa-quiet-critical' and d.channel = 'push'),
-  '2040-01-15 22:30+00'::timestamptz, 'enqueue: quiet hours do not defer a critical push');
+  (select in_window from quiet_day), 'enqueue: quiet hours do not defer a critical push');
 select is((select d.next_attempt_at from herald.deliveries d
     join herald.notifications n on n.id = d.notification_id
     where n.title = 'pa-quiet-outside' and d.channel = 'push'),
-  '2040-01-15 12:00+00'::timestamptz, 'enqueue: outside quiet hours a push is due at send_at');
+  (select outside from quiet_day), 'enqueue: outside quiet hours a push is due at send_at');
 
 -- ─── enqueue: scheduling ───
 

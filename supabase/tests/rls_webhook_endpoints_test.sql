@@ -35,7 +35,7 @@ select isnt((select secret from herald.rotate_webhook_secret(
     (select id from herald.webhook_endpoints limit 1), interval '1 hour')),
   (select previous_secret from herald.webhook_endpoints limit 1),
   'rotation keeps the old secret as previous_secret beside a new one');
-select throws_ok($$update herald.webhook_endpoints set url = 'ftp://alice.example.com'$$, '23514', null,
+select throws_ok($$update herald.webhook_endpoints set url = 'ftp://alice.example.com'$$, '22023', null,
   'only http(s) URLs');
 reset role;
 

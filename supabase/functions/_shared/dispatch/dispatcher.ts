@@ -330,7 +330,14 @@ async function _sendGroup(
     slots.observe(latency);
     return {
       outcome,
-      result: _result(base(delivery), outcome, latency, deps, now, delivery.notification.nowOrNever),
+      result: _result(
+        base(delivery),
+        outcome,
+        latency,
+        deps,
+        now,
+        delivery.notification.nowOrNever,
+      ),
     };
   };
   /** Starts `delivery`'s send if a slot frees up in time; undefined when it did not. */

@@ -176,7 +176,9 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
                   order by a.id)
                 from herald.delivery_attempts a where a.delivery_id = d.id), '[]'::jsonb)
             ) order by d.created_at, d.id)
-            from (select * from herald.deliveries d where d.notification_id = n.id
+            from (select d.id, d.recipient_id, d.channel, d.platform, d.status, d.attempts,
+                    d.next_attempt_at, d.last_error, d.provider_message_id, d.sent_at, d.created_at
+                  from herald.deliveries d where d.notification_id = n.id
                   order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
         from herald.notifications n
         where n.id = ${id}`);
