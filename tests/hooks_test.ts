@@ -338,7 +338,6 @@ Deno.test("hooks: a signed body that is not JSON is a 400, too large a 413, a wr
       { type: "INSERT", table: "t", schema: "public", record: {} },
       "old_record",
     ],
-    ["extra field", { ...orderEvent("t", { id: 1 }), extra: 1 }, "(body)"],
   ];
   for (const [name, payload, field] of cases) {
     const body = JSON.stringify(payload);
@@ -351,6 +350,61 @@ Deno.test("hooks: a signed body that is not JSON is a 400, too large a 413, a wr
     );
   }
 });
+
+Deno.test("hooks: keys Supabase may add to the payload are tolerated; the fields used are still checked", async () => {
+  await withHookFixture(async (sql, table) => {
+    const user = await createUser(sql, "hooks-extra");
+    await addRule(sql, table, {
+      event: "INSERT",
+      template: { recipients: ["{{record.user_id}}"], title: "New" },
+    });
+    const payload = {
+      ...orderEvent(table, { id: 1, user_id: user.id }),
+      commit_timestamp: "2026-11-29T10:00:00.000Z",
+      columns: [{ name: "id", type: "int8" }],
+      errors: null,
+    };
+    const body = JSON.stringify(payload);
+    const response = await postHook(body, signedHeaders(body));
+    assert.equal(response.status, 200, await response.clone().text());
+    const answer = await response.json();
+    assert.equal(answer.notifications.length, 1);
+    assert.ok(answer.notifications[0].notification_id);
+
+    const broken = JSON.stringify({ ...payload, type: "TRUNCATE" });
+    const refused = await postHook(broken, signedHeaders(broken));
+    assert.equal(refused.status, 422);
+  });
+});
+
+/** Each documented overrides key, alone in a rule's template. */
+const OVERRIDES_ALONE: Record<string, unknown>[] = [
+  { android: { priority: "high", notification: { channel_id: "orders" } } },
+  { apns: { payload: { aps: { badge: 1 } } } },
+  { webpush: { headers: { Urgency: "high" } } },
+  { analytics_label: "order_shipped" },
+  { email: { subject: "Your order" } },
+];
+
+for (const overrides of OVERRIDES_ALONE) {
+  const key = Object.keys(overrides)[0];
+  Deno.test(`hooks: a rule whose template carries overrides.${key} alone notifies with it`, async () => {
+    await withHookFixture(async (sql, table) => {
+      const user = await createUser(sql, `hooks-${key}`);
+      await addRule(sql, table, {
+        event: "INSERT",
+        template: { recipients: ["{{record.user_id}}"], title: "Shipped", overrides },
+      });
+      const body = JSON.stringify(orderEvent(table, { id: 1, user_id: user.id }));
+      const response = await postHook(body, signedHeaders(body));
+      assert.equal(response.status, 200, await response.clone().text());
+      const [outcome] = (await response.json()).notifications;
+      const [row] = await sql`select overrides from herald.notifications
+        where id = ${outcome.notification_id}`;
+      assert.deepEqual(row.overrides, overrides);
+    });
+  });
+}
 
 Deno.test("hooks: during a rotation a signature made with either secret verifies", async () => {
   const sql = createSql({ url: stack.dbUrl, max: 2, applicationName: "hooks-test" });
@@ -539,5 +593,6 @@ Deno.test("renderRule() keeps UUID recipients once, reports the rest and expands
     priority: "high",
     critical: true,
     ttl_seconds: 60,
+    overrides: undefined,
   });
 });

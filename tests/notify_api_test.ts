@@ -427,3 +427,36 @@ Deno.test("notifications, devices and webhook endpoints of one user are invisibl
     assert.deepEqual(devices.data, { devices: [] });
   });
 });
+
+Deno.test("webhook endpoints: credentials and literal private, loopback or link-local hosts are a 422 naming url", async () => {
+  await withUsers(1, async (sql, [alice]) => {
+    const receiverPort = Number(new URL(stack.fakes.webhook).port);
+    const refused = [
+      "https://user:secret@hooks.example.com/",
+      "http://10.0.0.5/hook",
+      "http://169.254.169.254/latest/meta-data/",
+      `http://127.0.0.1:${receiverPort + 1}/hook`,
+      "http://[::1]/hook",
+      "http://localhost/hook",
+      "http://127.1/hook",
+      "http://metadata.google.internal/",
+    ];
+    for (const url of refused) {
+      const response = await call("notify/webhook-endpoints", alice.token, {
+        method: "POST",
+        body: JSON.stringify({ url }),
+      });
+      assert.equal(response.status, 422, url);
+      const problem = await response.json();
+      assert.equal(problem.errors[0].field, "url", url);
+    }
+    const [{ count }] = await sql`select count(*)::int from herald.webhook_endpoints
+      where owner_id = ${alice.id}`;
+    assert.equal(count, 0, "nothing was stored");
+    const receiver = await call("notify/webhook-endpoints", alice.token, {
+      method: "POST",
+      body: JSON.stringify({ url: `${stack.fakes.webhook}/alice` }),
+    });
+    assert.equal(receiver.status, 201, "the local receiver's host:port is allow-listed");
+  });
+});

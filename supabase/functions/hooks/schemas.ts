@@ -12,9 +12,10 @@ const Row = z.record(z.string(), z.unknown());
 
 /**
  * `POST /hooks`: one row event, as Supabase Database Webhooks and
- * `herald.post_database_event` send it.
+ * `herald.post_database_event` send it. Keys beyond these are dropped, not
+ * refused: Supabase may add to the payload, and a new key must not stop events.
  */
-export const DatabaseEventPayload = z.strictObject({
+export const DatabaseEventPayload = z.object({
   type: z.enum(["INSERT", "UPDATE", "DELETE"]),
   table: Identifier,
   schema: Identifier,

@@ -30,6 +30,8 @@ export interface NotifyDeps {
   rateLimit?: MiddlewareHandler<AppEnv>;
   /** Keeps work alive after the response (EdgeRuntime.waitUntil on Supabase). */
   waitUntil?: (work: Promise<unknown>) => void;
+  /** `HERALD_WEBHOOK_ALLOW_HOSTS`: hosts a webhook endpoint may name though not public. @default [] */
+  webhookAllowHosts?: string[];
 }
 
 /**

@@ -39,6 +39,7 @@ const app = createApp({
     log: consoleLogger,
   }),
   waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
+  webhookAllowHosts: config.webhooks.allowHosts,
 });
 
 Deno.serve(app.fetch);

@@ -30,6 +30,8 @@ export interface RuleTemplate {
   priority?: "normal" | "high";
   critical?: boolean;
   ttl_seconds?: number;
+  /** Copied as given (not rendered): `android`, `apns`, `webpush`, `analytics_label`, `email`. */
+  overrides?: Record<string, unknown>;
 }
 
 /**
@@ -46,6 +48,7 @@ export type NotifyContent = {
   priority?: "normal" | "high";
   critical?: boolean;
   ttl_seconds?: number;
+  overrides?: Record<string, unknown>;
 };
 
 /** A rendered rule: whom to notify, what to say, and which recipients were not user ids. */
@@ -122,6 +125,7 @@ export function renderRule(template: RuleTemplate, event: DatabaseEvent): Render
       priority: template.priority,
       critical: template.critical,
       ttl_seconds: template.ttl_seconds,
+      overrides: template.overrides,
     },
   };
 }

@@ -9,6 +9,7 @@ import { type Caller, requireUser } from "../../_shared/auth/caller.ts";
 import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
 import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
 import { Problem } from "../../_shared/http/problem.ts";
+import { judgeLiterally, normaliseAllowedHost } from "../../_shared/net/ssrf_guard.ts";
 import type { NotifyDeps } from "../app.ts";
 import {
   IdParam,
@@ -145,15 +146,24 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   // Webhook endpoints: the secret is shown once, when created or rotated.
+  const allowHosts = new Set((deps.webhookAllowHosts ?? []).map(normaliseAllowedHost));
   app.post("/webhook-endpoints", async (c) => {
     const input = await readJson(c.req.raw, WebhookEndpointRequest);
+    // Refused here and again by the table's trigger, which also guards PostgREST and SQL.
+    const verdict = judgeLiterally(input.url, allowHosts);
+    if (verdict.kind === "blocked") _refuseUrl(verdict.reason);
     const [endpoint] = await asUser(
       c.get("caller"),
       "Webhook endpoints",
       (tx) =>
         tx`select ${tx.unsafe(ENDPOINT_COLUMNS)}, secret
          from herald.create_webhook_endpoint(${input.url})`,
-    );
+    ).catch((error) => {
+      if ((error as { code?: string }).code === "22023") {
+        _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
+      }
+      throw error;
+    });
     return c.json(endpoint, 201, {
       location: `/functions/v1/notify/webhook-endpoints/${endpoint.id}`,
     });
@@ -199,6 +209,12 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     });
     return c.json(endpoint);
   });
+}
+
+function _refuseUrl(reason: string): never {
+  throw new Problem(422, "validation", `The webhook URL is refused: ${reason}.`, [
+    { field: "url", message: reason },
+  ]);
 }
 
 async function _readPreferences(tx: Tx) {

@@ -1,0 +1,152 @@
+/**
+ * Every documented `overrides` key on its own, through the gateway: accepted
+ * by `POST /notify` and `POST /notify/bulk`, stored as given, and on the wire
+ * to FCM (or the e-mail API) in the provider's own form. `overrides.email` is
+ * the service role's alone.
+ */
+import assert from "node:assert/strict";
+import { adminSql, createUser, fakeControl, stack, type TestUser } from "./support/stack.ts";
+
+const call = (path: string, token: string, body: unknown) =>
+  fetch(`${stack.apiUrl}/functions/v1/${path}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+
+/** One case per key: the override, the channel and platform it shows on, and what the provider must receive. */
+const CASES: {
+  key: string;
+  overrides: Record<string, unknown>;
+  platform?: "android" | "ios" | "web";
+  wire: (request: { body: Record<string, unknown> }) => unknown;
+  expected: unknown;
+}[] = [
+  {
+    key: "android",
+    overrides: { android: { collapse_key: "order-1", notification: { channel_id: "orders" } } },
+    platform: "android",
+    wire: (r) => {
+      const android = (r.body.message as { android: Record<string, unknown> }).android;
+      return [android.collapse_key, android.notification];
+    },
+    expected: ["order-1", { channel_id: "orders" }],
+  },
+  {
+    key: "apns",
+    overrides: { apns: { payload: { aps: { "thread-id": "orders" } } } },
+    platform: "ios",
+    wire: (r) => (r.body.message as { apns: { payload: unknown } }).apns.payload,
+    expected: { aps: { "thread-id": "orders" } },
+  },
+  {
+    key: "webpush",
+    overrides: { webpush: { fcm_options: { link: "https://example.com/orders/1" } } },
+    platform: "web",
+    wire: (r) => (r.body.message as { webpush: { fcm_options: unknown } }).webpush.fcm_options,
+    expected: { link: "https://example.com/orders/1" },
+  },
+  {
+    key: "analytics_label",
+    overrides: { analytics_label: "order_shipped" },
+    platform: "android",
+    wire: (r) => (r.body.message as { fcm_options: unknown }).fcm_options,
+    expected: { analytics_label: "order_shipped" },
+  },
+  {
+    key: "email",
+    overrides: { email: { subject: "Your order shipped" } },
+    wire: (r) => r.body.subject,
+    expected: "Your order shipped",
+  },
+];
+
+async function userWithAddress(platform: string | undefined): Promise<[TestUser, string]> {
+  const sql = adminSql();
+  try {
+    const user = await createUser(sql, "overrides");
+    const token = `overrides-${crypto.randomUUID()}`;
+    if (platform) {
+      await sql`insert into herald.device_tokens (user_id, token, platform)
+        values (${user.id}, ${token}, ${platform})`;
+    }
+    return [user, platform ? token : user.email];
+  } finally {
+    await sql.end();
+  }
+}
+
+for (const c of CASES) {
+  Deno.test(`notify: overrides.${c.key} alone is accepted and reaches the provider`, async () => {
+    const [user, address] = await userWithAddress(c.platform);
+    const fake = c.platform ? "fcm" : "email";
+    const response = await call("notify", stack.serviceRoleKey, {
+      user_ids: [user.id],
+      title: "Shipped",
+      body: "Order 1",
+      channels: [c.platform ? "push" : "email"],
+      overrides: c.overrides,
+    });
+    assert.equal(response.status, 201, await response.clone().text());
+    const answer = await response.json();
+    assert.deepEqual(answer.results.map((r: { status: string }) => r.status), ["sent"]);
+    const { requests } = await fakeControl(fake, "requests");
+    const mine = requests.filter((r: { body: Record<string, unknown> }) =>
+      JSON.stringify(r.body).includes(address)
+    );
+    assert.equal(mine.length, 1);
+    assert.deepEqual(c.wire(mine[0]), c.expected);
+  });
+
+  Deno.test(`bulk: overrides.${c.key} alone is accepted and stored as given`, async () => {
+    const [user] = await userWithAddress(c.platform);
+    const response = await call("notify/bulk", stack.serviceRoleKey, {
+      user_ids: [user.id],
+      title: "Shipped",
+      overrides: c.overrides,
+      send_at: new Date(Date.now() + 3_600_000).toISOString(),
+    });
+    assert.equal(response.status, 202, await response.clone().text());
+    const { id } = await response.json();
+    const sql = adminSql();
+    try {
+      const [row] = await sql`select overrides from herald.notifications where id = ${id}`;
+      assert.deepEqual(row.overrides, c.overrides);
+      await sql`update herald.deliveries set status = 'cancelled' where notification_id = ${id}`;
+    } finally {
+      await sql.end();
+    }
+  });
+}
+
+Deno.test("notify: overrides for every platform together are accepted", async () => {
+  const [user] = await userWithAddress("android");
+  const overrides = Object.assign({}, ...CASES.map((c) => c.overrides));
+  const response = await call("notify", stack.serviceRoleKey, {
+    user_ids: [user.id],
+    title: "All",
+    overrides,
+  });
+  assert.equal(response.status, 201, await response.clone().text());
+});
+
+Deno.test("notify: a user may set push overrides but not the e-mail's subject or HTML", async () => {
+  const [user] = await userWithAddress("android");
+  const push = await call("notify", user.token, {
+    user_ids: [user.id],
+    title: "Mine",
+    overrides: { android: { priority: "high" } },
+  });
+  assert.equal(push.status, 201, await push.clone().text());
+  for (const email of [{ subject: "Password expired" }, { html: "<a href='https://evil.test'>" }]) {
+    const refused = await call("notify", user.token, {
+      user_ids: [user.id],
+      title: "Mine",
+      channels: ["email"],
+      overrides: { email },
+    });
+    assert.equal(refused.status, 403);
+    const problem = await refused.json();
+    assert.equal(problem.errors[0].field, "overrides.email");
+  }
+});
