@@ -58,3 +58,64 @@ Deno.test("config: HERALD_DB_STATEMENT_TIMEOUT_MS alone", () => {
 Deno.test("config: HERALD_CONCURRENCY alone is the per-target limit", () => {
   assert.equal(loadConfig({ ...BASE, HERALD_CONCURRENCY: "16" }).dispatch.concurrency, 16);
 });
+
+Deno.test("config: HERALD_DB_URL takes precedence over SUPABASE_DB_URL, and either alone works", () => {
+  const herald = "postgresql://postgres.ref:pw@aws-0-eu.pooler.supabase.com:6543/postgres";
+  assert.equal(loadConfig({ ...BASE, HERALD_DB_URL: herald }).dbUrl, herald);
+  const { SUPABASE_DB_URL: _, ...withoutSupabase } = BASE;
+  assert.equal(loadConfig({ ...withoutSupabase, HERALD_DB_URL: herald }).dbUrl, herald);
+  assert.equal(loadConfig(BASE).dbUrl, BASE.SUPABASE_DB_URL);
+  assert.throws(() => loadConfig(withoutSupabase), /HERALD_DB_URL/);
+});
+
+Deno.test("config: secret and publishable keys from the platform's JSON dictionaries, the singular forms and HERALD_SECRET_KEYS", () => {
+  const config = loadConfig({
+    ...BASE,
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: "sb_secret_a", ci: "sb_secret_b" }),
+    SUPABASE_SECRET_KEY: "sb_secret_c",
+    HERALD_SECRET_KEYS: "sb_secret_d, sb_secret_a",
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: "sb_publishable_a" }),
+    SUPABASE_PUBLISHABLE_KEY: "sb_publishable_b",
+    SUPABASE_ANON_KEY: "anon-jwt",
+  });
+  assert.deepEqual(config.serviceKeys.sort(), [
+    "sb_secret_a",
+    "sb_secret_b",
+    "sb_secret_c",
+    "sb_secret_d",
+    "service-role-key",
+  ]);
+  assert.deepEqual(config.publicKeys.sort(), ["anon-jwt", "sb_publishable_a", "sb_publishable_b"]);
+  const { SUPABASE_SERVICE_ROLE_KEY: _, ...legacyGone } = BASE;
+  assert.deepEqual(
+    loadConfig({ ...legacyGone, SUPABASE_SECRET_KEYS: '{"default":"sb_secret_a"}' }).serviceKeys,
+    ["sb_secret_a"],
+    "a project that deactivated its legacy keys runs on secret keys alone",
+  );
+  assert.throws(() => loadConfig(legacyGone), /SUPABASE_SERVICE_ROLE_KEY or a secret key/);
+  assert.throws(
+    () => loadConfig({ ...BASE, SUPABASE_SECRET_KEYS: "{not json" }),
+    /SUPABASE_SECRET_KEYS/,
+  );
+});
+
+Deno.test("config: a malformed FCM_SERVICE_ACCOUNT is a named problem, never a crash", () => {
+  for (
+    const [account, problem] of [
+      ["{not json", /not JSON/],
+      [
+        JSON.stringify({ project_id: "p" }),
+        /lacks or mangles client_email, private_key, token_uri/,
+      ],
+      ["[]", /lacks or mangles/],
+    ] as const
+  ) {
+    const config = loadConfig({ ...BASE, FCM_SERVICE_ACCOUNT: account });
+    assert.equal(config.fcm?.serviceAccount, undefined);
+    assert.match(config.fcm?.problem ?? "", /^fcm-misconfigured: /);
+    assert.match(config.fcm?.problem ?? "", problem);
+    assert.deepEqual(config.problems, [config.fcm?.problem]);
+  }
+  assert.equal(loadConfig(BASE).fcm, undefined, "unset is not a problem");
+  assert.deepEqual(loadConfig(BASE).problems, []);
+});

@@ -31,7 +31,7 @@ Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again o
         secret: stack.jwtSecret,
         jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
       }),
-      serviceRoleKey: stack.serviceRoleKey,
+      serviceKeys: [stack.serviceRoleKey],
     }),
     log: (_level, message) => logged.push(message),
   });

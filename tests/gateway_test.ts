@@ -3,6 +3,8 @@
  * function answers bad input with precise problem+json, never a 5xx.
  */
 import assert from "node:assert/strict";
+import { SignJWT } from "jose";
+import { discoverFunctions, startGateway } from "../scripts/stack/gateway.ts";
 import { adminSql, createUser, stack, userToken } from "./support/stack.ts";
 
 const call = (path: string, init: RequestInit & { token?: string } = {}) => {
@@ -11,15 +13,80 @@ const call = (path: string, init: RequestInit & { token?: string } = {}) => {
   return fetch(`${stack.apiUrl}/functions/v1/${path}`, { ...init, headers });
 };
 
-Deno.test("gateway: refuses a missing or forged JWT before the function runs", async () => {
+/** A gateway of our own whose notify route has the platform's verify_jwt check on. */
+async function withVerifyingGateway(work: (url: string) => Promise<void>): Promise<void> {
+  const functions = (await discoverFunctions(stack.root, stack.ports.functions))
+    .map((f) => ({ ...f, verifyJwt: true }));
+  const { d: _d, ...publicJwk } = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const gateway = startGateway({
+    port,
+    functions,
+    jwtSecret: stack.jwtSecret,
+    jwks: { keys: [publicJwk] },
+  });
+  try {
+    await work(`http://127.0.0.1:${port}/functions/v1`);
+  } finally {
+    await gateway.close();
+  }
+}
+
+Deno.test("gateway: with verify_jwt on, refuses a missing, forged or exp-less JWT before the function runs", async () => {
+  await withVerifyingGateway(async (base) => {
+    const get = (token?: string) =>
+      fetch(`${base}/notify/devices`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+    const missing = await get();
+    assert.equal(missing.status, 401);
+    assert.equal((await missing.json()).code, "UNAUTHORIZED_NO_AUTH_HEADER");
+    const forged = await userToken(crypto.randomUUID());
+    const tampered = forged.slice(0, -4) + (forged.endsWith("AAAA") ? "BBBB" : "AAAA");
+    const invalid = await get(tampered);
+    assert.equal(invalid.status, 401);
+    assert.equal((await invalid.json()).code, "UNAUTHORIZED_INVALID_JWT_FORMAT");
+    const noExp = await new SignJWT({ role: "authenticated", aud: "authenticated" })
+      .setSubject(crypto.randomUUID()).setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .sign(new TextEncoder().encode(stack.jwtSecret));
+    const withoutExp = await get(noExp);
+    assert.equal(withoutExp.status, 401, "a token without exp is refused");
+    assert.equal((await withoutExp.json()).code, "UNAUTHORIZED_INVALID_JWT_FORMAT");
+  });
+});
+
+Deno.test("notify: verifies every caller itself (verify_jwt is off so new API keys reach it)", async () => {
   const missing = await call("notify/devices");
   assert.equal(missing.status, 401);
-  assert.equal((await missing.json()).code, "UNAUTHORIZED_NO_AUTH_HEADER");
+  assert.equal((await missing.json()).type, "https://herald.dev/problems/unauthenticated");
   const forged = await userToken(crypto.randomUUID());
   const tampered = forged.slice(0, -4) + (forged.endsWith("AAAA") ? "BBBB" : "AAAA");
   const invalid = await call("notify/devices", { token: tampered });
   assert.equal(invalid.status, 401);
-  assert.equal((await invalid.json()).code, "UNAUTHORIZED_INVALID_JWT_FORMAT");
+  assert.equal((await invalid.json()).type, "https://herald.dev/problems/invalid-token");
+  const sign = (claims: Record<string, unknown>, exp = true) => {
+    const jwt = new SignJWT(claims).setSubject(crypto.randomUUID()).setIssuedAt()
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" });
+    if (exp) jwt.setExpirationTime("1h");
+    return jwt.sign(new TextEncoder().encode(stack.jwtSecret));
+  };
+  const cases: [string, string][] = [
+    ["no exp", await sign({ role: "authenticated", aud: "authenticated" }, false)],
+    ["no aud", await sign({ role: "authenticated" })],
+    ["another audience", await sign({ role: "authenticated", aud: "someone-else" })],
+  ];
+  for (const [name, token] of cases) {
+    const response = await call("notify/devices", { token });
+    assert.equal(response.status, 401, name);
+    assert.equal((await response.json()).type, "https://herald.dev/problems/invalid-token", name);
+  }
+  const listed = await call("notify/devices", {
+    token: await sign({ role: "authenticated", aud: ["authenticated", "other"] }),
+  });
+  assert.equal(listed.status, 200, "an audience list naming authenticated is a user");
+  await listed.body?.cancel();
 });
 
 Deno.test("gateway: accepts ES256 user tokens verified through the published JWKS", async () => {
@@ -184,6 +251,69 @@ Deno.test("notify: bad input gets a precise 4xx problem naming the field", async
     const unknownRoute = await call("notify/elsewhere", { token: user.token });
     assert.equal(unknownRoute.status, 404);
     await unknownRoute.body?.cancel();
+  } finally {
+    await sql.end();
+  }
+});
+
+/** What supabase-js, the platform and tracing send, each of which a preflight must allow. */
+const BROWSER_HEADERS = [
+  "authorization",
+  "apikey",
+  "sb-api-key",
+  "x-client-info",
+  "content-type",
+  "x-supabase-api-version",
+  "traceparent",
+  "tracestate",
+  "baggage",
+  "x-region",
+  "idempotency-key",
+  "x-request-id",
+];
+
+for (const fn of ["notify", "dispatch", "health"]) {
+  Deno.test(`gateway: a browser preflight to ${fn} allows each header supabase-js and the platform send`, async () => {
+    for (const header of BROWSER_HEADERS) {
+      const preflight = await call(fn, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://app.example.test",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": header,
+        },
+      });
+      await preflight.body?.cancel();
+      assert.equal(preflight.status, 204, header);
+      const allowed = (preflight.headers.get("access-control-allow-headers") ?? "")
+        .toLowerCase().split(/\s*,\s*/);
+      assert.ok(allowed.includes(header), `${fn}: ${header} not in ${allowed}`);
+    }
+  });
+}
+
+Deno.test("gateway: a body that is not valid UTF-8 is a 400, not silently repaired", async () => {
+  const sql = adminSql();
+  try {
+    const user = await createUser(sql, "utf8");
+    const prefix = new TextEncoder().encode('{"user_ids":["' + user.id + '"],"title":"caf');
+    const suffix = new TextEncoder().encode('"}');
+    for (const bad of [[0xff], [0xc3], [0xed, 0xa0, 0x80], [0xc0, 0xaf]]) {
+      const body = new Uint8Array([...prefix, ...bad, ...suffix]);
+      const response = await call("notify", {
+        method: "POST",
+        token: user.token,
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(response.status, 400, bad.join(","));
+      const problem = await response.json();
+      assert.equal(problem.type, "https://herald.dev/problems/malformed-json");
+      assert.match(problem.detail, /UTF-8/);
+    }
+    const [{ count }] = await sql`select count(*)::int from herald.notifications n
+      join herald.deliveries d on d.notification_id = n.id where d.recipient_id = ${user.id}`;
+    assert.equal(count, 0);
   } finally {
     await sql.end();
   }

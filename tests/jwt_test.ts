@@ -6,7 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import { createJwtVerifier, InvalidToken } from "../supabase/functions/_shared/auth/jwt.ts";
+import {
+  createJwtVerifier,
+  InvalidToken,
+  KeysUnavailable,
+} from "../supabase/functions/_shared/auth/jwt.ts";
 
 const SECRET = "a-test-secret-of-at-least-thirty-two-characters";
 
@@ -92,5 +96,91 @@ Deno.test("jwt: ES256 and RS256 verify against the JWKS, and a rotated-in key is
     await refused(verify, await token(second, Math.floor(Date.now() / 1000) - 60), /expired/);
   } finally {
     await jwks.close();
+  }
+});
+
+/** A JWKS endpoint that fails as told: a 500, a hang, or a closed port. */
+function failingJwks(mode: "500" | "hang") {
+  const state = { fetches: 0 };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async () => {
+    state.fetches++;
+    if (mode === "hang") await new Promise((resolve) => setTimeout(resolve, 8_000));
+    return new Response("upstream trouble", { status: 500 });
+  });
+  return {
+    state,
+    url: `http://127.0.0.1:${server.addr.port}/jwks.json`,
+    close: () => server.shutdown(),
+  };
+}
+
+for (const mode of ["500", "hang", "unreachable"] as const) {
+  Deno.test(
+    `jwt: a JWKS that ${
+      mode === "unreachable" ? "cannot be reached" : `answers ${mode}`
+    } makes ES256 tokens 'keys unavailable', remembered for the cool-down`,
+    async () => {
+      const server = mode === "unreachable" ? undefined : failingJwks(mode);
+      const listener = mode === "unreachable"
+        ? Deno.listen({ hostname: "127.0.0.1", port: 0 })
+        : undefined;
+      const url = server?.url ??
+        `http://127.0.0.1:${(listener!.addr as Deno.NetAddr).port}/jwks.json`;
+      listener?.close();
+      let clock = Date.now();
+      try {
+        const verify = createJwtVerifier({
+          jwksUrl: url,
+          secret: SECRET,
+          jwksFailureCooldownMs: 10_000,
+          now: () => clock,
+        });
+        const key = await signingKey("ES256", "key-1");
+        const jwt = await token(key);
+        for (let i = 0; i < 3; i++) {
+          await assert.rejects(verify(jwt), (error: unknown) => {
+            assert.ok(error instanceof KeysUnavailable, String(error));
+            assert.ok(error.retryAfterS >= 1 && error.retryAfterS <= 10, String(error.retryAfterS));
+            return true;
+          });
+        }
+        if (server) {
+          assert.equal(server.state.fetches, 1, "the failure is remembered, not refetched");
+        }
+        assert.equal((await verify(await token(hs256))).sub, claims.sub, "HS256 needs no JWKS");
+        clock += 10_001;
+        await assert.rejects(verify(jwt), KeysUnavailable);
+        if (server) {
+          assert.equal(server.state.fetches, 2, "after the cool-down it is fetched again");
+        }
+      } finally {
+        await server?.close();
+      }
+    },
+  );
+}
+
+Deno.test("caller: keys unavailable is a 503 with Retry-After, never a 500", async () => {
+  const { createCallerResolver } = await import("../supabase/functions/_shared/auth/caller.ts");
+  const { Problem } = await import("../supabase/functions/_shared/http/problem.ts");
+  const server = failingJwks("500");
+  try {
+    const resolve = createCallerResolver({
+      verify: createJwtVerifier({ jwksUrl: server.url }),
+      serviceKeys: ["sb_secret_test"],
+    });
+    const jwt = await token(await signingKey("ES256", "key-1"));
+    await assert.rejects(
+      resolve(new Headers({ authorization: `Bearer ${jwt}` })),
+      (error: unknown) => {
+        assert.ok(error instanceof Problem, String(error));
+        assert.equal(error.status, 503);
+        assert.equal(error.type, "keys-unavailable");
+        assert.match(error.headers["retry-after"], /^\d+$/);
+        return true;
+      },
+    );
+  } finally {
+    await server.close();
   }
 });

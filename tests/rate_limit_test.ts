@@ -22,7 +22,7 @@ const resolveCaller = createCallerResolver({
     secret: stack.jwtSecret,
     jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
   }),
-  serviceRoleKey: stack.serviceRoleKey,
+  serviceKeys: [stack.serviceRoleKey],
 });
 
 /** A loopback proxy in front of the bridge, switchable off (503s) to play a Redis outage. */

@@ -69,6 +69,10 @@ export interface StackConfig {
   jwtSecret: string;
   anonKey: string;
   serviceRoleKey: string;
+  /** A new-style publishable key (`sb_publishable_…`), as `SUPABASE_PUBLISHABLE_KEYS` holds it. */
+  publishableKey: string;
+  /** A new-style secret key (`sb_secret_…`), as `SUPABASE_SECRET_KEYS` holds it. */
+  secretKey: string;
   /** `http://127.0.0.1:<gateway>`: what `SUPABASE_URL` is for this stack. */
   apiUrl: string;
   /** Superuser connection string, as `SUPABASE_DB_URL` is on Supabase. */
@@ -114,6 +118,9 @@ export async function loadStackConfig(
     jwtSecret: LOCAL_JWT_SECRET,
     anonKey: await signLocalKey("anon"),
     serviceRoleKey: await signLocalKey("service_role"),
+    // The Supabase CLI's local development keys: public, like the JWT secret above.
+    publishableKey: "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH",
+    secretKey: "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
     apiUrl: local(ports.gateway),
     dbUrl: `postgresql://postgres:postgres@127.0.0.1:${ports.postgres}/postgres`,
     redisRestUrl: local(ports.bridge),

@@ -55,8 +55,13 @@ export function startGateway(options: GatewayOptions): { close(): Promise<void> 
   const keys = createLocalJWKSet(options.jwks);
   const verify = async (token: string) => {
     const { alg } = decodeProtectedHeader(token);
-    if (alg === "HS256") await jwtVerify(token, secret, { algorithms: ["HS256"] });
-    else await jwtVerify(token, keys, { algorithms: ["ES256", "RS256"] });
+    // Like the platform's check: a token without an expiry is refused.
+    if (alg === "HS256") {
+      await jwtVerify(token, secret, { algorithms: ["HS256"], requiredClaims: ["exp"] });
+    } else {await jwtVerify(token, keys, {
+        algorithms: ["ES256", "RS256"],
+        requiredClaims: ["exp"],
+      });}
   };
 
   const server = Deno.serve({

@@ -23,6 +23,8 @@ const rows: [string, string][] = [
   ["JWT secret", stack.jwtSecret],
   ["anon key", stack.anonKey],
   ["service_role key", stack.serviceRoleKey],
+  ["publishable key", stack.publishableKey],
+  ["secret key", stack.secretKey],
   [
     "FCM",
     running.fakeFcm

@@ -175,6 +175,9 @@ export async function functionEnvironment(
     SUPABASE_URL: stack.apiUrl,
     SUPABASE_ANON_KEY: stack.anonKey,
     SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+    // As the platform sets them: JSON dictionaries of named keys.
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify({ default: stack.publishableKey }),
+    SUPABASE_SECRET_KEYS: JSON.stringify({ default: stack.secretKey }),
     SUPABASE_DB_URL: stack.dbUrl,
     HERALD_JWT_SECRET: stack.jwtSecret,
     UPSTASH_REDIS_REST_URL: env("UPSTASH_REDIS_REST_URL") ?? stack.redisRestUrl,

@@ -22,8 +22,9 @@ import { stack } from "./stack.ts";
 export async function testDispatcher(
   overrides: Partial<DispatcherDeps> = {},
   breaker: BreakerOptions = {},
+  env: Record<string, string> = {},
 ): Promise<DispatcherDeps & { close(): Promise<void> }> {
-  const config = loadConfig(await functionEnvironment(stack, true));
+  const config = loadConfig({ ...await functionEnvironment(stack, true), ...env });
   const sql: Sql = createSql({ url: stack.dbUrl, max: 4, applicationName: "herald-test" });
   const deps = createDispatcherDeps(config, sql, () => {});
   const redis = createRedis(config.redis!);

@@ -22,8 +22,15 @@ export type ServiceAccount = z.infer<typeof ServiceAccount>;
 
 const Env = z.object({
   SUPABASE_URL: z.url(),
-  SUPABASE_DB_URL: z.string().min(1),
-  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  HERALD_DB_URL: z.string().min(1).optional(),
+  SUPABASE_DB_URL: z.string().min(1).optional(),
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1).optional(),
+  SUPABASE_SECRET_KEYS: z.string().optional(),
+  SUPABASE_SECRET_KEY: z.string().optional(),
+  HERALD_SECRET_KEYS: z.string().default(""),
+  SUPABASE_PUBLISHABLE_KEYS: z.string().optional(),
+  SUPABASE_PUBLISHABLE_KEY: z.string().optional(),
+  SUPABASE_ANON_KEY: z.string().optional(),
   HERALD_JWT_SECRET: z.string().min(32).optional(),
   HERALD_JWKS_URL: optionalUrl,
   HERALD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(4),
@@ -64,12 +71,27 @@ export interface Config {
   dbPoolSize: number;
   /** Longest a statement may run before Postgres cancels it. */
   dbStatementTimeoutMs: number;
-  serviceRoleKey: string;
+  /**
+   * Keys that make a caller the service: the legacy service-role JWT and the
+   * project's secret keys (`sb_secret_…`). Never empty.
+   */
+  serviceKeys: string[];
+  /** Keys that identify the project but no user: the publishable keys (`sb_publishable_…`) and the legacy anon key. */
+  publicKeys: string[];
   /** Legacy HS256 JWT secret; absent when the project only uses asymmetric keys. */
   jwtSecret?: string;
   /** Where asymmetric (ES256/RS256) signing keys are published. */
   jwksUrl: string;
-  fcm?: { serviceAccount: ServiceAccount; apiUrl: string };
+  /**
+   * FCM when `FCM_SERVICE_ACCOUNT` is set. A malformed account does not stop
+   * the function: `problem` says what is wrong and push deliveries wait.
+   */
+  fcm?:
+    & { apiUrl: string }
+    & (
+      | { serviceAccount: ServiceAccount; problem?: undefined }
+      | { serviceAccount?: undefined; problem: string }
+    );
   /** E-mail over a Resend-compatible API; absent when no key is configured. */
   email?: { apiUrl: string; apiKey: string; from: string };
   webhooks: { allowHosts: string[]; timeoutMs: number };
@@ -98,6 +120,8 @@ export interface Config {
   rateLimit: { userPerMinute: number; servicePerMinute: number };
   /** Notify tries a first attempt inline when it creates at most `maxDeliveries`, within `budgetMs`. */
   inline: { maxDeliveries: number; budgetMs: number };
+  /** Configuration that is set but unusable, in words for readiness and logs (e.g. `fcm-misconfigured: …`). */
+  problems: string[];
 }
 
 /**
@@ -116,17 +140,47 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new RangeError(`Invalid configuration: ${problems.join("; ")}`);
   }
   const e = parsed.data;
+  // HERALD_DB_URL first: `supabase secrets set` refuses names starting with
+  // SUPABASE_, and the provided SUPABASE_DB_URL is a direct connection.
+  const dbUrl = e.HERALD_DB_URL ?? e.SUPABASE_DB_URL;
+  if (!dbUrl) {
+    throw new RangeError(
+      "Invalid configuration: HERALD_DB_URL (or SUPABASE_DB_URL): set the database URL",
+    );
+  }
+  const serviceKeys = [
+    e.SUPABASE_SERVICE_ROLE_KEY,
+    ..._keyDictionary("SUPABASE_SECRET_KEYS", e.SUPABASE_SECRET_KEYS),
+    e.SUPABASE_SECRET_KEY,
+    ...e.HERALD_SECRET_KEYS.split(/[\s,]+/),
+  ].filter((k): k is string => Boolean(k));
+  if (serviceKeys.length === 0) {
+    throw new RangeError(
+      "Invalid configuration: SUPABASE_SERVICE_ROLE_KEY or a secret key (SUPABASE_SECRET_KEYS, " +
+        "HERALD_SECRET_KEYS): set at least one",
+    );
+  }
+  const fcm = e.FCM_SERVICE_ACCOUNT === undefined
+    ? undefined
+    : { apiUrl: e.FCM_API_URL, ..._serviceAccount(e.FCM_SERVICE_ACCOUNT) };
   return {
     supabaseUrl: e.SUPABASE_URL,
-    dbUrl: e.SUPABASE_DB_URL,
+    dbUrl,
     dbPoolSize: e.HERALD_DB_POOL_SIZE,
     dbStatementTimeoutMs: e.HERALD_DB_STATEMENT_TIMEOUT_MS,
-    serviceRoleKey: e.SUPABASE_SERVICE_ROLE_KEY,
+    serviceKeys: [...new Set(serviceKeys)],
+    publicKeys: [
+      ...new Set(
+        [
+          e.SUPABASE_ANON_KEY,
+          ..._keyDictionary("SUPABASE_PUBLISHABLE_KEYS", e.SUPABASE_PUBLISHABLE_KEYS),
+          e.SUPABASE_PUBLISHABLE_KEY,
+        ].filter((k): k is string => Boolean(k)),
+      ),
+    ],
     jwtSecret: e.HERALD_JWT_SECRET,
     jwksUrl: e.HERALD_JWKS_URL ?? new URL("/auth/v1/.well-known/jwks.json", e.SUPABASE_URL).href,
-    fcm: e.FCM_SERVICE_ACCOUNT
-      ? { serviceAccount: _serviceAccount(e.FCM_SERVICE_ACCOUNT), apiUrl: e.FCM_API_URL }
-      : undefined,
+    fcm,
     email: e.EMAIL_API_KEY && e.HERALD_EMAIL_FROM
       ? { apiUrl: e.EMAIL_API_URL, apiKey: e.EMAIL_API_KEY, from: e.HERALD_EMAIL_FROM }
       : undefined,
@@ -162,20 +216,43 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxDeliveries: e.HERALD_INLINE_MAX_DELIVERIES,
       budgetMs: e.HERALD_INLINE_BUDGET_MS,
     },
+    problems: fcm?.problem ? [fcm.problem] : [],
   };
 }
 
-function _serviceAccount(json: string): ServiceAccount {
+/**
+ * The values of a key dictionary as the platform sets it
+ * (`{"default": "sb_secret_…"}`); a bare key is taken as one.
+ */
+function _keyDictionary(name: string, value: string | undefined): string[] {
+  if (!value?.trim()) return [];
+  if (!value.trim().startsWith("{")) return [value.trim()];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new RangeError(`Invalid configuration: ${name} is not a JSON object of keys`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new RangeError(`Invalid configuration: ${name} is not a JSON object of keys`);
+  }
+  return Object.values(parsed).filter((k): k is string => typeof k === "string" && k !== "");
+}
+
+/** The service account, or what is wrong with it (then push deliveries wait, and readiness says why). */
+function _serviceAccount(
+  json: string,
+): { serviceAccount: ServiceAccount; problem?: undefined } | { problem: string } {
   let value: unknown;
   try {
     value = JSON.parse(json);
   } catch {
-    throw new RangeError("Invalid configuration: FCM_SERVICE_ACCOUNT is not JSON");
+    return { problem: "fcm-misconfigured: FCM_SERVICE_ACCOUNT is not JSON" };
   }
   const parsed = ServiceAccount.safeParse(value);
   if (!parsed.success) {
-    const fields = parsed.error.issues.map((i) => i.path.join(".")).join(", ");
-    throw new RangeError(`Invalid configuration: FCM_SERVICE_ACCOUNT lacks or mangles ${fields}`);
+    const fields = parsed.error.issues.map((i) => i.path.join(".") || "(root)").join(", ");
+    return { problem: `fcm-misconfigured: FCM_SERVICE_ACCOUNT lacks or mangles ${fields}` };
   }
-  return parsed.data;
+  return { serviceAccount: parsed.data };
 }

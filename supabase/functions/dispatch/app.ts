@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "zod";
-import { bearerToken } from "../_shared/auth/caller.ts";
+import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
@@ -63,11 +63,15 @@ export function createApp(deps: DispatchAppDeps) {
   const { sql } = deps.dispatcher;
 
   app.use(async (c, next) => {
-    const presented = bearerToken(c.req.header("authorization"));
-    if (!presented) {
-      throw new Problem(401, "unauthenticated", "Send 'Authorization: Bearer <dispatch key>'.");
+    const presented = presentedCredentials(c.req.raw.headers);
+    if (presented.length === 0) {
+      throw new Problem(
+        401,
+        "unauthenticated",
+        "Send 'Authorization: Bearer <dispatch key>' or a secret key in 'apikey'.",
+      );
     }
-    if (!equalsAnyKey(presented, deps.keys)) {
+    if (!presented.some((key) => equalsAnyKey(key, deps.keys))) {
       throw new Problem(403, "forbidden", "This key may not dispatch.");
     }
     await next();

@@ -13,7 +13,7 @@ const sql = createSql({
 });
 const app = createApp({
   dispatcher: createDispatcherDeps(config, sql, consoleLogger),
-  keys: [config.serviceRoleKey, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
   log: consoleLogger,
 });
 

@@ -14,7 +14,7 @@
  * @module
  */
 import type { Redis } from "@upstash/redis";
-import { bearerToken } from "../_shared/auth/caller.ts";
+import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
@@ -34,6 +34,11 @@ export interface HealthAppDeps {
   breaker?: { prefix?: string; windowMs?: number };
   /** Bound on each check. @default 2_000 */
   timeoutMs?: number;
+  /**
+   * Configuration that is set but unusable (`fcm-misconfigured: …`), asked on
+   * each detailed readiness check; any answer makes readiness degraded.
+   */
+  configurationProblems?: () => Promise<string[]>;
   log: Logger;
   now?: () => number;
 }
@@ -55,7 +60,7 @@ const STALLED_AFTER_S = 30;
  *
  * @example
  * ```ts
- * const app = createApp({ sql, redis, keys: [config.serviceRoleKey], log: consoleLogger });
+ * const app = createApp({ sql, redis, keys: config.serviceKeys, log: consoleLogger });
  * Deno.serve(app.fetch);
  * ```
  */
@@ -76,10 +81,11 @@ export function createApp(deps: HealthAppDeps) {
   app.get("/", (c) => c.json({ status: "ok" }));
 
   app.get("/ready", async (c) => {
-    const detailed = _presentsKey(c.req.header("authorization"), deps.keys);
+    const detailed = presentedCredentials(c.req.raw.headers)
+      .some((key) => equalsAnyKey(key, deps.keys));
     const skipped = Promise.resolve(undefined);
     // Every caller gets the same status; only key holders see what it rests on.
-    const [postgres, redisPing, queue, breakers] = await Promise.all([
+    const [postgres, redisPing, queue, breakers, problems] = await Promise.all([
       _timed(timeoutMs, () => sql`select 1`),
       redis ? _timed(timeoutMs, () => redis.ping()) : skipped,
       _timed(timeoutMs, () => _queue(sql, timeoutMs)),
@@ -91,12 +97,16 @@ export function createApp(deps: HealthAppDeps) {
             now,
           }))
         : skipped,
+      deps.configurationProblems?.().catch((error) => [_message(error)]) ?? [],
     ]);
     const checks = {
       postgres: postgres.check,
       redis: redisPing?.check ?? { status: "not-configured" as const },
     };
-    const reasons = _degradedBecause(checks.redis, queue.value, breakers?.value?.breakers ?? []);
+    const reasons = [
+      ...problems,
+      ..._degradedBecause(checks.redis, queue.value, breakers?.value?.breakers ?? []),
+    ];
     const status = checks.postgres.status !== "ok"
       ? "unavailable"
       : reasons.length > 0
@@ -249,12 +259,6 @@ function _breakerJson(b: BreakerReport, now: number) {
     recent_failures: b.recentFailures,
     recent_calls: b.recentCalls,
   };
-}
-
-/** Whether the request presents one of `keys`; every key is compared, in constant time. */
-function _presentsKey(authorization: string | undefined, keys: string[]): boolean {
-  const presented = bearerToken(authorization);
-  return presented !== undefined && equalsAnyKey(presented, keys);
 }
 
 function _errorOf(check: Check): string {

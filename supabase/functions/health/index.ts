@@ -1,6 +1,7 @@
 import { loadConfig } from "../_shared/config.ts";
 import { createSql } from "../_shared/db/sessions.ts";
 import { consoleLogger } from "../_shared/log.ts";
+import { privateKeyProblem } from "../_shared/providers/google_access_token.ts";
 import { createRedis } from "../_shared/redis/client.ts";
 import { createApp } from "./app.ts";
 
@@ -14,9 +15,18 @@ const app = createApp({
     statementTimeoutMs: config.dbStatementTimeoutMs,
   }),
   redis: config.redis && createRedis({ ...config.redis, timeoutMs: 1_500 }),
-  keys: [config.serviceRoleKey, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
   breaker: { windowMs: config.breaker.windowMs },
+  configurationProblems: () => fcmProblems ??= _fcmProblems(),
   log: consoleLogger,
 });
 
 Deno.serve(app.fetch);
+
+/** What is wrong with the FCM configuration; the key is imported once, on the first readiness check. */
+let fcmProblems: Promise<string[]> | undefined;
+async function _fcmProblems(): Promise<string[]> {
+  const account = config.fcm?.serviceAccount;
+  const keyProblem = account ? await privateKeyProblem(account) : undefined;
+  return [...config.problems, ...(keyProblem ? [keyProblem] : [])];
+}

@@ -102,7 +102,9 @@ export function createApp(deps: HooksDeps) {
         }
         const [row] = await tx`
           select notification_id, deliveries, denied
-          from herald.enqueue(${recipients}::uuid[], ${tx.json(content as JSONValue)}, ${requestId})`;
+          from herald.enqueue(${recipients}::uuid[], ${
+          tx.json(content as JSONValue)
+        }, ${requestId})`;
         notifications.push({
           rule: rule.name,
           notification_id: row.notification_id,

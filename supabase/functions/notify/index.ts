@@ -22,7 +22,8 @@ const app = createApp({
   sql,
   resolveCaller: createCallerResolver({
     verify: createJwtVerifier({ secret: config.jwtSecret, jwksUrl: config.jwksUrl }),
-    serviceRoleKey: config.serviceRoleKey,
+    serviceKeys: config.serviceKeys,
+    publicKeys: config.publicKeys,
   }),
   log: consoleLogger,
   // The inline first attempt (at most HERALD_INLINE_MAX_DELIVERIES sends per

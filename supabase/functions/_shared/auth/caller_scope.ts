@@ -1,12 +1,13 @@
 /**
  * One name per caller for per-caller state (rate limits, idempotency keys):
  * `user:<id>` for users, `key:<fingerprint>` for services — the first 16 hex
- * digits of the bearer token's SHA-256, so different service credentials are
- * told apart and no secret is ever stored or logged.
+ * digits of the SHA-256 of the credentials presented (bearer, `apikey`), so
+ * different service credentials are told apart and no secret is ever stored
+ * or logged.
  *
  * @module
  */
-import { bearerToken, type Caller } from "./caller.ts";
+import { type Caller, presentedCredentials } from "./caller.ts";
 
 const encoder = new TextEncoder();
 
@@ -20,8 +21,8 @@ const encoder = new TextEncoder();
  */
 export async function callerScope(caller: Caller, headers: Headers): Promise<string> {
   if (caller.kind === "user") return `user:${caller.userId}`;
-  const token = bearerToken(headers.get("authorization")) ?? "";
-  return `key:${(await sha256Hex(token)).slice(0, 16)}`;
+  const credentials = presentedCredentials(headers).join("\n");
+  return `key:${(await sha256Hex(credentials)).slice(0, 16)}`;
 }
 
 /** Hex SHA-256 of a string. */

@@ -9,6 +9,8 @@ import {
   createRemoteJWKSet,
   decodeProtectedHeader,
   errors,
+  type FlattenedJWSInput,
+  type JWSHeaderParameters,
   type JWTPayload,
   jwtVerify,
 } from "jose";
@@ -31,6 +33,14 @@ export interface JwtVerifierOptions {
    * @default 30_000
    */
   jwksCooldownMs?: number;
+  /**
+   * How long a failed JWKS fetch is remembered: tokens that need the keys
+   * are answered "unavailable" at once meanwhile, without another fetch.
+   * @default 10_000
+   */
+  jwksFailureCooldownMs?: number;
+  /** @default Date.now */
+  now?: () => number;
 }
 
 /** Why a token was refused; safe to show to the caller. */
@@ -40,6 +50,22 @@ export class InvalidToken extends Error {
     this.name = "InvalidToken";
   }
 }
+
+/** The signing keys could not be fetched: the token may be fine; ask again later. */
+export class KeysUnavailable extends Error {
+  constructor(message: string, readonly retryAfterS: number) {
+    super(message);
+    this.name = "KeysUnavailable";
+  }
+}
+
+/** Errors of a JWKS lookup that are about the token, not about fetching the set. */
+const TOKEN_ERRORS = [
+  errors.JWKSNoMatchingKey,
+  errors.JWKSMultipleMatchingKeys,
+  errors.JOSENotSupported,
+  errors.JOSEAlgNotAllowed,
+];
 
 /** Verifies a compact JWT and returns its claims. */
 export type JwtVerifier = (token: string) => Promise<Claims>;
@@ -55,10 +81,35 @@ export type JwtVerifier = (token: string) => Promise<Claims>;
  */
 export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const secret = options.secret ? new TextEncoder().encode(options.secret) : undefined;
-  const jwks = createRemoteJWKSet(new URL(options.jwksUrl), {
+  const remote = createRemoteJWKSet(new URL(options.jwksUrl), {
     cacheMaxAge: 10 * 60_000,
     cooldownDuration: options.jwksCooldownMs ?? 30_000,
   });
+  const now = options.now ?? Date.now;
+  const failureCooldownMs = options.jwksFailureCooldownMs ?? 10_000;
+  let failedUntil = 0;
+  let failure = "";
+  const unavailable = () =>
+    new KeysUnavailable(
+      `The signing keys could not be fetched (${failure}); try again shortly.`,
+      Math.max(1, Math.ceil((failedUntil - now()) / 1000)),
+    );
+  // A set that cannot be fetched is remembered for a cool-down, so an outage
+  // of the auth server costs one fetch, not one per request.
+  const jwks = async (
+    header: JWSHeaderParameters,
+    token: FlattenedJWSInput,
+  ): Promise<CryptoKey> => {
+    if (now() < failedUntil) throw unavailable();
+    try {
+      return await remote(header, token);
+    } catch (error) {
+      if (TOKEN_ERRORS.some((kind) => error instanceof kind)) throw error;
+      failure = error instanceof errors.JOSEError ? error.code : (error as Error).name;
+      failedUntil = now() + failureCooldownMs;
+      throw unavailable();
+    }
+  };
   return async (token) => {
     let alg: string | undefined;
     try {
@@ -83,7 +134,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
         return payload as Claims;
       }
     } catch (error) {
-      if (error instanceof InvalidToken) throw error;
+      if (error instanceof InvalidToken || error instanceof KeysUnavailable) throw error;
       throw new InvalidToken(_reason(error));
     }
     throw new InvalidToken(`unsupported algorithm ${alg}`);

@@ -13,7 +13,7 @@ import type { Sql } from "../db/sessions.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
-import type { ClaimedDelivery } from "../outbox/delivery.ts";
+import type { Channel, ClaimedDelivery } from "../outbox/delivery.ts";
 import type { Provider, Providers } from "../providers/provider.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
 import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
@@ -25,6 +25,12 @@ export interface DispatcherDeps {
   sql: Sql;
   /** One provider per configured channel; deliveries on other channels wait (and count attempts). */
   providers: Providers;
+  /**
+   * Why a channel without a provider has none, when it is configured but
+   * unusable (a malformed FCM service account): its deliveries wait with this
+   * as their error instead of "not configured".
+   */
+  unconfigured?: Partial<Record<Channel, { code: string; reason: string }>>;
   breaker: CircuitBreaker;
   /**
    * Sends in flight per target, shared by this process's rounds and, through
@@ -252,8 +258,10 @@ function _settleWithoutSending(
       base,
       {
         kind: "retry",
-        code: "NOT_CONFIGURED",
-        reason: `no provider is configured for channel '${delivery.channel}'`,
+        ...(deps.unconfigured?.[delivery.channel] ?? {
+          code: "NOT_CONFIGURED",
+          reason: `no provider is configured for channel '${delivery.channel}'`,
+        }),
       },
       undefined,
       deps,

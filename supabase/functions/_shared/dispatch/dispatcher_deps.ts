@@ -26,7 +26,8 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
   const providers: Providers = {
     webhook: createWebhookProvider(config.webhooks),
   };
-  if (config.fcm) {
+  const unconfigured: DispatcherDeps["unconfigured"] = {};
+  if (config.fcm?.serviceAccount) {
     const { serviceAccount, apiUrl } = config.fcm;
     providers.push = createPushProvider({
       projectId: serviceAccount.project_id,
@@ -35,6 +36,11 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
         tokens: createAccessTokenSource({ serviceAccount }),
         baseUrl: apiUrl,
       }),
+    });
+  } else if (config.fcm?.problem) {
+    unconfigured.push = { code: "FCM_MISCONFIGURED", reason: config.fcm.problem };
+    log("error", "push deliveries wait until FCM_SERVICE_ACCOUNT is fixed", {
+      problem: config.fcm.problem,
     });
   } else {
     log("warn", "FCM_SERVICE_ACCOUNT is not set: push deliveries wait for it");
@@ -76,5 +82,5 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
         })
         : log("info", "Redis reachable again: send limits are shared"),
   });
-  return { sql, providers, breaker, slots, log, ...dispatch };
+  return { sql, providers, unconfigured, breaker, slots, log, ...dispatch };
 }

@@ -53,15 +53,7 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   app.use(cors({
     origin: "*",
     allowMethods: ["GET", "PUT", "POST", "DELETE"],
-    allowHeaders: [
-      "authorization",
-      "apikey",
-      "content-type",
-      "x-client-info",
-      "idempotency-key",
-      "x-request-id",
-      "traceparent",
-    ],
+    allowHeaders: CORS_ALLOW_HEADERS,
     exposeHeaders: [
       "x-request-id",
       "location",
@@ -220,14 +212,44 @@ export async function readJson<T extends z.ZodType>(
       "Send the body as 'Content-Type: application/json'.",
     );
   }
+  let text: string;
+  try {
+    // Fatal: `request.json()` would replace invalid bytes with U+FFFD and
+    // store a text the caller never sent.
+    text = STRICT_UTF8.decode(await request.arrayBuffer());
+  } catch {
+    throw new Problem(400, "malformed-json", "The request body is not valid UTF-8.");
+  }
   let value: unknown;
   try {
-    value = await request.json();
+    value = JSON.parse(text);
   } catch {
     throw new Problem(400, "malformed-json", "The request body is not valid JSON.");
   }
   return validate(schema, assertStorable(value));
 }
+
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Request headers browsers may send: what supabase-js sends (`apikey`,
+ * `x-client-info`, `x-supabase-api-version`, `x-region`), the platform's
+ * (`sb-api-key`), tracing (`traceparent`, `tracestate`, `baggage`) and Herald's own.
+ */
+export const CORS_ALLOW_HEADERS = [
+  "authorization",
+  "apikey",
+  "sb-api-key",
+  "content-type",
+  "x-client-info",
+  "x-supabase-api-version",
+  "x-region",
+  "traceparent",
+  "tracestate",
+  "baggage",
+  "idempotency-key",
+  "x-request-id",
+];
 
 /** Deepest nesting a body may have; Postgres's jsonb and our templates need far less. */
 export const MAX_JSON_DEPTH = 32;

@@ -230,9 +230,14 @@ export function createFcmSender(options: FcmSenderOptions): FcmSender {
     try {
       bearer = await options.tokens.token();
     } catch (error) {
-      // A refused or unreachable token endpoint is retried: the operator can fix the
-      // account, and the attempt cap still bounds the wait.
-      return { kind: "retry", code: "OAUTH", reason: (error as Error).message };
+      // A refused or unreachable token endpoint, or a key that cannot sign, is
+      // retried: the operator can fix the account, and the attempt cap bounds the wait.
+      const misconfigured = (error as { misconfigured?: boolean }).misconfigured === true;
+      return {
+        kind: "retry",
+        code: misconfigured ? "FCM_MISCONFIGURED" : "OAUTH",
+        reason: (error as Error).message,
+      };
     }
     let response: Response;
     try {

@@ -26,11 +26,29 @@ export interface AccessTokenSource {
   invalidate(): void;
 }
 
-/** Failure to obtain a token: the endpoint was unreachable or refused the assertion. */
+/**
+ * Failure to obtain a token: the endpoint was unreachable or refused the
+ * assertion, or (`misconfigured`) the service account's key cannot sign.
+ */
 export class AccessTokenError extends Error {
-  constructor(message: string) {
+  constructor(message: string, readonly misconfigured = false) {
     super(message);
     this.name = "AccessTokenError";
+  }
+}
+
+/**
+ * Why the service account's private key cannot sign, or undefined when it
+ * can. Readiness asks this; the token source finds the same on first use.
+ */
+export async function privateKeyProblem(account: ServiceAccount): Promise<string | undefined> {
+  try {
+    await importPKCS8(account.private_key, "RS256");
+    return undefined;
+  } catch (error) {
+    return `fcm-misconfigured: the service account's private_key cannot be imported (${
+      (error as Error).message
+    })`;
   }
 }
 
@@ -48,7 +66,13 @@ export function createAccessTokenSource(options: AccessTokenSourceOptions): Acce
   const doFetch = options.fetch ?? fetch;
   const now = options.now ?? Date.now;
   const margin = options.refreshMarginMs ?? 300_000;
-  const keyPromise = importPKCS8(account.private_key, "RS256");
+  // Imported on first use, not here: a malformed key must fail deliveries
+  // with a clear reason, never the function's start (an unhandled rejection).
+  let key: ReturnType<typeof importPKCS8> | undefined;
+  const signingKey = () =>
+    key ??= importPKCS8(account.private_key, "RS256").catch(async () => {
+      throw new AccessTokenError((await privateKeyProblem(account))!, true);
+    });
   let cached: { token: string; expiresAt: number } | undefined;
   let inflight: Promise<string> | undefined;
 
@@ -60,7 +84,7 @@ export function createAccessTokenSource(options: AccessTokenSourceOptions): Acce
       .setAudience(account.token_uri)
       .setIssuedAt(issuedAt)
       .setExpirationTime(issuedAt + 3600)
-      .sign(await keyPromise);
+      .sign(await signingKey());
     let response: Response;
     try {
       response = await doFetch(account.token_uri, {
