@@ -154,3 +154,103 @@ Deno.test("bridge: refuses bad tokens, malformed bodies and connection-state com
     assert.match((await response.json()).error, pattern);
   }
 });
+
+/** Reads a key through a fresh command on the shared connections: state left behind would show. */
+async function sharedConnectionsStillClean(key: string): Promise<void> {
+  const redis = upstash();
+  for (let i = 0; i < 20; i++) {
+    assert.equal(await redis.get(key), "clean", "a later read sees db 0, outside any MULTI");
+  }
+}
+
+Deno.test("bridge: path-form commands obey the same refusals, and none leaves MULTI or SELECT state", () =>
+  withDirect(async (direct, p) => {
+    await direct.set(`${p}k`, "clean");
+    const get = (path: string, method = "GET") =>
+      fetch(`${stack.redisRestUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${stack.redisRestToken}` },
+      });
+    for (
+      const path of [
+        "/select/1",
+        "/SELECT/1",
+        "/multi",
+        "/exec",
+        "/watch/x",
+        "/client/reply/off",
+        "/blpop/q/0",
+        "/xread/BLOCK/0/STREAMS/s/$",
+        "/subscribe/c",
+        "/hello/3",
+      ]
+    ) {
+      for (const method of ["GET", "POST"]) {
+        const response = await get(path, method);
+        assert.equal(response.status, 400, `${method} ${path}`);
+        assert.match((await response.json()).error, /not supported/, path);
+      }
+    }
+    for (const body of [["SELECT", "1"], ["MULTI"], ["CLIENT", "REPLY", "OFF"]]) {
+      const response = await bridge("/", body);
+      assert.equal(response.status, 400);
+      await response.body?.cancel();
+    }
+    const pipeline = await bridge("/pipeline", [["GET", `${p}k`], ["SELECT", "1"]]);
+    assert.equal(pipeline.status, 400, "a refused command refuses the whole pipeline");
+    await pipeline.body?.cancel();
+    const failing = await bridge("/multi-exec", [["SET", `${p}x`], ["GET", `${p}k`]]);
+    assert.equal(failing.status, 400);
+    await failing.body?.cancel();
+    await sharedConnectionsStillClean(`${p}k`);
+  }));
+
+Deno.test("bridge: the _token query parameter authenticates, as on Upstash", () =>
+  withDirect(async (direct, p) => {
+    await direct.set(`${p}k`, "v");
+    const ok = await fetch(`${stack.redisRestUrl}/get/${p}k?_token=${stack.redisRestToken}`);
+    assert.equal(ok.status, 200);
+    assert.deepEqual(await ok.json(), { result: "v" });
+    const wrong = await fetch(`${stack.redisRestUrl}/get/${p}k?_token=nope`);
+    assert.equal(wrong.status, 401);
+    await wrong.body?.cancel();
+  }));
+
+Deno.test("bridge: a POST body in path form is the command's last argument", () =>
+  withDirect(async (direct, p) => {
+    const value = 'a value with / slashes, "quotes" and ✓';
+    const response = await fetch(`${stack.redisRestUrl}/set/${encodeURIComponent(`${p}k`)}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stack.redisRestToken}` },
+      body: value,
+    });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { result: "OK" });
+    assert.equal(await direct.get(`${p}k`), value);
+    const withEx = await fetch(`${stack.redisRestUrl}/set/${p}e/v/EX/100`, {
+      headers: { authorization: `Bearer ${stack.redisRestToken}` },
+    });
+    assert.equal(withEx.status, 200);
+    await withEx.body?.cancel();
+    assert.ok((await direct.ttl(`${p}e`)) > 0);
+  }));
+
+Deno.test("bridge: methods other than GET and POST are a 405 naming the allowed ones", async () => {
+  for (
+    const [path, method, allow] of [
+      ["/get/x", "PUT", "GET, POST"],
+      ["/get/x", "DELETE", "GET, POST"],
+      ["/", "GET", "POST"],
+      ["/pipeline", "GET", "POST"],
+      ["/multi-exec", "PATCH", "POST"],
+    ]
+  ) {
+    const response = await fetch(`${stack.redisRestUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${stack.redisRestToken}` },
+    });
+    assert.equal(response.status, 405, `${method} ${path}`);
+    assert.equal(response.headers.get("allow"), allow);
+    await response.body?.cancel();
+  }
+});

@@ -4,7 +4,11 @@
  * runs against real Redis locally.
  *
  * `POST /` runs one command (`["SET","k","v"]`), `POST /pipeline` several,
- * `POST /multi-exec` several atomically; `/<cmd>/<arg>/…` works for curl.
+ * `POST /multi-exec` several atomically; `GET` or `POST /<cmd>/<arg>/…` works
+ * for curl, a POST body in that form being the last argument. As on Upstash,
+ * the token may come as `?_token=` instead of `Authorization: Bearer`, other
+ * methods are a 405, and every form refuses the same commands: nothing a
+ * caller sends can block or change the state of a shared connection.
  * With `Upstash-Encoding: base64` every string in a result is base64 except a
  * plain `OK` status, which is what the client expects.
  *
@@ -24,7 +28,10 @@ export interface BridgeOptions {
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
-/** Commands that would block or change the state of a shared connection. */
+/**
+ * Commands that would block, or change the state of a shared connection
+ * (transactions, the selected database, replies, replication, cluster mode).
+ */
 const REFUSED = new Set([
   "BLPOP",
   "BRPOP",
@@ -50,7 +57,20 @@ const REFUSED = new Set([
   "DISCARD",
   "WATCH",
   "UNWATCH",
+  "SUNSUBSCRIBE",
+  "CLIENT",
+  "READONLY",
+  "READWRITE",
+  "ASKING",
+  "SYNC",
+  "PSYNC",
+  "REPLCONF",
+  "WAIT",
+  "WAITAOF",
 ]); // deno-fmt-ignore
+
+/** Commands that block only with a BLOCK argument. */
+const BLOCKING_WITH_ARGUMENT = new Set(["XREAD", "XREADGROUP"]);
 
 class BadRequest extends Error {}
 
@@ -74,16 +94,28 @@ export function startBridge(
     hostname: options.hostname ?? "127.0.0.1",
     onListen: () => {},
   }, async (request) => {
-    const given = new TextEncoder().encode(request.headers.get("authorization") ?? "");
+    const url = new URL(request.url);
+    const given = new TextEncoder().encode(
+      request.headers.get("authorization") ??
+        (url.searchParams.has("_token") ? `Bearer ${url.searchParams.get("_token")}` : ""),
+    );
     if (!_constantTimeEqual(given, expected)) {
       return Response.json({ error: "Unauthorized" }, { status: 401 });
     }
     const base64 = request.headers.get("upstash-encoding")?.toLowerCase() === "base64";
     const encode = (value: RespValue) => _toJson(value, base64);
+    const path = url.pathname;
+    const allowed = path === "/" || path === "/pipeline" || path === "/multi-exec"
+      ? ["POST"]
+      : ["GET", "POST"];
+    if (!allowed.includes(request.method)) {
+      return Response.json({ error: `${request.method} is not allowed on ${path}` }, {
+        status: 405,
+        headers: { allow: allowed.join(", ") },
+      });
+    }
     try {
-      const path = new URL(request.url).pathname;
       if (path === "/pipeline" || path === "/multi-exec") {
-        if (request.method !== "POST") throw new BadRequest(`${path} takes POST`);
         const commands = await scripts.adapt(_commandList(await _readJson(request)));
         if (path === "/pipeline") {
           const replies = await pool.send(commands);
@@ -102,9 +134,8 @@ export function startBridge(
         );
       }
       const command = path === "/"
-        ? (request.method === "POST" ? _command(await _readJson(request)) : undefined)
-        : path.slice(1).split("/").map(decodeURIComponent);
-      if (!command) throw new BadRequest("POST a JSON command array to /");
+        ? _command(await _readJson(request))
+        : await _pathCommand(path, request);
       const [reply] = await pool.send(await scripts.adapt([command]));
       if (reply.type === "error") return Response.json({ error: reply.value }, { status: 400 });
       return Response.json({ result: encode(reply) });
@@ -183,15 +214,43 @@ function _command(value: unknown): Command {
   if (!Array.isArray(value) || value.length === 0) {
     throw new BadRequest('a command is a non-empty JSON array, e.g. ["GET","key"]');
   }
-  const command = value.map((arg, i) => {
+  return _allowed(value.map((arg, i) => {
     if (typeof arg === "string") return arg;
     if (typeof arg === "number" && Number.isFinite(arg)) return String(arg);
     if (typeof arg === "boolean") return String(arg);
     throw new BadRequest(`argument ${i} must be a string or a number`);
-  });
+  }));
+}
+
+/** `/set/key/value`: the path's segments, and a POST body as the last argument. */
+async function _pathCommand(path: string, request: Request): Promise<Command> {
+  let command: string[];
+  try {
+    command = path.slice(1).split("/").map(decodeURIComponent);
+  } catch {
+    throw new BadRequest("the path is not valid percent-encoding");
+  }
+  if (command[0] === "") throw new BadRequest("name a command: /<command>/<arg>/…");
+  if (request.method === "POST") {
+    const length = Number(request.headers.get("content-length") ?? 0);
+    if (length > MAX_BODY_BYTES) throw new BadRequest(`body over ${MAX_BODY_BYTES} bytes`);
+    const body = new Uint8Array(await request.arrayBuffer());
+    if (body.length > MAX_BODY_BYTES) throw new BadRequest(`body over ${MAX_BODY_BYTES} bytes`);
+    if (body.length > 0) command.push(new TextDecoder().decode(body));
+  }
+  return _allowed(command);
+}
+
+/** The command, if the bridge may run it on a shared connection. */
+function _allowed(command: string[]): Command {
   const name = command[0].toUpperCase();
   if (REFUSED.has(name)) {
     throw new BadRequest(`${name} is not supported over REST (connections are shared)`);
+  }
+  if (
+    BLOCKING_WITH_ARGUMENT.has(name) && command.some((arg) => arg.toUpperCase() === "BLOCK")
+  ) {
+    throw new BadRequest(`${name} with BLOCK is not supported over REST (connections are shared)`);
   }
   return command;
 }
