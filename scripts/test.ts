@@ -1,8 +1,11 @@
 /**
  * `npm test`: every check, against a fresh stack of its own.
  *
- * Static checks (fmt, lint, type check), Deno tests through the real gateway,
- * Postgres and Redis, and pgTAP tests; then the one summary line CI reads:
+ * Static checks (fmt, lint, type check, the edge runtime's Deno API), Deno
+ * tests through the real gateway, Postgres and Redis, the tests that run
+ * function code in-process again under the edge runtime's own Deno
+ * (`EDGE_RUNTIME_DENO`, unchecked as the runtime loads it), and pgTAP tests;
+ * then the one summary line CI reads:
  * `N passed, N failed`. Deno tests are counted from their JUnit report,
  * pgTAP assertions from their TAP output; a check that dies without a report
  * counts as one failure.
@@ -70,17 +73,25 @@ async function staticChecks() {
     const { success } = await run(DENO, [...args]);
     count(name, success ? 1 : 0, success ? 0 : 1);
   }
+  await edgeRuntimeApiCheck();
 }
 
-async function denoTests() {
-  const junit = `${stack.dataDir}/junit.xml`;
-  const { success } = await run(DENO, [
+async function denoTests(
+  name = "deno test",
+  deno = DENO,
+  flags: string[] = [],
+  files = only.length ? only.filter((f) => f.endsWith(".ts")) : ["tests/"],
+  env: Record<string, string> = {},
+) {
+  const junit = `${stack.dataDir}/junit-${name.replaceAll(/\W+/g, "-")}.xml`;
+  const { success } = await run(deno, [
     "test",
     "-A",
     "--no-prompt",
+    ...flags,
     `--junit-path=${junit}`,
-    ...(only.length ? only.filter((f) => f.endsWith(".ts")) : ["tests/"]),
-  ], { HERALD_STACK: "test", HERALD_DATA_DIR: stack.dataDir });
+    ...files,
+  ], { ...env, HERALD_STACK: "test", HERALD_DATA_DIR: stack.dataDir });
   let xml = "";
   try {
     xml = await Deno.readTextFile(junit);
@@ -90,7 +101,84 @@ async function denoTests() {
   const cases = xml.match(/<testcase\b[\s\S]*?(?:\/>|<\/testcase>)/g) ?? [];
   const failed = cases.filter((c) => /<failure\b|<error\b/.test(c)).length;
   const unexplained = !success && failed === 0 ? 1 : 0;
-  count("deno test", cases.length - failed, failed + unexplained);
+  count(name, cases.length - failed, failed + unexplained);
+}
+
+/**
+ * The Deno the Supabase edge runtime embeds (its `Deno.version`): function
+ * code must run there unchanged, so the tests that run it in-process run
+ * again under it, unchecked (`--no-check`) and without the lockfile (v5 is
+ * newer than it reads), as the runtime loads a deployed bundle.
+ */
+const EDGE_RUNTIME_DENO = "2.1.4";
+
+async function edgeRuntimeTests() {
+  const prefix = `${ROOT}/.data/deno-${EDGE_RUNTIME_DENO}`;
+  const deno = `${prefix}/node_modules/.bin/deno`;
+  if (!(await Deno.stat(deno).then(() => true, () => false))) {
+    const install = await run("npm", [
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--no-save",
+      "--loglevel=error",
+      "--prefix",
+      prefix,
+      `deno@${EDGE_RUNTIME_DENO}`,
+    ]);
+    if (!install.success) return count(`deno ${EDGE_RUNTIME_DENO} test`, 0, 1);
+  }
+  const files = (await typeScriptFiles()).filter((f) =>
+    f.startsWith("tests/") && f.endsWith("_test.ts") && (!only.length || only.includes(f))
+  );
+  const inProcess = [];
+  for (const file of files) {
+    if ((await Deno.readTextFile(`${ROOT}/${file}`)).includes("supabase/functions/")) {
+      inProcess.push(file);
+    }
+  }
+  if (inProcess.length === 0) return;
+  await denoTests(
+    `deno ${EDGE_RUNTIME_DENO} (edge runtime) test`,
+    deno,
+    [
+      "--no-check",
+      "--no-lock",
+    ],
+    inProcess,
+    {
+      // This Deno trusts only its bundled roots unless told; registries behind a
+      // TLS-inspecting proxy need the system's.
+      DENO_TLS_CA_STORE: "mozilla,system",
+      HERALD_DENO_RUN_FLAGS: "--no-check --no-lock",
+    },
+  );
+}
+
+/**
+ * The Deno APIs the edge runtime provides to functions; anything else
+ * (`Deno.readFile`, `Deno.Command`, `Deno.listen`, …) fails when deployed.
+ */
+const EDGE_DENO_API = new Set(["env", "serve", "resolveDns", "errors"]);
+
+/** Function code may use only {@linkcode EDGE_DENO_API}; each other `Deno.*` is one finding. */
+async function edgeRuntimeApiCheck() {
+  const findings: string[] = [];
+  for (const file of (await typeScriptFiles()).filter((f) => f.startsWith("supabase/functions/"))) {
+    const lines = (await Deno.readTextFile(`${ROOT}/${file}`)).split("\n");
+    lines.forEach((line, i) => {
+      if (/^\s*(\*|\/\/)/.test(line)) return; // comments and doc examples
+      for (const match of line.matchAll(/\bDeno\s*\.\s*(\w+)/g)) {
+        if (!EDGE_DENO_API.has(match[1])) findings.push(`${file}:${i + 1}: Deno.${match[1]}`);
+      }
+    });
+  }
+  for (const finding of findings) {
+    console.error(
+      `${finding} is not provided by the edge runtime (allowed: ${[...EDGE_DENO_API].join(", ")})`,
+    );
+  }
+  count("edge runtime Deno API", findings.length ? 0 : 1, findings.length);
 }
 
 async function pgTapTests() {
@@ -123,7 +211,10 @@ try {
   console.log(`── starting the test stack in ${stack.dataDir}`);
   const running = await startStack(stack, { logToFiles: true });
   stop = running.stop;
-  if (!only.length || only.some((f) => f.endsWith(".ts"))) await denoTests();
+  if (!only.length || only.some((f) => f.endsWith(".ts"))) {
+    await denoTests();
+    await edgeRuntimeTests();
+  }
   if (!only.length || only.some((f) => f.endsWith(".sql"))) await pgTapTests();
 } catch (error) {
   console.error(`npm test could not finish: ${(error as Error).stack ?? error}`);

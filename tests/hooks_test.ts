@@ -374,6 +374,7 @@ Deno.test("hooks: keys Supabase may add to the payload are tolerated; the fields
     const broken = JSON.stringify({ ...payload, type: "TRUNCATE" });
     const refused = await postHook(broken, signedHeaders(broken));
     assert.equal(refused.status, 422);
+    await refused.body?.cancel();
   });
 });
 

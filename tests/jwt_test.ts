@@ -115,11 +115,13 @@ function failingJwks(mode: "500" | "hang") {
 }
 
 for (const mode of ["500", "hang", "unreachable"] as const) {
-  Deno.test(
-    `jwt: a JWKS that ${
+  Deno.test({
+    name: `jwt: a JWKS that ${
       mode === "unreachable" ? "cannot be reached" : `answers ${mode}`
     } makes ES256 tokens 'keys unavailable', remembered for the cool-down`,
-    async () => {
+    // jose leaves a failed JWKS response's body unread; older Deno's sanitizer counts it.
+    sanitizeResources: false,
+    fn: async () => {
       const server = mode === "unreachable" ? undefined : failingJwks(mode);
       const listener = mode === "unreachable"
         ? Deno.listen({ hostname: "127.0.0.1", port: 0 })
@@ -157,10 +159,13 @@ for (const mode of ["500", "hang", "unreachable"] as const) {
         await server?.close();
       }
     },
-  );
+  });
 }
 
-Deno.test("caller: keys unavailable is a 503 with Retry-After, never a 500", async () => {
+Deno.test({
+  name: "caller: keys unavailable is a 503 with Retry-After, never a 500",
+  sanitizeResources: false, // as above: jose's unread body of the failed fetch
+}, async () => {
   const { createCallerResolver } = await import("../supabase/functions/_shared/auth/caller.ts");
   const { Problem } = await import("../supabase/functions/_shared/http/problem.ts");
   const server = failingJwks("500");

@@ -18,8 +18,10 @@ export interface DispatcherProcess {
 export async function startDispatcher(
   extraEnv: Record<string, string> = {},
 ): Promise<DispatcherProcess> {
+  // Under the edge-runtime lane the child runs with the lane's flags (--no-check --no-lock).
+  const flags = (Deno.env.get("HERALD_DENO_RUN_FLAGS") ?? "").split(" ").filter(Boolean);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-prompt", `${stack.root}/scripts/dispatcher.ts`],
+    args: ["run", "-A", "--no-prompt", ...flags, `${stack.root}/scripts/dispatcher.ts`],
     env: { ...(await functionEnvironment(stack, true)), ...extraEnv },
     stdin: "null",
     stdout: "piped",
