@@ -40,6 +40,8 @@ const HOOK_REQUESTS = 400;
 const HEALTH_REQUESTS = 200;
 const DEAD_LETTER_REQUESTS = 300;
 const WRONG_METHOD_REQUESTS = 60;
+const OVERRIDE_REQUESTS = 150;
+const INVALID_UTF8_REQUESTS = 120;
 
 /** Who a generated request is sent as. */
 type Auth =
@@ -876,6 +878,91 @@ function operationDrafts(world: World, op: Operation): fc.Arbitrary<Draft> {
   );
 }
 
+/** One valid value per documented overrides key; any non-empty subset is a valid `overrides`. */
+const VALID_OVERRIDES: Record<string, fc.Arbitrary<unknown>> = {
+  android: fc.constantFrom(
+    { priority: "high" },
+    { ttl: 0 },
+    { ttl: "120.5s", collapse_key: "c" },
+    { notification: { channel_id: "orders", color: "#00ff00" } },
+  ),
+  apns: fc.constantFrom(
+    { headers: { "apns-collapse-id": "c" } },
+    { payload: { aps: { "content-available": 1 } } },
+    { payload: { aps: { alert: { title: "T", "loc-args": ["a"] }, badge: 0 } } },
+  ),
+  webpush: fc.constantFrom(
+    { headers: { Urgency: "low" } },
+    { headers: { TTL: "0" } },
+    { fcm_options: { link: "https://example.invalid/x" } },
+  ),
+  analytics_label: fc.constantFrom("fuzz", "a.b-c_d~%"),
+  email: fc.constantFrom({ subject: "S" }, { html: "<p>H</p>" }, {
+    subject: "S",
+    html: "<b>H</b>",
+  }),
+};
+
+/**
+ * Each documented overrides key alone and in every combination, from the
+ * service role: the contract says each is accepted, so only 201 may answer.
+ */
+function overrideDrafts(world: World): fc.Arbitrary<Draft> {
+  const keys = Object.keys(VALID_OVERRIDES);
+  return fc.subarray(keys, { minLength: 1 }).chain((chosen) =>
+    fc.record(Object.fromEntries(chosen.map((key) => [key, VALID_OVERRIDES[key]])))
+  ).chain((overrides) =>
+    fc.record({
+      user: fc.constantFrom(...world.recipients.map((u) => u.id)),
+      channels: fc.subarray(["push", "email"], { minLength: 1 }),
+    }).map(({ user, channels }): Draft => ({
+      family: `POST /notify (overrides ${Object.keys(overrides).sort().join("+")})`,
+      method: "POST",
+      path: "/notify",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_ids: [user], title: "Overrides", channels, overrides }),
+      auth: { kind: "service" },
+      requestId: "mine",
+      only: [201],
+    }))
+  );
+}
+
+/** Byte sequences that are not UTF-8: a lone continuation, a truncated sequence, an overlong form, a surrogate. */
+const INVALID_UTF8 = [[0xff], [0x80], [0xc3], [0xe2, 0x82], [0xc0, 0xaf], [0xed, 0xa0, 0x80]];
+
+/** Otherwise valid bodies with bytes that are not UTF-8 inside a string: always a 400, never repaired. */
+function invalidUtf8Drafts(world: World): fc.Arbitrary<Draft> {
+  return fc.record({
+    bad: fc.constantFrom(...INVALID_UTF8),
+    auth: auths(world),
+    target: fc.constantFrom(
+      { path: "/notify", field: "title" },
+      { path: "/notify/bulk", field: "title" },
+      { path: "/notify/preferences", field: "time_zone" },
+      { path: "/notify/webhook-endpoints", field: "url" },
+    ),
+  }).map(({ bad, auth, target }): Draft => {
+    const [before, after] = target.path === "/notify/preferences"
+      ? ['{"time_zone":"Europe/', '"}']
+      : target.path === "/notify/webhook-endpoints"
+      ? ['{"url":"https://example.invalid/', '"}']
+      : [`{"user_ids":["${world.recipients[0].id}"],"title":"caf`, '"}'];
+    const encoder = new TextEncoder();
+    return {
+      family: `${target.path} (invalid UTF-8)`,
+      method: target.path === "/notify/preferences" ? "PUT" : "POST",
+      path: target.path,
+      headers: { "content-type": "application/json" },
+      body: new Uint8Array([...encoder.encode(before), ...bad, ...encoder.encode(after)]),
+      auth,
+      requestId: "mine",
+      // Authentication runs first, so a caller without a valid credential gets its 401/403.
+      only: [400, 401, 403, 429],
+    };
+  });
+}
+
 function wrongMethodDrafts(world: World, operations: Operation[]): fc.Arbitrary<Draft> {
   return fc.tuple(
     fc.constantFrom(...operations),
@@ -1323,6 +1410,8 @@ Deno.test("fuzz: thousands of generated requests to every endpoint get no 5xx, a
         )
       ),
       ...sample(wrongMethodDrafts(world, operations), WRONG_METHOD_REQUESTS, 100),
+      ...sample(overrideDrafts(world), OVERRIDE_REQUESTS, 105),
+      ...sample(invalidUtf8Drafts(world), INVALID_UTF8_REQUESTS, 106),
       ...sample(deadLetterDrafts(world), DEAD_LETTER_REQUESTS, 101),
       ...(hasHealth ? sample(healthDrafts(world), HEALTH_REQUESTS, 102) : []),
       ...(hasHooks ? sample(hookDrafts(world), HOOK_REQUESTS, 103) : []),
