@@ -460,3 +460,50 @@ Deno.test("webhook endpoints: credentials and literal private, loopback or link-
     assert.equal(receiver.status, 201, "the local receiver's host:port is allow-listed");
   });
 });
+
+Deno.test("bulk progress: the sender and the service read it; a recipient may not", async () => {
+  await withUsers(2, async (sql, [alice, bob]) => {
+    await addDevice(bob);
+    // A project where Alice may notify Bob.
+    await sql.unsafe(`create or replace function herald.can_notify(p_sender uuid, p_recipient uuid)
+      returns boolean language sql stable set search_path = '' as $$
+        select p_sender is null or p_sender = p_recipient
+          or (p_sender = '${alice.id}' and p_recipient = '${bob.id}') $$`);
+    try {
+      const sent = await call("notify", alice.token, {
+        method: "POST",
+        body: JSON.stringify({
+          user_ids: [bob.id],
+          title: "For Bob",
+          send_at: new Date(Date.now() + 3_600_000).toISOString(),
+        }),
+      });
+      assert.equal(sent.status, 202, await sent.clone().text());
+      const { id } = await sent.json();
+      for (
+        const [who, token, status] of [
+          ["sender", alice.token, 200],
+          ["service", stack.serviceRoleKey, 200],
+          ["recipient", bob.token, 404],
+        ] as const
+      ) {
+        const progress = await call(`notify/bulk/${id}`, token);
+        assert.equal(progress.status, status, who);
+        const body = await progress.json();
+        if (status === 200) assert.equal(body.total, 1, who);
+      }
+      // The recipient still reads the notification itself, without its targets.
+      const own = await call(`notify/notifications/${id}`, bob.token);
+      assert.equal(own.status, 200);
+      assert.ok(
+        !JSON.stringify(await own.json()).includes("api-"),
+        "no device token in the answer",
+      );
+      await sql`update herald.deliveries set status = 'cancelled' where notification_id = ${id}`;
+    } finally {
+      await sql`create or replace function herald.can_notify(p_sender uuid, p_recipient uuid)
+        returns boolean language sql stable set search_path = '' as $$
+          select p_sender is null or p_sender = p_recipient $$`;
+    }
+  });
+});

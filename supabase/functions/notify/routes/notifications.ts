@@ -141,7 +141,9 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
           count(d.id) filter (where d.status = 'dead')::int as dead
         from herald.notifications n
         left join herald.deliveries d on d.notification_id = n.id
-        where n.id = ${id}
+        -- Progress is the sender's: a recipient (RLS lets them see the
+        -- notification) would count only their own deliveries.
+        where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
         group by n.id`);
     if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
