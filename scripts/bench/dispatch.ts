@@ -57,9 +57,12 @@ try {
     return row.deliveries as number;
   };
 
-  // 1. Drain.
+  // 1. Drain. herald.enqueue takes at most 10,000 recipients per call, as the bulk API does.
   let started = performance.now();
-  const drained = await enqueue(users, "drain");
+  let drained = 0;
+  for (let from = 0; from < users.length; from += 10_000) {
+    drained += await enqueue(users.slice(from, from + 10_000), "drain");
+  }
   const enqueueMs = performance.now() - started;
   log(`enqueued ${drained} deliveries in ${Math.round(enqueueMs)} ms; starting the dispatcher`);
   dispatcher = new Deno.Command(Deno.execPath(), {
