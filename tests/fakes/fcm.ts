@@ -168,6 +168,48 @@ const Message = z.strictObject({
 const SendRequest = z.strictObject({ message: Message, validate_only: z.boolean().optional() });
 
 /**
+ * Values that are maps or free-form JSON (`google.protobuf.Struct`), whose
+ * keys are data, not field names: proto3 JSON leaves them alone.
+ */
+const OPAQUE = new Set([
+  "message.data",
+  "message.android.data",
+  "message.webpush.data",
+  "message.webpush.headers",
+  "message.webpush.notification",
+  "message.apns.headers",
+  "message.apns.payload",
+]);
+
+/**
+ * Proto3 JSON, as FCM parses it: a field may be spelt as in the .proto
+ * (`collapse_key`) or in lowerCamelCase (`collapseKey`), not both. Returns the
+ * body with every field name in the .proto spelling, or what is wrong.
+ */
+export function protoFieldNames(value: unknown): unknown {
+  try {
+    return _snakeFields(value, "");
+  } catch (error) {
+    if (error instanceof TwiceGiven) return error.message;
+    throw error;
+  }
+}
+
+class TwiceGiven extends Error {}
+
+function _snakeFields(value: unknown, path: string): unknown {
+  if (Array.isArray(value)) return value.map((item) => _snakeFields(item, path));
+  if (typeof value !== "object" || value === null || OPAQUE.has(path)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    const snake = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    if (snake in out) throw new TwiceGiven(`Field '${snake}' was given twice (as '${key}' too).`);
+    out[snake] = _snakeFields(field, path ? `${path}.${snake}` : snake);
+  }
+  return out;
+}
+
+/**
  * Data keys FCM refuses. The reference names `from`, `message_type`, `google.*`
  * and `gcm.notification.*`; `gcm.*` is refused as a whole here, the stricter
  * reading. `notification` is accepted by FCM despite older documentation.
@@ -269,7 +311,14 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
       }
       return scriptedResponse(scripted);
     }
-    const parsed = SendRequest.safeParse(json);
+    const spelled = protoFieldNames(json);
+    if (typeof spelled === "string") {
+      return fcmErrorResponse("INVALID_ARGUMENT", {
+        message: `Invalid JSON payload received. ${spelled}`,
+        field: "message",
+      });
+    }
+    const parsed = SendRequest.safeParse(spelled);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const field = issue.path.join(".");

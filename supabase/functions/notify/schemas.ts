@@ -5,10 +5,11 @@
  * @module
  */
 import { z } from "zod";
-import { FcmOverrides, MAX_TTL_SECONDS } from "../_shared/providers/fcm_overrides.ts";
-
-/** FCM refuses these data keys (reserved words and prefixes). */
-const RESERVED_DATA_KEY = /^(from|notification|message_type|collapse_key)$|^(google|gcm)\./;
+import {
+  MAX_TTL_SECONDS,
+  overridesSchema,
+  RESERVED_DATA_KEY,
+} from "../_shared/providers/fcm_overrides.ts";
 
 /** A flat string map, as FCM's `data` must be. */
 export const DataPayload = z.record(
@@ -47,11 +48,11 @@ export const Platform = z.enum(["ios", "android", "web"]);
  * optional on its own. `email` is for the service role only: a user's subject
  * and HTML would otherwise go out from the project's sender address.
  */
-export const Overrides = FcmOverrides.extend({
+export const Overrides = overridesSchema({
   email: z.strictObject({
     subject: z.string().min(1).max(998),
     html: z.string().min(1).max(500_000),
-  }).partial().optional(),
+  }).partial(),
 });
 
 /** A raw address the service role may notify without a user behind it. */

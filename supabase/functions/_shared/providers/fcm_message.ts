@@ -6,54 +6,49 @@
  */
 import { z } from "zod";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
-import { FcmOverrides, MAX_TTL_SECONDS } from "./fcm_overrides.ts";
+import { FcmOverrides, MAX_TTL_SECONDS, RESERVED_DATA_KEY } from "./fcm_overrides.ts";
 
 /**
- * An FCM HTTP v1 `Message` addressed to one device: the subset of the
- * `projects.messages` resource Herald sends (built by {@linkcode buildFcmMessage}).
+ * An FCM HTTP v1 `Message` (the `projects.messages` resource) addressed to one
+ * device, a topic or a condition, as {@linkcode buildFcmMessage} builds it.
+ * The platform blocks are FCM's own, in the wire spelling.
  */
 export interface FcmMessage {
-  token: string;
+  token?: string;
+  topic?: string;
+  condition?: string;
   notification?: { title?: string; body?: string; image?: string };
   /** Values must be strings; reserved keys are refused before sending. */
   data?: Record<string, string>;
-  android?: {
+  android?: Record<string, unknown> & {
     priority?: "NORMAL" | "HIGH";
     /** A Duration: seconds with an `s`, e.g. `"3600s"`. */
     ttl?: string;
-    collapse_key?: string;
-    notification?: {
-      channel_id?: string;
-      tag?: string;
-      sound?: string;
-      click_action?: string;
-      icon?: string;
-      color?: string;
-    };
+    notification?: Record<string, unknown>;
+    data?: Record<string, string>;
   };
-  apns?: {
+  apns?: Record<string, unknown> & {
     /** APNs request headers (`apns-priority`, `apns-expiration`, …). */
     headers?: Record<string, string>;
     /** The APNs payload: the `aps` dictionary and custom keys. */
     payload?: Record<string, unknown>;
   };
-  webpush?: {
-    /** RFC 8030 headers (`TTL`, `Urgency`, …). */
+  webpush?: Record<string, unknown> & {
+    /** RFC 8030 headers (`TTL`, `Urgency`, `Topic`). */
     headers?: Record<string, string>;
-    fcm_options?: { link?: string };
+    data?: Record<string, string>;
+    notification?: Record<string, unknown>;
+    fcm_options?: { link?: string; analytics_label?: string };
   };
   fcm_options?: { analytics_label?: string };
 }
 
+/** How a push delivery's `target` names a topic or a condition instead of a device token. */
+export const TOPIC_PREFIX = "/topics/";
+export const CONDITION_PREFIX = "condition:";
+
 /** FCM's limit on a message's payload. */
 export const MAX_PAYLOAD_BYTES = 4096;
-
-/**
- * Data keys FCM reserves (`from`, `message_type`, `google.*`, `gcm.*`) and the
- * ones Herald refuses besides (`notification`, `collapse_key`); the same rule
- * as the notify API's `DataPayload`, checked again for rows enqueued from SQL.
- */
-const RESERVED_DATA_KEY = /^(from|notification|message_type|collapse_key)$|^(google|gcm)\./;
 
 /** Why a delivery cannot become an FCM message; sending it would fail the same way every time. */
 export type FcmMessageProblem = "PAYLOAD_TOO_LARGE" | "INVALID_DATA";
@@ -87,8 +82,9 @@ export type FcmMessageResult =
  */
 export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMessageResult {
   const n = delivery.notification;
-  const { android, apns, webpush, analytics_label } = n.overrides;
-  const parsed = FcmOverrides.safeParse(_defined({ android, apns, webpush, analytics_label }));
+  // Everything but the e-mail's part; a row from SQL may spell fields either way.
+  const { email: _email, ...push } = n.overrides as Record<string, unknown>;
+  const parsed = FcmOverrides.safeParse(push);
   if (!parsed.success) {
     return {
       ok: false,
@@ -110,7 +106,7 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
   const remaining = n.expiresAt
     ? Math.min(MAX_TTL_SECONDS, Math.max(0, Math.floor((n.expiresAt.getTime() - now) / 1000)))
     : undefined;
-  const message: FcmMessage = { token: delivery.target };
+  const message: FcmMessage = _addressed(delivery.target);
   const notification = _defined({
     title: n.title ?? undefined,
     body: n.body ?? undefined,
@@ -119,67 +115,70 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
   if (Object.keys(notification).length) message.notification = notification;
   if (Object.keys(n.data).length) message.data = n.data;
 
-  switch (delivery.platform) {
-    case "android": {
-      const o = overrides.android ?? {};
-      const ttl = o.ttl ?? remaining;
-      message.android = _defined({
-        priority: (o.priority ?? n.priority) === "high" ? "HIGH" : "NORMAL",
-        ttl: typeof ttl === "number" ? `${ttl}s` : ttl,
-        collapse_key: o.collapse_key,
-        notification: o.notification,
-      });
-      break;
-    }
-    case "ios": {
-      const o = overrides.apns ?? {};
-      const aps = o.payload?.aps;
-      // Apple: "alert" for anything the user sees or hears (alert, badge,
-      // sound), "background" for content-available alone, which must go at
-      // priority 5. Herald sets both from the payload, so they always agree;
-      // the other push types (voip, liveactivity, …) are the caller's to name.
-      const alert = message.notification !== undefined || aps?.alert !== undefined ||
-        aps?.badge !== undefined || aps?.sound !== undefined;
-      const named = o.headers?.["apns-push-type"];
-      const pushType = named && named !== "alert" && named !== "background"
-        ? named
-        : alert
-        ? "alert"
-        : "background";
-      message.apns = _defined({
-        headers: {
-          "apns-priority": high && alert ? "10" : "5",
-          ..._defined({
-            "apns-expiration": n.nowOrNever
-              ? "0"
-              : n.expiresAt
-              ? String(Math.floor(n.expiresAt.getTime() / 1000))
-              : undefined,
+  // A device gets its platform's block; a topic or condition reaches every platform.
+  const platforms = delivery.platform ? [delivery.platform] : ["android", "ios", "web"] as const;
+  for (const platform of platforms) {
+    switch (platform) {
+      case "android": {
+        const o = overrides.android ?? {};
+        const ttl = o.ttl ?? remaining;
+        message.android = _defined({
+          ...o,
+          priority: (o.priority ?? n.priority).toUpperCase() as "NORMAL" | "HIGH",
+          ttl: typeof ttl === "number" ? `${ttl}s` : ttl,
+        });
+        break;
+      }
+      case "ios": {
+        const o = overrides.apns ?? {};
+        const aps = o.payload?.aps;
+        // Apple: "alert" for anything the user sees or hears (alert, badge,
+        // sound), "background" for content-available alone, which must go at
+        // priority 5. Herald sets both from the payload, so they always agree;
+        // the other push types (voip, liveactivity, …) are the caller's to name.
+        const alert = message.notification !== undefined || aps?.alert !== undefined ||
+          aps?.badge !== undefined || aps?.sound !== undefined;
+        const named = o.headers?.["apns-push-type"];
+        const pushType = named && named !== "alert" && named !== "background"
+          ? named
+          : alert
+          ? "alert"
+          : "background";
+        message.apns = _defined({
+          ...o,
+          headers: {
+            "apns-priority": high && alert ? "10" : "5",
+            ..._defined({
+              "apns-expiration": n.nowOrNever
+                ? "0"
+                : n.expiresAt
+                ? String(Math.floor(n.expiresAt.getTime() / 1000))
+                : undefined,
+            }),
+            ...o.headers,
+            "apns-push-type": pushType,
+            ...(pushType === "background" ? { "apns-priority": "5" } : {}),
+          },
+        });
+        break;
+      }
+      case "web": {
+        const o = overrides.webpush ?? {};
+        const ttl = o.headers?.TTL ?? remaining;
+        message.webpush = _defined({
+          ...o,
+          headers: _defined({
+            ...o.headers,
+            Urgency: o.headers?.Urgency ?? (high ? "high" : "normal"),
+            TTL: ttl === undefined ? undefined : String(ttl),
           }),
-          ...o.headers,
-          "apns-push-type": pushType,
-          ...(pushType === "background" ? { "apns-priority": "5" } : {}),
-        },
-        payload: o.payload,
-      });
-      break;
-    }
-    case "web": {
-      const o = overrides.webpush ?? {};
-      const ttl = o.headers?.TTL ?? remaining;
-      message.webpush = _defined({
-        headers: _defined({
-          Urgency: o.headers?.Urgency ?? (high ? "high" : "normal"),
-          TTL: ttl === undefined ? undefined : String(ttl),
-        }),
-        fcm_options: o.fcm_options,
-      });
-      break;
+        });
+        break;
+      }
     }
   }
-  if (overrides.analytics_label) {
-    message.fcm_options = { analytics_label: overrides.analytics_label };
-  }
+  const label = overrides.analytics_label ?? overrides.fcm_options?.analytics_label;
+  if (label) message.fcm_options = { analytics_label: label };
 
   const payloadBytes = fcmPayloadBytes(message);
   if (payloadBytes > MAX_PAYLOAD_BYTES) {
@@ -195,8 +194,8 @@ export function buildFcmMessage(delivery: ClaimedDelivery, now: number): FcmMess
 /**
  * The size FCM's 4096-byte limit applies to, as Herald measures it: the UTF-8
  * length of the compact JSON of what reaches the device — `notification`,
- * `data`, and the platform block's content (`android.notification`,
- * `apns.payload`). Transport options (token, headers, TTL, priority, collapse
+ * `data`, and the platform blocks' content (`android.notification` and
+ * `data`, `apns.payload`, `webpush.notification` and `data`). Transport options (token, headers, TTL, priority, collapse
  * key, `fcm_options`) are not payload and are not counted. FCM does not
  * publish its exact accounting; the JSON punctuation and key names counted
  * here make this a slight over-estimate, so a message Herald passes fits.
@@ -206,9 +205,21 @@ export function fcmPayloadBytes(message: FcmMessage): number {
     notification: message.notification,
     data: message.data,
     android: message.android?.notification,
+    android_data: message.android?.data,
     apns: message.apns?.payload,
+    webpush: message.webpush?.notification,
+    webpush_data: message.webpush?.data,
   };
   return new TextEncoder().encode(JSON.stringify(payload)).length;
+}
+
+/** The message's address: a device token, or the topic or condition a raw target names. */
+function _addressed(target: string): FcmMessage {
+  if (target.startsWith(TOPIC_PREFIX)) return { topic: target.slice(TOPIC_PREFIX.length) };
+  if (target.startsWith(CONDITION_PREFIX)) {
+    return { condition: target.slice(CONDITION_PREFIX.length) };
+  }
+  return { token: target };
 }
 
 function _defined<T extends Record<string, unknown>>(record: T): { [K in keyof T]?: T[K] } {
