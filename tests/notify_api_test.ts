@@ -6,7 +6,15 @@
  */
 import assert from "node:assert/strict";
 import type postgres from "postgres";
-import { adminSql, clientAs, createUser, errorOf, stack, type TestUser } from "./support/stack.ts";
+import {
+  adminSql,
+  clientAs,
+  createUser,
+  errorOf,
+  fakeControl,
+  stack,
+  type TestUser,
+} from "./support/stack.ts";
 import { startDispatcher } from "./support/dispatcher_process.ts";
 
 const call = (path: string, token: string, init: RequestInit = {}) => {
@@ -505,5 +513,69 @@ Deno.test("bulk progress: the sender and the service read it; a recipient may no
         returns boolean language sql stable set search_path = '' as $$
           select p_sender is null or p_sender = p_recipient $$`;
     }
+  });
+});
+
+Deno.test("notify: services may target an FCM topic or condition; FCM fans out, one request each, with every platform's block", async () => {
+  await withUsers(1, async (sql, [alice]) => {
+    const topic = `herald-${crypto.randomUUID().slice(0, 8)}`;
+    const condition = `'${topic}' in topics && !('muted' in topics)`;
+    const response = await call("notify", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({
+        targets: [{ channel: "push", topic }, { channel: "push", condition }],
+        title: "To a topic",
+        overrides: { android: { collapseKey: "topic" }, apns: { payload: { aps: { badge: 1 } } } },
+      }),
+    });
+    assert.equal(response.status, 201, await response.clone().text());
+    const answer = await response.json();
+    assert.deepEqual(answer.results.map((r: { status: string }) => r.status), ["sent", "sent"]);
+    const rows = await sql`select target, platform from herald.deliveries
+      where notification_id = ${answer.id} order by target`;
+    assert.deepEqual(rows.map((r) => [r.target, r.platform]), [
+      [`/topics/${topic}`, null],
+      [`condition:${condition}`, null],
+    ]);
+    const { requests } = await fakeControl("fcm", "requests");
+    const mine = requests.filter((
+      r: { body: { message?: { topic?: string; condition?: string } } },
+    ) => r.body.message?.topic === topic || r.body.message?.condition === condition);
+    assert.equal(mine.length, 2);
+    for (const request of mine) {
+      const message = request.body.message;
+      assert.equal(message.token, undefined);
+      assert.equal(message.android.collapse_key, "topic");
+      assert.deepEqual(message.apns.payload, { aps: { badge: 1 } });
+      assert.ok(message.webpush, "a topic reaches web devices too");
+    }
+
+    for (
+      const target of [
+        { channel: "push", topic: "has space" },
+        { channel: "push", topic: "/topics/news" },
+        { channel: "push", condition: "news" },
+        { channel: "push", condition: "'a' in topics; drop table" },
+        {
+          channel: "push",
+          condition: ["a", "b", "c", "d", "e", "f"].map((t) => `'${t}' in topics`).join(" || "),
+        },
+        { channel: "push", topic: "news", token: "t", platform: "web" },
+      ]
+    ) {
+      const refused = await call("notify", stack.serviceRoleKey, {
+        method: "POST",
+        body: JSON.stringify({ targets: [target], title: "x" }),
+      });
+      assert.equal(refused.status, 422, JSON.stringify(target));
+      const problem = await refused.json();
+      assert.ok(problem.errors[0].field.startsWith("targets"), JSON.stringify(problem));
+    }
+    const byUser = await call("notify", alice.token, {
+      method: "POST",
+      body: JSON.stringify({ targets: [{ channel: "push", topic }], title: "x" }),
+    });
+    assert.equal(byUser.status, 403);
+    await byUser.body?.cancel();
   });
 });

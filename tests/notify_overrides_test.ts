@@ -150,3 +150,51 @@ Deno.test("notify: a user may set push overrides but not the e-mail's subject or
     assert.equal(problem.errors[0].field, "overrides.email");
   }
 });
+
+Deno.test("notify and bulk: a push payload over FCM's 4096 bytes is a 422 naming the field that tips it", async () => {
+  const [user] = await userWithAddress("android");
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["data", { data: { a: "x".repeat(3000), b: "y".repeat(1500) } }, "data"],
+    ["body", { body: "b".repeat(4096) }, "body"],
+    [
+      "overrides.apns",
+      { overrides: { apns: { payload: { aps: { alert: "x" }, custom: "z".repeat(4100) } } } },
+      "overrides.apns",
+    ],
+    [
+      "overrides.android",
+      { overrides: { android: { notification: { body: "n".repeat(4096) } } } },
+      "overrides.android",
+    ],
+    [
+      "overrides.webpush",
+      { overrides: { webpush: { data: { big: "w".repeat(4096) } } } },
+      "overrides.webpush",
+    ],
+  ];
+  for (const [name, content, field] of cases) {
+    for (
+      const [path, audience] of [["notify", { user_ids: [user.id] }], ["notify/bulk", {
+        user_ids: [user.id],
+      }]] as const
+    ) {
+      const response = await call(path, stack.serviceRoleKey, {
+        ...audience,
+        title: "Big",
+        ...content,
+      });
+      assert.equal(response.status, 422, `${path} ${name}: ${await response.clone().text()}`);
+      const problem = await response.json();
+      assert.equal(problem.errors[0].field, field, `${path} ${name}`);
+      assert.match(problem.errors[0].message, /4096 bytes/);
+    }
+  }
+  const emailOnly = await call("notify", stack.serviceRoleKey, {
+    user_ids: [user.id],
+    title: "Big e-mail",
+    body: "b".repeat(4096),
+    channels: ["email"],
+  });
+  assert.equal(emailOnly.status, 201, "the limit is FCM's: an e-mail may be larger");
+  await emailOnly.body?.cancel();
+});

@@ -179,11 +179,15 @@ begin
     select 1 from jsonb_array_elements(v_targets) t
     where jsonb_typeof(t) <> 'object'
       or coalesce(t ->> 'channel', '') not in ('push', 'email', 'webhook')
+      or (t ->> 'channel' = 'push'
+          and num_nonnulls(t ->> 'token', t ->> 'topic', t ->> 'condition') <> 1)
+      or (t ->> 'topic') !~ '^[a-zA-Z0-9_.~%-]+$' or length(t ->> 'topic') > 900
+      or length(t ->> 'condition') > 1000
       or (t ->> 'channel' = 'webhook' and not exists (
         select 1 from herald.webhook_endpoints e
         where e.id::text = t ->> 'endpoint_id' and e.disabled_at is null))
   ) then
-    raise exception 'targets must be push tokens, e-mail addresses or enabled webhook endpoint ids'
+    raise exception 'targets must be push tokens, FCM topics or conditions, e-mail addresses or enabled webhook endpoint ids'
       using errcode = '22023';
   end if;
 
@@ -259,13 +263,18 @@ begin
     union all
     -- Raw targets (service role only): addresses, each naming its own channel;
     -- no user behind them, so no preferences. A token known to be dead is skipped.
+    -- An FCM topic or condition is one delivery that FCM fans out itself; the
+    -- target's prefix ('/topics/', 'condition:') tells the message builder.
     select null::uuid, x.channel, tok.id, e.id,
-      coalesce(x.token, x.address, e.url), coalesce(x.platform, tok.platform), v_starts_at
+      coalesce(x.token, '/topics/' || x.topic, 'condition:' || x.condition, x.address, e.url),
+      coalesce(x.platform, tok.platform), v_starts_at
     from jsonb_to_recordset(v_targets)
-      as x(channel text, token text, platform text, address text, endpoint_id uuid)
+      as x(channel text, token text, platform text, topic text, condition text, address text,
+           endpoint_id uuid)
     left join herald.device_tokens tok on x.channel = 'push' and tok.token = x.token
     left join herald.webhook_endpoints e on x.channel = 'webhook' and e.id = x.endpoint_id
-    where coalesce(x.token, x.address, e.url) is not null and tok.disabled_at is null
+    where coalesce(x.token, x.topic, x.condition, x.address, e.url) is not null
+      and tok.disabled_at is null
   ), created as (
     insert into herald.deliveries
       (notification_id, recipient_id, channel, device_token_id, webhook_endpoint_id, target,

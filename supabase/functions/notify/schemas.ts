@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { buildFcmMessage, MAX_PAYLOAD_BYTES } from "../_shared/providers/fcm_message.ts";
 import {
   MAX_TTL_SECONDS,
   overridesSchema,
@@ -40,6 +41,29 @@ export const DeviceToken = z.string().min(1).max(4096).regex(
   "must be printable ASCII without spaces",
 );
 
+/** An FCM topic name (FCM's pattern), without the `/topics/` prefix. */
+export const FcmTopic = z.string().regex(
+  /^[a-zA-Z0-9_.~%-]{1,900}$/,
+  "must be 1–900 of a-z, A-Z, 0-9, '-', '_', '.', '~', '%'",
+);
+
+/**
+ * An FCM condition: `'topic' in topics` terms joined by `&&` and `||`, with
+ * `!` and parentheses, naming at most five topics (FCM's limit).
+ */
+export const FcmCondition = z.string().max(1000).superRefine((condition, ctx) => {
+  const terms = condition.match(/'[a-zA-Z0-9_.~%-]+'\s+in\s+topics/g) ?? [];
+  const rest = condition.replace(/'[a-zA-Z0-9_.~%-]+'\s+in\s+topics/g, "T");
+  if (!/^[\sT()!&|]+$/.test(rest) || terms.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: "must combine 'topic' in topics terms with &&, ||, ! and parentheses",
+    });
+  } else if (terms.length > 5) {
+    ctx.addIssue({ code: "custom", message: "may name at most five topics" });
+  }
+});
+
 /** A device's platform. */
 export const Platform = z.enum(["ios", "android", "web"]);
 
@@ -56,11 +80,18 @@ export const Overrides = overridesSchema({
 });
 
 /** A raw address the service role may notify without a user behind it. */
-export const RawTarget = z.discriminatedUnion("channel", [
+export const RawTarget = z.union([
   z.strictObject({ channel: z.literal("push"), token: DeviceToken, platform: Platform }),
+  /** Every device subscribed to the FCM topic: FCM fans out, one request. */
+  z.strictObject({ channel: z.literal("push"), topic: FcmTopic }),
+  /** Devices whose topics satisfy the condition, e.g. `'news' in topics && !('muted' in topics)`. */
+  z.strictObject({ channel: z.literal("push"), condition: FcmCondition }),
   z.strictObject({ channel: z.literal("email"), address: z.email().max(320) }),
   z.strictObject({ channel: z.literal("webhook"), endpoint_id: z.uuid() }),
-]);
+], {
+  error: "a target is {channel: push, token, platform}, {channel: push, topic}, " +
+    "{channel: push, condition}, {channel: email, address} or {channel: webhook, endpoint_id}",
+});
 
 /** What a notification says and how it travels: shared by notify and bulk. */
 const Content = {
@@ -90,6 +121,70 @@ const Content = {
 
 const saysSomething = (n: { title?: string; body?: string; data?: Record<string, string> }) =>
   Boolean(n.title || n.body || (n.data && Object.keys(n.data).length));
+
+/** The fields that fill a push payload, and the overrides block each platform adds. */
+type PushContent = {
+  title?: string;
+  body?: string;
+  image?: string;
+  data?: Record<string, string>;
+  channels: string[];
+  overrides?: Record<string, unknown>;
+};
+const PLATFORM_BLOCK = { android: "android", ios: "apns", web: "webpush" } as const;
+
+/**
+ * FCM's 4096-byte payload limit, checked per platform when the request is
+ * made (the dispatcher checks again for rows from SQL): a 422 naming the
+ * platform's overrides when they tip it over, else the largest of title,
+ * body and data.
+ */
+function _pushFits(n: PushContent, ctx: z.RefinementCtx): void {
+  if (!n.channels.includes("push")) return;
+  for (const [platform, block] of Object.entries(PLATFORM_BLOCK)) {
+    const size = (overrides: Record<string, unknown>) => {
+      const built = buildFcmMessage({
+        id: "",
+        attempt: 1,
+        channel: "push",
+        target: "size-check",
+        platform: platform as keyof typeof PLATFORM_BLOCK,
+        recipientId: null,
+        webhookEndpointId: null,
+        targetDisabled: false,
+        secrets: [],
+        lease: "",
+        notification: {
+          id: "",
+          title: n.title ?? null,
+          body: n.body ?? null,
+          image: n.image ?? null,
+          data: n.data ?? {},
+          category: null,
+          priority: "normal",
+          overrides,
+          expiresAt: null,
+          createdAt: new Date(0),
+          requestId: null,
+        },
+      }, 0);
+      return built.ok ? built.payloadBytes : built.code === "PAYLOAD_TOO_LARGE" ? Infinity : 0;
+    };
+    const overrides = n.overrides ?? {};
+    if (size(overrides) <= MAX_PAYLOAD_BYTES) continue;
+    const { [block]: _, ...without } = overrides;
+    const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value ?? "")).length;
+    const path = overrides[block] !== undefined && size(without) <= MAX_PAYLOAD_BYTES
+      ? ["overrides", block]
+      : [(["title", "body", "data"] as const).reduce((a, b) => bytes(n[a]) >= bytes(n[b]) ? a : b)];
+    ctx.addIssue({
+      code: "custom",
+      path,
+      message: `makes the ${platform} push payload larger than FCM's ${MAX_PAYLOAD_BYTES} bytes`,
+    });
+    return;
+  }
+}
 const NOTHING_TO_SAY = { message: "a notification needs a title, a body or data", path: ["title"] };
 
 /** `POST /notify`: notify users (and, for services, raw addresses). */
@@ -100,6 +195,7 @@ export const NotifyRequest = z.strictObject({
   ...Content,
 })
   .refine(saysSomething, NOTHING_TO_SAY)
+  .superRefine(_pushFits)
   .refine((n) => (n.user_ids?.length ?? 0) + (n.targets?.length ?? 0) > 0, {
     message: "name at least one recipient in user_ids or targets",
     path: ["user_ids"],
@@ -115,6 +211,7 @@ export const BulkRequest = z.strictObject({
   ...Content,
 })
   .refine(saysSomething, NOTHING_TO_SAY)
+  .superRefine(_pushFits)
   .refine((n) => Boolean(n.user_ids) !== Boolean(n.topic), {
     message: "name exactly one audience: user_ids or topic",
     path: ["user_ids"],
