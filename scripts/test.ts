@@ -112,6 +112,17 @@ async function denoTests(
  */
 const EDGE_RUNTIME_DENO = "2.1.4";
 
+/**
+ * Test files the edge-runtime lane leaves out, each with the reason. They
+ * still run in the main lane.
+ */
+const EDGE_LANE_EXCLUDED: Record<string, string> = {
+  "tests/db_outage_test.ts":
+    "postgres.js 3.4.9 sometimes writes to a socket Deno 2.1.4's node:net has already closed " +
+    "when the test cuts the connection (TypeError in connection.js nextWrite), an uncaught " +
+    "error outside any test; a library bug under that Deno, recorded in docs/RELIABILITY.md",
+};
+
 async function edgeRuntimeTests() {
   const prefix = `${ROOT}/.data/deno-${EDGE_RUNTIME_DENO}`;
   const deno = `${prefix}/node_modules/.bin/deno`;
@@ -129,7 +140,8 @@ async function edgeRuntimeTests() {
     if (!install.success) return count(`deno ${EDGE_RUNTIME_DENO} test`, 0, 1);
   }
   const files = (await typeScriptFiles()).filter((f) =>
-    f.startsWith("tests/") && f.endsWith("_test.ts") && (!only.length || only.includes(f))
+    f.startsWith("tests/") && f.endsWith("_test.ts") && (!only.length || only.includes(f)) &&
+    !(f in EDGE_LANE_EXCLUDED)
   );
   const inProcess = [];
   for (const file of files) {

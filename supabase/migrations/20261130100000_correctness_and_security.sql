@@ -126,6 +126,22 @@ $$;
 
 revoke execute on function herald.check_content(jsonb, uuid[]) from public;
 
+-- Priority lanes: 0 critical or high priority, 1 normal, 2 fan-out (a topic
+-- audience or more than 100 recipients, whatever its priority). A dispatcher
+-- claims lane by lane with a share kept for fan-out (see claimDue), so a
+-- single urgent notification never waits behind 100,000 bulk deliveries and
+-- bulk still drains. One index serves every lane's "oldest due first".
+alter table herald.deliveries add column lane smallint not null default 1
+  check (lane between 0 and 2);
+create index deliveries_lane_due_idx on herald.deliveries (lane, next_attempt_at)
+  where status = 'pending';
+
+-- Deleting a device token (the owner, a move, prune_device_tokens) sets its
+-- deliveries' device_token_id to null; without an index every deleted token
+-- scanned the whole outbox (deleting 100,000 users took over ten minutes).
+create index deliveries_device_token_id_idx on herald.deliveries (device_token_id)
+  where device_token_id is not null;
+
 -- enqueue: the service decided by role, the API's limits, overrides.email for the
 -- service only, and ttl_seconds 0 kept as now-or-never. Otherwise unchanged.
 create or replace function herald.enqueue(
@@ -149,6 +165,7 @@ declare
     array['push']);
   v_targets jsonb := coalesce(nullif(p_content -> 'targets', 'null'), '[]');
   v_critical boolean;
+  v_lane smallint;
   v_category text := p_content ->> 'category';
   v_send_at timestamptz;
   -- Deliveries are due from here: now, or the requested send time.
@@ -166,6 +183,10 @@ begin
   end if;
   perform herald.check_content(p_content, p_recipients);
   v_critical := coalesce((p_content ->> 'critical')::boolean, false);
+  v_lane := case
+    when p_topic is not null or cardinality(p_recipients) > 100 then 2
+    when v_critical or p_content ->> 'priority' = 'high' then 0
+    else 1 end;
   v_send_at := (p_content ->> 'send_at')::timestamptz;
   v_starts_at := greatest(coalesce(v_send_at, now()), now());
   if not v_channels <@ array['push', 'email', 'webhook'] or cardinality(v_channels) = 0 then
@@ -278,9 +299,9 @@ begin
   ), created as (
     insert into herald.deliveries
       (notification_id, recipient_id, channel, device_token_id, webhook_endpoint_id, target,
-       platform, next_attempt_at)
+       platform, next_attempt_at, lane)
     select n.id, w.user_id, w.channel, w.device_token_id, w.webhook_endpoint_id, w.target,
-      w.platform, w.due_at
+      w.platform, w.due_at, v_lane
     from notification n, wanted w
     returning 1
   )

@@ -15,6 +15,43 @@ export interface ClaimOptions {
   notificationId?: string;
 }
 
+/** Of a round's claim, the share kept for the fan-out lane while urgent lanes have work. */
+export const FAN_OUT_SHARE = 0.2;
+
+/**
+ * Due rows by lane: critical/high (0), normal (1), fan-out (2), each the
+ * oldest due first through the lane index. Up to `limit` rows of each lane
+ * are locked; the claim keeps `limit` of them: first the fan-out lane's
+ * guaranteed share, then lanes 0, 1 and the rest of 2. Rows locked and not
+ * kept are free again when the statement ends.
+ */
+function _byLane(sql: Sql | Tx, options: ClaimOptions) {
+  const share = Math.max(1, Math.floor(options.limit * FAN_OUT_SHARE));
+  // Materialized: each lane's locking read runs once, as written, on its index.
+  const lane = (n: number) =>
+    sql`lane${sql.unsafe(String(n))} as materialized (
+      select id, locked_until, ${n}::int as lane, next_attempt_at from herald.deliveries
+      where status = 'pending' and lane = ${n} and next_attempt_at <= now()
+      order by next_attempt_at limit ${options.limit} for update skip locked)`;
+  return sql`${lane(0)}, ${lane(1)}, ${lane(2)}, due as (
+    select id, locked_until as unreported_lease from (
+      select *, row_number() over (partition by lane order by next_attempt_at) as rank
+      from (select * from lane0 union all select * from lane1 union all select * from lane2) l
+    ) ranked
+    order by case when lane = 2 and rank <= ${share} then -1 else lane end, next_attempt_at
+    limit ${options.limit})`;
+}
+
+/** One notification's due rows, from its own index (notify's inline first attempt). */
+function _oneNotification(sql: Sql | Tx, options: ClaimOptions) {
+  return sql`due as (
+    select id, locked_until as unreported_lease from herald.deliveries
+    where status = 'pending' and next_attempt_at <= now()
+      and notification_id = ${options.notificationId!}
+    limit ${options.limit}
+    for update skip locked)`;
+}
+
 /**
  * Claims up to `limit` due deliveries. Each claim counts as an attempt and
  * moves `next_attempt_at` to the lease's end, so rows of a dispatcher that
@@ -22,18 +59,8 @@ export interface ClaimOptions {
  */
 export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<ClaimedDelivery[]> {
   const rows = await sql`
-    with due as (
-      select id, locked_until as unreported_lease from herald.deliveries
-      where status = 'pending' and next_attempt_at <= now()
-      ${
-    // One notification's rows come from its own index; ordering them would
-    // steer the planner to the due index and a scan over everyone's backlog.
-    options.notificationId
-      ? sql`and notification_id = ${options.notificationId}`
-      : sql`order by next_attempt_at`}
-      limit ${options.limit}
-      for update skip locked
-    ), claimed as (
+    with ${options.notificationId ? _oneNotification(sql, options) : _byLane(sql, options)},
+    claimed as (
       update herald.deliveries d
       set attempts = d.attempts + 1,
           locked_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
