@@ -130,11 +130,13 @@ revoke execute on function herald.check_content(jsonb, uuid[]) from public;
 -- audience or more than 100 recipients, whatever its priority). A dispatcher
 -- claims lane by lane with a share kept for fan-out (see claimDue), so a
 -- single urgent notification never waits behind 100,000 bulk deliveries and
--- bulk still drains. One index serves every lane's "oldest due first".
+-- bulk still drains. The two urgent lanes have an index of their own, which
+-- fan-out rows never enter (a 100,000-row fan-out pays nothing for it); the
+-- fan-out lane reads the due index, where urgent rows are few.
 alter table herald.deliveries add column lane smallint not null default 1
   check (lane between 0 and 2);
-create index deliveries_lane_due_idx on herald.deliveries (lane, next_attempt_at)
-  where status = 'pending';
+create index deliveries_urgent_due_idx on herald.deliveries (lane, next_attempt_at)
+  where status = 'pending' and lane < 2;
 
 -- Deleting a device token (the owner, a move, prune_device_tokens) sets its
 -- deliveries' device_token_id to null; without an index every deleted token

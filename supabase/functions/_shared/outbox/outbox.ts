@@ -20,18 +20,21 @@ export const FAN_OUT_SHARE = 0.2;
 
 /**
  * Due rows by lane: critical/high (0), normal (1), fan-out (2), each the
- * oldest due first through the lane index. Up to `limit` rows of each lane
+ * oldest due first (lanes 0 and 1 through their own index, fan-out through
+ * the due index). Up to `limit` rows of each lane
  * are locked; the claim keeps `limit` of them: first the fan-out lane's
  * guaranteed share, then lanes 0, 1 and the rest of 2. Rows locked and not
  * kept are free again when the statement ends.
  */
 function _byLane(sql: Sql | Tx, options: ClaimOptions) {
   const share = Math.max(1, Math.floor(options.limit * FAN_OUT_SHARE));
-  // Materialized: each lane's locking read runs once, as written, on its index.
-  const lane = (n: number) =>
+  // Materialized: each lane's locking read runs once, as written. The lane is
+  // a literal, so even a generic plan can use the urgent lanes' partial index.
+  const lane = (n: 0 | 1 | 2) =>
     sql`lane${sql.unsafe(String(n))} as materialized (
-      select id, locked_until, ${n}::int as lane, next_attempt_at from herald.deliveries
-      where status = 'pending' and lane = ${n} and next_attempt_at <= now()
+      select id, locked_until, ${sql.unsafe(String(n))} as lane, next_attempt_at
+      from herald.deliveries
+      where status = 'pending' and lane = ${sql.unsafe(String(n))} and next_attempt_at <= now()
       order by next_attempt_at limit ${options.limit} for update skip locked)`;
   return sql`${lane(0)}, ${lane(1)}, ${lane(2)}, due as (
     select id, locked_until as unreported_lease from (
