@@ -104,7 +104,7 @@ Deno.test("databaseUnavailable() names outages and statement timeouts, and nothi
     assert.equal(
       databaseUnavailable(error) !== undefined,
       unavailable,
-      (error as { code?: string }).code,
+      String((error as { code?: string }).code),
     );
   }
 });

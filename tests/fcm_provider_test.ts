@@ -260,7 +260,6 @@ Deno.test("validateToken() says unknown when FCM cannot tell (quota, outage)", a
 /** Raw messages for the stand-in itself: it must refuse what FCM refuses and accept what FCM accepts. */
 /** `{"data":{"k":""}}` is 17 bytes, so a value of 4096 - 17 bytes makes a 4096-byte payload. */
 const WIRE: [string, Record<string, unknown>, "sent" | "INVALID_ARGUMENT"][] = [
-  ["lower-case android priority", { android: { priority: "high" } }, "INVALID_ARGUMENT"],
   ["a TTL over 4 weeks", { android: { ttl: "2419201s" } }, "INVALID_ARGUMENT"],
   ["a TTL of exactly 4 weeks", { android: { ttl: "2419200s" } }, "sent"],
   ["the data key 'from'", { data: { from: "x" } }, "INVALID_ARGUMENT"],

@@ -36,7 +36,7 @@ function serveJwks(keys: JWK[]) {
 const claims = { role: "authenticated", sub: crypto.randomUUID() };
 
 function token(
-  key: { alg: string; kid?: string; privateKey: CryptoKey | Uint8Array },
+  key: { alg: string; kid?: string; privateKey: Parameters<SignJWT["sign"]>[0] },
   exp: string | number = "5m",
   body: Record<string, unknown> = claims,
 ) {

@@ -140,7 +140,8 @@ const Message = z.strictObject({
   notification: z.strictObject({ title: z.string(), body: z.string(), image: Link }).partial().optional(),
   android: z.strictObject({
     collapse_key: z.string(),
-    priority: z.enum(["NORMAL", "HIGH"]),
+    // FCM reads this enum in any case: firebase-admin sends "high".
+    priority: z.string().transform((p) => p.toUpperCase()).pipe(z.enum(["NORMAL", "HIGH"])),
     ttl: Ttl,
     restricted_package_name: z.string(),
     data: StringMap,

@@ -56,6 +56,13 @@ export interface IssuedToken {
 /** Tokens issued by the OAuth stand-in, checked by the FCM stand-in. */
 export type TokenRegistry = Map<string, IssuedToken>;
 
+/** The audiences Google's token endpoint accepts (google-auth-library signs for the first). */
+const GOOGLE_TOKEN_AUDIENCES = [
+  "https://oauth2.googleapis.com/token",
+  "https://www.googleapis.com/oauth2/v4/token",
+  "https://accounts.google.com/o/oauth2/token",
+];
+
 const SCOPES = [
   "https://www.googleapis.com/auth/firebase.messaging",
   "https://www.googleapis.com/auth/cloud-platform",
@@ -105,7 +112,9 @@ export async function googleOAuthHandler(
     try {
       ({ payload } = await jwtVerify(assertion, known.key, {
         algorithms: ["RS256"],
-        audience: options.tokenUrl(),
+        // Google takes its token endpoint's URL in any of its spellings; the
+        // stand-in also takes its own (Herald signs for the account's token_uri).
+        audience: [options.tokenUrl(), ...GOOGLE_TOKEN_AUDIENCES],
         requiredClaims: ["iat", "exp"],
       }));
     } catch (error) {

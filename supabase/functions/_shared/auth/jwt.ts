@@ -99,7 +99,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const jwks = async (
     header: JWSHeaderParameters,
     token: FlattenedJWSInput,
-  ): Promise<CryptoKey> => {
+  ): ReturnType<typeof remote> => {
     if (now() < failedUntil) throw unavailable();
     try {
       return await remote(header, token);
