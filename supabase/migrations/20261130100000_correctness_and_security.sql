@@ -115,10 +115,11 @@ begin
     raise exception 'overrides must be an object' using errcode = '22023';
   end if;
   select k into bad from jsonb_object_keys(coalesce(nullif(p_content -> 'overrides', 'null'), '{}')) k
-  where k not in ('android', 'apns', 'webpush', 'analytics_label', 'email')
+  where k not in ('android', 'apns', 'webpush', 'fcm_options', 'fcmOptions', 'analytics_label',
+                  'analyticsLabel', 'email')
   limit 1;
   if bad is not null then
-    raise exception 'unknown overrides key % (android, apns, webpush, analytics_label, email)', bad
+    raise exception 'unknown overrides key % (android, apns, webpush, fcm_options, analytics_label, email)', bad
       using errcode = '22023';
   end if;
 end;
@@ -575,7 +576,7 @@ $$;
 alter table herald.hook_rules add constraint hook_rules_template_overrides_check check (
   case jsonb_typeof(template -> 'overrides')
     when 'object' then not jsonb_path_exists(template,
-      '$.overrides.keyvalue() ? (!(@.key == "android" || @.key == "apns" || @.key == "webpush" || @.key == "analytics_label" || @.key == "email"))')
+      '$.overrides.keyvalue() ? (!(@.key == "android" || @.key == "apns" || @.key == "webpush" || @.key == "fcm_options" || @.key == "fcmOptions" || @.key == "analytics_label" || @.key == "analyticsLabel" || @.key == "email"))')
     else template -> 'overrides' is null
   end
 );
