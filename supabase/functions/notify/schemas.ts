@@ -141,6 +141,11 @@ const PLATFORM_BLOCK = { android: "android", ios: "apns", web: "webpush" } as co
  */
 function _pushFits(n: PushContent, ctx: z.RefinementCtx): void {
   if (!n.channels.includes("push")) return;
+  // Every platform's payload is a part of this, give or take key names: when
+  // all of it fits with room to spare, no message needs building.
+  const { title, body, image, data, overrides } = n;
+  const whole = JSON.stringify({ title, body, image, data, overrides });
+  if (whole.length * 3 + 256 <= MAX_PAYLOAD_BYTES) return;
   for (const [platform, block] of Object.entries(PLATFORM_BLOCK)) {
     const size = (overrides: Record<string, unknown>) => {
       const built = buildFcmMessage({
