@@ -16,7 +16,7 @@
 import type { Redis } from "@upstash/redis";
 import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
-import type { Sql } from "../_shared/db/sessions.ts";
+import type { Sql, Tx } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
 import { Problem, problemResponse } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
@@ -207,8 +207,8 @@ function _degradedBecause(
 
 /**
  * How far behind the outbox is. `oldest_due_age_s` is the lag dispatchers
- * should keep near zero (0 when nothing is due; served by the partial index
- * `deliveries_due_idx`) — rows whose lease ran out without a result are due
+ * should keep near zero (0 when nothing is due; served by the lanes' due
+ * indexes, one lane at a time) — rows whose lease ran out without a result are due
  * again and count; `oldest_pending_age_s` includes deliveries waiting for a
  * retry or a lease; `last_attempt_age_s` is how long ago any dispatcher last
  * wrote an attempt (null: never).
@@ -219,18 +219,20 @@ async function _queue(sql: Sql, timeoutMs: number) {
     await tx`select set_config('statement_timeout', ${String(timeoutMs)}, true)`;
     return await tx`
       select
-        extract(epoch from now() - (
-          select min(next_attempt_at) from herald.deliveries
-          where status = 'pending' and next_attempt_at <= now()
-        ))::float8 as oldest_due_age_s,
+        extract(epoch from now() - least(${_oldestDue(tx, 0)}, ${_oldestDue(tx, 1)},
+          ${_oldestDue(tx, 2)}))::float8 as oldest_due_age_s,
         extract(epoch from now() - (
           select min(created_at) from herald.deliveries where status = 'pending'
         ))::float8 as oldest_pending_age_s,
         (select count(*) from (
           select 1 from herald.deliveries
-          where status = 'pending' and next_attempt_at <= now()
+          where status = 'pending' and lane < 2 and next_attempt_at <= now()
           limit ${DUE_COUNT_CAP + 1}
-        ) due)::int as due,
+        ) urgent)::int + (select count(*) from (
+          select 1 from herald.deliveries
+          where status = 'pending' and lane = 2 and next_attempt_at <= now()
+          limit ${DUE_COUNT_CAP + 1}
+        ) fan_out)::int as due,
         extract(epoch from now() - (
           select at from herald.delivery_attempts order by id desc limit 1
         ))::float8 as last_attempt_age_s`;
@@ -243,6 +245,12 @@ async function _queue(sql: Sql, timeoutMs: number) {
     oldest_pending_age_s: round(row.oldest_pending_age_s),
     last_attempt_age_s: round(row.last_attempt_age_s),
   };
+}
+
+/** The oldest due row of one lane: one step down that lane's due index. */
+function _oldestDue(tx: Tx, lane: 0 | 1 | 2) {
+  return tx`(select min(next_attempt_at) from herald.deliveries
+    where status = 'pending' and lane = ${tx.unsafe(String(lane))} and next_attempt_at <= now())`;
 }
 
 function _breakerJson(b: BreakerReport, now: number) {

@@ -20,8 +20,8 @@ export const FAN_OUT_SHARE = 0.2;
 
 /**
  * Due rows by lane: critical/high (0), normal (1), fan-out (2), each the
- * oldest due first (lanes 0 and 1 through their own index, fan-out through
- * the due index). Up to `limit` rows of each lane
+ * oldest due first (lanes 0 and 1 through the urgent due index, fan-out
+ * through its own). Up to `limit` rows of each lane
  * are locked; the claim keeps `limit` of them: first the fan-out lane's
  * guaranteed share, then lanes 0, 1 and the rest of 2. Rows locked and not
  * kept are free again when the statement ends.
