@@ -6,19 +6,12 @@
  */
 import { z } from "zod";
 import { buildFcmMessage, MAX_PAYLOAD_BYTES } from "../_shared/providers/fcm_message.ts";
-import {
-  MAX_TTL_SECONDS,
-  overridesSchema,
-  RESERVED_DATA_KEY,
-} from "../_shared/providers/fcm_overrides.ts";
+import { DataMap, MAX_TTL_SECONDS, overridesSchema } from "../_shared/providers/fcm_overrides.ts";
 
 /** A flat string map, as FCM's `data` must be. */
-export const DataPayload = z.record(
-  z.string().min(1).max(256).refine((key) => !RESERVED_DATA_KEY.test(key), {
-    message: "is reserved by FCM (from, notification, message_type, collapse_key, google.*, gcm.*)",
-  }),
-  z.string().max(4096, "data values must be strings of at most 4096 characters"),
-).meta({ description: "String values only (FCM's data payload)." });
+export const DataPayload = DataMap.meta({
+  description: "String values only (FCM's data payload).",
+});
 
 /** A delivery channel. */
 export const Channel = z.enum(["push", "email", "webhook"]);

@@ -39,8 +39,7 @@ export function createCallerResolver(options: CallerResolverOptions) {
   const service: Caller = { kind: "service", claims: { role: "service_role" } };
   return async (headers: Headers): Promise<Caller> => {
     const bearer = bearerToken(headers.get("authorization"));
-    const apiKey = headers.get("apikey")?.trim() || headers.get("sb-api-key")?.trim() ||
-      undefined;
+    const apiKey = _apiKey(headers);
     if (!bearer && !apiKey) {
       throw new Problem(
         401,
@@ -144,6 +143,11 @@ export function presentedCredentials(headers: Headers): string[] {
     headers.get("apikey")?.trim(),
     headers.get("sb-api-key")?.trim(),
   ].filter((c): c is string => Boolean(c));
+}
+
+/** The API key the platform sends: `apikey`, or `sb-api-key`. */
+function _apiKey(headers: Headers): string | undefined {
+  return headers.get("apikey")?.trim() || headers.get("sb-api-key")?.trim() || undefined;
 }
 
 /** The token of an `Authorization: Bearer <token>` header, if that is what it holds. */

@@ -106,8 +106,11 @@ function _proto<T extends z.ZodRawShape>(shape: T, sdk: Record<string, Alias> = 
 const text = z.string().min(1).max(1024);
 const ANY_TEXT = z.string().max(4096);
 
-/** A flat string map, as FCM's `data` maps must be, without FCM's reserved keys. */
-const DataMap = z.record(
+/**
+ * A flat string map, as FCM's `data` maps must be, without FCM's reserved
+ * keys: the message's `data` (the notify API's) and the platforms' own.
+ */
+export const DataMap = z.record(
   z.string().min(1).max(256).refine((key) => !RESERVED_DATA_KEY.test(key), {
     message: "is reserved by FCM (from, notification, message_type, collapse_key, google.*, gcm.*)",
   }),
