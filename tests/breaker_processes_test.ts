@@ -21,6 +21,9 @@ Deno.test("breaker across two dispatchers: silence while open, one probe per coo
     HERALD_BACKOFF_BASE_MS: "100",
   };
   const dispatchers = [];
+  // Cleared before watching: an earlier test may have left this target's breaker
+  // open, and a stale open_until read first would shift every cycle below.
+  await redis.del(STATE_KEY, `${STATE_KEY}:failures`);
   // Every distinct open_until the breaker goes through, as observed.
   const openings: number[] = [];
   let watching = true;
@@ -32,7 +35,6 @@ Deno.test("breaker across two dispatchers: silence while open, one probe per coo
     }
   })();
   try {
-    await redis.del(STATE_KEY, `${STATE_KEY}:failures`);
     await parkPending(sql);
     await fakeControl("fcm", "reset");
     await fakeControl("fcm", "behaviour", {
