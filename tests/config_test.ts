@@ -13,7 +13,7 @@ const BASE = {
 
 Deno.test("config: the defaults of the dispatch, breaker and database settings", () => {
   const config = loadConfig(BASE);
-  assert.equal(config.dispatch.concurrency, 128);
+  assert.equal(config.dispatch.concurrency, 512);
   assert.equal(config.breaker.minimumCalls, 100);
   assert.equal(config.breaker.failureRate, 0.5);
   assert.equal(config.dbStatementTimeoutMs, 15_000);

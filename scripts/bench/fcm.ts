@@ -6,9 +6,10 @@
  * here is the sender's alone. Both sides must report no errors and the
  * stand-in must have received exactly N from each, or the run fails.
  *
- * Herald sends with the per-target limit the dispatcher uses
- * (`HERALD_CONCURRENCY`, default 128 in flight); `firebase-admin` puts a
- * whole chunk in flight.
+ * Herald sends as the dispatcher does: through a target's send slots, whose
+ * adaptive limit finds how many to keep in flight (ceiling
+ * `HERALD_CONCURRENCY`, default 512), learned afresh in each round;
+ * `firebase-admin` puts a whole chunk in flight.
  *
  * Last line: `{ "0ms": {...}, "20ms": {...}, ratio_0ms, ratio_20ms, … }`.
  *
@@ -17,6 +18,7 @@
 import https from "node:https";
 import net from "node:net";
 import process from "node:process";
+import { createSendSlots } from "../../supabase/functions/_shared/dispatch/send_slots.ts";
 import { createFcmSender } from "../../supabase/functions/_shared/providers/fcm.ts";
 import { createAccessTokenSource } from "../../supabase/functions/_shared/providers/google_access_token.ts";
 import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
@@ -24,7 +26,7 @@ import { portsFrom } from "../stack/config.ts";
 
 const N = Number(Deno.env.get("HERALD_BENCH_FCM_N") ?? 20_000);
 const ROUNDS = Number(Deno.env.get("HERALD_BENCH_FCM_ROUNDS") ?? 3);
-const CONCURRENCY = Number(Deno.env.get("HERALD_CONCURRENCY") ?? 128);
+const CONCURRENCY = Number(Deno.env.get("HERALD_CONCURRENCY") ?? 512);
 const LATENCIES = [0, 20];
 const PROJECT = "herald-bench-fcm";
 const log = (line: string) => console.error(`bench:fcm: ${line}`);
@@ -111,18 +113,22 @@ try {
   await Deno.remove(dataDir, { recursive: true });
 }
 
-/** Sends N messages through Herald's sender, CONCURRENCY in flight. */
+/** Sends N messages through Herald's sender and a target's adaptive send slots. */
 async function _sendHerald(send: ReturnType<typeof createFcmSender>): Promise<number> {
-  let next = 0;
+  const slots = createSendSlots({ limit: CONCURRENCY });
+  const lane = await slots.enter(`fcm:${PROJECT}`);
   let errors = 0;
-  const worker = async () => {
-    while (next < N) {
-      const i = next++;
-      const outcome = await send({ token: `bench-${i}`, notification: { title: "Bench" } });
-      if (outcome.kind !== "sent") errors++;
-    }
+  let next = 0;
+  const one = async () => {
+    const started = performance.now();
+    const outcome = await send({ token: `bench-${next++}`, notification: { title: "Bench" } });
+    lane.observe(performance.now() - started, outcome.kind === "retry");
+    if (outcome.kind !== "sent") errors++;
   };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  // As a round does: every send asks for a slot, the lane lets in as many as its limit allows.
+  await Promise.all(Array.from({ length: N }, () => lane.run(one)));
+  await lane.leave();
+  log(`  Herald's adaptive limit ended at ${slots.adaptiveLimit(`fcm:${PROJECT}`)}`);
   return errors;
 }
 

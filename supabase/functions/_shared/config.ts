@@ -47,7 +47,7 @@ const Env = z.object({
   HERALD_DISPATCH_KEY: z.string().min(32).optional(),
   HERALD_BATCH_SIZE: count(500, 5_000),
   HERALD_LEASE_MS: count(60_000, 3_600_000),
-  HERALD_CONCURRENCY: count(128, 1_000),
+  HERALD_CONCURRENCY: count(512, 5_000),
   HERALD_WORKER_ROUNDS: count(2, 16),
   HERALD_MAX_ATTEMPTS: count(8, 100),
   HERALD_BACKOFF_BASE_MS: count(1_000, 3_600_000),

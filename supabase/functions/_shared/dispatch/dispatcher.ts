@@ -44,7 +44,7 @@ export interface DispatcherDeps {
   batchSize?: number;
   /** @default 60_000 */
   leaseMs?: number;
-  /** Sends in flight at once per target, when no `slots` are given. @default 128 */
+  /** Sends in flight at once per target, when no `slots` are given: the adaptive limit's ceiling. @default 512 */
   concurrency?: number;
   /** Attempts before a delivery goes dead. @default 8 */
   maxAttempts?: number;
@@ -96,7 +96,7 @@ export async function dispatchBatch(
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
   const leaseMs = deps.leaseMs ?? 60_000;
-  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 128, ttlMs: leaseMs });
+  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 512, ttlMs: leaseMs });
   // Every send must be over, and its result written, before the lease ends:
   // sends still in flight at the deadline are cut off and retried.
   const window = leaseMs - Math.min(deps.writeBackMs ?? 5_000, leaseMs / 4);
@@ -203,8 +203,8 @@ function _claimLimit(deps: DispatcherDeps, slots: SendSlots, window: number): nu
     ...Object.values(deps.providers).map((p) => p ? _startBudget(p, slots, window) : 0),
   );
   const waves = 1 + Math.floor(Math.max(0, window - longest) / Math.max(latency, 1));
-  // Sized for the widest target; a narrower one (a webhook endpoint) gives back what it cannot start.
-  return Math.max(1, Math.min(batchSize, slots.limit * waves));
+  // Sized for the widest target's adaptive limit; a narrower one (a webhook endpoint) gives back what it cannot start.
+  return Math.max(1, Math.min(batchSize, slots.widestLimit * waves));
 }
 
 /**
@@ -336,6 +336,8 @@ async function _sendGroup(
     }
     const latency = performance.now() - started;
     slots.observe(latency);
+    // A send cut off by the round's own deadline says nothing about the target.
+    lane.observe(latency, outcome.kind === "retry" && !signal.aborted);
     return {
       outcome,
       result: _result(

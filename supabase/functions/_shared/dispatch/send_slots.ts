@@ -11,9 +11,14 @@
  * expire by themselves if the process dies. While Redis is unreachable each
  * process keeps its own limit.
  *
+ * The limit is a ceiling: within the slots it holds, a process keeps as many
+ * sends in flight as the target's answers allow ({@linkcode AdaptiveLimit}),
+ * learned per target and kept across rounds.
+ *
  * @module
  */
 import { runScript, type ScriptRedis, SEND_SLOTS } from "../redis/scripts.ts";
+import { AdaptiveLimit } from "../resilience/adaptive_limit.ts";
 
 /** One target's slots as a round uses them. */
 export interface Lane {
@@ -22,6 +27,12 @@ export interface Lane {
    * process holds no slot for the target (others use them all).
    */
   run<T>(task: () => Promise<T>): Promise<T | undefined>;
+  /**
+   * A send of this lane ended (call it from inside the task, while the slot is
+   * held): its latency, and whether the target failed it in a way that asks
+   * for less (throttled, 5xx, timeout). The target's adaptive limit learns from it.
+   */
+  observe(latencyMs: number, failed: boolean): void;
   /**
    * The round is done with the target: the process gives its slots back with
    * its last round. Resolves once they are back; callers need not wait (a
@@ -37,8 +48,12 @@ export interface SendSlots {
    * returns the lane. `limit` lowers the target's limit (never raises it).
    */
   enter(target: string, limit?: number): Promise<Lane>;
-  /** Sends in flight at once per target, across all holders. */
+  /** Sends in flight at once per target, across all holders: the ceiling of every adaptive limit. */
   readonly limit: number;
+  /** What `target`'s adaptive limit allows in this process now (the ceiling before its first send). */
+  adaptiveLimit(target: string): number;
+  /** The widest adaptive limit this process has learned (the ceiling before any): what a round can use. */
+  readonly widestLimit: number;
   /** Observes one send's latency (ms): the basis of {@linkcode SendSlots.typicalLatencyMs}. */
   observe(latencyMs: number): void;
   /** A moving average of recent send latencies, undefined before the first send. */
@@ -47,8 +62,10 @@ export interface SendSlots {
 
 /** Options for {@linkcode createSendSlots}. */
 export interface SendSlotsOptions {
-  /** Sends in flight at once per target, across every process sharing `redis`. @default 128 */
+  /** Sends in flight at once per target, across every process sharing `redis`. @default 512 */
   limit?: number;
+  /** Where a target's adaptive limit starts (slow start doubles it per round trip). @default 16 */
+  initialLimit?: number;
   /** Where processes share the limit; without it the limit is this process's alone. */
   redis?: ScriptRedis;
   /** How long slots live unless renewed (the lease: no round outlives it). @default 60_000 */
@@ -78,12 +95,25 @@ export interface SendSlotsOptions {
  * ```
  */
 export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
-  const limit = _positive("limit", options.limit ?? 128);
+  const limit = _positive("limit", options.limit ?? 512);
+  const initialLimit = _positive("initialLimit", options.initialLimit ?? 16);
   const ttlMs = _positive("ttlMs", options.ttlMs ?? 60_000);
   const prefix = options.prefix ?? "herald:slots:";
   const now = options.now ?? Date.now;
   const holder = crypto.randomUUID();
   const targets = new Map<string, _Target>();
+  // Learned per target and kept when its rounds end: the next round starts where the last left off.
+  const adaptive = new Map<string, AdaptiveLimit>();
+  const adaptiveFor = (target: string, cap: number) => {
+    let learned = adaptive.get(target);
+    if (!learned || learned.ceiling !== cap) {
+      // Webhook endpoints are many: forget them all rather than grow without bound.
+      if (adaptive.size >= MAX_LEARNED_TARGETS) adaptive.clear();
+      learned = new AdaptiveLimit({ ceiling: cap, initial: Math.min(cap, initialLimit) });
+      adaptive.set(target, learned);
+    }
+    return learned;
+  };
   // A target's claims run one after another, so a late "give back" cannot undo a newer claim.
   const claims = new Map<string, Promise<unknown>>();
   let typicalLatencyMs: number | undefined;
@@ -131,6 +161,12 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
 
   return {
     limit,
+    adaptiveLimit: (target) => adaptive.get(target)?.limit ?? limit,
+    get widestLimit() {
+      let widest = 0;
+      for (const learned of adaptive.values()) widest = Math.max(widest, learned.limit);
+      return widest || limit;
+    },
     get typicalLatencyMs() {
       return typicalLatencyMs;
     },
@@ -143,7 +179,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       const cap = Math.min(limit, lower ?? limit);
       let state = targets.get(target);
       if (!state) {
-        state = new _Target();
+        state = new _Target(adaptiveFor(target, cap));
         targets.set(target, state);
       }
       state.rounds++;
@@ -153,6 +189,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       let left = false;
       return {
         run: (task) => entered.run(task),
+        observe: (latencyMs, failed) => entered.observe(latencyMs, failed),
         async leave() {
           if (left) return;
           left = true;
@@ -165,16 +202,37 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   };
 }
 
-/** One target's slots in this process: how many it holds, and the sends waiting for one. */
+/** Targets whose adaptive limits a process remembers at most. */
+const MAX_LEARNED_TARGETS = 10_000;
+
+/**
+ * One target's slots in this process: how many it holds, how many of those
+ * its adaptive limit lets it use, and the sends waiting for one.
+ */
 class _Target {
   rounds = 0;
   capacity = 0;
   #active = 0;
   #waiting: (() => void)[] = [];
 
+  constructor(private adaptive: AdaptiveLimit) {}
+
+  get #usable() {
+    return Math.min(this.capacity, this.adaptive.limit);
+  }
+
   setCapacity(capacity: number) {
     this.capacity = capacity;
-    while (this.#active < this.capacity && this.#waiting.length > 0) {
+    this.#admitWaiting();
+  }
+
+  observe(latencyMs: number, failed: boolean) {
+    this.adaptive.observe(latencyMs, failed, this.#active);
+    this.#admitWaiting();
+  }
+
+  #admitWaiting() {
+    while (this.#active < this.#usable && this.#waiting.length > 0) {
       this.#active++;
       this.#waiting.shift()!();
     }
@@ -182,13 +240,13 @@ class _Target {
 
   async run<T>(task: () => Promise<T>): Promise<T | undefined> {
     if (this.capacity === 0) return undefined;
-    // A finishing task hands its slot straight to the next waiter.
-    if (this.#active < this.capacity) this.#active++;
+    // A finishing task hands its slot straight to the next waiter, unless the limit shrank.
+    if (this.#active < this.#usable) this.#active++;
     else await new Promise<void>((resolve) => this.#waiting.push(resolve));
     try {
       return await task();
     } finally {
-      const next = this.#waiting.shift();
+      const next = this.#active <= this.#usable ? this.#waiting.shift() : undefined;
       if (next) next();
       else this.#active--;
     }

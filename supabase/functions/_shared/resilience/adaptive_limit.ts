@@ -1,0 +1,117 @@
+/**
+ * How many sends one target gets in flight, adapted to how it answers:
+ * additive increase, multiplicative decrease (AIMD), as TCP sizes its window.
+ * A fixed limit either starves a slow provider (64 in flight at 30 ms caps a
+ * sender near 2,000/s) or floods a struggling one; this one grows while the
+ * target answers as fast as it did unloaded and shrinks when it slows down or
+ * fails, never above the configured ceiling.
+ *
+ * - Slow start: from `initial`, each uncongested answer adds one (the limit
+ *   doubles per round trip) until the first sign of congestion.
+ * - Then each uncongested answer adds `1 / limit` (one per round trip).
+ * - Congestion: the smoothed latency above `tolerance` × the unloaded latency
+ *   (the least seen lately) plus `slackMs` cuts the limit by a tenth; a
+ *   failure (throttled, 5xx, timeout) halves it. At most one cut per round trip.
+ * - The limit grows only while it is used: a target sent a trickle keeps a
+ *   small limit, so a burst after a quiet hour does not arrive all at once.
+ *
+ * @module
+ */
+
+/** Options for {@linkcode AdaptiveLimit}. */
+export interface AdaptiveLimitOptions {
+  /** The most in flight, whatever the target's answers. */
+  ceiling: number;
+  /** Where slow start begins. @default min(16, ceiling) */
+  initial?: number;
+  /** The least in flight. @default 1 */
+  floor?: number;
+  /** Congested once the smoothed latency exceeds this multiple of the unloaded one. @default 2 */
+  tolerance?: number;
+  /** Added to the congestion threshold, so sub-millisecond jitter on a fast target is not congestion. @default 10 */
+  slackMs?: number;
+  now?: () => number;
+}
+
+/** Latencies per window of the unloaded-latency estimate (the least of this window and the last). */
+const BASE_WINDOW = 500;
+
+/** One target's adaptive limit. */
+export class AdaptiveLimit {
+  readonly ceiling: number;
+  #limit: number;
+  #floor: number;
+  #tolerance: number;
+  #slackMs: number;
+  #now: () => number;
+  #slowStart = true;
+  #smoothed: number | undefined;
+  #baseNow = Infinity;
+  #baseBefore = Infinity;
+  #samples = 0;
+  #holdCutsUntil = 0;
+
+  constructor(options: AdaptiveLimitOptions) {
+    this.ceiling = _atLeastOne("ceiling", options.ceiling);
+    this.#floor = Math.min(this.ceiling, _atLeastOne("floor", options.floor ?? 1));
+    this.#limit = Math.max(
+      this.#floor,
+      Math.min(this.ceiling, _atLeastOne("initial", options.initial ?? 16)),
+    );
+    this.#tolerance = options.tolerance ?? 2;
+    this.#slackMs = options.slackMs ?? 10;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** Sends allowed in flight now. */
+  get limit(): number {
+    return Math.floor(this.#limit);
+  }
+
+  /**
+   * One send ended.
+   *
+   * @param latencyMs how long it took
+   * @param failed the target failed it in a way that says "less, please" (throttled, 5xx, timeout)
+   * @param inFlight sends in flight when it ended, itself included
+   */
+  observe(latencyMs: number, failed: boolean, inFlight: number): void {
+    const now = this.#now();
+    this.#track(latencyMs);
+    if (failed) return this.#cut(0.5, now);
+    const base = Math.min(this.#baseNow, this.#baseBefore);
+    if (this.#smoothed! > this.#tolerance * base + this.#slackMs) return this.#cut(0.9, now);
+    // Only a limit in use has shown that it is enough: grow it then.
+    if (inFlight < this.#limit / 2) return;
+    this.#limit = Math.min(this.ceiling, this.#limit + (this.#slowStart ? 1 : 1 / this.#limit));
+  }
+
+  #track(latencyMs: number) {
+    this.#smoothed = this.#smoothed === undefined
+      ? latencyMs
+      : 0.9 * this.#smoothed + 0.1 * latencyMs;
+    this.#baseNow = Math.min(this.#baseNow, latencyMs);
+    if (++this.#samples % BASE_WINDOW === 0) {
+      // A target that became slower for good is its new normal after two windows.
+      this.#baseBefore = this.#baseNow;
+      this.#baseNow = Infinity;
+    }
+  }
+
+  #cut(factor: number, now: number) {
+    this.#slowStart = false;
+    // Answers to sends started before the last cut say nothing new about it.
+    if (now < this.#holdCutsUntil) return;
+    this.#limit = Math.max(this.#floor, this.#limit * factor);
+    this.#holdCutsUntil = now + (this.#smoothed ?? 0);
+  }
+}
+
+function _atLeastOne(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot create an adaptive limit: '${name}' must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
+}
