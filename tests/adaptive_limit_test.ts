@@ -64,14 +64,14 @@ Deno.test("adaptive limit: latency well above the unloaded latency cuts it by a 
   const { limit, clock, roundTrip } = limited();
   for (let i = 0; i < 3; i++) roundTrip(20); // 128, unloaded latency 20 ms
   assert.equal(limit.limit, 128);
-  // 2 × 20 ms + 10 ms slack = 50 ms: answers at 45 ms are still fine …
-  for (let i = 0; i < 50; i++) limit.observe(45, false, 10);
+  // 3 × 20 ms + 50 ms slack = 110 ms: answers at 100 ms are still fine …
+  for (let i = 0; i < 50; i++) limit.observe(100, false, 10);
   assert.equal(limit.limit, 128);
-  // … at 80 ms the target is queueing: cut, once per round trip.
-  for (let i = 0; i < 50; i++) limit.observe(150, false, 128);
+  // … at 300 ms the target is queueing: cut, once per round trip.
+  for (let i = 0; i < 50; i++) limit.observe(300, false, 128);
   assert.equal(limit.limit, 115);
-  clock.now += 200;
-  limit.observe(150, false, 115);
+  clock.now += 400;
+  limit.observe(300, false, 115);
   assert.equal(limit.limit, 103);
 });
 
@@ -94,7 +94,7 @@ Deno.test("adaptive limit: a target that became slower for good is its new norma
   const { limit, clock, roundTrip } = limited({ ceiling: 64 });
   roundTrip(20);
   roundTrip(20); // 64: at the ceiling, unloaded latency 20 ms
-  // Now every answer takes 200 ms: cut to the floor's side at first …
+  // Now every answer takes 200 ms: cut at first …
   for (let i = 0; i < 40; i++) {
     clock.now += 250;
     limit.observe(200, false, limit.limit);

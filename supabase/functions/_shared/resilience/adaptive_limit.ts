@@ -9,9 +9,11 @@
  * - Slow start: from `initial`, each uncongested answer adds one (the limit
  *   doubles per round trip) until the first sign of congestion.
  * - Then each uncongested answer adds `1 / limit` (one per round trip).
- * - Congestion: the smoothed latency above `tolerance` × the unloaded latency
- *   (the least seen lately) plus `slackMs` cuts the limit by a tenth; a
- *   failure (throttled, 5xx, timeout) halves it. At most one cut per round trip.
+ * - Congestion: the smoothed latency above `tolerance` (3) × the unloaded
+ *   latency (the least seen lately) plus `slackMs` (50 ms) cuts the limit by a
+ *   tenth; a failure (throttled, 5xx, timeout) halves it — FCM says "too much"
+ *   with 429 and 503, so failures are the main signal and latency the guard
+ *   for receivers that slow down before they fail. At most one cut per round trip.
  * - The limit grows only while it is used: a target sent a trickle keeps a
  *   small limit, so a burst after a quiet hour does not arrive all at once.
  *
@@ -26,9 +28,12 @@ export interface AdaptiveLimitOptions {
   initial?: number;
   /** The least in flight. @default 1 */
   floor?: number;
-  /** Congested once the smoothed latency exceeds this multiple of the unloaded one. @default 2 */
+  /** Congested once the smoothed latency exceeds this multiple of the unloaded one. @default 3 */
   tolerance?: number;
-  /** Added to the congestion threshold, so sub-millisecond jitter on a fast target is not congestion. @default 10 */
+  /**
+   * Added to the congestion threshold: a sender's own busy event loop (a burst
+   * of sends) and jitter on a fast target are not congestion. @default 50
+   */
   slackMs?: number;
   now?: () => number;
 }
@@ -58,8 +63,8 @@ export class AdaptiveLimit {
       this.#floor,
       Math.min(this.ceiling, _atLeastOne("initial", options.initial ?? 16)),
     );
-    this.#tolerance = options.tolerance ?? 2;
-    this.#slackMs = options.slackMs ?? 10;
+    this.#tolerance = options.tolerance ?? 3;
+    this.#slackMs = options.slackMs ?? 50;
     this.#now = options.now ?? (() => performance.now());
   }
 
