@@ -289,6 +289,29 @@ Deno.test("dispatch: an open breaker defers deliveries to the end of the cool-do
   }
 });
 
+Deno.test("dispatch: a round without shared slots (notify's inline attempt) sends all at once, not from an adaptive start", async () => {
+  const sql = adminSql();
+  const deps = await testDispatcher();
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { latency_ms: 200 });
+    const user = await createUser(sql, "inline-width");
+    const tokens = Array.from({ length: 40 }, (_, i) => `inline-width-${i}-${user.id}`);
+    await addTokens(sql, user.id, tokens);
+    await enqueue(sql, [user.id], { title: "All at once" });
+
+    const report = await dispatchBatch({ ...deps, slots: undefined, concurrency: 100 });
+    assert.equal(report.sent, 40);
+    // An adaptive limit starting at 16 would have sent 16, then 16 more, then 8.
+    assert.equal((await fakeControl("fcm", "requests")).max_in_flight, 40);
+  } finally {
+    await fakeControl("fcm", "reset");
+    await deps.close();
+    await sql.end();
+  }
+});
+
 Deno.test("dispatch function: refuses calls without the dispatch key, runs one round with it", async () => {
   const url = `${stack.apiUrl}/functions/v1/dispatch`;
   const none = await fetch(url, { method: "POST" });

@@ -96,7 +96,10 @@ export async function dispatchBatch(
 ): Promise<BatchReport> {
   const now = deps.now ?? Date.now;
   const leaseMs = deps.leaseMs ?? 60_000;
-  const slots = deps.slots ?? createSendSlots({ limit: deps.concurrency ?? 512, ttlMs: leaseMs });
+  const limit = deps.concurrency ?? 512;
+  // Slots for this round alone (notify's inline attempt, at most 100 sends):
+  // nothing to learn from across rounds, so it starts at its ceiling.
+  const slots = deps.slots ?? createSendSlots({ limit, ttlMs: leaseMs, initialLimit: limit });
   // Every send must be over, and its result written, before the lease ends:
   // sends still in flight at the deadline are cut off and retried.
   const window = leaseMs - Math.min(deps.writeBackMs ?? 5_000, leaseMs / 4);
