@@ -174,7 +174,7 @@ async function slowFcm() {
     drain_s: seconds(drainMs),
     dispatch_calls: calls,
     max_in_flight,
-    in_flight_limit: 128,
+    in_flight_limit: 512,
   };
 }
 
