@@ -1,0 +1,306 @@
+/**
+ * kong/kong.yml against Kong 3.9's schemas and Herald's rules: the rendered
+ * configuration passes; each broken variant is refused with a message naming
+ * its path; rendering substitutes every `$NAME`, refuses unset ones, splits
+ * canary weight and swaps in an asymmetric Auth key.
+ */
+import assert from "node:assert/strict";
+import { parse } from "yaml";
+import { functionNames, houseRules } from "../scripts/kong/house_rules.ts";
+import { KONG_TEMPLATE, renderKongConfig, templateNames } from "../scripts/kong/render.ts";
+import { validateKongConfig } from "../scripts/kong/validate.ts";
+
+const TEMPLATE = await Deno.readTextFile(KONG_TEMPLATE);
+const FUNCTIONS = await functionNames();
+const ENV: Record<string, string> = {
+  HERALD_FUNCTIONS_STABLE: "functions:9000",
+  HERALD_FUNCTIONS_CANARY: "functions-canary:9000",
+  SUPABASE_ANON_KEY: "anon-legacy-key",
+  SUPABASE_PUBLISHABLE_KEY: "sb_publishable_test",
+  SUPABASE_SERVICE_KEY: "service-legacy-key",
+  SUPABASE_SECRET_KEY: "sb_secret_test",
+  SUPABASE_API_KEY_ISSUER: "supabase",
+  SUPABASE_JWT_SECRET: "super-secret-jwt-token-with-at-least-32-characters-long",
+  SUPABASE_AUTH_ISSUER: "https://project.supabase.co/auth/v1",
+  HERALD_BACKEND_HMAC_SECRET: "backend-hmac-secret",
+  HERALD_KONG_REDIS_HOST: "redis",
+  HERALD_KONG_REDIS_PORT: "6379",
+  HERALD_INTERNAL_CIDR: "10.0.0.0/8",
+};
+const PEM = `-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9
+q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==
+-----END PUBLIC KEY-----`;
+
+// deno-lint-ignore no-explicit-any
+type Config = any;
+const rendered = (): Config => renderKongConfig(TEMPLATE, ENV, { canaryWeight: 10 }).config;
+const service = (config: Config, name: string) =>
+  config.services.find((s: Config) => s.name === name);
+const plugin = (owner: Config, name: string) => owner.plugins.find((p: Config) => p.name === name);
+const notifyRoute = (config: Config) => service(config, "herald-notify").routes[0];
+
+Deno.test("kong.yml: the rendered configuration passes Kong 3.9's schemas and Herald's rules", () => {
+  const config = rendered();
+  assert.deepEqual(validateKongConfig(structuredClone(config)), []);
+  assert.deepEqual(houseRules(config, parse(TEMPLATE), FUNCTIONS), []);
+});
+
+const BROKEN: [string, (config: Config) => void, RegExp][] = [
+  [
+    "an unknown field",
+    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.minutes = 5,
+    /services\[0\]\(herald-notify\)\.plugins\[\d\]\(rate-limiting\)\.config\.minutes: unknown field/,
+  ],
+  [
+    "claims_to_verify: [iat]",
+    (c) => plugin(notifyRoute(c), "jwt").config.claims_to_verify = ["iat"],
+    /routes\[0\]\(herald-notify\)\.plugins\[\d\]\(jwt\)\.config\.claims_to_verify\[0\]: expected one of: exp, nbf/,
+  ],
+  [
+    "a target weight of 70000",
+    (c) => c.upstreams[0].targets[1].weight = 70000,
+    /upstreams\[0\]\(herald-functions\)\.targets\[1\]\.weight: value should be between 0 and 65535/,
+  ],
+  [
+    "policy: cluster (DB-less)",
+    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.policy = "cluster",
+    /\(rate-limiting\)\.config\.policy: expected one of: local, redis/,
+  ],
+  [
+    "a redis policy without redis.host",
+    (c) => delete plugin(service(c, "herald-hooks"), "rate-limiting").config.redis.host,
+    /services\[1\]\(herald-hooks\)\.plugins\[\d\]\(rate-limiting\)\.config\.redis\.host: required when config\.policy == redis/,
+  ],
+  [
+    "a plugin Kong does not bundle",
+    (c) => c.plugins.push({ name: "herald-magic" }),
+    /plugins\[2\]\(herald-magic\)\.name: plugin 'herald-magic' not enabled/,
+  ],
+  [
+    "a string where a number belongs",
+    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.minute = "1000",
+    /config\.minute: expected a number/,
+  ],
+  [
+    "a longer period allowing less than a shorter one",
+    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.hour = 500,
+    /config\.hour: The limit for hour\(500\) cannot be lower than the limit for minute\(1000\)/,
+  ],
+  [
+    "a route naming a service that does not exist",
+    (c) => c.routes = [{ name: "stray", paths: ["/stray"], service: "herald-nothing" }],
+    /routes\[0\]\(stray\)\.service: references service 'herald-nothing', which is not declared/,
+  ],
+  [
+    "a credential for a consumer that does not exist",
+    (c) => c.keyauth_credentials = [{ key: "k", consumer: "nobody" }],
+    /keyauth_credentials\[0\]\.consumer: references consumer 'nobody'/,
+  ],
+  [
+    "the same API key twice",
+    (c) => c.consumers[1].keyauth_credentials[0].key = ENV.SUPABASE_ANON_KEY,
+    /keyauth_credentials\.key must be unique/,
+  ],
+  [
+    "an RS256 credential without a public key",
+    (c) => c.consumers[3].jwt_secrets[0].algorithm = "RS256",
+    /jwt_secrets\[0\]\.rsa_public_key: required when algorithm is RS256/,
+  ],
+  [
+    "an empty string (Kong's strings are non-empty unless said otherwise)",
+    (c) => service(c, "herald-notify").path = "",
+    /services\[0\]\(herald-notify\)\.path: length must be at least 1/,
+  ],
+  [
+    "a route without anything to match",
+    (c) => delete notifyRoute(c).paths,
+    /routes\[0\]\(herald-notify\): must set one of 'methods', 'hosts', 'headers', 'paths'/,
+  ],
+  [
+    "acl with both allow and deny",
+    (c) => plugin(notifyRoute(c), "acl").config.deny = ["x"],
+    /\(acl\): only one of these fields can be set: 'config\.allow', 'config\.deny'/,
+  ],
+  [
+    "an ip-restriction range that is not one",
+    (c) => plugin(service(c, "herald-dispatch"), "ip-restriction").config.allow = ["10.0.0.0/33"],
+    /\(ip-restriction\)\.config\.allow\[0\]: invalid ip or cidr range/,
+  ],
+  [
+    "cors scoped to a consumer",
+    (c) => c.plugins.push({ name: "cors", consumer: "anon" }),
+    /plugins\[2\]\(cors\)\.consumer: plugin 'cors' cannot be scoped to a consumer/,
+  ],
+  [
+    "a _format_version Kong 3.9 does not know",
+    (c) => c._format_version = "4.0",
+    /^_format_version: expected one of: 1\.1, 2\.1, 3\.0/,
+  ],
+];
+
+for (const [what, breakIt, expected] of BROKEN) {
+  Deno.test(`kong.yml: Kong 3.9 refuses ${what}`, () => {
+    const config = rendered();
+    breakIt(config);
+    const errors = validateKongConfig(config);
+    assert.ok(
+      errors.some((e) => expected.test(e)),
+      `expected ${expected}, got:\n${errors.join("\n")}`,
+    );
+  });
+}
+
+const HOUSE: [string, (config: Config) => void, RegExp][] = [
+  [
+    "a jwt that does not verify exp",
+    (c) => plugin(notifyRoute(c), "jwt").config.claims_to_verify = ["nbf"],
+    /\(jwt\)\.config\.claims_to_verify: every jwt must verify exp/,
+  ],
+  [
+    "a jwt reading tokens from the query string (Kong's default)",
+    (c) => delete plugin(notifyRoute(c), "jwt").config.uri_param_names,
+    /\(jwt\)\.config\.uri_param_names: tokens in query strings leak/,
+  ],
+  [
+    "a jwt on hooks",
+    (c) =>
+      service(c, "herald-hooks").plugins.push({
+        name: "jwt",
+        config: { claims_to_verify: ["exp"], uri_param_names: [] },
+      }),
+    /services\[1\]\(herald-hooks\)\.plugins\[\d\]\(jwt\): jwt must never see hooks/,
+  ],
+  [
+    "a global jwt",
+    (c) =>
+      c.plugins.push({ name: "jwt", config: { claims_to_verify: ["exp"], uri_param_names: [] } }),
+    /plugins\[2\]\(jwt\): jwt may not be global/,
+  ],
+  [
+    "key-auth reading keys from the query string (Kong's default)",
+    (c) => delete plugin(notifyRoute(c), "key-auth").config.key_in_query,
+    /\(key-auth\)\.config\.key_in_query: keys in query strings leak/,
+  ],
+  [
+    "correlation ids Herald would refuse (uuid#counter)",
+    (c) => plugin(c, "correlation-id").config.generator = "uuid#counter",
+    /\(correlation-id\)\.config\.generator: 'uuid#counter' ids are refused/,
+  ],
+  [
+    "a size limit other than the functions' 1 MiB",
+    (c) =>
+      plugin(service(c, "herald-hooks"), "request-size-limiting").config.allowed_payload_size = 2,
+    /must equal the functions' limit, 1048576 bytes \(is 2097152\)/,
+  ],
+  [
+    "a function without a route",
+    (c) => c.services = c.services.filter((s: Config) => s.name !== "herald-health"),
+    /function 'health' has no route at \/functions\/v1\/health/,
+  ],
+  [
+    "dispatch without ip-restriction",
+    (c) =>
+      service(c, "herald-dispatch").plugins = service(c, "herald-dispatch").plugins.filter((
+        p: Config,
+      ) => p.name !== "ip-restriction"),
+    /services\[2\]\(herald-dispatch\): dispatch must be ip-restricted/,
+  ],
+  [
+    "rate-limiting that hides nothing of Kong's headers",
+    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.hide_client_headers = false,
+    /hide_client_headers: Herald's own RateLimit-\* headers must reach clients/,
+  ],
+  [
+    "no global prometheus",
+    (c) => c.plugins = c.plugins.filter((p: Config) => p.name !== "prometheus"),
+    /plugins: prometheus must be global/,
+  ],
+];
+
+for (const [what, breakIt, expected] of HOUSE) {
+  Deno.test(`kong.yml: Herald's rules refuse ${what}`, () => {
+    const config = rendered();
+    breakIt(config);
+    const errors = houseRules(config, parse(TEMPLATE), FUNCTIONS);
+    assert.ok(
+      errors.some((e) => expected.test(e)),
+      `expected ${expected}, got:\n${errors.join("\n")}`,
+    );
+  });
+}
+
+Deno.test("kong.yml: a literal secret in the template is refused", () => {
+  const template = parse(TEMPLATE);
+  template.consumers[0].keyauth_credentials[0].key = "eyJhbGciOiJIUzI1NiJ9.literal";
+  const errors = houseRules(rendered(), template, FUNCTIONS);
+  assert.ok(
+    errors.some((e) => /consumers\[0\]\.keyauth_credentials\[0\]\.key: a literal secret/.test(e)),
+    errors.join("\n"),
+  );
+});
+
+Deno.test("kong:render: every $NAME is substituted; unset ones are refused by name", () => {
+  const { text } = renderKongConfig(TEMPLATE, ENV);
+  assert.doesNotMatch(text, /\$[A-Z_]/);
+  assert.match(text, /sb_secret_test/);
+  const { HERALD_BACKEND_HMAC_SECRET: _, SUPABASE_JWT_SECRET: __, ...partial } = ENV;
+  assert.throws(
+    () => renderKongConfig(TEMPLATE, partial),
+    /set HERALD_BACKEND_HMAC_SECRET, SUPABASE_JWT_SECRET/,
+  );
+  assert.ok(templateNames(TEMPLATE).includes("HERALD_CANARY_WEIGHT"));
+});
+
+Deno.test("kong:render: the canary weight is a percent split between the two targets", () => {
+  for (const [weight, stable] of [[0, 100], [10, 90], [50, 50], [100, 0]]) {
+    const config = renderKongConfig(TEMPLATE, ENV, { canaryWeight: weight }).config as Config;
+    const [stableTarget, canary] = config.upstreams[0].targets;
+    assert.deepEqual([stableTarget.weight, canary.weight], [stable, weight]);
+    assert.deepEqual(validateKongConfig(config), []);
+  }
+  assert.equal(
+    (renderKongConfig(TEMPLATE, { ...ENV, HERALD_CANARY_WEIGHT: "25" }).config as Config)
+      .upstreams[0].targets[1].weight,
+    25,
+  );
+  for (const weight of [-1, 101, 12.5]) {
+    assert.throws(() => renderKongConfig(TEMPLATE, ENV, { canaryWeight: weight }), /0…100/);
+  }
+});
+
+Deno.test("kong:render: an asymmetric Auth key replaces the HS256 secret for user tokens", () => {
+  const config = renderKongConfig(TEMPLATE, { ...ENV, SUPABASE_AUTH_JWT_PUBLIC_KEY: PEM })
+    .config as Config;
+  const credential =
+    config.consumers.find((c: Config) => c.username === "authenticated").jwt_secrets[0];
+  assert.deepEqual(credential, {
+    key: ENV.SUPABASE_AUTH_ISSUER,
+    algorithm: "ES256",
+    rsa_public_key: PEM,
+  });
+  assert.deepEqual(validateKongConfig(config), []);
+  const rs = renderKongConfig(TEMPLATE, {
+    ...ENV,
+    SUPABASE_AUTH_JWT_PUBLIC_KEY: "not a key",
+    SUPABASE_AUTH_JWT_ALGORITHM: "RS256",
+  }).config;
+  assert.ok(
+    validateKongConfig(rs).some((e) => /rsa_public_key: invalid key: not a PEM public key/.test(e)),
+  );
+});
+
+Deno.test("kong:render: refuses to write into the repository", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "scripts/kong/render.ts", "--out", "kong/rendered.yml"],
+    env: ENV,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /refusing to write secrets into the repository/,
+  );
+  assert.equal(await Deno.stat("kong/rendered.yml").then(() => true, () => false), false);
+});
