@@ -49,8 +49,8 @@ Deno.test("kong.yml: the rendered configuration passes Kong 3.9's schemas and He
 const BROKEN: [string, (config: Config) => void, RegExp][] = [
   [
     "an unknown field",
-    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.minutes = 5,
-    /services\[0\]\(herald-notify\)\.plugins\[\d\]\(rate-limiting\)\.config\.minutes: unknown field/,
+    (c) => plugin(notifyRoute(c), "rate-limiting").config.minutes = 5,
+    /routes\[0\]\(herald-notify\)\.plugins\[\d\]\(rate-limiting\)\.config\.minutes: unknown field/,
   ],
   [
     "claims_to_verify: [iat]",
@@ -64,13 +64,13 @@ const BROKEN: [string, (config: Config) => void, RegExp][] = [
   ],
   [
     "policy: cluster (DB-less)",
-    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.policy = "cluster",
+    (c) => plugin(notifyRoute(c), "rate-limiting").config.policy = "cluster",
     /\(rate-limiting\)\.config\.policy: expected one of: local, redis/,
   ],
   [
     "a redis policy without redis.host",
-    (c) => delete plugin(service(c, "herald-hooks"), "rate-limiting").config.redis.host,
-    /services\[1\]\(herald-hooks\)\.plugins\[\d\]\(rate-limiting\)\.config\.redis\.host: required when config\.policy == redis/,
+    (c) => delete plugin(service(c, "herald-health"), "rate-limiting").config.redis.host,
+    /services\[3\]\(herald-health\)\.plugins\[\d\]\(rate-limiting\)\.config\.redis\.host: required when config\.policy == redis/,
   ],
   [
     "a plugin Kong does not bundle",
@@ -79,12 +79,12 @@ const BROKEN: [string, (config: Config) => void, RegExp][] = [
   ],
   [
     "a string where a number belongs",
-    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.minute = "1000",
+    (c) => plugin(notifyRoute(c), "rate-limiting").config.minute = "1000",
     /config\.minute: expected a number/,
   ],
   [
     "a longer period allowing less than a shorter one",
-    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.hour = 500,
+    (c) => plugin(notifyRoute(c), "rate-limiting").config.hour = 500,
     /config\.hour: The limit for hour\(500\) cannot be lower than the limit for minute\(1000\)/,
   ],
   [
@@ -208,8 +208,16 @@ const HOUSE: [string, (config: Config) => void, RegExp][] = [
   ],
   [
     "rate-limiting that hides nothing of Kong's headers",
-    (c) => plugin(service(c, "herald-notify"), "rate-limiting").config.hide_client_headers = false,
+    (c) => plugin(notifyRoute(c), "rate-limiting").config.hide_client_headers = false,
     /hide_client_headers: Herald's own RateLimit-\* headers must reach clients/,
+  ],
+  [
+    "a rate limit on hooks",
+    (c) =>
+      service(c, "herald-hooks").plugins.push(
+        structuredClone(plugin(notifyRoute(c), "rate-limiting")),
+      ),
+    /services\[1\]\(herald-hooks\)\.plugins\[\d\]\(rate-limiting\): no rate limit on hooks/,
   ],
   [
     "no global prometheus",

@@ -9,7 +9,8 @@
  * - every service has a request-size limit equal to the functions' own;
  * - every function under `supabase/functions/` has a route at `/functions/v1/<name>`;
  * - `jwt` never applies to `hooks`, `dispatch` or `health`; `dispatch` is IP-restricted;
- * - rate limits share Redis and leave `RateLimit-*` headers to Herald;
+ * - rate limits share Redis and leave `RateLimit-*` headers to Herald, and
+ *   never apply to `hooks` (a database webhook refused with 429 is lost);
  * - `prometheus` is global.
  *
  * @module
@@ -96,6 +97,12 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
         }
         break;
       case "rate-limiting":
+        if (_functionOf(service, route) === "hooks") {
+          fail(
+            path,
+            "no rate limit on hooks: pg_net does not retry, a 429 loses the database event",
+          );
+        }
         if (c.policy !== "redis") {
           fail(`${path}.config.policy`, "limits must be shared by every Kong node: use redis");
         }
