@@ -298,6 +298,29 @@ Deno.test("kong:render: an asymmetric Auth key replaces the HS256 secret for use
   );
 });
 
+Deno.test("kong:render: --hosted sends each function to the hosted project over HTTPS", () => {
+  const ref = "abcdefghijklmnopqrst";
+  const { HERALD_FUNCTIONS_STABLE: _, HERALD_FUNCTIONS_CANARY: __, ...env } = ENV;
+  const config = renderKongConfig(TEMPLATE, env, { hosted: ref }).config as Config;
+  assert.deepEqual(config.upstreams[0].targets, [{
+    target: `${ref}.supabase.co:443`,
+    weight: 100,
+  }]);
+  const notify = service(config, "herald-notify");
+  assert.deepEqual([notify.protocol, notify.port, notify.path], [
+    "https",
+    443,
+    "/functions/v1/notify",
+  ]);
+  assert.equal(config.upstreams[0].host_header, `${ref}.supabase.co`);
+  assert.equal(config.upstreams[0].healthchecks.active.http_path, "/functions/v1/health");
+  assert.deepEqual(validateKongConfig(config), []);
+  assert.throws(
+    () => renderKongConfig(TEMPLATE, ENV, { hosted: "Not-A-Ref" }),
+    /not a Supabase project ref/,
+  );
+});
+
 Deno.test("kong:render: refuses to write into the repository", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "scripts/kong/render.ts", "--out", "kong/rendered.yml"],

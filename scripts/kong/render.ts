@@ -8,7 +8,11 @@
  *   `HERALD_CANARY_WEIGHT`, else 0): the canary target gets it, stable the rest;
  * - asymmetric Supabase Auth keys: with `SUPABASE_AUTH_JWT_PUBLIC_KEY` (PEM) set,
  *   the `authenticated` consumer's credential verifies user tokens with it
- *   (`SUPABASE_AUTH_JWT_ALGORITHM`, ES256 unless set) instead of the HS256 secret.
+ *   (`SUPABASE_AUTH_JWT_ALGORITHM`, ES256 unless set) instead of the HS256 secret;
+ * - hosted Supabase as the upstream (`--hosted <project-ref>`): each service
+ *   goes to `https://<ref>.supabase.co/functions/v1/<name>` with the project's
+ *   host name for TLS and `Host`, instead of the edge runtime's `/<name>`;
+ *   one deployment, so no canary target.
  *
  * `npm run kong:render -- [--canary-weight N] [--out FILE]` writes outside the
  * repository (default `$TMPDIR/herald-kong/kong.yml`), never into it.
@@ -24,6 +28,8 @@ export const KONG_TEMPLATE = new URL("../../kong/kong.yml", import.meta.url);
 export interface RenderOptions {
   /** The canary's share, percent; overrides `HERALD_CANARY_WEIGHT`. */
   canaryWeight?: number;
+  /** A hosted Supabase project's ref: its functions are the upstream. */
+  hosted?: string;
 }
 
 /** A rendered configuration: the YAML text Kong reads, and the same parsed. */
@@ -60,7 +66,11 @@ export function renderKongConfig(
     HERALD_CANARY_WEIGHT: String(weight),
     HERALD_STABLE_WEIGHT: String(100 - weight),
   };
-  const missing = templateNames(template).filter((name) => !values[name] && !OPTIONAL.has(name));
+  // A hosted project is its own upstream, one deployment: no targets to name.
+  const optional = options.hosted === undefined
+    ? OPTIONAL
+    : new Set([...OPTIONAL, "HERALD_FUNCTIONS_STABLE", "HERALD_FUNCTIONS_CANARY"]);
+  const missing = templateNames(template).filter((name) => !values[name] && !optional.has(name));
   if (missing.length) {
     throw new Error(`Cannot render kong.yml: set ${missing.join(", ")} (see docs/SELF_HOSTING.md)`);
   }
@@ -69,6 +79,7 @@ export function renderKongConfig(
   const config = parse(substituted) as Record<string, unknown>;
   const publicKey = env.SUPABASE_AUTH_JWT_PUBLIC_KEY;
   if (publicKey) _asymmetricAuth(config, publicKey, env.SUPABASE_AUTH_JWT_ALGORITHM ?? "ES256");
+  if (options.hosted !== undefined) _hosted(config, options.hosted);
   return { text: stringify(config, { lineWidth: 0 }), config };
 }
 
@@ -78,6 +89,29 @@ const OPTIONAL = new Set(["HERALD_KONG_REDIS_PASSWORD"]);
 /** A value as the YAML scalar it replaces: numbers stay numbers, anything else a quoted string. */
 function _yamlScalar(value: string): string {
   return /^-?\d+$/.test(value) ? value : JSON.stringify(value);
+}
+
+function _hosted(config: Record<string, unknown>, ref: string) {
+  if (!/^[a-z0-9]{20}$/.test(ref)) {
+    throw new Error(
+      `Cannot render kong.yml: '${ref}' is not a Supabase project ref (20 lowercase letters and digits)`,
+    );
+  }
+  const host = `${ref}.supabase.co`;
+  for (const upstream of (config.upstreams ?? []) as Record<string, unknown>[]) {
+    upstream.host_header = host;
+    upstream.targets = [{ target: `${host}:443`, weight: 100 }];
+    const checks = upstream.healthchecks as { active?: Record<string, unknown> } | undefined;
+    if (checks?.active) {
+      checks.active.type = "https";
+      checks.active.http_path = "/functions/v1/health";
+    }
+  }
+  for (const service of (config.services ?? []) as Record<string, unknown>[]) {
+    service.protocol = "https";
+    service.port = 443;
+    service.path = `/functions/v1${service.path}`;
+  }
 }
 
 function _asymmetricAuth(config: Record<string, unknown>, publicKey: string, algorithm: string) {
@@ -105,12 +139,12 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const weight = flag("--canary-weight");
+  const hosted = flag("--hosted");
   try {
-    const rendered = renderKongConfig(
-      await Deno.readTextFile(KONG_TEMPLATE),
-      Deno.env.toObject(),
-      weight === undefined ? {} : { canaryWeight: Number(weight) },
-    );
+    const rendered = renderKongConfig(await Deno.readTextFile(KONG_TEMPLATE), Deno.env.toObject(), {
+      ...(weight === undefined ? {} : { canaryWeight: Number(weight) }),
+      ...(hosted === undefined ? {} : { hosted }),
+    });
     await Deno.mkdir(absolute.slice(0, absolute.lastIndexOf("/")), { recursive: true });
     await Deno.writeTextFile(absolute, rendered.text, { mode: 0o600 });
     console.error(`kong:render: wrote ${absolute}`);

@@ -34,12 +34,15 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  */
 export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
   const app = new Hono<AppEnv>().basePath(`/${functionName}`);
+  // Which edge-runtime instance answered (stable, canary): how a canary's share is seen from outside.
+  const instance = Deno.env.get("HERALD_INSTANCE");
   app.use(async (c, next) => {
     const started = performance.now();
     const requestId = requestIdOf(c.req.raw.headers);
     c.set("requestId", requestId);
     await next();
     c.res.headers.set("x-request-id", requestId);
+    if (instance) c.res.headers.set("x-herald-instance", instance);
     // One access line per request; the path never holds secrets, the query may not be logged.
     log("info", "request", {
       request_id: requestId,
