@@ -11,7 +11,7 @@ import { createBreaker } from "../supabase/functions/_shared/resilience/breaker.
 import { createApp, type HealthAppDeps } from "../supabase/functions/health/app.ts";
 import { claimDue } from "../supabase/functions/_shared/outbox/outbox.ts";
 import { eventually } from "./support/dispatcher_process.ts";
-import { adminSql, parkPending, stack } from "./support/stack.ts";
+import { adminSql, apiHeaders, parkPending, stack } from "./support/stack.ts";
 
 /**
  * A loopback port nothing listens on. (Not a well-known one like 9: fetch
@@ -28,7 +28,7 @@ const dispatchKey = `dispatch-${crypto.randomUUID()}-${crypto.randomUUID()}`;
 
 const viaGateway = (path: string, token?: string) =>
   fetch(`${stack.apiUrl}/functions/v1/${path}`, {
-    headers: token ? { authorization: `Bearer ${token}` } : {},
+    headers: apiHeaders(token ? { authorization: `Bearer ${token}` } : {}),
   });
 
 /** The health app over real clients; the pool is closed when `work` ends. */

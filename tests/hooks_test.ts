@@ -17,7 +17,7 @@ import {
 } from "../supabase/functions/_shared/webhooks/render_template.ts";
 import { createStandardWebhookVerifier } from "../supabase/functions/_shared/webhooks/verify_standard_webhook.ts";
 import { createApp } from "../supabase/functions/hooks/app.ts";
-import { adminSql, createUser, stack } from "./support/stack.ts";
+import { adminSql, createUser, functionsUrl, stack } from "./support/stack.ts";
 
 const ROTATED_OUT = "whsec_" + btoa("herald-hooks-test-previous-secret!");
 const ROTATED_IN = "whsec_" + btoa("herald-hooks-test-current-secret!!");
@@ -40,7 +40,7 @@ function signedHeaders(
 
 /** POSTs to the hooks function through the local gateway. */
 function postHook(body: string, headers: Record<string, string>): Promise<Response> {
-  return fetch(`${stack.apiUrl}/functions/v1/hooks`, { method: "POST", headers, body });
+  return fetch(`${functionsUrl}/hooks`, { method: "POST", headers, body });
 }
 
 /** A table name no other test's rules match. */

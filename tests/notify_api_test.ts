@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type postgres from "postgres";
 import {
   adminSql,
+  apiHeaders,
   clientAs,
   createUser,
   errorOf,
@@ -18,7 +19,7 @@ import {
 import { startDispatcher } from "./support/dispatcher_process.ts";
 
 const call = (path: string, token: string, init: RequestInit = {}) => {
-  const headers = new Headers(init.headers);
+  const headers = apiHeaders(init.headers);
   headers.set("authorization", `Bearer ${token}`);
   if (init.body) headers.set("content-type", "application/json");
   return fetch(`${stack.apiUrl}/functions/v1/${path}`, { ...init, headers });

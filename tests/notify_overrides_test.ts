@@ -5,12 +5,19 @@
  * the service role's alone.
  */
 import assert from "node:assert/strict";
-import { adminSql, createUser, fakeControl, stack, type TestUser } from "./support/stack.ts";
+import {
+  adminSql,
+  apiHeaders,
+  createUser,
+  fakeControl,
+  stack,
+  type TestUser,
+} from "./support/stack.ts";
 
 const call = (path: string, token: string, body: unknown) =>
   fetch(`${stack.apiUrl}/functions/v1/${path}`, {
     method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    headers: apiHeaders({ authorization: `Bearer ${token}`, "content-type": "application/json" }),
     body: JSON.stringify(body),
   });
 

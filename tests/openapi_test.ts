@@ -9,9 +9,10 @@ import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.
 import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { createApp } from "../supabase/functions/notify/app.ts";
-import { adminSql, createUser, stack, type TestUser } from "./support/stack.ts";
+import { adminSql, createUser, functionsUrl, stack, type TestUser } from "./support/stack.ts";
 
-const API = `${stack.apiUrl}/functions/v1`;
+// The function's own routes, behind Kong (which asks for an apikey first).
+const API = functionsUrl;
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"] as const;
 const UNKNOWN_FIELD = "__unknown_field";
 

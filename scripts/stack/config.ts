@@ -29,8 +29,14 @@ const BASE_PORTS: Record<StackName, number> = { dev: 54321, test: 25321, bench: 
 
 /** Ports of one stack, all derived from its base. */
 export interface Ports {
-  /** Functions gateway (`/functions/v1/<name>`), like `supabase start`'s API port. */
+  /** The API port (`/functions/v1/<name>`), like `supabase start`'s: the local Kong. */
   gateway: number;
+  /** The stable edge runtime's stand-in behind Kong (`/<name>`, verify_jwt). */
+  edge: number;
+  /** The canary edge runtime's stand-in, with a pool of function processes of its own. */
+  edgeCanary: number;
+  /** Kong's Status API: `GET /metrics` (Prometheus). */
+  kongStatus: number;
   postgres: number;
   redis: number;
   /** Upstash-compatible REST bridge in front of `redis`. */
@@ -41,6 +47,8 @@ export interface Ports {
   webhook: number;
   /** First port handed to function processes; one per function, in name order. */
   functions: number;
+  /** The same for the canary pool's function processes. */
+  functionsCanary: number;
 }
 
 /** Computes the port layout of a stack from its base port. */
@@ -48,6 +56,9 @@ export function portsFrom(base: number): Ports {
   return {
     gateway: base,
     postgres: base + 1,
+    edge: base + 2,
+    edgeCanary: base + 3,
+    kongStatus: base + 4,
     redis: base + 8,
     bridge: base + 9,
     fcm: base + 10,
@@ -55,6 +66,7 @@ export function portsFrom(base: number): Ports {
     email: base + 12,
     webhook: base + 13,
     functions: base + 20,
+    functionsCanary: base + 30,
   };
 }
 

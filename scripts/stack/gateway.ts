@@ -1,9 +1,10 @@
 /**
- * The local functions gateway on the stack's API port, standing in for
- * Supabase's: `/functions/v1/<name>/…` reaches that function's own process
- * with the full path `/<name>/…`, after the `verify_jwt` check Supabase makes
- * (HS256 with the project secret, or ES256/RS256 against the project's JWKS,
- * which this gateway also publishes at `/auth/v1/.well-known/jwks.json`).
+ * The local edge runtime's front door, standing in for Supabase's: behind the
+ * local Kong, `/<name>/…` (as Kong sends it; `/functions/v1/<name>/…` too)
+ * reaches that function's own process with the path `/<name>/…`, after the
+ * `verify_jwt` check Supabase makes (HS256 with the project secret, or
+ * ES256/RS256 against the project's JWKS, which this gateway also publishes
+ * at `/auth/v1/.well-known/jwks.json`, standing in for Supabase Auth).
  *
  * @module
  */
@@ -73,7 +74,7 @@ export function startGateway(options: GatewayOptions): { close(): Promise<void> 
     if (url.pathname === "/auth/v1/.well-known/jwks.json") {
       return Response.json(options.jwks, { headers: { "cache-control": "public, max-age=600" } });
     }
-    const match = url.pathname.match(/^\/functions\/v1\/([^/]+)(\/.*)?$/);
+    const match = url.pathname.match(/^(?:\/functions\/v1)?\/([^/]+)(\/.*)?$/);
     const fn = match && byName.get(match[1]);
     if (!fn) {
       return Response.json({ code: "NOT_FOUND", message: "Requested function was not found" }, {
@@ -115,17 +116,20 @@ export function startGateway(options: GatewayOptions): { close(): Promise<void> 
 }
 
 if (import.meta.main) {
+  // `gateway.ts [canary]`: the stable pool's front door, or the canary pool's.
+  const canary = Deno.args[0] === "canary";
   const stack = await loadStackConfig();
   const privateJwk = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
   const { d: _d, ...publicJwk } = privateJwk;
-  const functions = await discoverFunctions(stack.root, stack.ports.functions);
-  startGateway({
-    port: stack.ports.gateway,
-    functions,
-    jwtSecret: stack.jwtSecret,
-    jwks: { keys: [publicJwk] },
-  });
+  const functions = await discoverFunctions(
+    stack.root,
+    canary ? stack.ports.functionsCanary : stack.ports.functions,
+  );
+  const port = canary ? stack.ports.edgeCanary : stack.ports.edge;
+  startGateway({ port, functions, jwtSecret: stack.jwtSecret, jwks: { keys: [publicJwk] } });
   console.log(
-    `gateway listening on ${stack.apiUrl} for ${functions.map((f) => f.name).join(", ")}`,
+    `edge runtime (${canary ? "canary" : "stable"}) on 127.0.0.1:${port} for ${
+      functions.map((f) => f.name).join(", ")
+    }`,
   );
 }

@@ -98,9 +98,14 @@ export async function startStack(
     const fakeFcm = !Deno.env.get("FCM_SERVICE_ACCOUNT");
     const functionEnv = await functionEnvironment(stack, fakeFcm);
     const functions = await discoverFunctions(stack.root, stack.ports.functions);
-    for (const fn of functions) {
+    // Two edge-runtime pools behind Kong's upstream: stable and canary, each its own processes.
+    const canaryFunctions = (await discoverFunctions(stack.root, stack.ports.functionsCanary))
+      .map((f) => ({ ...f, instance: "canary" }));
+    for (
+      const fn of [...functions.map((f) => ({ ...f, instance: "stable" })), ...canaryFunctions]
+    ) {
       await supervisor.spawn({
-        name: fn.name,
+        name: fn.instance === "stable" ? fn.name : `${fn.name}-canary`,
         command: DENO,
         args: [
           "run",
@@ -113,11 +118,23 @@ export async function startStack(
           ...(options.watch ? ["--watch"] : []),
           `supabase/functions/${fn.name}/index.ts`,
         ],
-        env: { ...functionEnv, DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${fn.port}` },
+        env: {
+          ...functionEnv,
+          HERALD_INSTANCE: fn.instance,
+          DENO_SERVE_ADDRESS: `tcp:127.0.0.1:${fn.port}`,
+        },
         cwd: stack.root,
       });
     }
     await script("gateway", "scripts/stack/gateway.ts");
+    await supervisor.spawn({
+      name: "gateway-canary",
+      command: DENO,
+      args: ["run", "-A", "--no-prompt", "scripts/stack/gateway.ts", "canary"],
+      env: stackEnv,
+      cwd: stack.root,
+    });
+    await script("kong", "scripts/stack/kong/main.ts");
     await Promise.race([
       startupCrash,
       Promise.all([
@@ -127,7 +144,10 @@ export async function startStack(
         stack.ports.email,
         stack.ports.webhook,
         stack.ports.gateway,
+        stack.ports.edge,
+        stack.ports.edgeCanary,
         ...functions.map((f) => f.port),
+        ...canaryFunctions.map((f) => f.port),
       ].map((port) => _waitForPort(port))),
     ]);
     crashed = () => {};

@@ -97,6 +97,22 @@ export async function enqueue(
   });
 }
 
+/**
+ * The edge runtime behind Kong (`/functions/v1/<name>`): for tests of a
+ * function's own contract with input Kong would stop first (tests/kong/ covers Kong).
+ */
+export const functionsUrl = `http://127.0.0.1:${stack.ports.edge}/functions/v1`;
+
+/**
+ * Headers as supabase-js sends them through the API port (the local Kong):
+ * always an `apikey` — the anon key unless `apikey` or `sb-api-key` is given.
+ */
+export function apiHeaders(init?: HeadersInit): Headers {
+  const headers = new Headers(init);
+  if (!headers.has("apikey") && !headers.has("sb-api-key")) headers.set("apikey", stack.anonKey);
+  return headers;
+}
+
 /** Moves every other test's due deliveries an hour out, so an in-process dispatch round sees only this test's. */
 export async function parkPending(sql: postgres.Sql): Promise<void> {
   await sql`update herald.deliveries set next_attempt_at = now() + interval '1 hour'

@@ -1,0 +1,64 @@
+/**
+ * The local stack's Kong: `kong/kong.yml` rendered with the stack's secrets
+ * (as self-hosted Supabase's entrypoint would) and served on the API port by
+ * the local Kong. Self-hosted Supabase's own kong.yml also routes `/auth/v1/`;
+ * here one service stands in for that part (the JWKS the functions verify
+ * ES256 tokens with).
+ *
+ * @module
+ */
+import { renderKongConfig } from "../../kong/render.ts";
+import { loadStackConfig, type StackConfig } from "../config.ts";
+import { startKong } from "./gateway.ts";
+
+/** The HMAC secret of the local `herald-backend` credential (local stacks only). */
+export const LOCAL_BACKEND_HMAC_SECRET = "herald-local-backend-hmac-secret-not-for-production";
+
+/** The variables kong.yml refers to, for a local stack. */
+export function localKongEnv(stack: StackConfig): Record<string, string> {
+  return {
+    HERALD_FUNCTIONS_STABLE: `127.0.0.1:${stack.ports.edge}`,
+    HERALD_FUNCTIONS_CANARY: `127.0.0.1:${stack.ports.edgeCanary}`,
+    HERALD_CANARY_WEIGHT: Deno.env.get("HERALD_CANARY_WEIGHT") ?? "0",
+    SUPABASE_ANON_KEY: stack.anonKey,
+    SUPABASE_PUBLISHABLE_KEY: stack.publishableKey,
+    SUPABASE_SERVICE_KEY: stack.serviceRoleKey,
+    SUPABASE_SECRET_KEY: stack.secretKey,
+    SUPABASE_API_KEY_ISSUER: "supabase-demo",
+    SUPABASE_JWT_SECRET: stack.jwtSecret,
+    SUPABASE_AUTH_ISSUER: `${stack.apiUrl}/auth/v1`,
+    HERALD_BACKEND_HMAC_SECRET: LOCAL_BACKEND_HMAC_SECRET,
+    HERALD_KONG_REDIS_HOST: "127.0.0.1",
+    HERALD_KONG_REDIS_PORT: String(stack.ports.redis),
+    HERALD_KONG_REDIS_PASSWORD: "",
+    HERALD_INTERNAL_CIDR: "127.0.0.1/32",
+  };
+}
+
+/** kong.yml rendered for a local stack, with the stand-in for Supabase's `/auth/v1/` routes. */
+export async function localKongConfig(
+  stack: StackConfig,
+  options: { canaryWeight?: number } = {},
+): Promise<Record<string, unknown>> {
+  const template = await Deno.readTextFile(new URL("../../../kong/kong.yml", import.meta.url));
+  const { config } = renderKongConfig(template, localKongEnv(stack), options);
+  (config.services as unknown[]).push({
+    name: "supabase-auth-stand-in",
+    protocol: "http",
+    host: "127.0.0.1",
+    port: stack.ports.edge,
+    path: "/auth/v1",
+    retries: 0,
+    routes: [{ name: "supabase-auth-stand-in", paths: ["/auth/v1"], strip_path: true }],
+  });
+  return config;
+}
+
+if (import.meta.main) {
+  const stack = await loadStackConfig();
+  const config = await localKongConfig(stack);
+  startKong({ config, port: stack.ports.gateway, statusPort: stack.ports.kongStatus });
+  console.log(
+    `kong (local, from kong/kong.yml) on ${stack.apiUrl}, metrics on :${stack.ports.kongStatus}/metrics`,
+  );
+}

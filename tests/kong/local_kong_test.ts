@@ -1,0 +1,192 @@
+/**
+ * The local Kong itself (scripts/stack/kong/): what the behaviour suite cannot
+ * show against the stack's own Kong — a canary at 50 %, a forbidden dispatch
+ * caller, rate-limit counters in the real Redis with Kong's key format, Redis
+ * down with fault_tolerant — and that it refuses, by name, configuration it
+ * does not implement. Each test runs a Kong of its own on a free port, in
+ * front of the stack's two edge-runtime pools.
+ */
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { startKong } from "../../scripts/stack/kong/gateway.ts";
+import { localKongConfig } from "../../scripts/stack/kong/main.ts";
+import { stack } from "../support/stack.ts";
+
+// deno-lint-ignore no-explicit-any
+type Config = any;
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+async function withKong(config: Config, work: (base: string) => Promise<void>) {
+  const port = freePort();
+  const kong = startKong({ config, port });
+  try {
+    await work(`http://127.0.0.1:${port}`);
+  } finally {
+    await kong.close();
+  }
+}
+
+const notifyRoute = (config: Config) =>
+  config.services.find((s: Config) => s.name === "herald-notify").routes[0];
+
+Deno.test("local kong: a canary weight of 50 sends half the requests to the canary pool", async () => {
+  await withKong(await localKongConfig(stack, { canaryWeight: 50 }), async (base) => {
+    const seen: Record<string, number> = {};
+    for (let i = 0; i < 100; i++) {
+      const r = await fetch(`${base}/functions/v1/health`);
+      const instance = r.headers.get("x-herald-instance") ?? "none";
+      seen[instance] = (seen[instance] ?? 0) + 1;
+      await r.body?.cancel();
+    }
+    assert.deepEqual(seen, { stable: 50, canary: 50 });
+  });
+});
+
+Deno.test("local kong: weights 0 and 100 send everything one way", async () => {
+  for (const [weight, instance] of [[0, "stable"], [100, "canary"]] as const) {
+    await withKong(await localKongConfig(stack, { canaryWeight: weight }), async (base) => {
+      for (let i = 0; i < 10; i++) {
+        const r = await fetch(`${base}/functions/v1/health`);
+        assert.equal(r.headers.get("x-herald-instance"), instance);
+        await r.body?.cancel();
+      }
+    });
+  }
+});
+
+Deno.test("local kong: a dispatch caller outside HERALD_INTERNAL_CIDR is refused with Kong's 403", async () => {
+  const config: Config = await localKongConfig(stack);
+  const dispatch = config.services.find((s: Config) => s.name === "herald-dispatch");
+  dispatch.plugins.find((p: Config) => p.name === "ip-restriction").config.allow = ["10.0.0.0/8"];
+  await withKong(config, async (base) => {
+    const response = await fetch(`${base}/functions/v1/dispatch`, { method: "POST" });
+    assert.equal(response.status, 403);
+    const body = await response.json();
+    assert.equal(body.message, "Forbidden");
+    assert.equal(body.request_id, response.headers.get("x-kong-request-id"));
+  });
+});
+
+Deno.test("local kong: rate limits count in the real Redis under Kong's key, per fixed minute", async () => {
+  const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
+  try {
+    await withKong(await localKongConfig(stack), async (base) => {
+      const caller = `Bearer counted-${crypto.randomUUID()}`;
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(`${base}/functions/v1/notify/devices`, {
+          headers: { apikey: stack.anonKey, authorization: caller },
+        });
+        await r.body?.cancel();
+      }
+      const keys = await redis.keys(`ratelimit:*:${caller}:*`);
+      const periods = keys.map((k) => k.split(":").at(-1)).sort();
+      assert.deepEqual(periods, ["day", "hour", "minute"]);
+      for (const key of keys) {
+        assert.equal(await redis.get(key), "3");
+        const [, route, service, , start] = key.split(":");
+        assert.match(route, /^[0-9a-f-]{36}$/, "scoped to the route's id");
+        assert.equal(service, "00000000-0000-0000-0000-000000000000");
+        if (key.endsWith(":minute")) {
+          assert.equal(Number(start) % 60_000, 0, "the window starts on the minute");
+          const ttl = await redis.ttl(key);
+          assert.ok(ttl > 0 && ttl <= 60, `expires with its window (${ttl} s)`);
+        }
+      }
+    });
+  } finally {
+    redis.disconnect();
+  }
+});
+
+Deno.test("local kong: with Redis unreachable (fault_tolerant) requests pass, unlimited and unannounced", async () => {
+  const config: Config = await localKongConfig(stack);
+  const limit = notifyRoute(config).plugins.find((p: Config) => p.name === "rate-limiting");
+  limit.config.redis.port = freePort();
+  limit.config.hide_client_headers = false;
+  await withKong(config, async (base) => {
+    const r = await fetch(`${base}/functions/v1/notify/devices`, {
+      headers: { apikey: stack.anonKey },
+    });
+    await r.body?.cancel();
+    assert.match(r.headers.get("via") ?? "", /kong/);
+    assert.equal(r.headers.get("x-ratelimit-limit-minute"), null);
+  });
+});
+
+Deno.test("local kong: without hide_client_headers, Kong's rate-limit headers are as Kong sends them", async () => {
+  const config: Config = await localKongConfig(stack);
+  notifyRoute(config).plugins.find((p: Config) => p.name === "rate-limiting").config
+    .hide_client_headers = false;
+  await withKong(config, async (base) => {
+    const r = await fetch(`${base}/functions/v1/notify/devices`, {
+      headers: { apikey: stack.anonKey, authorization: `Bearer shown-${crypto.randomUUID()}` },
+    });
+    await r.body?.cancel();
+    assert.equal(r.headers.get("x-ratelimit-limit-minute"), "1000");
+    assert.equal(r.headers.get("x-ratelimit-remaining-minute"), "999");
+    assert.equal(r.headers.get("x-ratelimit-limit-day"), "100000");
+    assert.equal(r.headers.get("ratelimit-limit"), "1000");
+    assert.equal(r.headers.get("ratelimit-remaining"), "999");
+    assert.ok(
+      Number(r.headers.get("ratelimit-reset")) >= 1 &&
+        Number(r.headers.get("ratelimit-reset")) <= 60,
+    );
+  });
+});
+
+const UNIMPLEMENTED: [string, (config: Config) => void, RegExp][] = [
+  [
+    "cors origins other than *",
+    (c) => notifyRoute(c).plugins[0].config.origins = ["https://app.example"],
+    /origins other than/,
+  ],
+  ["rate-limiting by path", (c) => {
+    const p = notifyRoute(c).plugins.find((x: Config) => x.name === "rate-limiting").config;
+    p.limit_by = "path";
+    p.path = "/x";
+  }, /limit_by 'path'/],
+  ["rate-limiting sync_rate", (c) => {
+    notifyRoute(c).plugins.find((x: Config) => x.name === "rate-limiting").config.sync_rate = 1;
+  }, /config\.sync_rate: 1 \(only -1\)/],
+  [
+    "a least-connections upstream",
+    (c) => c.upstreams[0].algorithm = "least-connections",
+    /algorithm: least-connections/,
+  ],
+  [
+    "routes matched by host",
+    (c) => notifyRoute(c).hosts = ["api.example"],
+    /hosts: route matching on hosts/,
+  ],
+  ["service retries", (c) => c.services[0].retries = 3, /retries: 3 \(only 0\)/],
+  [
+    "a consumer-scoped plugin",
+    (c) => c.consumers[0].plugins = [{ name: "rate-limiting", config: { minute: 5 } }],
+    /consumer-scoped plugins/,
+  ],
+];
+
+for (const [what, change, expected] of UNIMPLEMENTED) {
+  Deno.test(`local kong: refuses to start on ${what}, naming it`, async () => {
+    const config: Config = await localKongConfig(stack);
+    change(config);
+    assert.throws(() => startKong({ config, port: freePort() }), expected);
+  });
+}
+
+Deno.test("local kong: refuses a configuration Kong 3.9 would refuse", async () => {
+  const config: Config = await localKongConfig(stack);
+  notifyRoute(config).plugins.find((p: Config) => p.name === "jwt").config.claims_to_verify = [
+    "iat",
+  ];
+  assert.throws(
+    () => startKong({ config, port: freePort() }),
+    /not valid for Kong 3\.9[\s\S]*claims_to_verify/,
+  );
+});
