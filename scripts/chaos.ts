@@ -281,6 +281,7 @@ async function redisHang() {
       method: "POST",
       headers: {
         authorization: `Bearer ${stack.serviceRoleKey}`,
+        apikey: stack.serviceRoleKey,
         "content-type": "application/json",
       },
       body: JSON.stringify({ user_ids: [user.id], title: "During a Redis hang" }),

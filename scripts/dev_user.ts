@@ -30,6 +30,8 @@ try {
     .sign(new TextEncoder().encode(stack.jwtSecret));
   console.log(`USER_ID=${user.id}`);
   console.log(`TOKEN=${token}`);
+  // Kong's key-auth wants an API key on every call, as supabase-js sends it.
+  console.log(`ANON_KEY=${stack.anonKey}`);
 } finally {
   await sql.end();
 }

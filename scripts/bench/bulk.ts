@@ -59,6 +59,7 @@ try {
       method: "POST",
       headers: {
         authorization: `Bearer ${stack.serviceRoleKey}`,
+        apikey: stack.serviceRoleKey,
         "content-type": "application/json",
       },
       body: JSON.stringify({ topic: to, title: "Benchmark", body: "To every subscriber" }),
@@ -151,7 +152,7 @@ interface Run {
 async function _status(id: string) {
   const started = performance.now();
   const response = await fetch(`${stack.apiUrl}/functions/v1/notify/bulk/${id}`, {
-    headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+    headers: { authorization: `Bearer ${stack.serviceRoleKey}`, apikey: stack.serviceRoleKey },
   });
   const text = await response.text();
   return { status: response.status, text, ms: Math.round(performance.now() - started) };

@@ -39,7 +39,8 @@ const WARMUP_SECONDS = positiveEnv("BENCH_WARMUP_SECONDS", 3);
 const DB_POOL = positiveEnv("HERALD_DB_POOL_SIZE", 16);
 /** Requests of the unloaded probe (one client): the latency floor without queueing. */
 const UNLOADED_REQUESTS = 200;
-const COMPONENTS = ["gateway", "notify", "postgres", "fakes", "bridge", "redis"];
+// "kong": the local Kong on the API port; "gateway": the edge runtime's front door behind it.
+const COMPONENTS = ["kong", "gateway", "notify", "postgres", "fakes", "bridge", "redis"];
 
 const log = (message: string) => console.error(`bench:notify: ${message}`);
 
@@ -64,6 +65,7 @@ try {
   const clients = await Promise.all(users.map(async ({ id }) => ({
     id,
     authorization: `Bearer ${await userToken(stack, id, ttl)}`,
+    apikey: stack.anonKey,
   })));
 
   const notify = _notifyRequest(stack);
@@ -152,6 +154,8 @@ try {
 interface Client {
   id: string;
   authorization: string;
+  /** The anon key, as supabase-js sends it (Kong's key-auth wants one). */
+  apikey: string;
 }
 
 /** What one request came to: `ok` counts as a success, `sentInline` when every delivery went out. */
@@ -170,7 +174,11 @@ function _notifyRequest(stack: StackConfig): Request {
   return async (client) => {
     const response = await fetch(url, {
       method: "POST",
-      headers: { authorization: client.authorization, "content-type": "application/json" },
+      headers: {
+        authorization: client.authorization,
+        apikey: client.apikey,
+        "content-type": "application/json",
+      },
       body: JSON.stringify({ user_ids: [client.id], title: "Benchmark", body: "Hello" }),
     });
     const text = await response.text();
@@ -189,7 +197,9 @@ function _notifyRequest(stack: StackConfig): Request {
 function _devicesRequest(stack: StackConfig): Request {
   const url = `${stack.apiUrl}/functions/v1/notify/devices`;
   return async (client) => {
-    const response = await fetch(url, { headers: { authorization: client.authorization } });
+    const response = await fetch(url, {
+      headers: { authorization: client.authorization, apikey: client.apikey },
+    });
     const text = await response.text();
     const ok = response.status === 200 && JSON.parse(text).devices?.length === 1;
     return { ok, status: response.status, detail: ok ? undefined : text.slice(0, 500) };

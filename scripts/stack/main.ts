@@ -11,7 +11,12 @@ console.log(`herald: starting the ${stack.name} stack in ${stack.dataDir} …`);
 const running = await startStack(stack, { watch: true, dispatcher: true });
 
 const rows: [string, string][] = [
-  ["API URL", stack.apiUrl],
+  ["API URL", `${stack.apiUrl}  (Kong, from kong/kong.yml)`],
+  ["Kong metrics", `http://127.0.0.1:${stack.ports.kongStatus}/metrics`],
+  [
+    "edge runtime",
+    `http://127.0.0.1:${stack.ports.edge} (stable), :${stack.ports.edgeCanary} (canary)`,
+  ],
   ...running.functions.map((f): [string, string] => [
     `function ${f.name}`,
     `${stack.apiUrl}/functions/v1/${f.name}${f.verifyJwt ? "" : "  (no JWT check)"}`,
