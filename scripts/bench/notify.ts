@@ -22,10 +22,13 @@
  * @module
  */
 import type { StackConfig } from "../stack/config.ts";
+import type { RunningStack } from "../stack/stack.ts";
 import {
   componentCpu,
   cpuNs,
+  median,
   positiveEnv,
+  processTree,
   quantile,
   round1,
   setFcmLatency,
@@ -39,8 +42,8 @@ const WARMUP_SECONDS = positiveEnv("BENCH_WARMUP_SECONDS", 3);
 const DB_POOL = positiveEnv("HERALD_DB_POOL_SIZE", 16);
 /** Requests of the unloaded probe (one client): the latency floor without queueing. */
 const UNLOADED_REQUESTS = 200;
-// "kong": the local Kong on the API port; "gateway": the edge runtime's front door behind it.
-const COMPONENTS = ["kong", "gateway", "notify", "postgres", "fakes", "bridge", "redis"];
+// "kong": the local Kong on the API port, with the edge runtime's front door (verify_jwt) beside it.
+const COMPONENTS = ["kong", "notify", "postgres", "fakes", "bridge", "redis"];
 
 const log = (message: string) => console.error(`bench:notify: ${message}`);
 
@@ -94,6 +97,11 @@ try {
   const peer = await _closedLoop(clients, SECONDS, devices);
   const peerCpuMs = { ...await peerCpu.stop(), bench_client: await _msSince(clientCpu) };
 
+  // The Kong layer's own CPU: the same request through Kong and straight to the edge
+  // runtime behind it, alternating, in the one process that hosts both.
+  log("kong layer: GET /notify/devices through Kong and straight to the edge runtime, alternating");
+  const kongLayer = await _kongLayer(running, stack, clients);
+
   // Per request, by process; `other_processes` is whatever else kept the machine busy (another
   // stack, a test run): when it is large, the latencies are not this stack's alone.
   const perRequest = ({ machine, ...cpu }: Record<string, number>, requests: number) => {
@@ -113,6 +121,7 @@ try {
   for (const sample of [...loaded.errorSamples, ...peer.errorSamples]) log(`error: ${sample}`);
 
   const figures = {
+    kong_layer: kongLayer,
     p50_ms: quantile(loaded.latencies, 0.5),
     p95_ms: quantile(loaded.latencies, 0.95),
     p99_ms: quantile(loaded.latencies, 0.99),
@@ -262,4 +271,57 @@ async function _sequential(client: Client, count: number, request: Request): Pro
 /** This process's CPU milliseconds since `beforeNs` (from {@linkcode cpuNs}). */
 async function _msSince(beforeNs: number): Promise<number> {
   return Math.round(((await cpuNs(Deno.pid)) - beforeNs) / 1e6);
+}
+
+/**
+ * CPU of the local Kong process per request, through Kong and direct to the
+ * edge runtime it hosts, over alternating rounds (medians): the difference is
+ * what the Kong layer (its plugins, router and proxying) adds.
+ */
+async function _kongLayer(running: RunningStack, stack: StackConfig, clients: Client[]) {
+  const ROUNDS = 5;
+  const PER_ROUND = 2_000;
+  const kongPids = await processTree(running.pidOf("kong")!);
+  const kongCpu = async () =>
+    (await Promise.all(kongPids.map((p) => cpuNs(p).catch(() => 0))))
+      .reduce((a, b) => a + b, 0);
+  const through = `${stack.apiUrl}/functions/v1/notify/devices`;
+  const direct = `http://127.0.0.1:${stack.ports.edge}/functions/v1/notify/devices`;
+  const measure = async (url: string) => {
+    let next = 0;
+    const before = await kongCpu();
+    await Promise.all(
+      clients.slice(0, 20).map(async (client) => {
+        while (next++ < PER_ROUND) {
+          const response = await fetch(url, {
+            headers: { authorization: client.authorization, apikey: client.apikey },
+          });
+          if (response.status !== 200) {
+            throw new Error(`kong layer: ${url} answered ${response.status}`);
+          }
+          await response.body?.cancel();
+        }
+      }),
+    );
+    return (await kongCpu() - before) / 1e6 / PER_ROUND;
+  };
+  const throughMs: number[] = [];
+  const directMs: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate which goes first.
+    if (round % 2 === 0) {
+      throughMs.push(await measure(through));
+      directMs.push(await measure(direct));
+    } else {
+      directMs.push(await measure(direct));
+      throughMs.push(await measure(through));
+    }
+  }
+  const t = median(throughMs);
+  const d = median(directMs);
+  return {
+    through_kong_cpu_ms: Math.round(t * 1000) / 1000,
+    direct_cpu_ms: Math.round(d * 1000) / 1000,
+    added_cpu_ms: Math.round((t - d) * 1000) / 1000,
+  };
 }

@@ -126,14 +126,7 @@ export async function startStack(
         cwd: stack.root,
       });
     }
-    await script("gateway", "scripts/stack/gateway.ts");
-    await supervisor.spawn({
-      name: "gateway-canary",
-      command: DENO,
-      args: ["run", "-A", "--no-prompt", "scripts/stack/gateway.ts", "canary"],
-      env: stackEnv,
-      cwd: stack.root,
-    });
+    // Kong and the edge runtime's two front doors, in one process (a loopback hop less).
     await script("kong", "scripts/stack/kong/main.ts");
     await Promise.race([
       startupCrash,

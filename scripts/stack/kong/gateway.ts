@@ -33,6 +33,12 @@ export interface KongOptions {
   statusPort?: number;
   hostname?: string;
   now?: () => number;
+  /**
+   * Upstream targets served in this process (`host:port` → handler): Kong
+   * calls them directly instead of over loopback. The local stack's edge
+   * runtime lives beside its Kong; a hop less is what keeps the layer cheap.
+   */
+  inProcess?: Record<string, (request: Request) => Promise<Response>>;
 }
 
 /** A running local Kong. */
@@ -49,6 +55,8 @@ interface Route {
   preserveHost: boolean;
   service: Service;
   plugins: Plugin[];
+  /** Every plugin that applies, the most specific of each name, in priority order (built once). */
+  chain: Plugin[];
 }
 
 interface Service {
@@ -181,7 +189,7 @@ export function startKong(options: KongOptions): RunningKong {
 
   const upstreams = new Map<string, Balancer>();
   for (const u of (config.upstreams ?? []) as Json[]) {
-    upstreams.set(String(u.name), new Balancer(u, now));
+    upstreams.set(String(u.name), new Balancer(u, options.inProcess ?? {}));
   }
 
   const routes: Route[] = [];
@@ -206,9 +214,21 @@ export function startKong(options: KongOptions): RunningKong {
         preserveHost: r.preserve_host === true,
         service,
         plugins: pluginsOf(r),
+        chain: [],
       });
     }
   }
+
+  // Kong's plugin iterator: per name, route > service > global; then by priority.
+  const chainOf = (...levels: Plugin[][]) => {
+    const byName = new Map<string, Plugin>();
+    for (const level of levels) for (const p of level) byName.set(p.name, p);
+    return [...byName.values()].sort((a, b) =>
+      b.priority - a.priority || (a.name < b.name ? 1 : -1)
+    );
+  };
+  const globalChain = chainOf(globals);
+  for (const route of routes) route.chain = chainOf(globals, route.service.plugins, route.plugins);
 
   const metrics = new Metrics();
   const match = (method: string, path: string) => {
@@ -242,12 +262,22 @@ export function startKong(options: KongOptions): RunningKong {
       requestId,
       body: async () => (bodyBytes ??= new Uint8Array(await request.arrayBuffer())),
       scope: { route: ZERO_UUID, service: ZERO_UUID },
-      responseHeaders: new Headers(),
     };
     const finish = (response: Response, proxied: boolean, upstreamMs = 0) => {
-      const headers = new Headers(response.headers);
+      // A response made in this process (an in-process upstream, Kong's own) is
+      // changed in place; one from fetch has immutable headers and is copied.
+      let headers = response.headers;
+      let mutable = true;
+      try {
+        headers.set("x-kong-request-id", requestId);
+      } catch {
+        headers = new Headers(response.headers);
+        mutable = false;
+      }
       for (const plugin of chain) plugin.headerFilter?.(x, headers);
-      for (const [name, value] of x.responseHeaders) headers.set(name, value);
+      if (x.responseHeaders) {
+        for (const [name, value] of x.responseHeaders) headers.set(name, value);
+      }
       const totalMs = Math.round(performance.now() - started);
       if (proxied) {
         headers.set("x-kong-upstream-latency", String(Math.round(upstreamMs)));
@@ -272,22 +302,14 @@ export function startKong(options: KongOptions): RunningKong {
           upstreamMs: proxied ? upstreamMs : undefined,
         });
       }
-      return new Response(response.body, {
+      return mutable ? response : new Response(response.body, {
         status: response.status,
         statusText: response.statusText,
         headers,
       });
     };
     // Plugins in priority order, the most specific instance of each name (route > service > global).
-    const byName = new Map<string, Plugin>();
-    for (const p of globals) byName.set(p.name, p);
-    if (found) {
-      for (const p of found.route.service.plugins) byName.set(p.name, p);
-      for (const p of found.route.plugins) byName.set(p.name, p);
-    }
-    const chain = [...byName.values()].sort((a, b) =>
-      b.priority - a.priority || (a.name < b.name ? 1 : -1)
-    );
+    const chain = found ? found.route.chain : globalChain;
     if (!found) {
       // Only global plugins run; correlation-id still tags the 404.
       for (const p of chain) await p.access?.({ ...x, scope: x.scope });
@@ -330,15 +352,20 @@ export function startKong(options: KongOptions): RunningKong {
     headers.set("host", host);
     const upstreamStarted = performance.now();
     try {
-      const response = await fetch(`${service.protocol}://${target}${path}${url.search}`, {
+      const init: RequestInit = {
         method: request.method,
         headers,
-        body: request.method === "GET" || request.method === "HEAD"
-          ? undefined
-          : bodyBytes ?? request.body,
+        // Buffered (request-size-limiting bounds it): cheaper than piping a stream through.
+        body: request.method === "GET" || request.method === "HEAD" ? undefined : await x.body(),
         redirect: "manual",
-        signal: AbortSignal.timeout(service.readTimeout),
-      });
+      };
+      const upstreamUrl = `${service.protocol}://${target}${path}${url.search}`;
+      const local = options.inProcess?.[target];
+      // In-process, the edge runtime's own fetch to the function is what could hang.
+      if (!local) init.signal = AbortSignal.timeout(service.readTimeout);
+      const response = local
+        ? await local(new Request(upstreamUrl, init))
+        : await fetch(upstreamUrl, init);
       balancer?.report(target, response.status);
       return finish(response, true, performance.now() - upstreamStarted);
     } catch (error) {
@@ -388,7 +415,13 @@ class Balancer {
   #passive: Json;
   #timer?: ReturnType<typeof setInterval>;
 
-  constructor(upstream: Json, _now: () => number) {
+  #inProcess: Record<string, (request: Request) => Promise<Response>>;
+
+  constructor(
+    upstream: Json,
+    inProcess: Record<string, (request: Request) => Promise<Response>>,
+  ) {
+    this.#inProcess = inProcess;
     this.hostHeader = upstream.host_header as string | undefined;
     this.#targets = ((upstream.targets ?? []) as Json[]).map((t) => ({
       target: String(t.target),
@@ -465,13 +498,13 @@ class Balancer {
       this.#targets.filter((t) => t.weight > 0).map(async (t) => {
         let outcome: number | "tcp" | "timeout";
         try {
-          const response = await fetch(
-            `${active.type ?? "http"}://${t.target}${active.http_path ?? "/"}`,
-            {
-              signal: AbortSignal.timeout(Number(active.timeout ?? 1) * 1000),
-              headers: this.hostHeader ? { host: this.hostHeader } : {},
-            },
-          );
+          const url = `${active.type ?? "http"}://${t.target}${active.http_path ?? "/"}`;
+          const init: RequestInit = {
+            signal: AbortSignal.timeout(Number(active.timeout ?? 1) * 1000),
+            headers: this.hostHeader ? { host: this.hostHeader } : undefined,
+          };
+          const local = this.#inProcess[t.target];
+          const response = local ? await local(new Request(url, init)) : await fetch(url, init);
           await response.body?.cancel();
           outcome = response.status;
         } catch (error) {
@@ -533,13 +566,13 @@ class Metrics {
   #observe(series: string, value: number) {
     let counts = this.#latency.get(series);
     if (!counts) {
-      counts = new Array(LATENCY_BUCKETS.length + 2).fill(0); // buckets, +Inf, sum
+      counts = new Array(LATENCY_BUCKETS.length + 2).fill(0); // per bucket, over the last, sum
       this.#latency.set(series, counts);
     }
-    LATENCY_BUCKETS.forEach((le, i) => {
-      if (value <= le) counts![i]++;
-    });
-    counts[LATENCY_BUCKETS.length]++;
+    // One count in the first bucket that holds it; render() accumulates.
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && value > LATENCY_BUCKETS[i]) i++;
+    counts[i]++;
     counts[LATENCY_BUCKETS.length + 1] += value;
   }
 
@@ -561,11 +594,16 @@ class Metrics {
         for (const [series, counts] of this.#latency) {
           if (!series.startsWith(`${name}{`)) continue;
           const labels = series.slice(name.length + 1);
-          LATENCY_BUCKETS.forEach((le, i) =>
-            lines.push(`${name}_bucket{${labels},le="${String(le).padStart(5, "0")}"} ${counts[i]}`)
-          );
-          lines.push(`${name}_bucket{${labels},le="+Inf"} ${counts[LATENCY_BUCKETS.length]}`);
-          lines.push(`${name}_count{${labels}} ${counts[LATENCY_BUCKETS.length]}`);
+          let cumulative = 0;
+          LATENCY_BUCKETS.forEach((le, i) => {
+            cumulative += counts[i];
+            lines.push(
+              `${name}_bucket{${labels},le="${String(le).padStart(5, "0")}"} ${cumulative}`,
+            );
+          });
+          const total = cumulative + counts[LATENCY_BUCKETS.length];
+          lines.push(`${name}_bucket{${labels},le="+Inf"} ${total}`);
+          lines.push(`${name}_count{${labels}} ${total}`);
           lines.push(`${name}_sum{${labels}} ${counts[LATENCY_BUCKETS.length + 1]}`);
         }
       }

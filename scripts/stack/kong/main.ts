@@ -9,6 +9,7 @@
  */
 import { renderKongConfig } from "../../kong/render.ts";
 import { loadStackConfig, type StackConfig } from "../config.ts";
+import { discoverFunctions, startGateway } from "../gateway.ts";
 import { startKong } from "./gateway.ts";
 
 /** The HMAC secret of the local `herald-backend` credential (local stacks only). */
@@ -54,11 +55,43 @@ export async function localKongConfig(
   return config;
 }
 
+/**
+ * The two edge-runtime front doors (stable, canary pools), listening on their
+ * ports and callable in-process by the Kong beside them.
+ */
+export async function startEdgeRuntimes(stack: StackConfig) {
+  const { d: _d, ...publicJwk } = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
+  const pools = [
+    [stack.ports.edge, stack.ports.functions],
+    [stack.ports.edgeCanary, stack.ports.functionsCanary],
+  ] as const;
+  const inProcess: Record<string, (request: Request) => Promise<Response>> = {};
+  const gateways: { close(): Promise<void> }[] = [];
+  for (const [port, firstFunctionPort] of pools) {
+    const gateway = startGateway({
+      port,
+      functions: await discoverFunctions(stack.root, firstFunctionPort),
+      jwtSecret: stack.jwtSecret,
+      jwks: { keys: [publicJwk] },
+    });
+    inProcess[`127.0.0.1:${port}`] = gateway.handler;
+    gateways.push(gateway);
+  }
+  return { inProcess, close: () => Promise.all(gateways.map((g) => g.close())) };
+}
+
 if (import.meta.main) {
   const stack = await loadStackConfig();
+  const edges = await startEdgeRuntimes(stack);
   const config = await localKongConfig(stack);
-  startKong({ config, port: stack.ports.gateway, statusPort: stack.ports.kongStatus });
+  startKong({
+    config,
+    port: stack.ports.gateway,
+    statusPort: stack.ports.kongStatus,
+    inProcess: edges.inProcess,
+  });
   console.log(
-    `kong (local, from kong/kong.yml) on ${stack.apiUrl}, metrics on :${stack.ports.kongStatus}/metrics`,
+    `kong (local, from kong/kong.yml) on ${stack.apiUrl}, metrics on :${stack.ports.kongStatus}/metrics; ` +
+      `edge runtime on :${stack.ports.edge} (stable), :${stack.ports.edgeCanary} (canary)`,
   );
 }

@@ -35,7 +35,7 @@ export interface Exchange {
   scope: { route: string; service: string };
   correlationId?: string;
   /** Response headers set during access (rate-limiting's), applied to whatever answers. */
-  responseHeaders: Headers;
+  responseHeaders?: Headers;
 }
 
 /** One configured plugin. */
@@ -61,6 +61,9 @@ export interface PluginContext {
   redis(options: Json): Redis;
   now(): number;
 }
+
+/** Tokens whose signatures a jwt plugin remembers as checked. */
+const VERIFIED_TOKENS = 10_000;
 
 export const PRIORITY: Record<string, number> = {
   "correlation-id": 100001,
@@ -246,6 +249,7 @@ const FACTORIES: Record<string, Factory> = {
     const base = c.realm ? `Bearer realm="${c.realm}"` : "Bearer";
     const invalid = `${base} error="invalid_token"`;
     const claim = String(c.key_claim_name);
+    const verified = new Map<string, { header: Json; claims: Json }>();
     const authenticate = async (x: Exchange): Promise<Response | undefined> => {
       const tokens = new Set<string>();
       for (const name of list(c.uri_param_names)) {
@@ -266,7 +270,9 @@ const FACTORIES: Record<string, Factory> = {
         });
       }
       const token = [...tokens][0];
-      const decoded = _decodeJwt(token);
+      // A token whose signature was checked before is not checked again; its claims are.
+      const known = verified.get(token);
+      const decoded = known ?? _decodeJwt(token);
       if (typeof decoded === "string") {
         return kongExit(401, { message: `Bad token; ${decoded}` }, { "www-authenticate": invalid });
       }
@@ -290,8 +296,13 @@ const FACTORIES: Record<string, Factory> = {
       if (decoded.header.alg !== secret.algorithm) {
         return kongExit(401, { message: "Invalid algorithm" }, { "www-authenticate": invalid });
       }
-      if (!(await _verifySignature(token, secret))) {
+      if (!known && !(await _verifySignature(token, secret))) {
         return kongExit(401, { message: "Invalid signature" }, { "www-authenticate": invalid });
+      }
+      if (!known) {
+        // Bounded: forgetting all is cheaper than tracking age, and only costs re-verifying.
+        if (verified.size >= VERIFIED_TOKENS) verified.clear();
+        verified.set(token, decoded);
       }
       const now = context.now() / 1000;
       const errors: Record<string, string> = {};
@@ -518,26 +529,25 @@ const FACTORIES: Record<string, Factory> = {
         const id = identifier(x);
         const usage: { period: string; limit: number; used: number; reset: number }[] = [];
         try {
-          for (const period of periods) {
-            const start = _periodStart(period, now);
-            const key = `ratelimit:${x.scope.route}:${x.scope.service}:${id}:${start}:${period}`;
-            let used: number;
-            if (redis) {
-              // Kong's script: INCR, EXPIRE on the first hit; the usage read counts this request.
-              used = Number(
-                await redis.eval(
-                  "local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('expire', KEYS[1], ARGV[1]) end return n - 1",
-                  1,
-                  key,
-                  seconds[period],
-                ),
-              );
-            } else {
-              used = local.get(key) ?? 0;
-            }
-            const reset = Math.max(1, seconds[period] - Math.floor((now - start) / 1000));
-            usage.push({ period, limit: c[period] as number, used, reset });
-          }
+          const starts = periods.map((period) => _periodStart(period, now));
+          const keys = periods.map((period, i) =>
+            `ratelimit:${x.scope.route}:${x.scope.service}:${id}:${starts[i]}:${period}`
+          );
+          // Kong's per-period script (INCR, EXPIRE on the first hit, the usage read
+          // counting this request), for every period in one round trip.
+          const used = redis
+            ? (await redis.eval(
+              "local out = {} for i, key in ipairs(KEYS) do local n = redis.call('incr', key) " +
+                "if n == 1 then redis.call('expire', key, ARGV[i]) end out[i] = n - 1 end return out",
+              keys.length,
+              ...keys,
+              ...periods.map((p) => seconds[p]),
+            ) as number[]).map(Number)
+            : keys.map((key) => local.get(key) ?? 0);
+          periods.forEach((period, i) => {
+            const reset = Math.max(1, seconds[period] - Math.floor((now - starts[i]) / 1000));
+            usage.push({ period, limit: c[period] as number, used: used[i], reset });
+          });
         } catch (error) {
           if (c.fault_tolerant) return undefined;
           throw error;
@@ -550,18 +560,23 @@ const FACTORIES: Record<string, Factory> = {
               ? u.limit - u.used
               : Math.max(0, u.limit - u.used - 1);
             const name = u.period[0].toUpperCase() + u.period.slice(1);
-            x.responseHeaders.set(`x-ratelimit-limit-${name}`, String(u.limit));
-            x.responseHeaders.set(`x-ratelimit-remaining-${name}`, String(remaining));
+            (x.responseHeaders ??= new Headers()).set(`x-ratelimit-limit-${name}`, String(u.limit));
+            (x.responseHeaders ??= new Headers()).set(
+              `x-ratelimit-remaining-${name}`,
+              String(remaining),
+            );
             if (!lowest || remaining <= Math.max(0, lowest.limit - lowest.used - 1)) lowest = u;
           }
           if (lowest) {
-            x.responseHeaders.set("ratelimit-limit", String(lowest.limit));
-            x.responseHeaders.set(
+            (x.responseHeaders ??= new Headers()).set("ratelimit-limit", String(lowest.limit));
+            (x.responseHeaders ??= new Headers()).set(
               "ratelimit-remaining",
               String(Math.max(0, lowest.limit - lowest.used - 1)),
             );
-            x.responseHeaders.set("ratelimit-reset", String(lowest.reset));
-            if (blocked) x.responseHeaders.set("retry-after", String(lowest.reset));
+            (x.responseHeaders ??= new Headers()).set("ratelimit-reset", String(lowest.reset));
+            if (blocked) {
+              (x.responseHeaders ??= new Headers()).set("retry-after", String(lowest.reset));
+            }
           }
         }
         if (blocked) return kongError(x, Number(c.error_code), String(c.error_message));
@@ -736,8 +751,10 @@ function _fromBase64Url(segment: string): Uint8Array<ArrayBuffer> {
 }
 
 function _fromBase64(text: string): Uint8Array<ArrayBuffer> {
-  const padded = text + "=".repeat((4 - (text.length % 4)) % 4);
-  return Uint8Array.from(atob(padded), (ch) => ch.charCodeAt(0));
+  const binary = atob(text + "=".repeat((4 - (text.length % 4)) % 4));
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
 }
 
 function _base64(bytes: Uint8Array): string {
