@@ -1,8 +1,8 @@
 /**
  * The Kong 3.9 plugins Herald's `kong.yml` uses, as Kong behaves from the
  * outside: the same statuses, bodies, headers, order and Redis counters
- * (behaviour read from Kong/kong tag 3.9.3's handlers; file and line numbers
- * in docs/SELF_HOSTING.md's sources). Only what the local Kong needs: a field
+ * (read from Kong/kong tag 3.9.3's handlers, with file and line numbers, in
+ * kong/schema/kong-3.9-behaviour.md). Only what the local Kong needs: a field
  * these do not implement is refused at start (see `UNIMPLEMENTED`).
  *
  * @module
