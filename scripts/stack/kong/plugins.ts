@@ -511,6 +511,8 @@ const FACTORIES: Record<string, Factory> = {
     }
     const local = new Map<string, number>();
     const redis = c.policy === "redis" ? context.redis(c.redis as Json) : undefined;
+    // Kong's `redis.timeout` bounds each socket operation; here it bounds the whole call.
+    const redisTimeout = Number((c.redis as Json | undefined)?.timeout ?? 2000);
     const identifier = (x: Exchange) => {
       switch (c.limit_by) {
         case "consumer":
@@ -536,12 +538,15 @@ const FACTORIES: Record<string, Factory> = {
           // Kong's per-period script (INCR, EXPIRE on the first hit, the usage read
           // counting this request), for every period in one round trip.
           const used = redis
-            ? (await redis.eval(
-              "local out = {} for i, key in ipairs(KEYS) do local n = redis.call('incr', key) " +
-                "if n == 1 then redis.call('expire', key, ARGV[i]) end out[i] = n - 1 end return out",
-              keys.length,
-              ...keys,
-              ...periods.map((p) => seconds[p]),
+            ? (await _within(
+              redisTimeout,
+              redis.eval(
+                "local out = {} for i, key in ipairs(KEYS) do local n = redis.call('incr', key) " +
+                  "if n == 1 then redis.call('expire', key, ARGV[i]) end out[i] = n - 1 end return out",
+                keys.length,
+                ...keys,
+                ...periods.map((p) => seconds[p]),
+              ),
             ) as number[]).map(Number)
             : keys.map((key) => local.get(key) ?? 0);
           periods.forEach((period, i) => {
@@ -632,6 +637,15 @@ function _setConsumer(
   x.upstream.delete("x-consumer-custom-id");
   x.upstream.set("x-credential-identifier", credential.identifier);
   x.upstream.delete("x-anonymous-consumer");
+}
+
+/** `work`, or a rejection once `ms` have passed. */
+function _within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /** UTC-aligned start of the period containing `now`, in ms (kong/tools/timestamp.lua). */
