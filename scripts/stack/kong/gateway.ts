@@ -12,6 +12,7 @@
  */
 import { Redis } from "ioredis";
 import { validateKongConfig } from "../../kong/validate.ts";
+import type { EdgeRequest } from "../gateway.ts";
 import {
   type Consumer,
   createPlugin,
@@ -38,7 +39,7 @@ export interface KongOptions {
    * calls them directly instead of over loopback. The local stack's edge
    * runtime lives beside its Kong; a hop less is what keeps the layer cheap.
    */
-  inProcess?: Record<string, (request: Request) => Promise<Response>>;
+  inProcess?: Record<string, (request: EdgeRequest) => Promise<Response>>;
 }
 
 /** A running local Kong. */
@@ -352,20 +353,21 @@ export function startKong(options: KongOptions): RunningKong {
     headers.set("host", host);
     const upstreamStarted = performance.now();
     try {
-      const init: RequestInit = {
-        method: request.method,
-        headers,
-        // Buffered (request-size-limiting bounds it): cheaper than piping a stream through.
-        body: request.method === "GET" || request.method === "HEAD" ? undefined : await x.body(),
-        redirect: "manual",
-      };
       const upstreamUrl = `${service.protocol}://${target}${path}${url.search}`;
+      const body = request.method === "GET" || request.method === "HEAD"
+        ? undefined
+        : await x.body();
       const local = options.inProcess?.[target];
       // In-process, the edge runtime's own fetch to the function is what could hang.
-      if (!local) init.signal = AbortSignal.timeout(service.readTimeout);
       const response = local
-        ? await local(new Request(upstreamUrl, init))
-        : await fetch(upstreamUrl, init);
+        ? await local({ method: request.method, url: new URL(upstreamUrl), headers, body })
+        : await fetch(upstreamUrl, {
+          method: request.method,
+          headers,
+          body,
+          redirect: "manual",
+          signal: AbortSignal.timeout(service.readTimeout),
+        });
       balancer?.report(target, response.status);
       return finish(response, true, performance.now() - upstreamStarted);
     } catch (error) {
@@ -415,11 +417,11 @@ class Balancer {
   #passive: Json;
   #timer?: ReturnType<typeof setInterval>;
 
-  #inProcess: Record<string, (request: Request) => Promise<Response>>;
+  #inProcess: Record<string, (request: EdgeRequest) => Promise<Response>>;
 
   constructor(
     upstream: Json,
-    inProcess: Record<string, (request: Request) => Promise<Response>>,
+    inProcess: Record<string, (request: EdgeRequest) => Promise<Response>>,
   ) {
     this.#inProcess = inProcess;
     this.hostHeader = upstream.host_header as string | undefined;
@@ -499,12 +501,14 @@ class Balancer {
         let outcome: number | "tcp" | "timeout";
         try {
           const url = `${active.type ?? "http"}://${t.target}${active.http_path ?? "/"}`;
-          const init: RequestInit = {
-            signal: AbortSignal.timeout(Number(active.timeout ?? 1) * 1000),
-            headers: this.hostHeader ? { host: this.hostHeader } : undefined,
-          };
+          const headers = new Headers(this.hostHeader ? { host: this.hostHeader } : {});
           const local = this.#inProcess[t.target];
-          const response = local ? await local(new Request(url, init)) : await fetch(url, init);
+          const response = local
+            ? await local({ method: "GET", url: new URL(url), headers })
+            : await fetch(url, {
+              headers,
+              signal: AbortSignal.timeout(Number(active.timeout ?? 1) * 1000),
+            });
           await response.body?.cancel();
           outcome = response.status;
         } catch (error) {

@@ -9,7 +9,7 @@
  */
 import { renderKongConfig } from "../../kong/render.ts";
 import { loadStackConfig, type StackConfig } from "../config.ts";
-import { discoverFunctions, startGateway } from "../gateway.ts";
+import { discoverFunctions, type EdgeRequest, startGateway } from "../gateway.ts";
 import { startKong } from "./gateway.ts";
 
 /** The HMAC secret of the local `herald-backend` credential (local stacks only). */
@@ -65,7 +65,7 @@ export async function startEdgeRuntimes(stack: StackConfig) {
     [stack.ports.edge, stack.ports.functions],
     [stack.ports.edgeCanary, stack.ports.functionsCanary],
   ] as const;
-  const inProcess: Record<string, (request: Request) => Promise<Response>> = {};
+  const inProcess: Record<string, (request: EdgeRequest) => Promise<Response>> = {};
   const gateways: { close(): Promise<void> }[] = [];
   for (const [port, firstFunctionPort] of pools) {
     const gateway = startGateway({
@@ -74,7 +74,7 @@ export async function startEdgeRuntimes(stack: StackConfig) {
       jwtSecret: stack.jwtSecret,
       jwks: { keys: [publicJwk] },
     });
-    inProcess[`127.0.0.1:${port}`] = gateway.handler;
+    inProcess[`127.0.0.1:${port}`] = gateway.route;
     gateways.push(gateway);
   }
   return { inProcess, close: () => Promise.all(gateways.map((g) => g.close())) };
