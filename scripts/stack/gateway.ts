@@ -10,7 +10,6 @@
  */
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
 import { parse } from "smol-toml";
-import { loadStackConfig } from "./config.ts";
 
 /** A function the gateway routes to. */
 export interface RoutedFunction {
@@ -138,23 +137,4 @@ export function startGateway(
       }),
   );
   return { route, close: () => server.shutdown() };
-}
-
-if (import.meta.main) {
-  // `gateway.ts [canary]`: the stable pool's front door, or the canary pool's.
-  const canary = Deno.args[0] === "canary";
-  const stack = await loadStackConfig();
-  const privateJwk = JSON.parse(await Deno.readTextFile(stack.jwtSigningKeyPath));
-  const { d: _d, ...publicJwk } = privateJwk;
-  const functions = await discoverFunctions(
-    stack.root,
-    canary ? stack.ports.functionsCanary : stack.ports.functions,
-  );
-  const port = canary ? stack.ports.edgeCanary : stack.ports.edge;
-  startGateway({ port, functions, jwtSecret: stack.jwtSecret, jwks: { keys: [publicJwk] } });
-  console.log(
-    `edge runtime (${canary ? "canary" : "stable"}) on 127.0.0.1:${port} for ${
-      functions.map((f) => f.name).join(", ")
-    }`,
-  );
 }

@@ -461,32 +461,14 @@ class Balancer {
   }
 
   /** Passive health: counts failures of proxied requests. */
-  report(target: string, outcome: number | "tcp" | "timeout") {
+  report(target: string, outcome: Outcome) {
     const t = this.#targets.find((x) => x.target === target);
     if (!t) return;
     const unhealthy = (this.#passive.unhealthy ?? {}) as Json;
     const healthy = (this.#passive.healthy ?? {}) as Json;
     const bad = outcome === "tcp" || outcome === "timeout" ||
       ((unhealthy.http_statuses ?? []) as number[]).includes(outcome);
-    const limit = Number(
-      outcome === "tcp"
-        ? unhealthy.tcp_failures
-        : outcome === "timeout"
-        ? unhealthy.timeouts
-        : unhealthy.http_failures,
-    );
-    if (bad) {
-      t.successes = 0;
-      if (limit > 0 && ++t.failures >= limit) t.healthy = false;
-    } else {
-      t.failures = 0;
-      if (
-        !t.healthy && Number(healthy.successes ?? 0) > 0 &&
-        ++t.successes >= Number(healthy.successes)
-      ) {
-        t.healthy = true;
-      }
-    }
+    _count(t, outcome, !bad, unhealthy, Number(healthy.successes ?? 0));
   }
 
   get states(): { target: string; healthy: boolean }[] {
@@ -498,7 +480,7 @@ class Balancer {
     const unhealthy = (active.unhealthy ?? {}) as Json;
     await Promise.all(
       this.#targets.filter((t) => t.weight > 0).map(async (t) => {
-        let outcome: number | "tcp" | "timeout";
+        let outcome: Outcome;
         try {
           const url = `${active.type ?? "http"}://${t.target}${active.http_path ?? "/"}`;
           const headers = new Headers(this.hostHeader ? { host: this.hostHeader } : {});
@@ -516,22 +498,7 @@ class Balancer {
         }
         const good = typeof outcome === "number" &&
           ((healthy.http_statuses ?? [200, 302]) as number[]).includes(outcome);
-        if (good) {
-          t.failures = 0;
-          if (!t.healthy && ++t.successes >= Math.max(1, Number(healthy.successes ?? 0))) {
-            t.healthy = true;
-          }
-          return;
-        }
-        t.successes = 0;
-        const limit = Number(
-          outcome === "tcp"
-            ? unhealthy.tcp_failures
-            : outcome === "timeout"
-            ? unhealthy.timeouts
-            : unhealthy.http_failures,
-        );
-        if (limit > 0 && ++t.failures >= limit) t.healthy = false;
+        _count(t, outcome, good, unhealthy, Math.max(1, Number(healthy.successes ?? 0)));
       }),
     );
   }
@@ -539,6 +506,33 @@ class Balancer {
   stop() {
     if (this.#timer !== undefined) clearInterval(this.#timer);
   }
+}
+
+/** What one request or probe to a target came to: a status, or a failure to get one. */
+type Outcome = number | "tcp" | "timeout";
+
+/** A target's health, as Kong counts it: enough failures of one kind make it unhealthy, enough successes healthy again. */
+function _count(
+  t: { healthy: boolean; failures: number; successes: number },
+  outcome: Outcome,
+  good: boolean,
+  unhealthy: Json,
+  successesToHeal: number,
+) {
+  if (good) {
+    t.failures = 0;
+    if (!t.healthy && successesToHeal > 0 && ++t.successes >= successesToHeal) t.healthy = true;
+    return;
+  }
+  t.successes = 0;
+  const limit = Number(
+    outcome === "tcp"
+      ? unhealthy.tcp_failures
+      : outcome === "timeout"
+      ? unhealthy.timeouts
+      : unhealthy.http_failures,
+  );
+  if (limit > 0 && ++t.failures >= limit) t.healthy = false;
 }
 
 /** Kong's Prometheus plugin's main series, as its exporter names them. */

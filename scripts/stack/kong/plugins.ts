@@ -234,15 +234,7 @@ const FACTORIES: Record<string, Factory> = {
       _setConsumer(x, credential.consumer, { id: credential.id, identifier: credential.id });
       return undefined;
     };
-    return {
-      access(x) {
-        if (!c.run_on_preflight && x.request.method === "OPTIONS") return undefined;
-        if (c.anonymous) {
-          return _logicalOr(x, c.anonymous as string, context, () => authenticate(x));
-        }
-        return authenticate(x);
-      },
-    };
+    return { access: _authenticating(c, context, authenticate) };
   },
 
   jwt: (c, context) => {
@@ -325,15 +317,7 @@ const FACTORIES: Record<string, Factory> = {
       _setConsumer(x, secret.consumer, { id: String(key), identifier: String(key) });
       return undefined;
     };
-    return {
-      access(x) {
-        if (!c.run_on_preflight && x.request.method === "OPTIONS") return undefined;
-        if (c.anonymous) {
-          return _logicalOr(x, c.anonymous as string, context, () => authenticate(x));
-        }
-        return authenticate(x);
-      },
-    };
+    return { access: _authenticating(c, context, authenticate) };
   },
 
   "hmac-auth": (c, context) => {
@@ -423,14 +407,7 @@ const FACTORIES: Record<string, Factory> = {
       _setConsumer(x, credential.consumer, { id: username, identifier: username });
       return undefined;
     };
-    return {
-      access(x) {
-        if (c.anonymous) {
-          return _logicalOr(x, c.anonymous as string, context, () => authenticate(x));
-        }
-        return authenticate(x);
-      },
-    };
+    return { access: _authenticating(c, context, authenticate) };
   },
 
   acl: (c) => ({
@@ -603,6 +580,23 @@ const FACTORIES: Record<string, Factory> = {
   // Metrics are counted by the gateway (it sees every response); the plugin only switches them on.
   prometheus: () => ({}),
 };
+
+/**
+ * An auth plugin's access phase: skipped for preflights when `run_on_preflight`
+ * is false (hmac-auth has no such option and always runs), and in Kong's
+ * "logical OR" mode when `anonymous` is set.
+ */
+function _authenticating(
+  c: Json,
+  context: PluginContext,
+  authenticate: (x: Exchange) => Promise<Response | undefined> | Response | undefined,
+): (x: Exchange) => Promise<Response | undefined> | Response | undefined {
+  return (x) => {
+    if (c.run_on_preflight === false && x.request.method === "OPTIONS") return undefined;
+    if (c.anonymous) return _logicalOr(x, c.anonymous as string, context, () => authenticate(x));
+    return authenticate(x);
+  };
+}
 
 /** Kong's "logical OR": an earlier plugin's credential wins; any failure becomes the anonymous consumer. */
 async function _logicalOr(
