@@ -335,3 +335,32 @@ Deno.test("kong:render: refuses to write into the repository", async () => {
   );
   assert.equal(await Deno.stat("kong/rendered.yml").then(() => true, () => false), false);
 });
+
+Deno.test("kong:validate: a rendered file passes; a broken one fails, naming each problem", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herald-kong-validate-" });
+  const validate = (file: string) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/kong/validate.ts", file],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  try {
+    const good = `${dir}/kong.yml`;
+    await Deno.writeTextFile(good, renderKongConfig(TEMPLATE, ENV).text);
+    const passed = await validate(good);
+    assert.equal(passed.code, 0, new TextDecoder().decode(passed.stderr));
+    assert.match(new TextDecoder().decode(passed.stderr), /valid for Kong 3\.9/);
+    const broken = rendered();
+    plugin(notifyRoute(broken), "jwt").config.claims_to_verify = ["iat"];
+    broken.upstreams[0].targets[1].weight = 70000;
+    await Deno.writeTextFile(`${dir}/broken.yml`, JSON.stringify(broken));
+    const failed = await validate(`${dir}/broken.yml`);
+    assert.equal(failed.code, 1);
+    const stderr = new TextDecoder().decode(failed.stderr);
+    assert.match(stderr, /claims_to_verify\[0\]: expected one of: exp, nbf/);
+    assert.match(stderr, /targets\[1\]\.weight: value should be between 0 and 65535/);
+    assert.match(stderr, /every jwt must verify exp \(Herald\)/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
