@@ -70,7 +70,7 @@ const BROKEN: [string, (config: Config) => void, RegExp][] = [
   [
     "a redis policy without redis.host",
     (c) => delete plugin(service(c, "herald-health"), "rate-limiting").config.redis.host,
-    /services\[3\]\(herald-health\)\.plugins\[\d\]\(rate-limiting\)\.config\.redis\.host: required when config\.policy == redis/,
+    /services\[4\]\(herald-health\)\.plugins\[\d\]\(rate-limiting\)\.config\.redis\.host: required when config\.policy == redis/,
   ],
   [
     "a plugin Kong does not bundle",

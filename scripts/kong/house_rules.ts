@@ -8,7 +8,8 @@
  * - correlation ids on `x-request-id` in a form Herald's request-id check keeps;
  * - every service has a request-size limit equal to the functions' own;
  * - every function under `supabase/functions/` has a route at `/functions/v1/<name>`;
- * - `jwt` never applies to `hooks`, `dispatch` or `health`; `dispatch` is IP-restricted;
+ * - `jwt` never applies to `hooks`, `dispatch`, `health` or `metrics`; `dispatch` and
+ *   `metrics` are IP-restricted;
  * - rate limits share Redis and leave `RateLimit-*` headers to Herald, and
  *   never apply to `hooks` (a database webhook refused with 429 is lost);
  * - `prometheus` is global.
@@ -23,7 +24,9 @@ type Json = Record<string, unknown>;
 const SANE_REQUEST_ID_GENERATORS = ["uuid", "tracker"];
 const UNIT_BYTES: Record<string, number> = { bytes: 1, kilobytes: 1024, megabytes: 1024 * 1024 };
 /** Functions Kong must never ask for a user token: their callers have none. */
-const NO_JWT = ["hooks", "dispatch", "health"];
+const NO_JWT = ["hooks", "dispatch", "health", "metrics"];
+/** Functions only the operator's own network may reach. */
+const INTERNAL_ONLY = ["dispatch", "metrics"];
 const SECRET_FIELDS: Record<string, string[]> = {
   keyauth_credentials: ["key"],
   jwt_secrets: ["secret", "rsa_public_key"],
@@ -73,7 +76,10 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
         }
         const target = _functionOf(service, route);
         if (!service && !route) {
-          fail(path, "jwt may not be global: hooks, dispatch and health take no user token");
+          fail(
+            path,
+            "jwt may not be global: hooks, dispatch, health and metrics take no user token",
+          );
         } else if (target && NO_JWT.includes(target)) fail(path, `jwt must never see ${target}`);
         break;
       }
@@ -137,7 +143,9 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
     if (!placed.some((p) => p.plugin.name === "request-size-limiting" && p.service === service)) {
       fail(at, "needs request-size-limiting");
     }
-    if (target === "dispatch" && !has("ip-restriction")) fail(at, "dispatch must be ip-restricted");
+    if (INTERNAL_ONLY.includes(target ?? "") && !has("ip-restriction")) {
+      fail(at, `${target} must be ip-restricted`);
+    }
   });
 
   const routed = services.flatMap((s) =>

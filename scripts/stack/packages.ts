@@ -38,6 +38,13 @@ export const SERVICE_REQUIREMENTS: Requirement[] = [
   { what: "Redis", packages: ["redis-server"], check: () => onPath("redis-server") },
 ];
 
+/** Prometheus and promtool: the alert rules' tests, and `npm run observe`. */
+export const PROMETHEUS: Requirement = {
+  what: "Prometheus (prometheus, promtool)",
+  packages: ["prometheus"],
+  check: async () => (await onPath("promtool")) && (await onPath("prometheus")),
+};
+
 /** pgTAP and pg_prove for the server's major version: what `npm test` needs on top. */
 export async function testRequirements(): Promise<Requirement[]> {
   const major = (await _postgresMajor()) ?? 15;
@@ -52,6 +59,7 @@ export async function testRequirements(): Promise<Requirement[]> {
       packages: ["libtap-parser-sourcehandler-pgtap-perl"],
       check: () => onPath("pg_prove"),
     },
+    PROMETHEUS,
   ];
 }
 

@@ -201,6 +201,9 @@ export async function functionEnvironment(
     HERALD_EMAIL_FROM: env("HERALD_EMAIL_FROM") ?? "Herald <herald@localhost.test>",
     HERALD_HOOK_SECRETS: env("HERALD_HOOK_SECRETS") ?? LOCAL_HOOK_SECRET,
     HERALD_WEBHOOK_ALLOW_HOSTS: webhookAllowHosts(stack),
+    // herald_build_info: the checkout's version and commit, unless set.
+    HERALD_VERSION: env("HERALD_VERSION") ?? await _packageVersion(stack.root),
+    ...(await _gitSha(stack.root)),
     ...(fakeFcm
       ? {
         FCM_SERVICE_ACCOUNT: await Deno.readTextFile(stack.serviceAccountPath),
@@ -264,4 +267,26 @@ async function _waitForPort(port: number, timeoutMs = 60_000): Promise<void> {
     }
   }
   throw new Error(`nothing listened on port ${port} within ${timeoutMs / 1000} s`);
+}
+
+async function _packageVersion(root: string): Promise<string> {
+  return JSON.parse(await Deno.readTextFile(`${root}/package.json`)).version;
+}
+
+/** HERALD_GIT_SHA as set, else the checkout's HEAD; none outside a git checkout. */
+async function _gitSha(root: string): Promise<Record<string, string>> {
+  const set = Deno.env.get("HERALD_GIT_SHA");
+  if (set) return { HERALD_GIT_SHA: set };
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["rev-parse", "HEAD"],
+      cwd: root,
+      stderr: "null",
+    })
+      .output();
+    const sha = new TextDecoder().decode(out.stdout).trim();
+    return out.success && /^[0-9a-f]{40}$/.test(sha) ? { HERALD_GIT_SHA: sha } : {};
+  } catch {
+    return {};
+  }
 }

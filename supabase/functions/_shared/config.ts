@@ -62,6 +62,10 @@ const Env = z.object({
   HERALD_RATE_LIMIT_SERVICE_PER_MIN: count(60_000, 10_000_000),
   HERALD_INLINE_MAX_DELIVERIES: z.coerce.number().int().min(0).max(100).default(10),
   HERALD_INLINE_BUDGET_MS: count(1_500, 10_000),
+  HERALD_INSTANCE: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a short lowercase name")
+    .optional(),
+  HERALD_VERSION: z.string().max(64).optional(),
+  HERALD_GIT_SHA: z.string().regex(/^[0-9a-f]{7,40}$/, "a git commit sha").optional(),
 });
 
 /** Validated configuration. */
@@ -122,6 +126,12 @@ export interface Config {
   inline: { maxDeliveries: number; budgetMs: number };
   /** Configuration that is set but unusable, in words for readiness and logs (e.g. `fcm-misconfigured: …`). */
   problems: string[];
+  /**
+   * Which deployment this is: `instance` (HERALD_INSTANCE: stable, canary)
+   * labels every counter this process writes; version and git sha go to
+   * `herald_build_info`.
+   */
+  build: { instance: string; version: string; gitSha: string };
 }
 
 /**
@@ -217,6 +227,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       budgetMs: e.HERALD_INLINE_BUDGET_MS,
     },
     problems: fcm?.problem ? [fcm.problem] : [],
+    build: {
+      instance: e.HERALD_INSTANCE ?? "",
+      version: e.HERALD_VERSION ?? "dev",
+      gitSha: e.HERALD_GIT_SHA ?? "unknown",
+    },
   };
 }
 

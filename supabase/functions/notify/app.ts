@@ -32,6 +32,8 @@ export interface NotifyDeps {
   waitUntil?: (work: Promise<unknown>) => void;
   /** `HERALD_WEBHOOK_ALLOW_HOSTS`: hosts a webhook endpoint may name though not public. @default [] */
   webhookAllowHosts?: string[];
+  /** Counts each answered request for the metrics (Redis); absent: not counted. */
+  countRequest?: (route: "notify" | "bulk" | "other", status: number, seconds: number) => void;
 }
 
 /**
@@ -44,7 +46,10 @@ export interface NotifyDeps {
  * ```
  */
 export function createApp(deps: NotifyDeps) {
-  const app = createHttpApp("notify", deps.log);
+  const count = deps.countRequest;
+  const app = createHttpApp("notify", deps.log, {
+    onAnswered: count && ((r) => count(_route(r.method, r.path), r.status, r.seconds)),
+  });
   const document = openApiDocument();
   app.get("/openapi.json", (c) => c.json(document));
 
@@ -53,4 +58,11 @@ export function createApp(deps: NotifyDeps) {
   notificationRoutes(app, deps);
   accountRoutes(app, deps);
   return app;
+}
+
+/** The metrics' route label: the two calls the notify SLO is about, and the rest. */
+function _route(method: string, path: string): "notify" | "bulk" | "other" {
+  if (method !== "POST") return "other";
+  if (/^\/notify\/?$/.test(path)) return "notify";
+  return /^\/notify\/bulk\/?$/.test(path) ? "bulk" : "other";
 }

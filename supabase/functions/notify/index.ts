@@ -6,6 +6,7 @@ import { createDispatcherDeps } from "../_shared/dispatch/dispatcher_deps.ts";
 import { createRateLimit } from "../_shared/http/rate_limit.ts";
 import { consoleLogger } from "../_shared/log.ts";
 import { createRedis } from "../_shared/redis/client.ts";
+import { countRequest } from "../_shared/metrics/request_counts.ts";
 import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
@@ -15,6 +16,7 @@ const sql = createSql({
   applicationName: "herald-notify",
   statementTimeoutMs: config.dbStatementTimeoutMs,
 });
+const redis = config.redis && createRedis(config.redis);
 const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } })
   .EdgeRuntime;
 
@@ -34,13 +36,22 @@ const app = createApp({
     : undefined,
   inline: config.inline,
   rateLimit: createRateLimit({
-    redis: config.redis && createRedis(config.redis),
+    redis,
     userPerMinute: config.rateLimit.userPerMinute,
     servicePerMinute: config.rateLimit.servicePerMinute,
     log: consoleLogger,
   }),
   waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
   webhookAllowHosts: config.webhooks.allowHosts,
+  countRequest: redis && ((route, status, seconds) => {
+    const counted = countRequest(redis, {
+      route,
+      instance: config.build.instance,
+      status,
+      seconds,
+    });
+    edge?.waitUntil(counted);
+  }),
 });
 
 Deno.serve(app.fetch);

@@ -39,6 +39,8 @@ export interface DispatcherDeps {
   slots?: SendSlots;
   /** Permanent failures and dead letters are logged here at `warn`. */
   log?: Logger;
+  /** The `instance` label of the counters this dispatcher's write-backs add to (HERALD_INSTANCE). */
+  instance?: string;
   now?: () => number;
   /** @default 500 */
   batchSize?: number;
@@ -179,7 +181,7 @@ async function _writeBack(
 ): Promise<number> {
   for (let wait = 100;; wait = Math.min(2 * wait, 2_000)) {
     try {
-      return await recordResults(deps.sql, results);
+      return await recordResults(deps.sql, results, { instance: deps.instance });
     } catch (error) {
       const unavailable = databaseUnavailable(error);
       if (!unavailable || now() + wait > until) throw error;

@@ -13,6 +13,7 @@ import { createAccessTokenSource } from "../providers/google_access_token.ts";
 import type { Providers } from "../providers/provider.ts";
 import { createPushProvider } from "../providers/push.ts";
 import { createWebhookProvider } from "../providers/webhook.ts";
+import { countBreakerOpening } from "../metrics/request_counts.ts";
 import { createRedis } from "../redis/client.ts";
 import { createBreaker } from "../resilience/breaker.ts";
 import type { DispatcherDeps } from "./dispatcher.ts";
@@ -61,7 +62,10 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
   const breaker = createBreaker({
     redis,
     ...config.breaker,
-    onStateChange: (target, state) => log("warn", `circuit breaker ${state}`, { target }),
+    onStateChange: (target, state) => {
+      log("warn", `circuit breaker ${state}`, { target });
+      if (state === "open" && redis) void countBreakerOpening(redis, target);
+    },
     onDegraded: (error) =>
       error
         ? log("error", "Redis unreachable: circuit breakers are per-process until it returns", {
@@ -82,5 +86,14 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
         })
         : log("info", "Redis reachable again: send limits are shared"),
   });
-  return { sql, providers, unconfigured, breaker, slots, log, ...dispatch };
+  return {
+    sql,
+    providers,
+    unconfigured,
+    breaker,
+    slots,
+    log,
+    instance: config.build.instance,
+    ...dispatch,
+  };
 }

@@ -32,7 +32,16 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  * app.get("/health", (c) => c.json({ ok: true }));
  * ```
  */
-export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
+export function createHttpApp(
+  functionName: string,
+  log: Logger,
+  options: {
+    /** Sees every answered request (the metrics' request counts), after its access line. */
+    onAnswered?: (
+      answered: { method: string; path: string; status: number; seconds: number },
+    ) => void;
+  } = {},
+): Hono<AppEnv> {
   const app = new Hono<AppEnv>().basePath(`/${functionName}`);
   // Which edge-runtime instance answered (stable, canary): how a canary's share is seen from outside.
   const instance = Deno.env.get("HERALD_INSTANCE");
@@ -43,13 +52,20 @@ export function createHttpApp(functionName: string, log: Logger): Hono<AppEnv> {
     await next();
     c.res.headers.set("x-request-id", requestId);
     if (instance) c.res.headers.set("x-herald-instance", instance);
+    const ms = performance.now() - started;
     // One access line per request; the path never holds secrets, the query may not be logged.
     log("info", "request", {
       request_id: requestId,
       method: c.req.method,
       path: c.req.path,
       status: c.res.status,
-      ms: Math.round(performance.now() - started),
+      ms: Math.round(ms),
+    });
+    options.onAnswered?.({
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      seconds: ms / 1000,
     });
   });
   // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.

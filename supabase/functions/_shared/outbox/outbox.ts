@@ -4,6 +4,7 @@
  * @module
  */
 import type { Sql, Tx } from "../db/sessions.ts";
+import { ATTEMPT_BUCKETS, errorClass, QUEUE_BUCKETS } from "../metrics/catalogue.ts";
 import type { ClaimedDelivery } from "./delivery.ts";
 
 /** Options for {@linkcode claimDue}. */
@@ -156,13 +157,20 @@ export interface DeliveryResult {
 }
 
 /**
- * Writes a batch of results in one statement: delivery rows, attempt log and
- * target hygiene (dead tokens and gone webhook endpoints are disabled). A row whose lease was taken over by another dispatcher, or
- * that was cancelled meanwhile, is left alone.
+ * Writes a batch of results in one statement: delivery rows, attempt log,
+ * target hygiene (dead tokens and gone webhook endpoints are disabled) and
+ * the metrics counters (outcomes, attempts by error class, latencies, targets
+ * disabled), under the writer's `instance` label. A row whose lease was taken
+ * over by another dispatcher, or that was cancelled meanwhile, is left alone
+ * and not counted.
  *
  * @returns how many deliveries were updated
  */
-export async function recordResults(sql: Sql, results: DeliveryResult[]): Promise<number> {
+export async function recordResults(
+  sql: Sql,
+  results: DeliveryResult[],
+  options: { instance?: string } = {},
+): Promise<number> {
   if (results.length === 0) return 0;
   const rows = results.map((r) => ({
     id: r.id,
@@ -178,14 +186,16 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
     latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
     disable_target: r.disableTarget ?? false,
     refund: r.refundAttempt === true || r.outcome === "deferred" || r.outcome === "released",
+    error_class: errorClass(r.outcome, r.errorCode),
   }));
+  const instance = options.instance ?? "";
   const [{ recorded }] = await sql`
     with r as (
       select * from jsonb_to_recordset(${sql.json(rows)}) as r(
         id uuid, lease timestamptz, attempt integer, status text, outcome text,
         next_attempt_at timestamptz, provider_message_id text, error text,
         status_code integer, error_code text, latency_ms integer, disable_target boolean,
-        refund boolean)
+        refund boolean, error_class text)
     ), updated as (
       update herald.deliveries d
       set status = r.status,
@@ -199,7 +209,8 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
       from r
       where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
       returning d.id, d.notification_id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
-        r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target
+        r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
+        d.channel, d.created_at, r.error_class, r.refund
     ), logged as (
       insert into herald.delivery_attempts
         (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms, request_id)
@@ -212,11 +223,56 @@ export async function recordResults(sql: Sql, results: DeliveryResult[]): Promis
       set disabled_at = now(), disabled_reason = u.error_code
       from updated u
       where u.disable_target and t.id = u.device_token_id and t.disabled_at is null
+      returning u.error_class
     ), disabled_endpoints as (
       update herald.webhook_endpoints e
       set disabled_at = now(), disabled_reason = left(concat_ws(': ', u.error_code, u.error), 1000)
       from updated u
       where u.disable_target and e.id = u.webhook_endpoint_id and e.disabled_at is null
+      returning u.error_class
+    ), counted as (
+      -- Key order, so two writers sharing a shard (a reused pid) cannot deadlock.
+      insert into herald.metric_counters as c (metric, instance, channel, label, shard, n)
+      select metric, ${instance}, channel, label, pg_backend_pid(), count(*) from (
+        select 'deliveries' as metric, u.channel,
+          case when u.outcome = 'retry' then 'retried' else u.outcome end as label
+        from updated u
+        union all
+        select 'attempts', u.channel, u.error_class from updated u
+        where u.outcome not in ('deferred', 'released')
+        union all
+        select 'device_tokens_disabled', '', error_class from disabled_tokens
+        union all
+        select 'webhook_endpoints_disabled', '', error_class from disabled_endpoints
+      ) o group by metric, channel, label order by metric, channel, label
+      on conflict (metric, instance, channel, label, shard) do update set n = c.n + excluded.n
+    ), observed as (
+      select 'attempt_duration' as metric, u.channel, u.latency_ms / 1000.0 as seconds
+      from updated u
+      where u.latency_ms is not null and u.outcome not in ('deferred', 'released')
+      union all
+      -- From enqueue (or the requested send time) to the first attempt's start.
+      select 'enqueue_to_first_attempt', u.channel, greatest(0, extract(epoch from
+        now() - greatest(u.created_at, n.send_at)) - coalesce(u.latency_ms, 0) / 1000.0)
+      from updated u join herald.notifications n on n.id = u.notification_id
+      where u.attempt = 1 and not u.refund and u.outcome not in ('expired', 'deferred', 'released')
+      union all
+      select 'enqueue_to_sent', u.channel,
+        greatest(0, extract(epoch from now() - greatest(u.created_at, n.send_at)))
+      from updated u join herald.notifications n on n.id = u.notification_id
+      where u.outcome = 'sent'
+    ), bucketed as (
+      -- The first bound at or above the value (Prometheus's "le"); past the last: +Inf.
+      select o.*, (select count(*) from unnest(case when o.metric = 'attempt_duration'
+          then ${ATTEMPT_BUCKETS}::float8[] else ${QUEUE_BUCKETS}::float8[] end) b
+        where b < o.seconds)::smallint as bucket
+      from observed o
+    ), histogram as (
+      insert into herald.metric_histograms as h (metric, instance, channel, bucket, shard, n, sum)
+      select metric, ${instance}, channel, bucket, pg_backend_pid(), count(*), sum(seconds)
+      from bucketed group by metric, channel, bucket order by metric, channel, bucket
+      on conflict (metric, instance, channel, bucket, shard)
+      do update set n = h.n + excluded.n, sum = h.sum + excluded.sum
     )
     select count(*)::integer as recorded from updated`;
   return recorded;

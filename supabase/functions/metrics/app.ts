@@ -1,0 +1,377 @@
+/**
+ * The metrics function: Herald's Prometheus endpoint. It answers the text
+ * exposition format, or OpenMetrics when the scraper's `Accept` asks, to
+ * callers presenting the service-role key or the dispatch key. Every series
+ * comes from state that outlives isolates (Postgres's counter tables, Redis's
+ * hashes and breakers), so any isolate answers the same totals.
+ *
+ * A source that cannot be read is reported, not fatal: `herald_up{source}`
+ * is 0 and that source's series are left out, so a scrape during a Postgres
+ * outage still says Redis's part and that Postgres is down.
+ *
+ * @module
+ */
+import type { Redis } from "@upstash/redis";
+import { presentedCredentials } from "../_shared/auth/caller.ts";
+import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
+import type { Sql } from "../_shared/db/sessions.ts";
+import { createHttpApp } from "../_shared/http/app.ts";
+import { Problem } from "../_shared/http/problem.ts";
+import type { Logger } from "../_shared/log.ts";
+import {
+  ATTEMPT_BUCKETS,
+  CHANNELS,
+  OUTCOMES,
+  QUEUE_BUCKETS,
+  REQUEST_BUCKETS,
+} from "../_shared/metrics/catalogue.ts";
+import { CONTENT_TYPES, Exposition, formatFor } from "../_shared/metrics/exposition.ts";
+import { breakerKind } from "../_shared/metrics/request_counts.ts";
+import { type DatabaseSnapshot, readDatabase, readRedis, type RedisSnapshot } from "./collect.ts";
+
+/** What the metrics app needs. */
+export interface MetricsAppDeps {
+  /** A small pool of its own (2 connections). */
+  sql: Sql;
+  /** Absent when Redis is not configured: no request counts or shared breakers to read. */
+  redis?: Pick<Redis, "hgetall" | "scan" | "pipeline">;
+  /** Secrets that may scrape, as `Authorization: Bearer <key>` (or `apikey`). */
+  keys: string[];
+  build: { instance: string; version: string; gitSha: string };
+  breaker?: { prefix?: string; windowMs?: number };
+  /** Bound on each source. @default 2_000 */
+  timeoutMs?: number;
+  log: Logger;
+  now?: () => number;
+}
+
+const HISTOGRAMS = {
+  attempt_duration: {
+    name: "herald_provider_attempt_duration_seconds",
+    help: "Time a provider took to answer one send attempt, by channel.",
+    bounds: ATTEMPT_BUCKETS,
+  },
+  enqueue_to_first_attempt: {
+    name: "herald_enqueue_to_first_attempt_seconds",
+    help: "Time from enqueue (or the requested send time) to a delivery's first attempt.",
+    bounds: QUEUE_BUCKETS,
+  },
+  enqueue_to_sent: {
+    name: "herald_enqueue_to_sent_seconds",
+    help: "Time from enqueue (or the requested send time) to the provider accepting a delivery.",
+    bounds: QUEUE_BUCKETS,
+  },
+} as const;
+
+const BREAKER_KINDS = ["fcm", "email", "webhook"];
+const BREAKER_STATES = ["closed", "open", "half-open"] as const;
+
+/**
+ * Builds the metrics app.
+ *
+ * @example
+ * ```ts
+ * const app = createApp({ sql, redis, keys: config.serviceKeys, build: config.build, log: consoleLogger });
+ * Deno.serve(app.fetch);
+ * ```
+ */
+export function createApp(deps: MetricsAppDeps) {
+  const app = createHttpApp("metrics", deps.log);
+  const timeoutMs = deps.timeoutMs ?? 2_000;
+  const now = deps.now ?? Date.now;
+
+  app.get("/", async (c) => {
+    const allowed = presentedCredentials(c.req.raw.headers)
+      .some((key) => equalsAnyKey(key, deps.keys));
+    if (!allowed) {
+      throw new Problem(
+        401,
+        "unauthorized",
+        "Metrics need the service-role key or the dispatch key (Authorization: Bearer <key>).",
+      );
+    }
+    const started = performance.now();
+    const [database, redis] = await Promise.all([
+      _bounded(timeoutMs, () => readDatabase(deps.sql, timeoutMs)),
+      deps.redis
+        ? _bounded(timeoutMs, () => readRedis(deps.redis!, { ...deps.breaker, now }))
+        : Promise.resolve(undefined),
+    ]);
+    for (const [source, result] of [["postgres", database], ["redis", redis]] as const) {
+      if (result && "error" in result) {
+        deps.log("warn", `metrics: ${source} unreadable`, {
+          request_id: c.get("requestId"),
+          error: result.error,
+        });
+      }
+    }
+    const format = formatFor(c.req.header("accept") ?? null);
+    const out = new Exposition(format);
+    _build(out, deps.build);
+    _up(out, database, redis);
+    if (database && "value" in database) _database(out, database.value);
+    if (redis && "value" in redis) _redis(out, redis.value);
+    out.family(
+      "herald_scrape_duration_seconds",
+      "gauge",
+      "Time this scrape took to read its sources.",
+    )
+      .sample("herald_scrape_duration_seconds", {}, (performance.now() - started) / 1000);
+    return c.body(out.render(), 200, {
+      "content-type": CONTENT_TYPES[format],
+      "cache-control": "no-store",
+    });
+  });
+
+  return app;
+}
+
+function _build(out: Exposition, build: MetricsAppDeps["build"]) {
+  out.family("herald_build_info", "info", "The build answering this scrape; the value is always 1.")
+    .sample("herald_build_info", {
+      version: build.version,
+      git_sha: build.gitSha,
+      instance: build.instance,
+    }, 1);
+}
+
+function _up(
+  out: Exposition,
+  database: Bounded<DatabaseSnapshot>,
+  redis: Bounded<RedisSnapshot> | undefined,
+) {
+  out.family(
+    "herald_up",
+    "gauge",
+    "Whether a source of these metrics answered this scrape (1) or not (0).",
+  )
+    .sample("herald_up", { source: "postgres" }, "value" in database ? 1 : 0);
+  if (redis) out.sample("herald_up", { source: "redis" }, "value" in redis ? 1 : 0);
+  out.family(
+    "herald_redis_up",
+    "gauge",
+    "Whether Redis answers (1); at 0 breakers, send limits and rate limits are per process.",
+  );
+  out.sample("herald_redis_up", {}, redis ? ("value" in redis ? 1 : 0) : 0);
+}
+
+function _database(out: Exposition, db: DatabaseSnapshot) {
+  const counter = (metric: string) => db.counters.filter((c) => c.metric === metric);
+  const instances = [...new Set(["", ...db.counters.map((c) => c.instance)])].sort();
+
+  out.family(
+    "herald_deliveries_total",
+    "counter",
+    "Delivery outcomes by channel: sent, retried, failed, expired, dead, deferred (breaker open), " +
+      "released (no time or send slot left), cancelled.",
+  );
+  const deliveries = new Map(
+    counter("deliveries").map((c) => [`${c.instance}|${c.channel}|${c.label}`, c.n]),
+  );
+  for (const instance of instances) {
+    for (const channel of CHANNELS) {
+      for (const outcome of OUTCOMES) {
+        const n = deliveries.get(`${instance}|${channel}|${outcome}`);
+        // Every outcome of the stable series, even at 0, so rates and alerts see the series.
+        if (n === undefined && instance !== "") continue;
+        out.sample("herald_deliveries_total", { channel, outcome, instance }, n ?? 0);
+      }
+    }
+  }
+
+  out.family(
+    "herald_delivery_attempts_total",
+    "counter",
+    "Attempts made (the attempt log's rows) by channel and error class; none means it succeeded.",
+  );
+  for (const c of counter("attempts")) {
+    out.sample("herald_delivery_attempts_total", {
+      channel: c.channel,
+      error_class: c.label,
+      instance: c.instance,
+    }, c.n);
+  }
+  for (const channel of CHANNELS) {
+    if (!counter("attempts").some((c) => c.channel === channel && c.instance === "")) {
+      out.sample(
+        "herald_delivery_attempts_total",
+        { channel, error_class: "none", instance: "" },
+        0,
+      );
+    }
+  }
+
+  out.family(
+    "herald_device_tokens_disabled_total",
+    "counter",
+    "Device tokens disabled because the provider called them dead, by error class.",
+  );
+  for (const c of counter("device_tokens_disabled")) {
+    out.sample(
+      "herald_device_tokens_disabled_total",
+      { reason: c.label, instance: c.instance },
+      c.n,
+    );
+  }
+  out.family(
+    "herald_webhook_endpoints_disabled_total",
+    "counter",
+    "Webhook endpoints disabled because the receiver said they are gone, by error class.",
+  );
+  for (const c of counter("webhook_endpoints_disabled")) {
+    out.sample(
+      "herald_webhook_endpoints_disabled_total",
+      { reason: c.label, instance: c.instance },
+      c.n,
+    );
+  }
+
+  for (const [metric, h] of Object.entries(HISTOGRAMS)) {
+    out.family(h.name, "histogram", h.help);
+    const rows = db.histograms.filter((r) => r.metric === metric);
+    const series = new Map<
+      string,
+      { instance: string; channel: string; counts: number[]; sum: number }
+    >();
+    for (const channel of CHANNELS) {
+      series.set(`|${channel}`, { instance: "", channel, counts: [], sum: 0 });
+    }
+    for (const r of rows) {
+      const key = `${r.instance}|${r.channel}`;
+      const s = series.get(key) ?? { instance: r.instance, channel: r.channel, counts: [], sum: 0 };
+      s.counts[r.bucket] = (s.counts[r.bucket] ?? 0) + r.n;
+      s.sum += r.sum;
+      series.set(key, s);
+    }
+    for (const s of series.values()) {
+      out.histogram(
+        h.name,
+        { channel: s.channel, instance: s.instance },
+        [...h.bounds],
+        s.counts,
+        s.sum,
+      );
+    }
+  }
+
+  out.family(
+    "herald_deliveries",
+    "gauge",
+    "Deliveries in the outbox now, by channel, lane (0 urgent, 1 normal, 2 fan-out) and status.",
+  );
+  for (const s of db.statuses) {
+    out.sample(
+      "herald_deliveries",
+      { channel: s.channel, lane: String(s.lane), status: s.status },
+      s.n,
+    );
+  }
+  out.family(
+    "herald_queue_depth",
+    "gauge",
+    "Pending deliveries (due now, waiting for a retry, or scheduled) by channel and lane.",
+  );
+  for (const channel of CHANNELS) {
+    for (const lane of [0, 1, 2]) {
+      const n = db.statuses.find((s) =>
+        s.channel === channel && s.lane === lane && s.status === "pending"
+      )?.n ?? 0;
+      out.sample("herald_queue_depth", { channel, lane: String(lane) }, n);
+    }
+  }
+  out.family(
+    "herald_dead_letters",
+    "gauge",
+    "Dead letters outstanding (attempts exhausted, not replayed), by channel.",
+  );
+  for (const channel of CHANNELS) {
+    const n = db.statuses.filter((s) => s.channel === channel && s.status === "dead")
+      .reduce((sum, s) => sum + s.n, 0);
+    out.sample("herald_dead_letters", { channel }, n);
+  }
+  out.family(
+    "herald_oldest_due_age_seconds",
+    "gauge",
+    "How long the oldest due delivery of each lane has been due (0: nothing due).",
+  );
+  for (const d of db.oldestDue) {
+    out.sample("herald_oldest_due_age_seconds", { lane: String(d.lane) }, d.seconds);
+  }
+}
+
+function _redis(out: Exposition, redis: RedisSnapshot) {
+  out.family(
+    "herald_http_requests_total",
+    "counter",
+    "Public API requests answered, by route (notify, bulk, other) and status class.",
+  );
+  for (const r of redis.requests) {
+    for (const [code, n] of Object.entries(r.byClass)) {
+      out.sample("herald_http_requests_total", { route: r.route, code, instance: r.instance }, n);
+    }
+  }
+  out.family(
+    "herald_http_request_duration_seconds",
+    "histogram",
+    "Time the function took to answer a public API request, by route.",
+  );
+  for (const r of redis.requests) {
+    out.histogram(
+      "herald_http_request_duration_seconds",
+      { route: r.route, instance: r.instance },
+      REQUEST_BUCKETS,
+      r.buckets,
+      r.sum,
+    );
+  }
+  out.family(
+    "herald_rate_limited_total",
+    "counter",
+    "Requests refused by Herald's own rate limit (429), by route.",
+  );
+  for (const r of redis.requests) {
+    out.sample("herald_rate_limited_total", { route: r.route, instance: r.instance }, r.limited);
+  }
+
+  out.family(
+    "herald_circuit_breakers",
+    "gauge",
+    "Circuit breakers by target kind and state (targets without state in Redis are closed, not counted).",
+  );
+  for (const kind of BREAKER_KINDS) {
+    for (const state of BREAKER_STATES) {
+      const n = redis.breakers.filter((b) => breakerKind(b.target) === kind && b.state === state)
+        .length;
+      out.sample("herald_circuit_breakers", { kind, state }, n);
+    }
+  }
+  out.family(
+    "herald_circuit_breaker_openings_total",
+    "counter",
+    "Times a breaker opened, by target kind.",
+  );
+  for (const kind of new Set([...BREAKER_KINDS, ...Object.keys(redis.openings)])) {
+    out.sample(
+      "herald_circuit_breaker_openings_total",
+      { kind },
+      Number(redis.openings[kind] ?? 0),
+    );
+  }
+}
+
+type Bounded<T> = { value: T } | { error: string };
+
+/** Runs `work` within `timeoutMs`; failure is data, not an exception. */
+async function _bounded<T>(timeoutMs: number, work: () => Promise<T>): Promise<Bounded<T>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return { value: await Promise.race([work(), timeout]) };
+  } catch (error) {
+    return { error: (error as Error).message || String(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
