@@ -24,7 +24,6 @@ import {
   createUser,
   enqueue,
   fakeControl,
-  functionsUrl,
   parkPending,
   stack,
 } from "./support/stack.ts";
