@@ -147,12 +147,13 @@ function _up(
   )
     .sample("herald_up", { source: "postgres" }, "value" in database ? 1 : 0);
   if (redis) out.sample("herald_up", { source: "redis" }, "value" in redis ? 1 : 0);
+  // Only where Redis is configured: without it, per-process state is a choice, not an outage.
+  if (!redis) return;
   out.family(
     "herald_redis_up",
     "gauge",
     "Whether Redis answers (1); at 0 breakers, send limits and rate limits are per process.",
-  );
-  out.sample("herald_redis_up", {}, redis ? ("value" in redis ? 1 : 0) : 0);
+  ).sample("herald_redis_up", {}, "value" in redis ? 1 : 0);
 }
 
 function _database(out: Exposition, db: DatabaseSnapshot) {
