@@ -31,13 +31,10 @@ import {
 const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
 const build = { instance: "test", version: "1.2.3", gitSha: "abcdef1" };
 
-/** Scrapes the real function through Kong. */
+/** Scrapes the real function through Kong, as Prometheus does (a bearer key, nothing else). */
 async function scrape(accept?: string): Promise<Response> {
   return await fetch(`${stack.apiUrl}/functions/v1/metrics`, {
-    headers: apiHeaders({
-      authorization: `Bearer ${stack.serviceRoleKey}`,
-      ...(accept ? { accept } : {}),
-    }),
+    headers: { authorization: `Bearer ${stack.serviceRoleKey}`, ...(accept ? { accept } : {}) },
   });
 }
 
@@ -74,15 +71,22 @@ async function promtoolCheck(text: string): Promise<string> {
   return code === 0 && said.trim() === "" ? "" : said || `exit ${code}`;
 }
 
-Deno.test("metrics: no key, a user's token or a wrong key gets 401; the service key gets the text format", async () => {
+Deno.test("metrics: no key gets 401; a user's token, the anon key or a wrong key gets 403; the service key gets the text format", async () => {
   const sql = adminSql();
   const user = await createUser(sql, "metrics-access");
   await sql.end();
-  for (const authorization of [undefined, `Bearer ${user.token}`, "Bearer nope"]) {
+  for (
+    const [authorization, status] of [
+      [undefined, 401],
+      [`Bearer ${user.token}`, 403],
+      [`Bearer ${stack.anonKey}`, 403],
+      ["Bearer nope", 403],
+    ] as const
+  ) {
     const response = await fetch(`${stack.apiUrl}/functions/v1/metrics`, {
-      headers: apiHeaders(authorization ? { authorization } : {}),
+      headers: authorization ? { authorization } : {},
     });
-    assert.equal(response.status, 401, String(authorization));
+    assert.equal(response.status, status, String(authorization));
     assert.match(response.headers.get("content-type") ?? "", /application\/problem\+json/);
     await response.body?.cancel();
   }
@@ -93,7 +97,7 @@ Deno.test("metrics: no key, a user's token or a wrong key gets 401; the service 
   const text = await response.text();
   assert.match(
     text,
-    /^herald_build_info\{version="0\.1\.0",git_sha="[0-9a-f]{40}",instance="stable|canary"\} 1$/m,
+    /^herald_build_info\{version="0\.1\.0",git_sha="[0-9a-f]{40}",deployment="(stable|canary)"\} 1$/m,
   );
   assert.match(text, /^herald_up\{source="postgres"\} 1$/m);
   assert.match(text, /^herald_redis_up 1$/m);
@@ -169,29 +173,29 @@ Deno.test("metrics: a dispatch round moves outcomes, attempts by error class, la
     const after = await values();
     const delta = (key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
     const outcome = (o: string) =>
-      `herald_deliveries_total{channel="push",outcome="${o}",instance=""}`;
+      `herald_deliveries_total{channel="push",outcome="${o}",deployment=""}`;
     assert.equal(delta(outcome("sent")), 3);
     assert.equal(delta(outcome("failed")), 1);
     assert.equal(delta(outcome("retried")), 1);
     const attempts = (c: string) =>
-      `herald_delivery_attempts_total{channel="push",error_class="${c}",instance=""}`;
+      `herald_delivery_attempts_total{channel="push",error_class="${c}",deployment=""}`;
     assert.equal(delta(attempts("none")), 3);
     assert.equal(delta(attempts("unregistered")), 1);
     assert.equal(delta(attempts("unavailable")), 1);
     assert.equal(
-      delta('herald_device_tokens_disabled_total{reason="unregistered",instance=""}'),
+      delta('herald_device_tokens_disabled_total{reason="unregistered",deployment=""}'),
       1,
     );
-    const count = (h: string) => `${h}_count{channel="push",instance=""}`;
+    const count = (h: string) => `${h}_count{channel="push",deployment=""}`;
     assert.equal(delta(count("herald_provider_attempt_duration_seconds")), 5);
     assert.equal(delta(count("herald_enqueue_to_first_attempt_seconds")), 5);
     assert.equal(delta(count("herald_enqueue_to_sent_seconds")), 3);
     assert.ok(
-      delta('herald_provider_attempt_duration_seconds_sum{channel="push",instance=""}') > 0,
+      delta('herald_provider_attempt_duration_seconds_sum{channel="push",deployment=""}') > 0,
     );
     // Cumulative buckets: +Inf holds every observation.
     assert.equal(
-      delta('herald_enqueue_to_sent_seconds_bucket{channel="push",instance="",le="+Inf"}'),
+      delta('herald_enqueue_to_sent_seconds_bucket{channel="push",deployment="",le="+Inf"}'),
       3,
     );
     assert.equal(delta(depth), 1, "only the retried delivery is still pending");
@@ -201,7 +205,7 @@ Deno.test("metrics: a dispatch round moves outcomes, attempts by error class, la
   }
 });
 
-Deno.test("metrics: the instance a dispatcher runs as labels its counters (a canary's series apart from the stable's)", async () => {
+Deno.test("metrics: the deployment a dispatcher runs as (HERALD_INSTANCE) labels its counters (a canary's series apart from the stable's)", async () => {
   const sql = adminSql();
   const deps = await testDispatcher({ instance: "canary-test" });
   try {
@@ -213,7 +217,9 @@ Deno.test("metrics: the instance a dispatcher runs as labels its counters (a can
     await dispatchBatch(deps);
     const after = await values();
     assert.ok(
-      after.get('herald_deliveries_total{channel="push",outcome="sent",instance="canary-test"}')! >=
+      after.get(
+        'herald_deliveries_total{channel="push",outcome="sent",deployment="canary-test"}',
+      )! >=
         1,
     );
   } finally {
@@ -237,8 +243,8 @@ Deno.test("metrics: cancelling counts cancelled deliveries and empties the queue
     });
     await sql`select herald.cancel_notification(${id})`;
     const after = await values();
-    const key = 'herald_deliveries_total{channel="push",outcome="cancelled",instance=""}';
-    assert.equal(after.get(key)! - before.get(key)!, 2);
+    const key = 'herald_deliveries_total{channel="push",outcome="cancelled",deployment=""}';
+    assert.equal(after.get(key)! - (before.get(key) ?? 0), 2);
     const depth = 'herald_queue_depth{channel="push",lane="1"}';
     assert.equal(after.get(depth), before.get(depth));
   } finally {
@@ -420,7 +426,7 @@ Deno.test("metrics: with Postgres unreachable the scrape still answers, herald_u
     assert.match(text, /^herald_circuit_breakers\{/m);
     assert.match(
       text,
-      /^herald_build_info\{version="1\.2\.3",git_sha="abcdef1",instance="test"\} 1$/m,
+      /^herald_build_info\{version="1\.2\.3",git_sha="abcdef1",deployment="test"\} 1$/m,
     );
     assert.ok(lines.includes("metrics: postgres unreadable"));
     assert.equal(await promtoolCheck(text), "");

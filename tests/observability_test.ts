@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { apiHeaders, stack } from "./support/stack.ts";
+import { stack } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const RULES = `${ROOT}observability/prometheus/rules.yml`;
@@ -56,7 +56,7 @@ function dashboardExpressions(): { panel: string; expr: string }[] {
   return dashboard.panels.flatMap((p: Json) =>
     (p.targets ?? []).map((t: Json) => ({
       panel: p.title,
-      expr: String(t.expr).replaceAll("$__rate_interval", "5m").replaceAll("$instance", ".*"),
+      expr: String(t.expr).replaceAll("$__rate_interval", "5m").replaceAll("$deployment", ".*"),
     }))
   );
 }
@@ -69,7 +69,7 @@ function namesIn(expr: string): string[] {
 /** What exists: the endpoint's families (histograms with their series), the recording rules, Kong's. */
 async function knownSeries(): Promise<Set<string>> {
   const response = await fetch(`${stack.apiUrl}/functions/v1/metrics`, {
-    headers: apiHeaders({ authorization: `Bearer ${stack.serviceRoleKey}` }),
+    headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
   });
   assert.equal(response.status, 200);
   const known = new Set<string>([

@@ -37,6 +37,8 @@ export interface Ports {
   edgeCanary: number;
   /** Kong's Status API: `GET /metrics` (Prometheus). */
   kongStatus: number;
+  /** Prometheus, when `npm run observe` runs it. */
+  prometheus: number;
   postgres: number;
   redis: number;
   /** Upstash-compatible REST bridge in front of `redis`. */
@@ -59,6 +61,7 @@ export function portsFrom(base: number): Ports {
     edge: base + 2,
     edgeCanary: base + 3,
     kongStatus: base + 4,
+    prometheus: base + 5,
     redis: base + 8,
     bridge: base + 9,
     fcm: base + 10,

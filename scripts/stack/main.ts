@@ -1,5 +1,6 @@
 /**
- * `npm start`: runs the whole service locally until Ctrl-C.
+ * `npm start`: runs the whole service locally until Ctrl-C. With `--observe`
+ * (`npm run observe`), Prometheus runs beside it with Herald's rules.
  *
  * @module
  */
@@ -8,11 +9,19 @@ import { startStack } from "./stack.ts";
 
 const stack = await loadStackConfig();
 console.log(`herald: starting the ${stack.name} stack in ${stack.dataDir} …`);
-const running = await startStack(stack, { watch: true, dispatcher: true });
+const observe = Deno.args.includes("--observe");
+const running = await startStack(stack, { watch: true, dispatcher: true, observe });
 
 const rows: [string, string][] = [
   ["API URL", `${stack.apiUrl}  (Kong, from kong/kong.yml)`],
   ["Kong metrics", `http://127.0.0.1:${stack.ports.kongStatus}/metrics`],
+  ["Herald metrics", `${stack.apiUrl}/functions/v1/metrics  (service_role key as Bearer)`],
+  [
+    "Prometheus",
+    running.prometheusUrl
+      ? `${running.prometheusUrl}  (alerts: ${running.prometheusUrl}/alerts)`
+      : "not running (npm run observe)",
+  ],
   [
     "edge runtime",
     `http://127.0.0.1:${stack.ports.edge} (stable), :${stack.ports.edgeCanary} (canary)`,

@@ -11,6 +11,7 @@ import { LOCAL_HOOK_SECRET, type StackConfig } from "./config.ts";
 import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
 import { ensure, SERVICE_REQUIREMENTS } from "./packages.ts";
 import { bootstrap, ensureCluster, migrate, psql, startPostgres } from "./postgres.ts";
+import { startPrometheus } from "./prometheus.ts";
 import { startRedis } from "./redis.ts";
 import { Supervisor } from "./supervisor.ts";
 
@@ -22,6 +23,8 @@ export interface StartOptions {
   watch?: boolean;
   /** Run the long-running dispatcher. */
   dispatcher?: boolean;
+  /** Run Prometheus beside the stack with Herald's rules (`npm run observe`). */
+  observe?: boolean;
 }
 
 /** A running stack. */
@@ -30,6 +33,8 @@ export interface RunningStack {
   /** Whether FCM goes to the local stand-in (no real credentials configured). */
   fakeFcm: boolean;
   migrationsApplied: string[];
+  /** Where Prometheus answers, when `observe` started it. */
+  prometheusUrl?: string;
   /** Process id of a running component (a function's name, `gateway`, …), for benchmarks. */
   pidOf(name: string): number | undefined;
   stop(): Promise<void>;
@@ -154,12 +159,23 @@ export async function startStack(
         restart: true,
       });
     }
+    const prometheus = options.observe
+      ? await startPrometheus(stack, {
+        port: stack.ports.prometheus,
+        dataDir: `${stack.dataDir}/prometheus`,
+        logDir: options.logToFiles ? `${stack.dataDir}/logs` : undefined,
+      })
+      : undefined;
     return {
       functions,
       fakeFcm,
       migrationsApplied,
+      prometheusUrl: prometheus?.url,
       pidOf: (name) => supervisor.pidOf(name),
-      stop: () => supervisor.stopAll(),
+      stop: async () => {
+        await prometheus?.stop();
+        await supervisor.stopAll();
+      },
     };
   } catch (error) {
     await supervisor.stopAll();

@@ -81,14 +81,17 @@ export function createApp(deps: MetricsAppDeps) {
   const now = deps.now ?? Date.now;
 
   app.get("/", async (c) => {
-    const allowed = presentedCredentials(c.req.raw.headers)
-      .some((key) => equalsAnyKey(key, deps.keys));
-    if (!allowed) {
+    // As the dispatch function answers: no key is 401, a key that may not scrape is 403.
+    const presented = presentedCredentials(c.req.raw.headers);
+    if (presented.length === 0) {
       throw new Problem(
         401,
-        "unauthorized",
-        "Metrics need the service-role key or the dispatch key (Authorization: Bearer <key>).",
+        "unauthenticated",
+        "Send 'Authorization: Bearer <key>' with the service-role key or the dispatch key.",
       );
+    }
+    if (!presented.some((key) => equalsAnyKey(key, deps.keys))) {
+      throw new Problem(403, "forbidden", "This key may not read metrics.");
     }
     const started = performance.now();
     const [database, redis] = await Promise.all([
@@ -109,7 +112,7 @@ export function createApp(deps: MetricsAppDeps) {
     const out = new Exposition(format);
     _build(out, deps.build);
     _up(out, database, redis);
-    if (database && "value" in database) _database(out, database.value);
+    if (database && "value" in database) _database(out, database.value, deps.build.instance);
     if (redis && "value" in redis) _redis(out, redis.value);
     out.family(
       "herald_scrape_duration_seconds",
@@ -131,7 +134,7 @@ function _build(out: Exposition, build: MetricsAppDeps["build"]) {
     .sample("herald_build_info", {
       version: build.version,
       git_sha: build.gitSha,
-      instance: build.instance,
+      deployment: build.instance,
     }, 1);
 }
 
@@ -156,9 +159,14 @@ function _up(
   ).sample("herald_redis_up", {}, "value" in redis ? 1 : 0);
 }
 
-function _database(out: Exposition, db: DatabaseSnapshot) {
+/**
+ * The database's series. `deployment` is the writer's HERALD_INSTANCE
+ * (Prometheus's own `instance` label names the scrape target); `own`, the
+ * answering function's, gets every outcome at 0 so rates see the series.
+ */
+function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
   const counter = (metric: string) => db.counters.filter((c) => c.metric === metric);
-  const instances = [...new Set(["", ...db.counters.map((c) => c.instance)])].sort();
+  const instances = [...new Set([own, ...db.counters.map((c) => c.instance)])].sort();
 
   out.family(
     "herald_deliveries_total",
@@ -173,9 +181,8 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
     for (const channel of CHANNELS) {
       for (const outcome of OUTCOMES) {
         const n = deliveries.get(`${instance}|${channel}|${outcome}`);
-        // Every outcome of the stable series, even at 0, so rates and alerts see the series.
-        if (n === undefined && instance !== "") continue;
-        out.sample("herald_deliveries_total", { channel, outcome, instance }, n ?? 0);
+        if (n === undefined && instance !== own) continue;
+        out.sample("herald_deliveries_total", { channel, outcome, deployment: instance }, n ?? 0);
       }
     }
   }
@@ -189,14 +196,14 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
     out.sample("herald_delivery_attempts_total", {
       channel: c.channel,
       error_class: c.label,
-      instance: c.instance,
+      deployment: c.instance,
     }, c.n);
   }
   for (const channel of CHANNELS) {
-    if (!counter("attempts").some((c) => c.channel === channel && c.instance === "")) {
+    if (!counter("attempts").some((c) => c.channel === channel && c.instance === own)) {
       out.sample(
         "herald_delivery_attempts_total",
-        { channel, error_class: "none", instance: "" },
+        { channel, error_class: "none", deployment: own },
         0,
       );
     }
@@ -210,7 +217,7 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
   for (const c of counter("device_tokens_disabled")) {
     out.sample(
       "herald_device_tokens_disabled_total",
-      { reason: c.label, instance: c.instance },
+      { reason: c.label, deployment: c.instance },
       c.n,
     );
   }
@@ -222,7 +229,7 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
   for (const c of counter("webhook_endpoints_disabled")) {
     out.sample(
       "herald_webhook_endpoints_disabled_total",
-      { reason: c.label, instance: c.instance },
+      { reason: c.label, deployment: c.instance },
       c.n,
     );
   }
@@ -235,7 +242,7 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
       { instance: string; channel: string; counts: number[]; sum: number }
     >();
     for (const channel of CHANNELS) {
-      series.set(`|${channel}`, { instance: "", channel, counts: [], sum: 0 });
+      series.set(`${own}|${channel}`, { instance: own, channel, counts: [], sum: 0 });
     }
     for (const r of rows) {
       const key = `${r.instance}|${r.channel}`;
@@ -247,7 +254,7 @@ function _database(out: Exposition, db: DatabaseSnapshot) {
     for (const s of series.values()) {
       out.histogram(
         h.name,
-        { channel: s.channel, instance: s.instance },
+        { channel: s.channel, deployment: s.instance },
         [...h.bounds],
         s.counts,
         s.sum,
@@ -308,7 +315,7 @@ function _redis(out: Exposition, redis: RedisSnapshot) {
   );
   for (const r of redis.requests) {
     for (const [code, n] of Object.entries(r.byClass)) {
-      out.sample("herald_http_requests_total", { route: r.route, code, instance: r.instance }, n);
+      out.sample("herald_http_requests_total", { route: r.route, code, deployment: r.instance }, n);
     }
   }
   out.family(
@@ -319,7 +326,7 @@ function _redis(out: Exposition, redis: RedisSnapshot) {
   for (const r of redis.requests) {
     out.histogram(
       "herald_http_request_duration_seconds",
-      { route: r.route, instance: r.instance },
+      { route: r.route, deployment: r.instance },
       REQUEST_BUCKETS,
       r.buckets,
       r.sum,
@@ -331,7 +338,7 @@ function _redis(out: Exposition, redis: RedisSnapshot) {
     "Requests refused by Herald's own rate limit (429), by route.",
   );
   for (const r of redis.requests) {
-    out.sample("herald_rate_limited_total", { route: r.route, instance: r.instance }, r.limited);
+    out.sample("herald_rate_limited_total", { route: r.route, deployment: r.instance }, r.limited);
   }
 
   out.family(
