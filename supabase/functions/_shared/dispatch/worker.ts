@@ -5,8 +5,8 @@
  *
  * @module
  */
-import type { Logger } from "../log.ts";
-import { type BatchReport, dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
+import { type Logger, withLogContext } from "../log.ts";
+import { dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
 
 /** Options for {@linkcode runWorker}. */
 export interface WorkerOptions extends DispatcherDeps {
@@ -48,16 +48,22 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const loop = async () => {
     while (!signal.aborted) {
       const seen = notified;
-      let report: BatchReport;
-      try {
-        report = await dispatchBatch(options);
-      } catch (error) {
-        // The database went away or a query failed: leases bring the rows back; wait and retry.
-        log("error", "dispatch round failed", { error: (error as Error).message });
+      // Every line of the round, the breaker's and Redis's included, carries its id.
+      const report = await withLogContext({ round_id: crypto.randomUUID() }, async () => {
+        try {
+          const report = await dispatchBatch(options);
+          if (report.claimed > 0) log("info", "dispatch round", { ...report });
+          return report;
+        } catch (error) {
+          // The database went away or a query failed: leases bring the rows back; wait and retry.
+          log("error", "dispatch round failed", { error: (error as Error).message });
+          return undefined;
+        }
+      });
+      if (!report) {
         await _sleep(pollMs, signal, sleepers);
         continue;
       }
-      if (report.claimed > 0) log("info", "dispatch round", { ...report });
       // New work may have been enqueued after this round claimed: look again at once.
       if (report.claimed < (options.batchSize ?? 500) && notified === seen) {
         await _sleep(pollMs, signal, sleepers);

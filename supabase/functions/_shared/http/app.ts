@@ -9,7 +9,7 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { z } from "zod";
 import type { Caller } from "../auth/caller.ts";
-import type { Logger } from "../log.ts";
+import { type Logger, withLogContext } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import { requestIdOf } from "./request_id.ts";
@@ -49,7 +49,7 @@ export function createHttpApp(
     const started = performance.now();
     const requestId = requestIdOf(c.req.raw.headers);
     c.set("requestId", requestId);
-    await next();
+    await withLogContext({ request_id: requestId }, next);
     c.res.headers.set("x-request-id", requestId);
     if (instance) c.res.headers.set("x-herald-instance", instance);
     const ms = performance.now() - started;
