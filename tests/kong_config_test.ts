@@ -207,6 +207,20 @@ const HOUSE: [string, (config: Config) => void, RegExp][] = [
     /services\[2\]\(herald-dispatch\): dispatch must be ip-restricted/,
   ],
   [
+    "metrics without ip-restriction",
+    (c) =>
+      service(c, "herald-metrics").plugins = service(c, "herald-metrics").plugins.filter((
+        p: Config,
+      ) => p.name !== "ip-restriction"),
+    /services\[3\]\(herald-metrics\): metrics must be ip-restricted/,
+  ],
+  [
+    "jwt on metrics (Prometheus has no user token)",
+    (c) =>
+      service(c, "herald-metrics").plugins.push(structuredClone(plugin(notifyRoute(c), "jwt"))),
+    /jwt must never see metrics/,
+  ],
+  [
     "rate-limiting that hides nothing of Kong's headers",
     (c) => plugin(notifyRoute(c), "rate-limiting").config.hide_client_headers = false,
     /hide_client_headers: Herald's own RateLimit-\* headers must reach clients/,

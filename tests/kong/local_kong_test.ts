@@ -73,6 +73,27 @@ Deno.test("local kong: a dispatch caller outside HERALD_INTERNAL_CIDR is refused
   });
 });
 
+Deno.test("local kong: a Prometheus outside HERALD_INTERNAL_CIDR is refused metrics with Kong's 403, even with the key", async () => {
+  const config: Config = await localKongConfig(stack);
+  const metrics = config.services.find((s: Config) => s.name === "herald-metrics");
+  metrics.plugins.find((p: Config) => p.name === "ip-restriction").config.allow = ["10.0.0.0/8"];
+  await withKong(config, async (base) => {
+    const response = await fetch(`${base}/functions/v1/metrics`, {
+      headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+    });
+    assert.equal(response.status, 403);
+    assert.equal((await response.json()).message, "Forbidden");
+  });
+  // Inside it, the same scrape goes through.
+  await withKong(await localKongConfig(stack), async (base) => {
+    const response = await fetch(`${base}/functions/v1/metrics`, {
+      headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+    });
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /^herald_build_info\{/m);
+  });
+});
+
 Deno.test("local kong: rate limits count in the real Redis under Kong's key, per fixed minute", async () => {
   const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
   try {
