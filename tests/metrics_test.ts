@@ -11,10 +11,11 @@ import { errorClass, REQUEST_BUCKETS } from "../supabase/functions/_shared/metri
 import { Exposition, formatFor } from "../supabase/functions/_shared/metrics/exposition.ts";
 import {
   countBreakerOpening,
-  countRequest,
+  createRequestCounter,
   readRequestCounts,
   REQUESTS_KEY,
 } from "../supabase/functions/_shared/metrics/request_counts.ts";
+import { createHttpApp } from "../supabase/functions/_shared/http/app.ts";
 import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
 import { createApp } from "../supabase/functions/metrics/app.ts";
 import { testDispatcher } from "./support/dispatch.ts";
@@ -371,11 +372,18 @@ Deno.test("metrics: a notify request is counted by route and status class with i
   }
 });
 
-Deno.test("metrics: request counts round-trip through Redis field by field (class, bucket, sum, 429 as rate limited)", async () => {
+Deno.test("metrics: request counts gather in the isolate and round-trip through Redis field by field (class, bucket, sum, 429 as rate limited)", async () => {
   const route = `t${crypto.randomUUID().replaceAll("-", "").slice(0, 8).replace(/\d/g, "x")}`;
-  await countRequest(redis, { route, instance: "stable", status: 201, seconds: 0.04 });
-  await countRequest(redis, { route, instance: "stable", status: 429, seconds: 0.001 });
-  await countRequest(redis, { route, instance: "stable", status: 503, seconds: 99 });
+  const count = createRequestCounter(redis, { flushMs: 60_000 });
+  count({ route, instance: "stable", status: 201, seconds: 0.04 });
+  count({ route, instance: "stable", status: 429, seconds: 0.001 });
+  count({ route, instance: "stable", status: 503, seconds: 99 });
+  assert.equal(
+    (await readRequestCounts(redis)).find((r) => r.route === route),
+    undefined,
+    "nothing written before the flush",
+  );
+  await count.flush();
   const counts = (await readRequestCounts(redis)).find((r) => r.route === route)!;
   assert.deepEqual(counts.byClass, { "2xx": 1, "4xx": 1, "5xx": 1 });
   assert.equal(counts.limited, 1);
@@ -387,6 +395,27 @@ Deno.test("metrics: request counts round-trip through Redis field by field (clas
   await redis.hset(REQUESTS_KEY, { 'x"y|stable|c2xx': 1, [`${route}|stable|bogus`]: 5 });
   assert.ok(!(await readRequestCounts(redis)).some((r) => r.route.includes('"')));
   await redis.hdel(REQUESTS_KEY, 'x"y|stable|c2xx', `${route}|stable|bogus`);
+});
+
+Deno.test("metrics: counts Redis refused are kept and written with the next flush", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.close();
+  const route = `t${crypto.randomUUID().replaceAll("-", "").slice(0, 8).replace(/\d/g, "x")}`;
+  // One client whose Redis is gone, then back: the same counter object keeps its counts.
+  let target = createRedis({
+    url: `http://127.0.0.1:${listener.addr.port}`,
+    token: "t",
+    timeoutMs: 300,
+  });
+  const flaky = { pipeline: () => target.pipeline() };
+  const count = createRequestCounter(flaky, { flushMs: 60_000 });
+  count({ route, instance: "stable", status: 200, seconds: 0.01 });
+  await count.flush();
+  target = redis;
+  count({ route, instance: "stable", status: 200, seconds: 0.01 });
+  await count.flush();
+  const counts = (await readRequestCounts(redis)).find((r) => r.route === route)!;
+  assert.deepEqual(counts.byClass, { "2xx": 2 });
 });
 
 Deno.test("metrics: a breaker opening is counted under its target kind", async () => {
@@ -476,4 +505,18 @@ Deno.test("metrics: the exposition escapes label values and help, and histograms
   assert.match(text, /^h_seconds_bucket\{le="\+Inf"\} 5$/m);
   assert.match(text, /^h_seconds_count 5$/m);
   assert.match(text, /^h_seconds_sum 4\.5$/m);
+});
+
+Deno.test("metrics: a counter that throws costs the answer nothing (logged, not a 500)", async () => {
+  const lines: string[] = [];
+  const app = createHttpApp("probe", (_level, message) => lines.push(message), {
+    onAnswered: () => {
+      throw new Error("counter broke");
+    },
+  });
+  app.get("/", (c) => c.text("ok"));
+  const response = await app.request("/probe");
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "ok");
+  assert.ok(lines.includes("a request could not be counted"));
 });

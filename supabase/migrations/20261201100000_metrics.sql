@@ -62,6 +62,8 @@ grant select on herald.metric_counters, herald.metric_histograms, herald.deliver
 create function herald.deliveries_counted() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
+declare
+  cancelled boolean;
 begin
   -- Each branch names only the transition tables its event has.
   if tg_op = 'INSERT' then
@@ -75,19 +77,28 @@ begin
     group by 1, 2, 3 order by 1, 2, 3
     on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n;
   else
-    insert into herald.delivery_status_counts as c (channel, lane, status, shard, n)
-    select channel, lane, status, pg_backend_pid(), sum(n) from (
-      select channel, lane, status, count(*) as n from new_rows group by 1, 2, 3
-      union all
-      select channel, lane, status, -count(*) from old_rows group by 1, 2, 3
-    ) d group by 1, 2, 3 having sum(n) <> 0 order by 1, 2, 3
-    on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n;
-    insert into herald.metric_counters as c (metric, channel, label, shard, n)
-    select 'deliveries', o.channel, 'cancelled', pg_backend_pid(), count(*)
-    from old_rows o join new_rows n on n.id = o.id
-    where n.status = 'cancelled' and o.status <> 'cancelled'
-    group by o.channel order by o.channel
-    on conflict (metric, instance, channel, label, shard) do update set n = c.n + excluded.n;
+    -- One statement for the counts; the cancel join only when something was cancelled
+    -- (a claim's update, which changes no status, costs one aggregate and nothing else).
+    with delta as materialized (
+      select channel, lane, status, sum(n) as n from (
+        select channel, lane, status, count(*) as n from new_rows group by 1, 2, 3
+        union all
+        select channel, lane, status, -count(*) from old_rows group by 1, 2, 3
+      ) d group by 1, 2, 3 having sum(n) <> 0
+    ), counted as (
+      insert into herald.delivery_status_counts as c (channel, lane, status, shard, n)
+      select channel, lane, status, pg_backend_pid(), n from delta order by 1, 2, 3
+      on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n
+    )
+    select coalesce(bool_or(status = 'cancelled' and n > 0), false) into cancelled from delta;
+    if cancelled then
+      insert into herald.metric_counters as c (metric, channel, label, shard, n)
+      select 'deliveries', o.channel, 'cancelled', pg_backend_pid(), count(*)
+      from old_rows o join new_rows n on n.id = o.id
+      where n.status = 'cancelled' and o.status <> 'cancelled'
+      group by o.channel order by o.channel
+      on conflict (metric, instance, channel, label, shard) do update set n = c.n + excluded.n;
+    end if;
   end if;
   return null;
 end;

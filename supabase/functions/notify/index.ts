@@ -6,7 +6,7 @@ import { createDispatcherDeps } from "../_shared/dispatch/dispatcher_deps.ts";
 import { createRateLimit } from "../_shared/http/rate_limit.ts";
 import { consoleLogger } from "../_shared/log.ts";
 import { createRedis } from "../_shared/redis/client.ts";
-import { countRequest } from "../_shared/metrics/request_counts.ts";
+import { createRequestCounter } from "../_shared/metrics/request_counts.ts";
 import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
@@ -19,6 +19,9 @@ const sql = createSql({
 const redis = config.redis && createRedis(config.redis);
 const edge = (globalThis as { EdgeRuntime?: { waitUntil(work: Promise<unknown>): void } })
   .EdgeRuntime;
+
+const requestCounter = redis &&
+  createRequestCounter(redis, { waitUntil: edge ? (work) => edge.waitUntil(work) : undefined });
 
 const app = createApp({
   sql,
@@ -43,15 +46,9 @@ const app = createApp({
   }),
   waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
   webhookAllowHosts: config.webhooks.allowHosts,
-  countRequest: redis && ((route, status, seconds) => {
-    const counted = countRequest(redis, {
-      route,
-      instance: config.build.instance,
-      status,
-      seconds,
-    });
-    edge?.waitUntil(counted);
-  }),
+  countRequest: requestCounter &&
+    ((route, status, seconds) =>
+      requestCounter({ route, instance: config.build.instance, status, seconds })),
 });
 
 Deno.serve(app.fetch);

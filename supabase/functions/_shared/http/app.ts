@@ -61,12 +61,17 @@ export function createHttpApp(
       status: c.res.status,
       ms: Math.round(ms),
     });
-    options.onAnswered?.({
-      method: c.req.method,
-      path: c.req.path,
-      status: c.res.status,
-      seconds: ms / 1000,
-    });
+    try {
+      options.onAnswered?.({
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        seconds: ms / 1000,
+      });
+    } catch (error) {
+      // Counting is never worth an answer: the request is done, say why it went uncounted.
+      log("error", "a request could not be counted", { error: (error as Error).message });
+    }
   });
   // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.
   app.use(cors({
