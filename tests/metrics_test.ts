@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
-import { errorClass, REQUEST_BUCKETS } from "../supabase/functions/_shared/metrics/catalogue.ts";
+import {
+  ATTEMPT_BUCKETS,
+  errorClass,
+  REQUEST_BUCKETS,
+} from "../supabase/functions/_shared/metrics/catalogue.ts";
+import { claimDue, recordResults } from "../supabase/functions/_shared/outbox/outbox.ts";
 import { Exposition, formatFor } from "../supabase/functions/_shared/metrics/exposition.ts";
 import {
   countBreakerOpening,
@@ -519,4 +524,43 @@ Deno.test("metrics: a counter that throws costs the answer nothing (logged, not 
   assert.equal(response.status, 200);
   assert.equal(await response.text(), "ok");
   assert.ok(lines.includes("a request could not be counted"));
+});
+
+Deno.test("metrics: a latency exactly on a bound counts in that bound's bucket (le), past the last in +Inf", async () => {
+  const sql = adminSql();
+  const writer = createSql({ url: stack.dbUrl, max: 1, applicationName: "herald-le-test" });
+  const instance = `le-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await parkPending(sql);
+    const user = await createUser(sql, "metrics-le");
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      select ${user.id}, 'le-' || i || '-' || ${user.id}, 'android' from generate_series(1, 4) i`;
+    await enqueue(sql, [user.id], { title: "Bounds" });
+    const claimed = await claimDue(writer, { limit: 10, leaseMs: 60_000 });
+    assert.equal(claimed.length, 4);
+    const latencies = [5, 10, 11, 30_001]; // = le 0.005, = le 0.01, le 0.025, +Inf
+    await recordResults(
+      writer,
+      claimed.map((c, i) => ({
+        id: c.id,
+        lease: c.lease,
+        attempt: c.attempt,
+        status: "sent" as const,
+        outcome: "sent" as const,
+        latencyMs: latencies[i],
+      })),
+      { instance },
+    );
+    const rows = await sql`select bucket, sum(n)::int as n from herald.metric_histograms
+      where instance = ${instance} and metric = 'attempt_duration' group by bucket order by bucket`;
+    assert.deepEqual(rows.map((r) => [r.bucket, r.n]), [
+      [ATTEMPT_BUCKETS.indexOf(0.005), 1],
+      [ATTEMPT_BUCKETS.indexOf(0.01), 1],
+      [ATTEMPT_BUCKETS.indexOf(0.025), 1],
+      [ATTEMPT_BUCKETS.length, 1],
+    ]);
+  } finally {
+    await writer.end();
+    await sql.end();
+  }
 });

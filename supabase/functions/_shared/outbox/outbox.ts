@@ -206,17 +206,20 @@ export async function recordResults(
           provider_message_id = coalesce(r.provider_message_id, d.provider_message_id),
           sent_at = case when r.status = 'sent' then now() else d.sent_at end,
           updated_at = now()
-      from r
+      from r, herald.notifications n
       where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
-      returning d.id, d.notification_id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
+        and n.id = d.notification_id
+      returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
         r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
-        d.channel, d.created_at, r.error_class, r.refund
+        d.channel, r.error_class, r.refund, n.request_id,
+        -- When the delivery was first due: enqueued, or the requested send time.
+        greatest(d.created_at, n.send_at) as due_from
     ), logged as (
       insert into herald.delivery_attempts
         (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms, request_id)
       select u.id, u.attempt, u.outcome, u.status_code, u.error_code, u.error, u.latency_ms,
-        n.request_id
-      from updated u join herald.notifications n on n.id = u.notification_id
+        u.request_id
+      from updated u
       where u.outcome not in ('deferred', 'released')
     ), disabled_tokens as (
       update herald.device_tokens t
@@ -247,33 +250,46 @@ export async function recordResults(
       ) o group by metric, channel, label order by metric, channel, label
       on conflict (metric, instance, channel, label, shard) do update set n = c.n + excluded.n
     ), observed as (
-      select 'attempt_duration' as metric, u.channel, u.latency_ms / 1000.0 as seconds
-      from updated u
-      where u.latency_ms is not null and u.outcome not in ('deferred', 'released')
-      union all
-      -- From enqueue (or the requested send time) to the first attempt's start.
-      select 'enqueue_to_first_attempt', u.channel, greatest(0, extract(epoch from
-        now() - greatest(u.created_at, n.send_at)) - coalesce(u.latency_ms, 0) / 1000.0)
-      from updated u join herald.notifications n on n.id = u.notification_id
-      where u.attempt = 1 and not u.refund and u.outcome not in ('expired', 'deferred', 'released')
-      union all
-      select 'enqueue_to_sent', u.channel,
-        greatest(0, extract(epoch from now() - greatest(u.created_at, n.send_at)))
-      from updated u join herald.notifications n on n.id = u.notification_id
-      where u.outcome = 'sent'
-    ), bucketed as (
-      -- The first bound at or above the value (Prometheus's "le"); past the last: +Inf.
-      select o.*, (select count(*) from unnest(case when o.metric = 'attempt_duration'
-          then ${ATTEMPT_BUCKETS}::float8[] else ${QUEUE_BUCKETS}::float8[] end) b
-        where b < o.seconds)::smallint as bucket
-      from observed o
+      select v.metric, u.channel, v.seconds
+      from updated u, lateral (values
+        ('attempt_duration', case when u.outcome not in ('deferred', 'released')
+          then u.latency_ms / 1000.0::float8 end),
+        -- To the first attempt's start: the provider's answer took latency_ms of it.
+        ('enqueue_to_first_attempt',
+          case when u.attempt = 1 and not u.refund
+                 and u.outcome not in ('expired', 'deferred', 'released')
+            then greatest(0, extract(epoch from now() - u.due_from)::float8
+                             - coalesce(u.latency_ms, 0) / 1000.0::float8) end),
+        ('enqueue_to_sent', case when u.outcome = 'sent'
+          then greatest(0, extract(epoch from now() - u.due_from)::float8) end)
+      ) v(metric, seconds)
+      where v.seconds is not null
     ), histogram as (
+      -- Bucket i holds values above bound i-1 up to bound i (Prometheus's "le"):
+      -- the bounds below the value, counted in C by width_bucket over the
+      -- negated bounds in ascending order. Past the last bound: +Inf.
       insert into herald.metric_histograms as h (metric, instance, channel, bucket, shard, n, sum)
       select metric, ${instance}, channel, bucket, pg_backend_pid(), count(*), sum(seconds)
-      from bucketed group by metric, channel, bucket order by metric, channel, bucket
+      from (
+        select o.*, (case when o.metric = 'attempt_duration'
+            then ${ATTEMPT_BUCKETS.length} - width_bucket(-o.seconds, ${
+    _negated(ATTEMPT_BUCKETS)
+  }::float8[])
+            else ${QUEUE_BUCKETS.length} - width_bucket(-o.seconds, ${
+    _negated(QUEUE_BUCKETS)
+  }::float8[])
+          end)::smallint as bucket
+        from observed o
+      ) b
+      group by metric, channel, bucket order by metric, channel, bucket
       on conflict (metric, instance, channel, bucket, shard)
       do update set n = h.n + excluded.n, sum = h.sum + excluded.sum
     )
     select count(*)::integer as recorded from updated`;
   return recorded;
+}
+
+/** Histogram bounds negated, ascending: what `width_bucket` needs to count the bounds below a value. */
+function _negated(bounds: number[]): number[] {
+  return bounds.map((b) => -b).reverse();
 }
