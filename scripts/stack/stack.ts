@@ -154,7 +154,8 @@ export async function startStack(
         name: "dispatcher",
         command: DENO,
         args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
-        env: functionEnv,
+        // The worker belongs to the stable deployment: its counters say so.
+        env: { ...functionEnv, HERALD_INSTANCE: "stable" },
         cwd: stack.root,
         restart: true,
       });
