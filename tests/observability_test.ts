@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
+import { HERALD_RULES, prometheusConfig } from "../scripts/stack/prometheus.ts";
 import { stack } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -213,4 +214,27 @@ Deno.test("observability: every series named in the dashboard and the rules exis
       "herald_delivery_atempts_total",
     ],
   );
+});
+
+Deno.test("observability: the Prometheus configuration npm run observe writes passes promtool check config (both jobs, the key, Herald's rules)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const text = prometheusConfig(stack, { port: 1, dataDir: dir });
+    const config: Json = parse(text);
+    const jobs = Object.fromEntries(config.scrape_configs.map((j: Json) => [j.job_name, j]));
+    assert.equal(jobs.herald.metrics_path, "/functions/v1/metrics");
+    assert.deepEqual(jobs.herald.authorization, {
+      type: "Bearer",
+      credentials: stack.serviceRoleKey,
+    });
+    assert.deepEqual(jobs.herald.static_configs[0].targets, [`127.0.0.1:${stack.ports.gateway}`]);
+    assert.deepEqual(jobs.kong.static_configs[0].targets, [`127.0.0.1:${stack.ports.kongStatus}`]);
+    assert.deepEqual(config.rule_files, [HERALD_RULES]);
+    await Deno.writeTextFile(`${dir}/prometheus.yml`, text);
+    const { ok, output } = await promtool("check", "config", `${dir}/prometheus.yml`);
+    assert.ok(ok, output);
+    assert.match(output, /SUCCESS: \d+ rules found/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
