@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { z } from "zod";
@@ -16,9 +16,22 @@ import { requestIdOf } from "./request_id.ts";
 
 /**
  * Per-request values handlers can read with `c.get(...)`: the correlation id
- * always, the caller once {@linkcode authenticate} has run.
+ * and the slug the function was called as always, the caller once
+ * {@linkcode authenticate} has run.
  */
-export type AppEnv = { Variables: { requestId: string; caller: Caller } };
+export type AppEnv = { Variables: { requestId: string; caller: Caller; slug: string } };
+
+/** What a function slug may look like (Supabase's own rule is looser; ours is what we deploy). */
+const SLUG = /^\/([a-z0-9][a-z0-9_-]{0,62})(\/.*)?$/;
+
+/**
+ * Where the function answers from outside: `/functions/v1/<slug it was
+ * called as>`, so links (a status URL, a `Location`) lead back to the same
+ * deployment — the canary's to the canary.
+ */
+export function publicBase(c: Context<AppEnv>): string {
+  return `/functions/v1/${c.get("slug")}`;
+}
 
 /** Largest request body any endpoint takes. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -43,10 +56,24 @@ export function createHttpApp(
   } = {},
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>().basePath(`/${functionName}`);
+  // A function deployed under another slug (`notify-canary`) gets paths
+  // starting with that slug: its routes are the same, under any slug.
+  const slugs = new WeakMap<Request, string>();
+  const fetch = app.fetch;
+  app.fetch = (request, ...rest) => {
+    const url = new URL(request.url);
+    const called = url.pathname.match(SLUG);
+    if (!called || called[1] === functionName) return fetch(request, ...rest);
+    url.pathname = `/${functionName}${called[2] ?? ""}`;
+    const renamed = new Request(url, request);
+    slugs.set(renamed, called[1]);
+    return fetch(renamed, ...rest);
+  };
   // Which edge-runtime instance answered (stable, canary): how a canary's share is seen from outside.
   const instance = Deno.env.get("HERALD_INSTANCE");
   app.use(async (c, next) => {
     const started = performance.now();
+    c.set("slug", slugs.get(c.req.raw) ?? functionName);
     const requestId = requestIdOf(c.req.raw.headers);
     c.set("requestId", requestId);
     await withLogContext({ request_id: requestId }, next);

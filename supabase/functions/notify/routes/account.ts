@@ -7,7 +7,7 @@
 import type { Hono } from "hono";
 import { type Caller, requireUser } from "../../_shared/auth/caller.ts";
 import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
-import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
+import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import { judgeLiterally, normaliseAllowedHost } from "../../_shared/net/ssrf_guard.ts";
 import type { NotifyDeps } from "../app.ts";
@@ -165,7 +165,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       throw error;
     });
     return c.json(endpoint, 201, {
-      location: `/functions/v1/notify/webhook-endpoints/${endpoint.id}`,
+      location: `${publicBase(c)}/webhook-endpoints/${endpoint.id}`,
     });
   });
 

@@ -9,7 +9,7 @@ import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
 import { claimDue } from "../../_shared/outbox/outbox.ts";
-import { type AppEnv, readJson, validate } from "../../_shared/http/app.ts";
+import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import type { NotifyDeps } from "../app.ts";
 import { callerScope, sha256Hex } from "../../_shared/auth/caller_scope.ts";
@@ -60,7 +60,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         tx,
         idempotent,
         () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId")),
-        "notifications",
+        `${publicBase(c)}/notifications`,
       );
       if (accepted.replayed) return accepted;
       const { enqueued } = accepted;
@@ -116,7 +116,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         tx,
         idempotent,
         () => _enqueue(tx, userIds ?? [], content, c.get("requestId"), topic),
-        "bulk",
+        `${publicBase(c)}/bulk`,
       )).catch(_sqlToProblem);
     deps.log("info", "bulk notification accepted", {
       request_id: c.get("requestId"),
@@ -235,7 +235,8 @@ async function _acceptOnce(
   tx: Tx,
   idempotent: IdempotentRequest | undefined,
   enqueue: () => Promise<Enqueued>,
-  statusRoute: "notifications" | "bulk",
+  /** Where its status is read, as the caller called this function; the id is appended. */
+  statusBase: string,
 ): Promise<
   | (StoredAnswer & { replayed: true })
   | (StoredAnswer & { replayed: false; enqueued: Enqueued })
@@ -250,7 +251,7 @@ async function _acceptOnce(
     status: 202,
     body: _accepted(
       enqueued,
-      `/functions/v1/notify/${statusRoute}/${enqueued.notification_id}`,
+      `${statusBase}/${enqueued.notification_id}`,
     ),
   };
   if (idempotent) {
