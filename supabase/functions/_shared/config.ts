@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { BUILD } from "./build.ts";
 
 const optionalUrl = z.url().optional();
 const count = (fallback: number, max: number) =>
@@ -227,11 +228,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       budgetMs: e.HERALD_INLINE_BUDGET_MS,
     },
     problems: fcm?.problem ? [fcm.problem] : [],
+    // The stamped build (npm run stamp) describes the code itself and wins; on
+    // hosted Supabase every slug shares the secrets, so only it can tell a
+    // canary from the stable. Unstamped (a checkout, the local stack): the environment.
     build: {
-      instance: e.HERALD_INSTANCE ?? "",
-      version: e.HERALD_VERSION ?? "dev",
-      gitSha: e.HERALD_GIT_SHA ?? "unknown",
+      instance: BUILD.deployment || (e.HERALD_INSTANCE ?? ""),
+      version: BUILD.version || (e.HERALD_VERSION ?? "dev"),
+      gitSha: BUILD.gitSha || (e.HERALD_GIT_SHA ?? "unknown"),
     },
+
   };
 }
 

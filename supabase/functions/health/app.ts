@@ -41,6 +41,8 @@ export interface HealthAppDeps {
   configurationProblems?: () => Promise<string[]>;
   log: Logger;
   now?: () => number;
+  /** The build answering (version, git sha, deployment), shown to key holders. */
+  build?: { instance: string; version: string; gitSha: string };
 }
 
 /** The outcome of one check. */
@@ -123,6 +125,15 @@ export function createApp(deps: HealthAppDeps) {
       lastStatus = status;
     }
     const details = {
+      ...(deps.build
+        ? {
+          build: {
+            version: deps.build.version,
+            git_sha: deps.build.gitSha,
+            deployment: deps.build.instance,
+          },
+        }
+        : {}),
       checks,
       ...(reasons.length > 0 ? { reasons } : {}),
       queue: queue.value ?? { error: _errorOf(queue.check) },

@@ -18,6 +18,7 @@ const app = createApp({
   keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
   breaker: { windowMs: config.breaker.windowMs },
   configurationProblems: () => fcmProblems ??= _fcmProblems(),
+  build: config.build,
   log: consoleLogger,
 });
 

@@ -9,6 +9,7 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { z } from "zod";
 import type { Caller } from "../auth/caller.ts";
+import { BUILD } from "../build.ts";
 import { type Logger, withLogContext } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
@@ -70,7 +71,7 @@ export function createHttpApp(
     return fetch(renamed, ...rest);
   };
   // Which edge-runtime instance answered (stable, canary): how a canary's share is seen from outside.
-  const instance = Deno.env.get("HERALD_INSTANCE");
+  const instance = BUILD.deployment || Deno.env.get("HERALD_INSTANCE");
   app.use(async (c, next) => {
     const started = performance.now();
     c.set("slug", slugs.get(c.req.raw) ?? functionName);
