@@ -60,6 +60,7 @@ export async function testRequirements(): Promise<Requirement[]> {
       check: () => onPath("pg_prove"),
     },
     PROMETHEUS,
+    { what: "shellcheck", packages: ["shellcheck"], check: () => onPath("shellcheck") },
   ];
 }
 
