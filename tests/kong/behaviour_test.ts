@@ -4,7 +4,7 @@
  * happens to do it). Runs against any Kong serving `kong/kong.yml`:
  *
  * - `npm test`: the local stack (its Kong on the API port, the local secrets);
- * - CI (`.github/workflows/kong.yml`): `kong/kong:3.9.1` in DB-less mode, with
+ * - CI (`.github/workflows/ci.yml`): `kong/kong:3.9.1` in DB-less mode, with
  *   `KONG_SUITE_URL`, `KONG_SUITE_STATUS_URL` and the keys below set.
  *
  * Settings (environment, else the local stack's): `KONG_SUITE_URL`,

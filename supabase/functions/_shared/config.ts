@@ -236,7 +236,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       version: BUILD.version || (e.HERALD_VERSION ?? "dev"),
       gitSha: BUILD.gitSha || (e.HERALD_GIT_SHA ?? "unknown"),
     },
-
   };
 }
 
