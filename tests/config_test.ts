@@ -119,3 +119,29 @@ Deno.test("config: a malformed FCM_SERVICE_ACCOUNT is a named problem, never a c
   assert.equal(loadConfig(BASE).fcm, undefined, "unset is not a problem");
   assert.deepEqual(loadConfig(BASE).problems, []);
 });
+
+Deno.test("config: the build's defaults when nothing is set or stamped", () => {
+  assert.deepEqual(loadConfig(BASE).build, { instance: "", version: "dev", gitSha: "unknown" });
+});
+
+Deno.test("config: HERALD_INSTANCE alone, a short lowercase name (the metrics' deployment label)", () => {
+  assert.equal(loadConfig({ ...BASE, HERALD_INSTANCE: "canary" }).build.instance, "canary");
+  assert.equal(loadConfig({ ...BASE, HERALD_INSTANCE: "canary" }).build.gitSha, "unknown");
+  for (const bad of ["Canary", "canary release", "-x", "a".repeat(33), 'x"y']) {
+    assert.throws(() => loadConfig({ ...BASE, HERALD_INSTANCE: bad }), /HERALD_INSTANCE/, bad);
+  }
+});
+
+Deno.test("config: HERALD_GIT_SHA alone, 7 to 40 hex digits", () => {
+  assert.equal(loadConfig({ ...BASE, HERALD_GIT_SHA: "abcdef1" }).build.gitSha, "abcdef1");
+  assert.equal(loadConfig({ ...BASE, HERALD_GIT_SHA: "abcdef1" }).build.version, "dev");
+  for (const bad of ["abc", "ABCDEF1", "g".repeat(40), "a".repeat(41)]) {
+    assert.throws(() => loadConfig({ ...BASE, HERALD_GIT_SHA: bad }), /HERALD_GIT_SHA/, bad);
+  }
+});
+
+Deno.test("config: HERALD_VERSION alone, at most 64 characters", () => {
+  assert.equal(loadConfig({ ...BASE, HERALD_VERSION: "1.4.0-rc.1" }).build.version, "1.4.0-rc.1");
+  assert.equal(loadConfig({ ...BASE, HERALD_VERSION: "1.4.0-rc.1" }).build.instance, "");
+  assert.throws(() => loadConfig({ ...BASE, HERALD_VERSION: "v".repeat(65) }), /HERALD_VERSION/);
+});

@@ -78,3 +78,12 @@ Deno.test("slugs: notify called as notify-canary answers with a status URL under
     await admin.end();
   }
 });
+
+Deno.test("slugs: the function's own name with a query, and a slug that only starts with it, are told apart", async () => {
+  const app = createHttpApp("probe", () => {});
+  app.get("/where", (c) => c.json({ slug: c.get("slug"), q: c.req.query("q") ?? null }));
+  const own = await app.request("/probe/where?q=1");
+  assert.deepEqual(await own.json(), { slug: "probe", q: "1" });
+  const longer = await app.request("/probex/where?q=2");
+  assert.deepEqual(await longer.json(), { slug: "probex", q: "2" });
+});

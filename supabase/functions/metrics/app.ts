@@ -209,29 +209,24 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
     }
   }
 
-  out.family(
-    "herald_device_tokens_disabled_total",
-    "counter",
-    "Device tokens disabled because the provider called them dead, by error class.",
-  );
-  for (const c of counter("device_tokens_disabled")) {
-    out.sample(
-      "herald_device_tokens_disabled_total",
-      { reason: c.label, deployment: c.instance },
-      c.n,
-    );
-  }
-  out.family(
-    "herald_webhook_endpoints_disabled_total",
-    "counter",
-    "Webhook endpoints disabled because the receiver said they are gone, by error class.",
-  );
-  for (const c of counter("webhook_endpoints_disabled")) {
-    out.sample(
-      "herald_webhook_endpoints_disabled_total",
-      { reason: c.label, deployment: c.instance },
-      c.n,
-    );
+  for (
+    const [metric, name, help] of [
+      [
+        "device_tokens_disabled",
+        "herald_device_tokens_disabled_total",
+        "Device tokens disabled because the provider called them dead, by error class.",
+      ],
+      [
+        "webhook_endpoints_disabled",
+        "herald_webhook_endpoints_disabled_total",
+        "Webhook endpoints disabled because the receiver said they are gone, by error class.",
+      ],
+    ]
+  ) {
+    out.family(name, "counter", help);
+    for (const c of counter(metric)) {
+      out.sample(name, { reason: c.label, deployment: c.instance }, c.n);
+    }
   }
 
   for (const [metric, h] of Object.entries(HISTOGRAMS)) {
