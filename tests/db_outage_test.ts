@@ -6,16 +6,14 @@
  * database.
  */
 import assert from "node:assert/strict";
-import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.ts";
-import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { databaseUnavailable } from "../supabase/functions/_shared/db/unavailable.ts";
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
-import { createApp } from "../supabase/functions/notify/app.ts";
 import { testDispatcher } from "./support/dispatch.ts";
 import { eventually } from "./support/dispatcher_process.ts";
 import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
+import { notifyApp } from "./support/notify_app.ts";
 
 Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again once it is back", async () => {
   const admin = adminSql();
@@ -24,17 +22,7 @@ Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again o
   url.port = String(proxy.port);
   const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outage-test" });
   const logged: string[] = [];
-  const app = createApp({
-    sql,
-    resolveCaller: createCallerResolver({
-      verify: createJwtVerifier({
-        secret: stack.jwtSecret,
-        jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
-      }),
-      serviceKeys: [stack.serviceRoleKey],
-    }),
-    log: (_level, message) => logged.push(message),
-  });
+  const app = notifyApp(sql, (_level, message) => logged.push(message));
   const notify = (title: string) =>
     app.request("/notify", {
       method: "POST",

@@ -5,11 +5,9 @@
  * every documented request body refusing the unknown fields its schema forbids.
  */
 import assert from "node:assert/strict";
-import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.ts";
-import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
-import { createApp } from "../supabase/functions/notify/app.ts";
 import { adminSql, createUser, functionsUrl, stack, type TestUser } from "./support/stack.ts";
+import { notifyApp } from "./support/notify_app.ts";
 
 // The function's own routes, behind Kong (which asks for an apikey first).
 const API = functionsUrl;
@@ -159,17 +157,7 @@ Deno.test("openapi: every operation has responses, declared path parameters and 
 Deno.test("openapi: the documented (method, path) pairs are exactly the routes the notify app registers", async () => {
   const sql = createSql({ url: stack.dbUrl, max: 1, applicationName: "herald-openapi-test" });
   try {
-    const app = createApp({
-      sql,
-      resolveCaller: createCallerResolver({
-        verify: createJwtVerifier({
-          secret: stack.jwtSecret,
-          jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
-        }),
-        serviceKeys: [stack.serviceRoleKey],
-      }),
-      log: () => {},
-    });
+    const app = notifyApp(sql);
     const registered = new Set(
       app.routes
         .filter((route) => route.method !== "ALL") // middleware

@@ -6,11 +6,9 @@
  * runtime would run it under that slug.
  */
 import assert from "node:assert/strict";
-import { createCallerResolver } from "../supabase/functions/_shared/auth/caller.ts";
-import { createJwtVerifier } from "../supabase/functions/_shared/auth/jwt.ts";
 import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { createHttpApp, publicBase } from "../supabase/functions/_shared/http/app.ts";
-import { createApp } from "../supabase/functions/notify/app.ts";
+import { notifyApp } from "./support/notify_app.ts";
 import { adminSql, createUser, stack } from "./support/stack.ts";
 
 Deno.test("slugs: the same routes answer under any slug, and under the function's own name", async () => {
@@ -29,18 +27,7 @@ Deno.test("slugs: the same routes answer under any slug, and under the function'
 Deno.test("slugs: notify called as notify-canary answers with a status URL under notify-canary, which answers", async () => {
   const sql = createSql({ url: stack.dbUrl, max: 2, applicationName: "herald-slug-test" });
   const admin = adminSql();
-  const app = createApp({
-    sql,
-    resolveCaller: createCallerResolver({
-      verify: createJwtVerifier({
-        secret: stack.jwtSecret,
-        jwksUrl: `${stack.apiUrl}/auth/v1/.well-known/jwks.json`,
-      }),
-      serviceKeys: [stack.serviceRoleKey],
-      publicKeys: [stack.anonKey],
-    }),
-    log: () => {},
-  });
+  const app = notifyApp(sql);
   try {
     const user = await createUser(admin, "slug");
     const send = await app.request("/notify-canary", {
