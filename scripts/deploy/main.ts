@@ -1,0 +1,664 @@
+/**
+ * Herald's deployment manager, run as `scripts/deployment-manager.sh`: the
+ * one entry point the workflows and a human on call use. `--help` says what
+ * each command does; DESIGN.md "Deploying" why it works this way.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  failsEarly,
+  increase,
+  judge,
+  snapshotFromExposition,
+  snapshotFromPrometheus,
+  type Thresholds,
+} from "./gate.ts";
+import { readiness, scrape, type Service, smokeTest } from "./probe.ts";
+import {
+  breakingSince,
+  git,
+  listReleases,
+  migrationsOf,
+  recordRelease,
+  type Release,
+  setReleaseState,
+} from "./releases.ts";
+import { masked, run, say, secret, step, StepFailed } from "./shell.ts";
+import {
+  canaryShare,
+  dbFlags,
+  deployFunctions,
+  type Environment,
+  link,
+  listFunctions,
+  pushMigrations,
+  removeCanaryFunctions,
+  setCanaryShare,
+  type Target,
+  targetQuery,
+} from "./targets.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+
+export const HELP = `Herald's deployment manager.
+
+Usage: scripts/deployment-manager.sh <command> [options]
+
+Commands:
+  deploy --env staging|production [--canary PERCENT] [--window SECONDS]
+      staging: apply migrations, deploy every function, smoke-test, record the release.
+      production: back up, apply migrations, deploy the canary, smoke-test it, give it
+      PERCENT of traffic, watch it for SECONDS (default 300), then promote it or roll it
+      back (exit 1). Without --canary, production is deployed whole after the smoke test.
+  promote-canary [--env production]
+      Put the canary's release into stable and retire the canary.
+  rollback [--env production] [--to RELEASE]
+      Withdraw the canary in flight; with --to (a release id or tag), or with no canary,
+      redeploy that (default: the previous live) release from its git tag. Refused across
+      a migration marked "-- herald:breaking".
+  backup [--env production]
+      Save a schema and data dump and the live function bundles under HERALD_BACKUP_DIR.
+  list-backups
+      What backup saved, newest first.
+  health-check --url URL [--canary-url URL] [--window SECONDS] [--expect-sha SHA]
+      Readiness of stable and canary, then the gate over the window (default 60):
+      exit 0 when the canary is as healthy as stable, 1 when not.
+  status [--env production]
+      Releases, live functions and the canary's share.
+
+Environment:
+  SUPABASE_ACCESS_TOKEN        hosted: the CLI's token (Management API)
+  SUPABASE_PROJECT_REF         hosted production project
+  HERALD_STAGING_PROJECT_REF   hosted staging project
+  SUPABASE_DB_PASSWORD         hosted: the database password (link, db push, db dump)
+  SUPABASE_SERVICE_ROLE_KEY    the environment's service-role (or secret) key: readiness, metrics, smoke test
+  HERALD_SMOKE_DEVICE_TOKEN    an FCM registration token for the smoke test (validate_only: nothing is shown)
+  HERALD_FUNCTIONS_URL         functions base, default https://<ref>.supabase.co/functions/v1
+  HERALD_CANARY_FUNCTIONS_URL  the canary's functions base when it is not the -canary slugs
+  KONG_ADMIN_URL               self-hosted: Kong's admin API; with it, also SUPABASE_DB_URL,
+                               HERALD_STABLE_FUNCTIONS_DIR, HERALD_CANARY_FUNCTIONS_DIR and
+                               kong.yml's variables (docs/SELF_HOSTING.md)
+  HERALD_BACKUP_DIR            where backups go (default .deploy/backups)
+  HERALD_PUSH_TAGS             1: push each release's git tag to origin
+  PROMETHEUS_URL               the gate asks Prometheus instead of scraping the metrics endpoint
+  HERALD_GATE_ERROR_MARGIN     how much worse the canary's error ratio may be (default 0.02)
+  HERALD_GATE_P95_MS           the canary's p95 limit (default 500)
+  HERALD_GATE_MIN_EVENTS       canary requests plus attempts needed to judge (default 10)
+`;
+
+/** Thrown for a usage or credentials problem: nothing was touched. */
+class Refused extends Error {}
+
+function _env(name: string): string | undefined {
+  const value = Deno.env.get(name);
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function _need(names: string[], why: string): void {
+  const missing = names.filter((n) => !_env(n));
+  if (missing.length) throw new Refused(`${why} needs ${missing.join(", ")}: set it and run again`);
+}
+
+/** Builds the target of `environment` from the environment, refusing before anything is touched. */
+export function resolveTarget(environment: Environment): Target {
+  const key = _env("SUPABASE_SERVICE_ROLE_KEY");
+  for (const name of ["SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_PASSWORD", "SUPABASE_DB_URL"]) {
+    secret(_env(name));
+  }
+  if (_env("KONG_ADMIN_URL")) {
+    _need(
+      [
+        "SUPABASE_DB_URL",
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "HERALD_FUNCTIONS_URL",
+        "HERALD_CANARY_FUNCTIONS_URL",
+        "HERALD_STABLE_FUNCTIONS_DIR",
+        "HERALD_CANARY_FUNCTIONS_DIR",
+      ],
+      `A self-hosted ${environment} deploy (KONG_ADMIN_URL is set)`,
+    );
+    const base = {
+      environment,
+      root: ROOT,
+      kind: "self-hosted" as const,
+      dbUrl: _env("SUPABASE_DB_URL")!,
+      kongAdminUrl: _env("KONG_ADMIN_URL")!,
+      stableDir: _env("HERALD_STABLE_FUNCTIONS_DIR")!,
+      canaryDir: _env("HERALD_CANARY_FUNCTIONS_DIR")!,
+      service: {
+        url: _env("HERALD_FUNCTIONS_URL")!,
+        canaryUrl: _env("HERALD_CANARY_FUNCTIONS_URL"),
+        key: key!,
+      },
+    };
+    return { ...base, query: targetQuery(base) };
+  }
+  const refName = environment === "staging" ? "HERALD_STAGING_PROJECT_REF" : "SUPABASE_PROJECT_REF";
+  _need(
+    ["SUPABASE_ACCESS_TOKEN", refName, "SUPABASE_DB_PASSWORD", "SUPABASE_SERVICE_ROLE_KEY"],
+    `A hosted ${environment} deploy`,
+  );
+  secret(_env("SUPABASE_ACCESS_TOKEN"));
+  const ref = _env(refName)!;
+  if (!/^[a-z0-9]{20}$/.test(ref)) throw new Refused(`${refName} is not a project ref: ${ref}`);
+  const base = {
+    environment,
+    root: ROOT,
+    kind: "hosted" as const,
+    ref,
+    service: {
+      url: _env("HERALD_FUNCTIONS_URL") ?? `https://${ref}.supabase.co/functions/v1`,
+      canaryUrl: _env("HERALD_CANARY_FUNCTIONS_URL"),
+      key: key!,
+    },
+  };
+  return { ...base, query: targetQuery(base) };
+}
+
+function _thresholds(): Thresholds {
+  const num = (name: string, fallback: number) => {
+    const raw = _env(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) throw new Refused(`${name} must be a number ≥ 0`);
+    return value;
+  };
+  return {
+    errorMargin: num("HERALD_GATE_ERROR_MARGIN", 0.02),
+    p95Ms: num("HERALD_GATE_P95_MS", 500),
+    minEvents: num("HERALD_GATE_MIN_EVENTS", 10),
+  };
+}
+
+function _seconds(raw: string | undefined, fallback: number, name: string): number {
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > 86_400) {
+    throw new Refused(`${name} must be whole seconds 1…86400, got '${raw}'`);
+  }
+  return value;
+}
+
+/** A detached checkout of `sha`, stamped as `deployment`; `remove()` when done. */
+async function _checkout(sha: string, deployment: "stable" | "canary") {
+  const dir = await Deno.makeTempDir({ prefix: "herald-release-" });
+  await git(ROOT, "worktree", "add", "--detach", "--force", dir, sha);
+  const stamp = `${dir}/scripts/stamp_build.ts`;
+  if (await Deno.stat(stamp).then(() => true, () => false)) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", stamp, "--deployment", deployment],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new StepFailed(`stamping ${sha.slice(0, 12)} as ${deployment} failed`);
+    say(new TextDecoder().decode(out.stdout).trim());
+  } else {
+    say(`${sha.slice(0, 12)} predates build stamping: it reports the environment's build`);
+  }
+  return {
+    dir,
+    remove: () => git(ROOT, "worktree", "remove", "--force", dir).catch(() => {}),
+  };
+}
+
+async function _expectBuild(service: Service, canary: boolean, sha: string): Promise<void> {
+  const build = await readiness(service, canary);
+  const want = canary ? "canary" : "stable";
+  if (build.git_sha !== sha || (build.deployment !== want && build.deployment !== "")) {
+    throw new StepFailed(
+      `${want} reports ${build.deployment} ${build.git_sha.slice(0, 12)}, ` +
+        `expected ${want} ${sha.slice(0, 12)}: the deploy did not take`,
+    );
+  }
+}
+
+async function _smoke(service: Service, canary: boolean): Promise<void> {
+  const token = _env("HERALD_SMOKE_DEVICE_TOKEN");
+  if (!token) throw new StepFailed("the smoke test needs HERALD_SMOKE_DEVICE_TOKEN");
+  await smokeTest(service, { canary, deviceToken: token });
+}
+
+async function _tag(target: Target, release: Release): Promise<string> {
+  const tag = `herald/${target.environment}/r${release.id}`;
+  await git(ROOT, "tag", "--force", tag, release.git_sha);
+  if (_env("HERALD_PUSH_TAGS") === "1") {
+    await git(ROOT, "push", "--force", "origin", `refs/tags/${tag}`);
+  }
+  say(`tagged ${release.git_sha.slice(0, 12)} as ${tag}`);
+  return tag;
+}
+
+/** Runs the gate over `windowS` seconds; true when the canary passes. */
+export async function gate(
+  service: Service,
+  windowS: number,
+  thresholds: Thresholds,
+  pollS = Math.min(10, windowS),
+): Promise<boolean> {
+  const prometheus = _env("PROMETHEUS_URL");
+  say(
+    `watching the canary for ${windowS} s through ${
+      prometheus ? "Prometheus" : "the metrics endpoint"
+    }: ` +
+      `error margin ${thresholds.errorMargin}, p95 < ${thresholds.p95Ms} ms, no breaker opened`,
+  );
+  const started = Date.now();
+  const before = prometheus ? undefined : snapshotFromExposition(await scrape(service));
+  const window = async () =>
+    prometheus
+      ? snapshotFromPrometheus(prometheus, Math.max(1, Math.round((Date.now() - started) / 1000)))
+      : increase(before!, snapshotFromExposition(await scrape(service)));
+  while (Date.now() - started < windowS * 1000) {
+    await new Promise((r) =>
+      setTimeout(r, Math.min(pollS * 1000, windowS * 1000 - (Date.now() - started)))
+    );
+    if (Date.now() - started >= windowS * 1000) break;
+    const so_far = await window();
+    if (failsEarly(so_far, thresholds)) {
+      for (const line of judge(so_far, thresholds).lines) say(line);
+      say("the canary failed before the window ended");
+      return false;
+    }
+  }
+  const verdict = judge(await window(), thresholds);
+  for (const line of verdict.lines) say(line);
+  return verdict.ok;
+}
+
+async function deploy(environment: Environment, canary: number | undefined, windowS: number) {
+  const target = resolveTarget(environment);
+  const thresholds = _thresholds();
+  const sha = await git(ROOT, "rev-parse", "HEAD");
+  if (environment === "staging" && canary !== undefined) {
+    throw new Refused("staging has no canary: deploy --env staging without --canary");
+  }
+  step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
+  const latestMigration = (await migrationsOf(ROOT)).at(-1)!;
+  if (target.kind === "hosted") await link(target);
+  if (environment === "production") {
+    const inFlight = (await listReleases(target.query)).find((r) => r.state === "canary");
+    if (inFlight) {
+      throw new StepFailed(
+        `release r${inFlight.id} (${inFlight.git_sha.slice(0, 12)}) is still a canary: ` +
+          "promote-canary or rollback first",
+      );
+    }
+    await backup(target);
+  }
+  step("applying migrations (expand only: the running release keeps working)");
+  await pushMigrations(target, ROOT);
+
+  const asCanary = canary !== undefined;
+  const checkout = await _checkout(sha, asCanary ? "canary" : "stable");
+  try {
+    step(`deploying the functions as ${asCanary ? "the canary" : "stable"}`);
+    await deployFunctions(target, checkout.dir, asCanary);
+  } finally {
+    await checkout.remove();
+  }
+  step(`smoke test of ${asCanary ? "the canary" : environment}`);
+  try {
+    await _expectBuild(target.service, asCanary, sha);
+    await _smoke(target.service, asCanary);
+  } catch (error) {
+    if (asCanary) {
+      say(`smoke test failed: ${(error as Error).message}`);
+      await _withdrawCanary(target);
+      throw new StepFailed("the canary failed its smoke test and was rolled back");
+    }
+    throw new StepFailed(
+      `${environment} failed its smoke test: ${(error as Error).message}` +
+        (environment === "staging" ? " (production is not touched)" : ""),
+    );
+  }
+  step("recording the release");
+  let release = await recordRelease(target.query, {
+    git_sha: sha,
+    git_tag: null,
+    state: asCanary ? "canary" : "live",
+    canary_percent: canary ?? null,
+    functions: await listFunctions(target),
+    latest_migration: latestMigration,
+  });
+  const tag = await _tag(target, release);
+  await setReleaseState(target.query, release.id, release.state, { git_tag: tag });
+  release = { ...release, git_tag: tag };
+  say(`release r${release.id}: ${release.state}`);
+  if (!asCanary) return;
+
+  step(`giving the canary ${canary} % of traffic`);
+  await setCanaryShare(target, canary);
+  step("observation window");
+  if (!(await gate(target.service, windowS, thresholds))) {
+    step("the canary is worse than stable: rolling back");
+    await _withdrawCanary(target, release);
+    throw new StepFailed(`release r${release.id} was rolled back by the health gate`);
+  }
+  await promote(target);
+}
+
+/** Takes the canary out of service: no traffic, canary slugs gone, its release rolled back. */
+async function _withdrawCanary(target: Target, release?: Release): Promise<void> {
+  step("withdrawing the canary");
+  await setCanaryShare(target, 0);
+  await removeCanaryFunctions(target);
+  const inFlight = release ?? (await listReleases(target.query)).find((r) => r.state === "canary");
+  if (inFlight) {
+    await setReleaseState(target.query, inFlight.id, "rolled_back");
+    say(`release r${inFlight.id}: rolled_back`);
+  }
+}
+
+async function promote(target: Target): Promise<void> {
+  const release = (await listReleases(target.query)).find((r) => r.state === "canary");
+  if (!release) throw new StepFailed("no canary is in flight: nothing to promote");
+  step(`promoting release r${release.id} (${release.git_sha.slice(0, 12)})`);
+  if (target.kind === "self-hosted") await setCanaryShare(target, 100);
+  const checkout = await _checkout(release.git_sha, "stable");
+  try {
+    await deployFunctions(target, checkout.dir, false);
+  } finally {
+    await checkout.remove();
+  }
+  await _expectBuild(target.service, false, release.git_sha);
+  await setCanaryShare(target, 0);
+  await removeCanaryFunctions(target);
+  await setReleaseState(target.query, release.id, "live", {
+    functions: await listFunctions(target),
+    canary_percent: 0,
+  });
+  say(`release r${release.id}: live`);
+}
+
+async function rollback(target: Target, to: string | undefined): Promise<void> {
+  const releases = await listReleases(target.query);
+  const canary = releases.find((r) => r.state === "canary");
+  if (canary && to === undefined) {
+    await _withdrawCanary(target, canary);
+    return;
+  }
+  const live = releases.find((r) => r.state === "live");
+  const wanted = to === undefined
+    ? releases.find((r) => r.state === "superseded")
+    : releases.find((r) => `r${r.id}` === to || String(r.id) === to || r.git_tag === to);
+  if (!wanted) {
+    throw new StepFailed(
+      to === undefined ? "no earlier release to roll back to" : `no release ${to} (see status)`,
+    );
+  }
+  const applied = releases.map((r) => r.latest_migration).sort().at(-1)!;
+  const breaking = (await breakingSince(ROOT, wanted.latest_migration)).filter((m) => m <= applied);
+  if (breaking.length) {
+    throw new StepFailed(
+      `refusing to roll back to r${wanted.id}: it predates ${breaking.join(", ")}, ` +
+        "marked herald:breaking (its code cannot run on this schema); deploy a fix forward",
+    );
+  }
+  step(`rolling back to release r${wanted.id} (${wanted.git_sha.slice(0, 12)}, ${wanted.git_tag})`);
+  if (canary) await _withdrawCanary(target, canary);
+  // The release's tag, fetched when this clone lacks it; its sha when it has no tag.
+  let source = wanted.git_sha;
+  if (wanted.git_tag) {
+    const local = () => git(ROOT, "rev-parse", "--verify", "--quiet", `${wanted.git_tag}^{commit}`);
+    const tagged = await local().catch(async () => {
+      await git(ROOT, "fetch", "origin", `refs/tags/${wanted.git_tag}:refs/tags/${wanted.git_tag}`);
+      return local();
+    });
+    if (tagged !== wanted.git_sha) {
+      throw new StepFailed(
+        `tag ${wanted.git_tag} points at ${tagged}, not r${wanted.id}'s ${wanted.git_sha}`,
+      );
+    }
+    source = wanted.git_tag;
+  }
+  const checkout = await _checkout(source, "stable");
+  try {
+    await deployFunctions(target, checkout.dir, false);
+  } finally {
+    await checkout.remove();
+  }
+  await _expectBuild(target.service, false, wanted.git_sha);
+  if (live) await setReleaseState(target.query, live.id, "rolled_back");
+  const redeployed = await recordRelease(target.query, {
+    git_sha: wanted.git_sha,
+    git_tag: wanted.git_tag,
+    state: "live",
+    canary_percent: null,
+    functions: await listFunctions(target),
+    latest_migration: wanted.latest_migration,
+  });
+  say(`release r${redeployed.id}: live again at ${wanted.git_tag ?? wanted.git_sha.slice(0, 12)}`);
+}
+
+function _backupDir(): string {
+  const dir = _env("HERALD_BACKUP_DIR") ?? `${ROOT}/.deploy/backups`;
+  return dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
+}
+
+/** Saves a schema and data dump and the live functions under the backup directory. */
+async function backup(target: Target): Promise<string> {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
+  const dir = `${_backupDir()}/${target.environment}-${stamp}`;
+  step(`backing up ${target.environment} to ${dir}`);
+  await Deno.mkdir(`${dir}/supabase/functions`, { recursive: true });
+  const flags = dbFlags(target);
+  await run("supabase", ["db", "dump", ...flags, "--file", `${dir}/schema.sql`], { cwd: ROOT });
+  await run("supabase", ["db", "dump", ...flags, "--data-only", "--file", `${dir}/data.sql`], {
+    cwd: ROOT,
+  });
+  const functions = await listFunctions(target);
+  if (target.kind === "hosted") {
+    for (const fn of functions) {
+      await run("supabase", [
+        "--workdir",
+        dir,
+        "functions",
+        "download",
+        fn.slug,
+        "--project-ref",
+        target.ref,
+        "--use-api",
+      ], { cwd: ROOT });
+    }
+  } else {
+    for (const [from, to] of [[target.stableDir, "stable"], [target.canaryDir, "canary"]]) {
+      const copy = new Deno.Command("cp", {
+        args: ["-R", from, `${dir}/supabase/functions/${to}`],
+      });
+      await copy.output();
+    }
+  }
+  const live = (await listReleases(target.query).catch(() => [])).find((r) => r.state === "live");
+  await Deno.writeTextFile(
+    `${dir}/backup.json`,
+    JSON.stringify(
+      {
+        environment: target.environment,
+        project: target.kind === "hosted" ? target.ref : "self-hosted",
+        created_at: new Date().toISOString(),
+        live_release: live ? { id: live.id, git_sha: live.git_sha, git_tag: live.git_tag } : null,
+        functions,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  say(`saved schema.sql, data.sql, ${functions.length} functions and backup.json`);
+  return dir;
+}
+
+async function listBackups(): Promise<void> {
+  const root = _backupDir();
+  const entries: string[] = [];
+  try {
+    for await (const e of Deno.readDir(root)) if (e.isDirectory) entries.push(e.name);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  if (!entries.length) {
+    console.log(`no backups under ${root}`);
+    return;
+  }
+  console.log(`backups under ${root}, newest first:`);
+  for (const name of entries.sort().reverse()) {
+    const manifest = await Deno.readTextFile(`${root}/${name}/backup.json`)
+      .then((t) => JSON.parse(t), () => undefined);
+    const size = async (f: string) =>
+      (await Deno.stat(`${root}/${name}/${f}`).catch(() => undefined))?.size ?? 0;
+    const release = manifest?.live_release;
+    console.log(
+      `${name}  ${manifest?.project ?? "?"}  ` +
+        `release ${release ? `r${release.id} ${release.git_sha.slice(0, 12)}` : "none"}  ` +
+        `functions ${
+          manifest?.functions?.map((f: { slug: string }) => f.slug).join(",") ?? "?"
+        }  ` +
+        `schema ${await size("schema.sql")} B, data ${await size("data.sql")} B`,
+    );
+  }
+}
+
+async function status(target: Target): Promise<void> {
+  step(`${target.environment} (${target.kind === "hosted" ? target.ref : "self-hosted"})`);
+  if (target.kind === "hosted") await link(target);
+  const releases = await listReleases(target.query);
+  console.log("releases (newest first):");
+  for (const r of releases.slice(0, 10)) {
+    console.log(
+      `  r${r.id}  ${r.state.padEnd(11)} ${r.git_sha.slice(0, 12)}  ${r.git_tag ?? "-"}  ` +
+        `${r.created_at}  ${r.latest_migration}`,
+    );
+  }
+  if (!releases.length) console.log("  none yet");
+  console.log("functions:");
+  for (const f of await listFunctions(target)) {
+    console.log(`  ${f.slug.padEnd(18)} v${f.version ?? "-"}  ${f.ezbr_sha256 ?? ""}`);
+  }
+  console.log(`canary share: ${await canaryShare(target)}`);
+}
+
+async function healthCheck(
+  args: { url?: string; canaryUrl?: string; window?: string; expectSha?: string },
+) {
+  if (!args.url) throw new Refused("health-check needs --url (the functions base URL)");
+  _need(["SUPABASE_SERVICE_ROLE_KEY"], "health-check");
+  secret(_env("SUPABASE_SERVICE_ROLE_KEY"));
+  const service: Service = {
+    url: args.url,
+    canaryUrl: args.canaryUrl ?? _env("HERALD_CANARY_FUNCTIONS_URL"),
+    key: _env("SUPABASE_SERVICE_ROLE_KEY")!,
+  };
+  const windowS = _seconds(args.window, 60, "--window");
+  const thresholds = _thresholds();
+  step("readiness");
+  await readiness(service, false);
+  const canary = await readiness(service, true);
+  if (args.expectSha && canary.git_sha !== args.expectSha) {
+    throw new StepFailed(`the canary runs ${canary.git_sha}, not ${args.expectSha}`);
+  }
+  step("health gate");
+  if (!(await gate(service, windowS, thresholds))) {
+    throw new StepFailed("the canary is less healthy than stable");
+  }
+  say("the canary is as healthy as stable");
+}
+
+/** Runs one command line; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        env: { type: "string" },
+        canary: { type: "string" },
+        window: { type: "string" },
+        to: { type: "string" },
+        url: { type: "string" },
+        "canary-url": { type: "string" },
+        "expect-sha": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    console.error(`deployment-manager: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.help || command === undefined || command === "help") {
+    console.log(HELP);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  try {
+    if (positionals.length > 1) throw new Refused(`unexpected argument '${positionals[1]}'`);
+    const environment = (values.env ?? "production") as Environment;
+    if (environment !== "staging" && environment !== "production") {
+      throw new Refused(`--env must be staging or production, got '${values.env}'`);
+    }
+    switch (command) {
+      case "deploy": {
+        if (values.env === undefined) throw new Refused("deploy needs --env staging|production");
+        let canary: number | undefined;
+        if (values.canary !== undefined) {
+          canary = Number(values.canary);
+          if (!Number.isInteger(canary) || canary < 1 || canary > 100) {
+            throw new Refused(`--canary must be a whole percent 1…100, got '${values.canary}'`);
+          }
+        }
+        await deploy(environment, canary, _seconds(values.window, 300, "--window"));
+        break;
+      }
+      case "promote-canary": {
+        const target = resolveTarget(environment);
+        if (target.kind === "hosted") await link(target);
+        await promote(target);
+        break;
+      }
+      case "rollback": {
+        const target = resolveTarget(environment);
+        if (target.kind === "hosted") await link(target);
+        await rollback(target, values.to);
+        break;
+      }
+      case "backup": {
+        const target = resolveTarget(environment);
+        if (target.kind === "hosted") await link(target);
+        await backup(target);
+        break;
+      }
+      case "list-backups":
+        await listBackups();
+        break;
+      case "health-check":
+        await healthCheck({
+          url: values.url,
+          canaryUrl: values["canary-url"],
+          window: values.window,
+          expectSha: values["expect-sha"],
+        });
+        break;
+      case "status":
+        await status(resolveTarget(environment));
+        break;
+      default:
+        throw new Refused(`unknown command '${command}' (see --help)`);
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof Refused) {
+      console.error(`deployment-manager: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof StepFailed) {
+      console.error(`deployment-manager: FAILED: ${masked(error.message)}`);
+      return 1;
+    }
+    console.error(`deployment-manager: FAILED: ${masked((error as Error).stack ?? String(error))}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

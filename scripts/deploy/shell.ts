@@ -1,0 +1,84 @@
+/**
+ * How the deployment manager talks: every step announced before it runs, every
+ * command echoed (with secrets masked) and its failure turned into a
+ * {@linkcode StepFailed} that names the command.
+ *
+ * @module
+ */
+
+/** A step that could not be done; the manager stops (or rolls back) on it. */
+export class StepFailed extends Error {
+  override name = "StepFailed";
+}
+
+/** Values that never appear in what the manager prints. */
+const secrets = new Set<string>();
+
+/** Masks `value` wherever the manager prints it from now on. */
+export function secret(value: string | undefined): void {
+  if (value && value.length >= 6) secrets.add(value);
+}
+
+/** `text` with every registered secret replaced by `***`. */
+export function masked(text: string): string {
+  let out = text;
+  for (const value of secrets) out = out.replaceAll(value, "***");
+  return out;
+}
+
+/** Prints a numbered-looking step header: `==> what`. */
+export function step(what: string): void {
+  console.log(`==> ${masked(what)}`);
+}
+
+/** Prints a detail under the current step. */
+export function say(what: string): void {
+  console.log(`    ${masked(what)}`);
+}
+
+/** Options for {@linkcode run}. */
+export interface RunOptions {
+  /** Capture stdout and return it instead of passing it through. */
+  capture?: boolean;
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * Runs `command args…`, echoing it first as `$ command args…`. Output passes
+ * through unless `capture`; stderr always does.
+ *
+ * @throws {StepFailed} when it exits non-zero or cannot start
+ */
+export async function run(
+  command: string,
+  args: string[],
+  options: RunOptions = {},
+): Promise<string> {
+  console.log(masked(`    $ ${[command, ...args].map(_quote).join(" ")}`));
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(command, {
+      args,
+      cwd: options.cwd,
+      env: options.env,
+      stdin: "null",
+      stdout: options.capture ? "piped" : "inherit",
+      stderr: "inherit",
+    }).output();
+  } catch (error) {
+    throw new StepFailed(
+      error instanceof Deno.errors.NotFound
+        ? `${command} is not on PATH`
+        : `${command} could not start: ${(error as Error).message}`,
+    );
+  }
+  if (!output.success) {
+    throw new StepFailed(masked(`${command} ${args.slice(0, 2).join(" ")} exited ${output.code}`));
+  }
+  return options.capture ? new TextDecoder().decode(output.stdout) : "";
+}
+
+function _quote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
