@@ -425,10 +425,12 @@ Deno.test("metrics: counts Redis refused are kept and written with the next flus
 
 Deno.test("metrics: a breaker opening is counted under its target kind", async () => {
   const before = await values();
-  await countBreakerOpening(redis, "email:api.example.test");
+  await countBreakerOpening(redis, "email:api.example.test", "canary");
   const after = await values();
-  const key = 'herald_circuit_breaker_openings_total{kind="email"}';
+  const key = 'herald_circuit_breaker_openings_total{kind="email",deployment="canary"}';
   assert.equal(after.get(key)! - (before.get(key) ?? 0), 1);
+  const stable = 'herald_circuit_breaker_openings_total{kind="email",deployment="stable"}';
+  assert.equal(after.get(stable) ?? 0, before.get(stable) ?? 0, "stable's count is its own");
 });
 
 Deno.test("metrics: with Postgres unreachable the scrape still answers, herald_up says so and Redis's part is there", async () => {

@@ -113,7 +113,7 @@ export function createApp(deps: MetricsAppDeps) {
     _build(out, deps.build);
     _up(out, database, redis);
     if (database && "value" in database) _database(out, database.value, deps.build.instance);
-    if (redis && "value" in redis) _redis(out, redis.value);
+    if (redis && "value" in redis) _redis(out, redis.value, deps.build.instance);
     out.family(
       "herald_scrape_duration_seconds",
       "gauge",
@@ -302,7 +302,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
   }
 }
 
-function _redis(out: Exposition, redis: RedisSnapshot) {
+function _redis(out: Exposition, redis: RedisSnapshot, own: string) {
   out.family(
     "herald_http_requests_total",
     "counter",
@@ -351,14 +351,15 @@ function _redis(out: Exposition, redis: RedisSnapshot) {
   out.family(
     "herald_circuit_breaker_openings_total",
     "counter",
-    "Times a breaker opened, by target kind.",
+    "Times a breaker opened, by target kind and the deployment that saw it open.",
   );
-  for (const kind of new Set([...BREAKER_KINDS, ...Object.keys(redis.openings)])) {
-    out.sample(
-      "herald_circuit_breaker_openings_total",
-      { kind },
-      Number(redis.openings[kind] ?? 0),
-    );
+  const deployments = [...new Set([own, ...redis.openings.map((o) => o.deployment)])].sort();
+  const kinds = [...new Set([...BREAKER_KINDS, ...redis.openings.map((o) => o.kind)])];
+  for (const kind of kinds) {
+    for (const deployment of deployments) {
+      const n = redis.openings.find((o) => o.kind === kind && o.deployment === deployment)?.n;
+      out.sample("herald_circuit_breaker_openings_total", { kind, deployment }, n ?? 0);
+    }
   }
 }
 

@@ -8,8 +8,12 @@
  */
 import type { Redis } from "@upstash/redis";
 import type { Sql, Tx } from "../_shared/db/sessions.ts";
-import { readRequestCounts, type RouteCounts } from "../_shared/metrics/request_counts.ts";
-import { BREAKER_OPENINGS_KEY } from "../_shared/metrics/request_counts.ts";
+import {
+  BREAKER_OPENINGS_KEY,
+  parseBreakerOpenings,
+  readRequestCounts,
+  type RouteCounts,
+} from "../_shared/metrics/request_counts.ts";
 import { type BreakerReport, readBreakerStates } from "../_shared/resilience/breaker_states.ts";
 
 /** What Postgres holds. */
@@ -31,7 +35,7 @@ export interface DatabaseSnapshot {
 /** What Redis holds. */
 export interface RedisSnapshot {
   requests: RouteCounts[];
-  openings: Record<string, number>;
+  openings: { kind: string; deployment: string; n: number }[];
   breakers: BreakerReport[];
   /** More breakers exist than were read. */
   truncated: boolean;
@@ -73,12 +77,12 @@ export async function readRedis(
 ): Promise<RedisSnapshot> {
   const [requests, openings, states] = await Promise.all([
     readRequestCounts(redis),
-    redis.hgetall<Record<string, number>>(BREAKER_OPENINGS_KEY),
+    redis.hgetall<Record<string, string | number>>(BREAKER_OPENINGS_KEY),
     readBreakerStates(redis, { ...breaker, limit: 1_000 }),
   ]);
   return {
     requests,
-    openings: openings ?? {},
+    openings: parseBreakerOpenings(openings),
     breakers: states.breakers,
     truncated: states.truncated,
   };

@@ -110,6 +110,24 @@ const Content = {
   ).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
     message: "must be after 2000-01-01",
   }).optional(),
+  /**
+   * FCM checks the whole message and each device token and delivers nothing
+   * (HTTP v1's `validate_only`); the delivery ends `sent` with FCM's dry-run
+   * message name. For smoke tests. Push only.
+   */
+  validate_only: z.boolean().optional(),
+};
+
+/** validate_only needs push alone: e-mail and webhooks cannot be checked without delivering. */
+const validatesPushOnly = (
+  n: { validate_only?: boolean; channels: string[]; targets?: { channel: string }[] },
+) =>
+  !n.validate_only ||
+  [...n.channels, ...(n.targets ?? []).map((t) => t.channel)].every((c) => c === "push");
+const VALIDATE_ONLY_IS_PUSH = {
+  message: "validate_only is for push alone: e-mail and webhooks cannot be checked " +
+    "without being delivered",
+  path: ["validate_only"],
 };
 
 const saysSomething = (n: { title?: string; body?: string; data?: Record<string, string> }) =>
@@ -193,6 +211,7 @@ export const NotifyRequest = z.strictObject({
   ...Content,
 })
   .refine(saysSomething, NOTHING_TO_SAY)
+  .refine(validatesPushOnly, VALIDATE_ONLY_IS_PUSH)
   .superRefine(_pushFits)
   .refine((n) => (n.user_ids?.length ?? 0) + (n.targets?.length ?? 0) > 0, {
     message: "name at least one recipient in user_ids or targets",
@@ -209,6 +228,7 @@ export const BulkRequest = z.strictObject({
   ...Content,
 })
   .refine(saysSomething, NOTHING_TO_SAY)
+  .refine(validatesPushOnly, VALIDATE_ONLY_IS_PUSH)
   .superRefine(_pushFits)
   .refine((n) => Boolean(n.user_ids) !== Boolean(n.topic), {
     message: "name exactly one audience: user_ids or topic",

@@ -64,7 +64,9 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
     ...config.breaker,
     onStateChange: (target, state) => {
       log("warn", `circuit breaker ${state}`, { target });
-      if (state === "open" && redis) void countBreakerOpening(redis, target);
+      if (state === "open" && redis) {
+        void countBreakerOpening(redis, target, config.build.instance);
+      }
     },
     onDegraded: (error) =>
       error

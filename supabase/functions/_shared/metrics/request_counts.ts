@@ -17,7 +17,11 @@ import { REQUEST_BUCKETS } from "./catalogue.ts";
 /** The hash every isolate counts into. */
 export const REQUESTS_KEY = "herald:metrics:requests";
 
-/** Breaker openings by target kind (`fcm`, `email`, `webhook`). */
+/**
+ * Breaker openings: fields `<kind>|<deployment>` (`fcm|canary`), so the
+ * deploy gate can tell a canary that opened one. A field without `|` was
+ * written before deployments were counted, by stable.
+ */
 export const BREAKER_OPENINGS_KEY = "herald:metrics:breaker_openings";
 
 /** One route's counts, as {@linkcode readRequestCounts} returns them. */
@@ -149,9 +153,32 @@ export async function readRequestCounts(redis: Pick<Redis, "hgetall">): Promise<
   );
 }
 
-/** Counts a breaker opening under its target's kind (`fcm:<project>` → `fcm`). */
-export function countBreakerOpening(redis: Pick<Redis, "hincrby">, target: string): Promise<void> {
-  return redis.hincrby(BREAKER_OPENINGS_KEY, breakerKind(target), 1).then(() => {}, () => {});
+/** Counts a breaker opening under its target's kind (`fcm:<project>` → `fcm`) and the deployment that saw it open. */
+export function countBreakerOpening(
+  redis: Pick<Redis, "hincrby">,
+  target: string,
+  deployment: string,
+): Promise<void> {
+  return redis.hincrby(BREAKER_OPENINGS_KEY, `${breakerKind(target)}|${deployment}`, 1)
+    .then(() => {}, () => {});
+}
+
+/** Openings by kind and deployment, from the hash's fields. */
+export function parseBreakerOpenings(
+  hash: Record<string, string | number> | null,
+): { kind: string; deployment: string; n: number }[] {
+  const out = new Map<string, { kind: string; deployment: string; n: number }>();
+  for (const [field, raw] of Object.entries(hash ?? {})) {
+    const [kind, deployment = "stable"] = field.split("|");
+    const n = Number(raw);
+    if (!/^[a-z]{1,16}$/.test(kind) || !/^[a-z0-9][a-z0-9_-]{0,31}$/.test(deployment)) continue;
+    if (!Number.isFinite(n)) continue;
+    const key = `${kind}|${deployment}`;
+    const seen = out.get(key);
+    if (seen) seen.n += n;
+    else out.set(key, { kind, deployment, n });
+  }
+  return [...out.values()];
 }
 
 /** A breaker target's kind: what comes before the first colon. */

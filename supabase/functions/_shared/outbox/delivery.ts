@@ -28,6 +28,8 @@ export interface NotificationContent {
   expiresAt: Date | null;
   /** `ttl_seconds: 0`: one attempt as soon as it is due, never a retry (FCM's TTL `"0s"`). */
   nowOrNever?: boolean;
+  /** FCM checks the message and token and delivers nothing (`validate_only`); push only. */
+  validateOnly?: boolean;
   createdAt: Date;
   /** The correlation id of the request that asked for it. */
   requestId: string | null;

@@ -92,7 +92,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
            from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
         end as secrets,
         n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
-        n.overrides, n.expires_at, n.now_or_never, n.created_at, n.request_id
+        n.overrides, n.expires_at, n.now_or_never, n.validate_only, n.created_at, n.request_id
     ), unreported as (
       -- A lease that ran out without a write-back: that attempt's outcome is
       -- unknown (the provider may have received it), and the log says so.
@@ -125,6 +125,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       overrides: r.overrides,
       expiresAt: r.expires_at,
       nowOrNever: r.now_or_never,
+      validateOnly: r.validate_only,
       createdAt: r.created_at,
       requestId: r.request_id,
     },

@@ -57,7 +57,10 @@ export function createPushProvider(options: PushProviderOptions): Provider {
           disableTarget: false,
         });
       }
-      return options.sender(built.message, { signal: sendOptions?.signal });
+      return options.sender(built.message, {
+        signal: sendOptions?.signal,
+        validateOnly: delivery.notification.validateOnly === true,
+      });
     },
   };
 }
