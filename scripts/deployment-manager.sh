@@ -14,4 +14,4 @@ else
   sh "$root/scripts/deno.sh" --version >/dev/null
   deno="$root/node_modules/.bin/deno"
 fi
-exec "$deno" run --allow-all --quiet "$root/scripts/deploy/main.ts" "$@"
+exec "$deno" run --allow-all --quiet --config "$root/deno.json" "$root/scripts/deploy/main.ts" "$@"

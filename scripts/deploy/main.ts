@@ -46,11 +46,12 @@ export const HELP = `Herald's deployment manager.
 Usage: scripts/deployment-manager.sh <command> [options]
 
 Commands:
-  deploy --env staging|production [--canary PERCENT] [--window SECONDS]
+  deploy --env staging|production [--canary PERCENT] [--window SECONDS] [--hold]
       staging: apply migrations, deploy every function, smoke-test, record the release.
       production: back up, apply migrations, deploy the canary, smoke-test it, give it
       PERCENT of traffic, watch it for SECONDS (default 300), then promote it or roll it
-      back (exit 1). Without --canary, production is deployed whole after the smoke test.
+      back (exit 1); --hold leaves a canary that passed in flight for promote-canary.
+      Without --canary, production is deployed whole after the smoke test.
   promote-canary [--env production]
       Put the canary's release into stable and retire the canary.
   rollback [--env production] [--to RELEASE]
@@ -267,7 +268,12 @@ export async function gate(
   return verdict.ok;
 }
 
-async function deploy(environment: Environment, canary: number | undefined, windowS: number) {
+async function deploy(
+  environment: Environment,
+  canary: number | undefined,
+  windowS: number,
+  hold: boolean,
+) {
   const target = resolveTarget(environment);
   const thresholds = _thresholds();
   const sha = await git(ROOT, "rev-parse", "HEAD");
@@ -335,6 +341,12 @@ async function deploy(environment: Environment, canary: number | undefined, wind
     step("the canary is worse than stable: rolling back");
     await _withdrawCanary(target, release);
     throw new StepFailed(`release r${release.id} was rolled back by the health gate`);
+  }
+  if (hold) {
+    say(
+      `release r${release.id} passed and stays a canary at ${canary} %: promote-canary or rollback`,
+    );
+    return;
   }
   await promote(target);
 }
@@ -579,6 +591,7 @@ export async function main(argv: string[]): Promise<number> {
         url: { type: "string" },
         "canary-url": { type: "string" },
         "expect-sha": { type: "string" },
+        hold: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -608,7 +621,13 @@ export async function main(argv: string[]): Promise<number> {
             throw new Refused(`--canary must be a whole percent 1…100, got '${values.canary}'`);
           }
         }
-        await deploy(environment, canary, _seconds(values.window, 300, "--window"));
+        if (values.hold && canary === undefined) throw new Refused("--hold needs --canary");
+        await deploy(
+          environment,
+          canary,
+          _seconds(values.window, 300, "--window"),
+          values.hold ?? false,
+        );
         break;
       }
       case "promote-canary": {
