@@ -39,7 +39,9 @@ import {
   targetQuery,
 } from "./targets.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+/** The checkout releases are cut from: HERALD_REPO, else the one this script is in. */
+const ROOT = Deno.env.get("HERALD_REPO") ||
+  new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
 export const HELP = `Herald's deployment manager.
 
@@ -80,6 +82,7 @@ Environment:
   KONG_ADMIN_URL               self-hosted: Kong's admin API; with it, also SUPABASE_DB_URL,
                                HERALD_STABLE_FUNCTIONS_DIR, HERALD_CANARY_FUNCTIONS_DIR and
                                kong.yml's variables (docs/SELF_HOSTING.md)
+  HERALD_REPO                  the git checkout to release from (default: this script's own)
   HERALD_BACKUP_DIR            where backups go (default .deploy/backups)
   HERALD_PUSH_TAGS             1: push each release's git tag to origin
   PROMETHEUS_URL               the gate asks Prometheus instead of scraping the metrics endpoint

@@ -74,7 +74,8 @@ export async function run(
     );
   }
   if (!output.success) {
-    throw new StepFailed(masked(`${command} ${args.slice(0, 2).join(" ")} exited ${output.code}`));
+    const what = args.filter((a, i) => a !== "--workdir" && args[i - 1] !== "--workdir");
+    throw new StepFailed(masked(`${command} ${what.slice(0, 2).join(" ")} exited ${output.code}`));
   }
   return options.capture ? new TextDecoder().decode(output.stdout) : "";
 }
