@@ -93,7 +93,9 @@ export function parseExposition(text: string): Sample[] {
     for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
       labels[l[1]] = l[2].replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
     }
-    samples.push({ name: m[1], labels, value: Number(m[3]) });
+    const value = Number(m[3]);
+    if (Number.isNaN(value) && m[3] !== "NaN") continue; // not a sample line
+    samples.push({ name: m[1], labels, value });
   }
   return samples;
 }
