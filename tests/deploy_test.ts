@@ -331,8 +331,11 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
   // list-backups shows what backup saved before the canary went out.
   const listed = await manager(["list-backups"], env(state));
   assert.equal(listed.code, 0);
-  const [dir] = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name);
-  assert.match(dir, /^production-\d{8}T\d{6}Z$/);
+  // Two backups: before the first stable deploy (nothing live yet) and before the canary.
+  const dirs = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name).sort();
+  assert.equal(dirs.length, 2);
+  const dir = dirs[1];
+  assert.match(dir, /^production-\d{8}T\d{6}Z(-\d+)?$/);
   assert.ok(listed.out.includes(dir));
   assert.ok(listed.out.includes(PRODUCTION));
   assert.ok(listed.out.includes(`release r${old.id} ${HEAD.slice(0, 12)}`));

@@ -74,3 +74,20 @@ Deno.test("slugs: the function's own name with a query, and a slug that only sta
   const longer = await app.request("/probex/where?q=2");
   assert.deepEqual(await longer.json(), { slug: "probex", q: "2" });
 });
+
+Deno.test("slugs: notify-canary's OpenAPI document names its paths under notify-canary", async () => {
+  const sql = createSql({ url: stack.dbUrl, max: 1, applicationName: "herald-slug-test" });
+  try {
+    const app = notifyApp(sql);
+    for (const slug of ["notify", "notify-canary"]) {
+      const response = await app.request(`/${slug}/openapi.json`);
+      assert.equal(response.status, 200);
+      const paths = Object.keys((await response.json()).paths);
+      assert.ok(paths.includes(`/${slug}`), slug);
+      assert.ok(paths.includes(`/${slug}/notifications/{id}`), slug);
+      assert.ok(paths.every((p) => p === `/${slug}` || p.startsWith(`/${slug}/`)), paths.join());
+    }
+  } finally {
+    await sql.end();
+  }
+});

@@ -455,7 +455,18 @@ function _backupDir(): string {
 /** Saves a schema and data dump and the live functions under the backup directory. */
 async function backup(target: Target): Promise<string> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
-  const dir = `${_backupDir()}/${target.environment}-${stamp}`;
+  await Deno.mkdir(_backupDir(), { recursive: true });
+  let dir = `${_backupDir()}/${target.environment}-${stamp}`;
+  // Never into an earlier backup, even one made in the same second.
+  for (let n = 2;; n++) {
+    try {
+      await Deno.mkdir(dir);
+      break;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      dir = `${_backupDir()}/${target.environment}-${stamp}-${n}`;
+    }
+  }
   step(`backing up ${target.environment} to ${dir}`);
   await Deno.mkdir(`${dir}/supabase/functions`, { recursive: true });
   const flags = dbFlags(target);

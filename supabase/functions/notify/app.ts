@@ -50,8 +50,14 @@ export function createApp(deps: NotifyDeps) {
   const app = createHttpApp("notify", deps.log, {
     onAnswered: count && ((r) => count(_route(r.method, r.path), r.status, r.seconds)),
   });
-  const document = openApiDocument();
-  app.get("/openapi.json", (c) => c.json(document));
+  // One document per slug this process is called as (a handful at most: notify, notify-canary).
+  const documents = new Map<string, Record<string, unknown>>();
+  app.get("/openapi.json", (c) => {
+    const slug = c.get("slug");
+    let document = documents.get(slug);
+    if (!document) documents.set(slug, document = openApiDocument(slug));
+    return c.json(document);
+  });
 
   app.use(authenticate(deps.resolveCaller));
   if (deps.rateLimit) app.use(deps.rateLimit);

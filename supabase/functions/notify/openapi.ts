@@ -202,8 +202,11 @@ const Problem = {
   },
 };
 
-/** Builds the document (once per process). */
-export function openApiDocument(): Record<string, unknown> {
+/**
+ * Builds the document for the function deployed as `slug` (`notify`, or
+ * `notify-canary` on a canary): its paths are the ones that slug answers.
+ */
+export function openApiDocument(slug = "notify"): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of OPERATIONS) {
     const parameters: unknown[] = [...op.path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({
@@ -247,7 +250,7 @@ export function openApiDocument(): Record<string, unknown> {
         },
       };
     }
-    const path = op.path === "/" ? "/notify" : `/notify${op.path}`;
+    const path = op.path === "/" ? `/${slug}` : `/${slug}${op.path}`;
     paths[path] ??= {};
     paths[path][op.method] = {
       summary: op.summary,
