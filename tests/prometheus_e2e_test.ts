@@ -3,7 +3,8 @@
  * stack's metrics function through Kong and evaluates Herald's rules. The FCM
  * stand-in starts failing, real dispatch rounds open the real breaker, and
  * HeraldBreakerOpen goes pending, then firing, through Prometheus's HTTP API;
- * the stand-in heals, a probe closes the breaker and the alert resolves.
+ * the stand-in heals, a probe closes the breaker and the alert resolves. The
+ * deploy gate's Prometheus queries read the same outage by deployment.
  *
  * The rules are Herald's own, with two settings shortened so the test takes
  * seconds rather than minutes: every group evaluates each second (30 s
@@ -14,6 +15,7 @@ import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
 import { Redis } from "@upstash/redis";
 import { HERALD_RULES, startPrometheus } from "../scripts/stack/prometheus.ts";
+import { snapshotFromPrometheus } from "../scripts/deploy/gate.ts";
 import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -121,6 +123,13 @@ Deno.test("prometheus e2e: an FCM outage opens the breaker, HeraldBreakerOpen go
       return alerts.find((a) => a.state === "firing");
     });
     assert.equal(firing.labels.kind, "fcm");
+
+    // The deploy gate's Prometheus mode reads the same outage, by deployment.
+    const window = await snapshotFromPrometheus(prometheus.url, 120);
+    const stable = window.get("stable");
+    assert.ok(stable, `deployments seen: ${[...window.keys()]}`);
+    assert.ok(stable.openings >= 1, `breaker openings ${stable.openings}`);
+    assert.ok(!window.get("canary")?.openings, "the canary opened nothing");
 
     // FCM answers again: after the cool-down a round's probe closes the breaker.
     await fakeControl("fcm", "reset");
