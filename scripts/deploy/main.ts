@@ -412,7 +412,9 @@ async function rollback(target: Target, to: string | undefined): Promise<void> {
     );
   }
   step(`rolling back to release r${wanted.id} (${wanted.git_sha.slice(0, 12)}, ${wanted.git_tag})`);
+  // Everything to stable, whatever the share was.
   if (canary) await _withdrawCanary(target, canary);
+  else await setCanaryShare(target, 0);
   // The release's tag, fetched when this clone lacks it; its sha when it has no tag.
   let source = wanted.git_sha;
   if (wanted.git_tag) {
