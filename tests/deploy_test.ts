@@ -635,6 +635,50 @@ Deno.test("deploy: the service-role key never appears in what the manager prints
   assert.ok(!run.out.includes("fake-database-password"));
 });
 
+Deno.test("deploy: backup on its own saves dumps and every live function; list-backups and status show them", async () => {
+  const state = await freshState();
+  const first = await manager(["deploy", "--env", "production"], env(state));
+  assert.equal(first.code, 0, first.out);
+  const empty = await manager(["list-backups"], env(state, { HERALD_BACKUP_DIR: `${state}/none` }));
+  assert.equal(empty.code, 0);
+  assert.match(empty.out, /no backups under/);
+  const before = (await calls(state)).length;
+  const backup = await manager(["backup"], env(state));
+  assert.equal(backup.code, 0, backup.out);
+  const cs = (await calls(state)).slice(before);
+  assert.deepEqual(
+    cs.filter((c) => shape(c) === "db dump").map((c) => c.argv.includes("--data-only")),
+    [false, true],
+  );
+  assert.deepEqual(
+    cs.filter((c) => shape(c) === "functions download").map((c) =>
+      c.argv[c.argv.indexOf("download") + 1]
+    ),
+    FUNCTIONS,
+  );
+  const dirs = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name).sort();
+  const dir = dirs.at(-1)!;
+  const manifest = JSON.parse(await Deno.readTextFile(`${state}/backups/${dir}/backup.json`));
+  assert.equal(manifest.project, PRODUCTION);
+  assert.deepEqual(manifest.functions.map((f: { slug: string }) => f.slug), FUNCTIONS);
+  for (const f of FUNCTIONS) {
+    assert.ok(Deno.statSync(`${state}/backups/${dir}/supabase/functions/${f}/index.ts`).isFile, f);
+  }
+  const listed = await manager(["list-backups"], env(state));
+  assert.equal(listed.code, 0);
+  assert.ok(
+    listed.out.indexOf(dir) < listed.out.indexOf(dirs[0]) || dirs.length === 1,
+    "newest first",
+  );
+
+  const status = await manager(["status"], env(state));
+  assert.equal(status.code, 0, status.out);
+  const [release] = await releases();
+  assert.match(status.out, new RegExp(`r${release.id} +live +${HEAD.slice(0, 12)}`));
+  assert.match(status.out, /notify +v1 +[0-9a-f]{64}/);
+  assert.match(status.out, /canary share: 0 % of dispatch rounds/);
+});
+
 Deno.test("deploy: cleanup", async () => {
   await sql`delete from herald.releases`;
   await sql`update herald.dispatch_canary set percent = 0`;
