@@ -35,6 +35,8 @@ export interface Ports {
   edge: number;
   /** The canary edge runtime's stand-in, with a pool of function processes of its own. */
   edgeCanary: number;
+  /** The inbox: what the stand-ins received, as recipients would see it (the CLI's e-mail page port). */
+  inbox: number;
   /** Kong's Status API: `GET /metrics` (Prometheus). */
   kongStatus: number;
   /** Prometheus, when `npm run observe` runs it. */
@@ -59,7 +61,8 @@ export function portsFrom(base: number): Ports {
     gateway: base,
     postgres: base + 1,
     edge: base + 2,
-    edgeCanary: base + 3,
+    inbox: base + 3,
+    edgeCanary: base + 6,
     kongStatus: base + 4,
     prometheus: base + 5,
     redis: base + 8,

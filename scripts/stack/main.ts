@@ -14,6 +14,7 @@ const running = await startStack(stack, { watch: true, dispatcher: true, observe
 
 const rows: [string, string][] = [
   ["API URL", `${stack.apiUrl}  (Kong, from kong/kong.yml)`],
+  ["Inbox", `http://127.0.0.1:${stack.ports.inbox}  (every push, e-mail and webhook, as received)`],
   ["Kong metrics", `http://127.0.0.1:${stack.ports.kongStatus}/metrics`],
   ["Herald metrics", `${stack.apiUrl}/functions/v1/metrics  (service_role key as Bearer)`],
   [

@@ -133,6 +133,9 @@ export async function startStack(
     }
     // Kong and the edge runtime's two front doors, in one process (a loopback hop less).
     await script("kong", "scripts/stack/kong/main.ts");
+    // The inbox reads every stand-in's record: not beside a benchmark, whose numbers it would share.
+    const inbox = stack.name !== "bench";
+    if (inbox) await script("inbox", "scripts/stack/inbox/server.ts");
     await Promise.race([
       startupCrash,
       Promise.all([
@@ -144,6 +147,7 @@ export async function startStack(
         stack.ports.gateway,
         stack.ports.edge,
         stack.ports.edgeCanary,
+        ...(inbox ? [stack.ports.inbox] : []),
         ...functions.map((f) => f.port),
         ...canaryFunctions.map((f) => f.port),
       ].map((port) => _waitForPort(port))),

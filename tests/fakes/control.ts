@@ -4,8 +4,10 @@
  * with scripted responses.
  *
  * Control API (on each stand-in's port):
- * - `GET /_control/requests` → `{ total, max_in_flight, requests: [{ at, method, path, headers, body, raw }] }`
- *   (`max_in_flight`: the most requests it was answering at once)
+ * - `GET /_control/requests[?after=SEQ]` → `{ total, max_in_flight, requests: [{ seq, at, method,
+ *   path, headers, body, raw, status }] }` (`max_in_flight`: the most requests it was answering
+ *   at once; `seq` numbers requests from 1 since the last reset; `after` keeps only later ones;
+ *   `status` is what the stand-in answered, once it has)
  * - `DELETE /_control/requests` clears the record
  * - `POST /_control/behaviour` `{ latency_ms?, responses?: [...], repeat_last? }`: `responses`
  *   is consumed one per request (then normal service resumes unless `repeat_last`); each is
@@ -17,6 +19,8 @@
 
 /** One received request. */
 export interface Recorded {
+  /** 1, 2, … since the last reset. */
+  seq: number;
   at: string;
   method: string;
   path: string;
@@ -25,6 +29,8 @@ export interface Recorded {
   body: unknown;
   /** The body exactly as it arrived (what a signature covers). */
   raw: string;
+  /** The status the stand-in answered (absent while it is still answering). */
+  status?: number;
 }
 
 /** A scripted answer: a plain response, or a stand-in's shorthand object. */
@@ -61,12 +67,13 @@ export class FakeControl {
   /** A stand-in's own control routes, keyed `"POST /_control/tokens"`. */
   routes = new Map<string, (request: Request) => Promise<Response>>();
 
-  record(entry: Recorded) {
-    this.total++;
-    this.requests.push(entry);
+  record(entry: Omit<Recorded, "seq">): Recorded {
+    const recorded = { seq: ++this.total, ...entry };
+    this.requests.push(recorded);
     if (this.requests.length > MAX_RECORDED) {
       this.requests.splice(0, this.requests.length - MAX_RECORDED);
     }
+    return recorded;
   }
 
   next(): Scripted | undefined {
@@ -93,10 +100,11 @@ export class FakeControl {
     const own = this.routes.get(route);
     if (own) return await own(request);
     if (route === "GET /_control/requests") {
+      const after = Number(url.searchParams.get("after") ?? 0);
       return Response.json({
         total: this.total,
         max_in_flight: this.maxInFlight,
-        requests: this.requests,
+        requests: after > 0 ? this.requests.filter((r) => r.seq > after) : this.requests,
       });
     }
     if (route === "DELETE /_control/requests") {
@@ -196,7 +204,7 @@ export function serveFake(
       } catch {
         json = undefined;
       }
-      control.record({
+      const recorded = control.record({
         at: new Date().toISOString(),
         method: request.method,
         path: url.pathname,
@@ -210,7 +218,9 @@ export function serveFake(
         if (control.latencyMs > 0) {
           await new Promise((resolve) => setTimeout(resolve, control.latencyMs));
         }
-        return await options.handler({ request, url, text, json }, control.next());
+        const response = await options.handler({ request, url, text, json }, control.next());
+        recorded.status = response.status;
+        return response;
       } finally {
         control.inFlight--;
       }
