@@ -45,6 +45,13 @@ export const PROMETHEUS: Requirement = {
   check: async () => (await onPath("promtool")) && (await onPath("prometheus")),
 };
 
+/** Headless Chromium: the inbox's and the API reference's browser tests. */
+export const CHROMIUM: Requirement = {
+  what: "Chromium",
+  packages: ["chromium"],
+  check: () => onPath("chromium"),
+};
+
 /** pgTAP and pg_prove for the server's major version: what `npm test` needs on top. */
 export async function testRequirements(): Promise<Requirement[]> {
   const major = (await _postgresMajor()) ?? 15;
@@ -61,6 +68,7 @@ export async function testRequirements(): Promise<Requirement[]> {
     },
     PROMETHEUS,
     { what: "shellcheck", packages: ["shellcheck"], check: () => onPath("shellcheck") },
+    CHROMIUM,
   ];
 }
 

@@ -1,0 +1,214 @@
+/**
+ * The inbox in a real browser: headless Chromium (Debian's) against the test
+ * stack. A registered device's push appears as a card without a reload; an
+ * HTML e-mail renders inside its sandboxed frame; a signed webhook says
+ * "signature valid"; the page's own failure control makes FCM fail and the
+ * retry shows in the delivery's attempts. Screenshots go to
+ * `<data dir>/screenshots/` (CI keeps them as artifacts).
+ */
+import assert from "node:assert/strict";
+import { startBrowser } from "./support/browser.ts";
+import { adminSql, asService, createUser, stack } from "./support/stack.ts";
+
+const INBOX = `http://127.0.0.1:${stack.ports.inbox}`;
+const SHOTS = `${stack.dataDir}/screenshots`;
+await Deno.mkdir(SHOTS, { recursive: true });
+
+const api = (path: string, token: string, init: RequestInit = {}) =>
+  fetch(`${stack.apiUrl}/functions/v1/${path}`, {
+    ...init,
+    headers: {
+      apikey: token === stack.serviceRoleKey ? stack.serviceRoleKey : stack.anonKey,
+      authorization: `Bearer ${token}`,
+      "content-type": "application/json",
+    },
+  }).then(async (r) => ({ status: r.status, body: await r.json() }));
+
+/** Runs `work` with a fresh browser page on the inbox. */
+async function withInbox(
+  work: (
+    page: Awaited<ReturnType<Awaited<ReturnType<typeof startBrowser>>["page"]>>,
+  ) => Promise<void>,
+) {
+  const browser = await startBrowser();
+  try {
+    const page = await browser.page();
+    await page.goto(INBOX);
+    await page.waitFor("document.getElementById('live').textContent === 'live'", "the live stream");
+    await work(page);
+  } finally {
+    await browser.close();
+  }
+}
+
+Deno.test("inbox in Chromium: register a device, notify, and the card appears live with its title and body", async () => {
+  const sql = adminSql();
+  try {
+    const user = await createUser(sql, "browser");
+    await withInbox(async (page) => {
+      const token = `browser-${crypto.randomUUID()}`;
+      const device = await api("notify/devices", user.token, {
+        method: "PUT",
+        body: JSON.stringify({ token, platform: "android" }),
+      });
+      assert.ok([200, 201].includes(device.status), JSON.stringify(device.body));
+      const title = `Order ${crypto.randomUUID().slice(0, 6)} shipped`;
+      const sent = await api("notify", user.token, {
+        method: "POST",
+        body: JSON.stringify({
+          user_ids: [user.id],
+          title,
+          body: "On its way",
+          data: { order: "42" },
+        }),
+      });
+      assert.equal(sent.status, 201, JSON.stringify(sent.body));
+      const card = await page.waitFor<{ body: string; group: string; platform: string }>(
+        `(() => {
+          const card = [...document.querySelectorAll("article.card")]
+            .find((c) => c.querySelector(".title").textContent === ${JSON.stringify(title)});
+          return card && {
+            body: card.querySelector(".body").textContent,
+            group: card.closest(".group").querySelector(".group-head").textContent,
+            platform: card.className,
+          };
+        })()`,
+        "the push card",
+      );
+      assert.equal(card.body, "On its way");
+      assert.match(card.platform, /android/);
+      assert.ok(card.group.includes(user.email), card.group);
+      await page.screenshot(`${SHOTS}/inbox-push.png`);
+    });
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("inbox in Chromium: an HTML e-mail renders inside its sandboxed frame", async () => {
+  await withInbox(async (page) => {
+    const subject = `Receipt ${crypto.randomUUID().slice(0, 6)}`;
+    const sent = await api("notify", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({
+        targets: [{ channel: "email", address: "browser@example.test" }],
+        channels: ["email"],
+        title: subject,
+        body: "Thanks",
+        overrides: {
+          email: { subject, html: "<h1>Thanks for your order</h1><p>It ships today.</p>" },
+        },
+      }),
+    });
+    assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    await page.evaluate(`(() => {
+      const f = document.getElementById("filters");
+      f.channel.value = "email";
+      f.dispatchEvent(new Event("input"));
+    })()`);
+    const { sandbox } = await page.waitFor<{ sandbox: string | null }>(
+      `(() => {
+        const frame = [...document.querySelectorAll("article.mail")].find((m) =>
+          m.querySelector(".subject").textContent === ${
+        JSON.stringify(subject)
+      })?.querySelector("iframe");
+        return frame && { sandbox: frame.getAttribute("sandbox") };
+      })()`,
+      "the e-mail",
+    );
+    assert.equal(sandbox, "", "the frame is sandboxed with nothing allowed");
+    const headings: string[] = [];
+    for (const frame of await page.childFrames()) {
+      headings.push(
+        await page.evaluate<string>("document.querySelector('h1')?.textContent ?? ''", frame),
+      );
+    }
+    assert.ok(headings.includes("Thanks for your order"), JSON.stringify(headings));
+    await page.screenshot(`${SHOTS}/inbox-email.png`);
+  });
+});
+
+Deno.test("inbox in Chromium: a signed webhook shows its signature valid", async () => {
+  const sql = adminSql();
+  try {
+    const user = await createUser(sql, "browser-hook");
+    await asService(sql, (tx) =>
+      tx`select * from herald.create_webhook_endpoint(
+        ${`${stack.fakes.webhook}/browser/${crypto.randomUUID()}`}, ${user.id})`);
+    await withInbox(async (page) => {
+      const title = `Hook ${crypto.randomUUID().slice(0, 6)}`;
+      const sent = await api("notify", stack.serviceRoleKey, {
+        method: "POST",
+        body: JSON.stringify({ user_ids: [user.id], title, channels: ["webhook"] }),
+      });
+      assert.equal(sent.status, 201, JSON.stringify(sent.body));
+      const verdict = await page.waitFor<string>(
+        `(() => {
+          const hook = [...document.querySelectorAll("article.hook")]
+            .find((h) => h.querySelector(".payload").textContent.includes(${
+          JSON.stringify(title)
+        }));
+          const text = hook?.querySelector(".signature").textContent;
+          return text && !text.includes("checking") ? text : undefined;
+        })()`,
+        "the signature verdict",
+      );
+      assert.match(verdict, /^signature valid: signed with the endpoint's current secret$/);
+      await page.screenshot(`${SHOTS}/inbox-webhook.png`);
+    });
+  } finally {
+    await sql.end();
+  }
+});
+
+Deno.test("inbox in Chromium: the FCM failure control makes a push fail, and its delivery shows the retry", async () => {
+  await withInbox(async (page) => {
+    const apply = (mode: string, value: string) =>
+      page.evaluate(`(() => {
+        const form = document.querySelector("form[data-fake=fcm]");
+        form.elements.mode.value = ${JSON.stringify(mode)};
+        form.elements.value.value = ${JSON.stringify(value)};
+        form.requestSubmit();
+      })()`);
+    await apply("fcm_error", "UNAVAILABLE");
+    await page.waitFor(
+      "document.getElementById('control-result').textContent === 'fcm: fcm_error'",
+      "the control to apply",
+    );
+    try {
+      const token = `browser-fail-${crypto.randomUUID()}`;
+      const sent = await api("notify", stack.serviceRoleKey, {
+        method: "POST",
+        body: JSON.stringify({
+          targets: [{ channel: "push", token, platform: "ios" }],
+          title: "During the outage",
+        }),
+      });
+      assert.equal(sent.status, 201);
+      const chip = await page.waitFor<string>(
+        `document.querySelector('[data-device=${JSON.stringify(token)}] .chip.bad')?.textContent`,
+        "the failed card",
+      );
+      assert.equal(chip, "stand-in answered 503");
+      await page.evaluate(
+        `document.querySelector('[data-device=${
+          JSON.stringify(token)
+        }] .delivery').closest("details").open = true`,
+      );
+      const outcome = await page.waitFor<string>(
+        `document.querySelector('[data-device=${
+          JSON.stringify(token)
+        }] .attempts .outcome')?.textContent`,
+        "the attempts",
+      );
+      assert.equal(outcome, "retry");
+      await page.screenshot(`${SHOTS}/inbox-retry.png`);
+    } finally {
+      await apply("normal", "");
+      await page.waitFor(
+        "document.getElementById('control-result').textContent === 'fcm: normal'",
+        "FCM back to normal",
+      );
+    }
+  });
+});
