@@ -5,11 +5,13 @@
  *
  * @module
  */
-import { z } from "zod";
 import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
+import { serveOpenApi } from "../_shared/http/openapi.ts";
+import { openApiDocument } from "./openapi.ts";
+import { DeadLetterQuery, ReplayRequest } from "./schemas.ts";
 import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 
@@ -20,34 +22,6 @@ export interface DispatchAppDeps {
   keys: string[];
   log: Logger;
 }
-
-/** What can be replayed: dead letters, and failures an operator has since fixed. */
-const ReplayableStatus = z.enum(["dead", "failed"], {
-  error: "must be 'dead' or 'failed': only dead letters and permanent failures can be replayed",
-});
-
-const DeadLetterQuery = z.strictObject({
-  /** `failed`: permanent failures (credentials, a rejected payload, a receiver's 4xx). */
-  status: ReplayableStatus.default("dead"),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Only dead letters that died before this instant (the previous page's last `died_at`). */
-  before: z.iso.datetime({ offset: true }).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
-    message: "must be after 2000-01-01",
-  }).optional(),
-  notification_id: z.uuid().optional(),
-});
-
-const ReplayRequest = z.strictObject({
-  /** Which terminal states to replay. @default ["dead"] */
-  statuses: z.array(ReplayableStatus).min(1).max(2).default(["dead"]),
-  delivery_ids: z.array(z.uuid()).min(1).max(10_000).optional(),
-  notification_id: z.uuid().optional(),
-  /** Replaying every dead letter at once must be asked for explicitly. */
-  all: z.literal(true).optional(),
-}).refine((r) => r.delivery_ids || r.notification_id || r.all, {
-  message: "name delivery_ids, a notification_id, or all: true",
-  path: ["delivery_ids"],
-});
 
 /**
  * Builds the dispatch app.
@@ -61,6 +35,7 @@ const ReplayRequest = z.strictObject({
 export function createApp(deps: DispatchAppDeps) {
   const app = createHttpApp("dispatch", deps.log);
   const { sql } = deps.dispatcher;
+  serveOpenApi(app, openApiDocument);
 
   app.use(async (c, next) => {
     const presented = presentedCredentials(c.req.raw.headers);

@@ -18,6 +18,8 @@ import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql, Tx } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
+import { serveOpenApi } from "../_shared/http/openapi.ts";
+import { openApiDocument } from "./openapi.ts";
 import { Problem, problemResponse } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import { type BreakerReport, readBreakerStates } from "../_shared/resilience/breaker_states.ts";
@@ -77,6 +79,7 @@ export function createApp(deps: HealthAppDeps) {
     await next();
     c.res.headers.set("Cache-Control", "no-store");
   });
+  serveOpenApi(app, openApiDocument);
 
   // Liveness: the process answers. Touching Postgres or Redis here would let
   // their outage restart healthy instances.

@@ -15,6 +15,8 @@ import type { Logger } from "../_shared/log.ts";
 import { renderRule, type RuleTemplate } from "../_shared/webhooks/render_template.ts";
 import { createStandardWebhookVerifier } from "../_shared/webhooks/verify_standard_webhook.ts";
 import { DatabaseEventPayload } from "./schemas.ts";
+import { serveOpenApi } from "../_shared/http/openapi.ts";
+import { openApiDocument } from "./openapi.ts";
 
 /** What the hooks app needs. */
 export interface HooksDeps {
@@ -58,6 +60,7 @@ export function createApp(deps: HooksDeps) {
   const verifier = deps.secrets.length
     ? createStandardWebhookVerifier({ secrets: deps.secrets, now: deps.now })
     : undefined;
+  serveOpenApi(app, openApiDocument);
 
   if (!verifier) {
     // Never fall back to accepting unsigned events: anyone could then notify anyone.

@@ -16,6 +16,8 @@ import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
+import { serveOpenApi } from "../_shared/http/openapi.ts";
+import { openApiDocument } from "./openapi.ts";
 import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import {
@@ -79,6 +81,7 @@ export function createApp(deps: MetricsAppDeps) {
   const app = createHttpApp("metrics", deps.log);
   const timeoutMs = deps.timeoutMs ?? 2_000;
   const now = deps.now ?? Date.now;
+  serveOpenApi(app, openApiDocument);
 
   app.get("/", async (c) => {
     // As the dispatch function answers: no key is 401, a key that may not scrape is 403.

@@ -13,6 +13,7 @@ import type { DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { type AppEnv, authenticate, createHttpApp } from "../_shared/http/app.ts";
 import type { Logger } from "../_shared/log.ts";
 import { openApiDocument } from "./openapi.ts";
+import { serveOpenApi } from "../_shared/http/openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { notificationRoutes } from "./routes/notifications.ts";
 
@@ -50,14 +51,7 @@ export function createApp(deps: NotifyDeps) {
   const app = createHttpApp("notify", deps.log, {
     onAnswered: count && ((r) => count(_route(r.method, r.path), r.status, r.seconds)),
   });
-  // One document per slug this process is called as (a handful at most: notify, notify-canary).
-  const documents = new Map<string, Record<string, unknown>>();
-  app.get("/openapi.json", (c) => {
-    const slug = c.get("slug");
-    let document = documents.get(slug);
-    if (!document) documents.set(slug, document = openApiDocument(slug));
-    return c.json(document);
-  });
+  serveOpenApi(app, openApiDocument);
 
   app.use(authenticate(deps.resolveCaller));
   if (deps.rateLimit) app.use(deps.rateLimit);

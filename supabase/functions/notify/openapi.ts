@@ -5,7 +5,11 @@
  *
  * @module
  */
-import { z } from "zod";
+import {
+  buildOpenApi,
+  jsonSchema,
+  type Operation as SharedOperation,
+} from "../_shared/http/openapi.ts";
 import {
   BulkRequest,
   IdempotencyKey,
@@ -16,19 +20,11 @@ import {
   WebhookEndpointRequest,
 } from "./schemas.ts";
 
-/** One documented operation. */
-interface Operation {
-  method: "get" | "put" | "post" | "delete";
-  /** OpenAPI path template under the function, e.g. `/notifications/{id}`. */
-  path: string;
-  summary: string;
-  /** Who may call: users, services or both. */
+/** One notify operation: who calls it, and whether it takes an Idempotency-Key. */
+type Operation = SharedOperation & {
   callers: "users" | "services" | "users and services" | "anyone with the anon key";
-  body?: z.ZodType;
   idempotent?: boolean;
-  /** Status → description of the success answers. */
-  responses: Record<number, string>;
-}
+};
 
 /** Every route of the notify function. */
 export const OPERATIONS: Operation[] = [
@@ -182,118 +178,49 @@ const ERRORS: Record<number, string> = {
   429: "Rate limited; see Retry-After",
 };
 
-const Problem = {
-  type: "object",
-  required: ["type", "title", "status", "detail", "request_id"],
-  properties: {
-    type: { type: "string", format: "uri" },
-    title: { type: "string" },
-    status: { type: "integer" },
-    detail: { type: "string" },
-    request_id: { type: "string" },
-    errors: {
-      type: "array",
-      items: {
-        type: "object",
-        required: ["field", "message"],
-        properties: { field: { type: "string" }, message: { type: "string" } },
-      },
-    },
-  },
-};
-
 /**
  * Builds the document for the function deployed as `slug` (`notify`, or
  * `notify-canary` on a canary): its paths are the ones that slug answers.
  */
 export function openApiDocument(slug = "notify"): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const op of OPERATIONS) {
-    const parameters: unknown[] = [...op.path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({
-      name,
-      in: "path",
-      required: true,
-      schema: name === "topic" ? _schema(Topic) : { type: "string", format: "uuid" },
-    }));
-    if (op.path.startsWith("/topics/")) {
-      parameters.push({
-        name: "user_id",
-        in: "query",
-        required: false,
-        description: "Services only: whose subscription.",
-        schema: { type: "string", format: "uuid" },
-      });
-    }
-    if (op.idempotent) {
-      parameters.push({
-        name: "Idempotency-Key",
-        in: "header",
-        required: false,
-        description:
-          "A repeat within 24 h returns the first answer; reuse with another body is a 422.",
-        schema: _schema(IdempotencyKey),
-      });
-    }
-    const responses: Record<string, unknown> = {};
-    for (const [status, description] of Object.entries(op.responses)) {
-      responses[status] = status === "204"
-        ? { description }
-        : { description, content: { "application/json": { schema: { type: "object" } } } };
-    }
-    for (const [status, description] of Object.entries(ERRORS)) {
-      if (op.callers === "anyone with the anon key" && !["401", "404"].includes(status)) continue;
-      if (!op.body && ["400", "413", "415"].includes(status)) continue;
-      responses[status] = {
-        description,
-        content: {
-          "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } },
-        },
-      };
-    }
-    const path = op.path === "/" ? `/${slug}` : `/${slug}${op.path}`;
-    paths[path] ??= {};
-    paths[path][op.method] = {
-      summary: op.summary,
-      description: `Callers: ${op.callers}.`,
-      ...(parameters.length ? { parameters } : {}),
-      ...(op.body
-        ? {
-          requestBody: {
-            required: true,
-            content: { "application/json": { schema: _schema(op.body) } },
-          },
-        }
-        : {}),
-      responses,
-    };
-  }
-  return {
-    openapi: "3.1.0",
-    info: {
-      title: "Herald notify",
-      version: "1.0.0",
+  return buildOpenApi({
+    slug,
+    title: "Herald notify",
+    description:
+      "Notifications by push (FCM), e-mail and signed webhooks. Errors are RFC 9457 problem+json; every answer carries x-request-id.",
+    operations: OPERATIONS.map((op) => ({
+      ...op,
+      parameters: [
+        ...(op.path.startsWith("/topics/")
+          ? [{
+            name: "user_id",
+            in: "query",
+            required: false,
+            description: "Services only: whose subscription.",
+            schema: { type: "string", format: "uuid" },
+          }]
+          : []),
+        ...(op.idempotent
+          ? [{
+            name: "Idempotency-Key",
+            in: "header",
+            required: false,
+            description:
+              "A repeat within 24 h returns the first answer; reuse with another body is a 422.",
+            schema: jsonSchema(IdempotencyKey),
+          }]
+          : []),
+      ],
+      errors: op.callers === "anyone with the anon key" ? [401, 404] : undefined,
+      open: op.callers === "anyone with the anon key",
+    })),
+    errors: ERRORS,
+    security: {
+      type: "http",
+      scheme: "bearer",
       description:
-        "Notifications by push (FCM), e-mail and signed webhooks. Errors are RFC 9457 problem+json; every answer carries x-request-id.",
+        "A user's Supabase access token, or the service-role key; the anon key reaches only the document itself.",
     },
-    servers: [{ url: "/functions/v1" }],
-    security: [{ bearer: [] }],
-    paths,
-    components: {
-      securitySchemes: {
-        bearer: {
-          type: "http",
-          scheme: "bearer",
-          description:
-            "A user's Supabase access token, or the service-role key; the anon key reaches only the document itself.",
-        },
-      },
-      schemas: { Problem },
-    },
-  };
-}
-
-/** JSON Schema (2020-12, as OpenAPI 3.1 uses) of what a request may send. */
-function _schema(schema: z.ZodType): Record<string, unknown> {
-  const { $schema: _, ...json } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" });
-  return json;
+    pathParameters: { topic: Topic },
+  });
 }

@@ -1,0 +1,168 @@
+/**
+ * OpenAPI 3.1 documents for Herald's functions, generated from the zod
+ * schemas the routes validate with (never written by hand): each function
+ * lists its operations, this builds the document under the slug it was
+ * called as. Errors are RFC 9457 problem+json everywhere.
+ *
+ * @module
+ */
+import type { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "./app.ts";
+
+/** One documented operation. */
+export interface Operation {
+  method: "get" | "put" | "post" | "delete";
+  /** OpenAPI path template under the function, e.g. `/notifications/{id}`. */
+  path: string;
+  summary: string;
+  /** Who may call, in words (the description says it). */
+  callers: string;
+  body?: z.ZodType;
+  /** Query and header parameters, as OpenAPI parameter objects. */
+  parameters?: Record<string, unknown>[];
+  /** Status → description of the success answers. */
+  responses: Record<number, string>;
+  /** The success answer's media type. @default "application/json" */
+  produces?: string;
+  /** Which of the document's error statuses this operation can answer. @default all that apply */
+  errors?: number[];
+  /** Callable without credentials (the document itself, liveness). */
+  open?: boolean;
+}
+
+/** What a function's document says besides its operations. */
+export interface DocumentOptions {
+  /** The slug the function was called as (`notify`, `notify-canary`). */
+  slug: string;
+  title: string;
+  description: string;
+  operations: Operation[];
+  /** Status → description of the problems the function answers. */
+  errors: Record<number, string>;
+  /** How callers authenticate (an OpenAPI security scheme). */
+  security: Record<string, unknown>;
+  /** Schemas of path parameters other than UUIDs, by name. */
+  pathParameters?: Record<string, z.ZodType>;
+}
+
+/** The problem+json body every error answer carries. */
+export const Problem = {
+  type: "object",
+  required: ["type", "title", "status", "detail", "request_id"],
+  properties: {
+    type: { type: "string", format: "uri" },
+    title: { type: "string" },
+    status: { type: "integer" },
+    detail: { type: "string" },
+    request_id: { type: "string" },
+    errors: {
+      type: "array",
+      items: {
+        type: "object",
+        required: ["field", "message"],
+        properties: { field: { type: "string" }, message: { type: "string" } },
+      },
+    },
+  },
+};
+
+/** Builds a function's document. */
+export function buildOpenApi(options: DocumentOptions): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of options.operations) {
+    const parameters: unknown[] = [...op.path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({
+      name,
+      in: "path",
+      required: true,
+      schema: options.pathParameters?.[name]
+        ? jsonSchema(options.pathParameters[name])
+        : { type: "string", format: "uuid" },
+    }));
+    parameters.push(...(op.parameters ?? []));
+    const responses: Record<string, unknown> = {};
+    for (const [status, description] of Object.entries(op.responses)) {
+      responses[status] = status === "204" ? { description } : {
+        description,
+        content: {
+          [op.produces ?? "application/json"]: {
+            schema: op.produces?.startsWith("text/") ? { type: "string" } : { type: "object" },
+          },
+        },
+      };
+    }
+    for (const [status, description] of Object.entries(options.errors)) {
+      if (op.errors && !op.errors.includes(Number(status))) continue;
+      if (!op.body && ["400", "413", "415"].includes(status)) continue;
+      responses[status] = {
+        description,
+        content: {
+          "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } },
+        },
+      };
+    }
+    const path = op.path === "/" ? `/${options.slug}` : `/${options.slug}${op.path}`;
+    paths[path] ??= {};
+    paths[path][op.method] = {
+      summary: op.summary,
+      description: `Callers: ${op.callers}.`,
+      ...(op.open ? { security: [] } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.body
+        ? {
+          requestBody: {
+            required: true,
+            content: { "application/json": { schema: jsonSchema(op.body) } },
+          },
+        }
+        : {}),
+      responses,
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: options.title, version: "1.0.0", description: options.description },
+    servers: [{ url: "/functions/v1" }],
+    security: [{ key: [] }],
+    paths,
+    components: {
+      securitySchemes: { key: options.security },
+      schemas: { Problem },
+    },
+  };
+}
+
+/** JSON Schema (2020-12, as OpenAPI 3.1 uses) of what a request may send. */
+export function jsonSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _, ...json } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" });
+  return json;
+}
+
+/**
+ * Serves `GET /openapi.json` to anyone, built once per slug called (a handful
+ * at most: `notify`, `notify-canary`). Register it before any credentials
+ * check: the contract is public, the data is not.
+ */
+export function serveOpenApi(
+  app: Hono<AppEnv>,
+  build: (slug: string) => Record<string, unknown>,
+): void {
+  const documents = new Map<string, Record<string, unknown>>();
+  app.get("/openapi.json", (c) => {
+    const slug = c.get("slug");
+    let document = documents.get(slug);
+    if (!document) documents.set(slug, document = build(slug));
+    return c.json(document);
+  });
+}
+
+/** The operation every function has: its own document. */
+export const DOCUMENT_OPERATION: Operation = {
+  method: "get",
+  path: "/openapi.json",
+  summary: "This document.",
+  callers: "anyone",
+  responses: { 200: "OpenAPI 3.1" },
+  errors: [],
+  open: true,
+};
