@@ -2,8 +2,9 @@
 # Runs the project's pinned Deno, installing it from the npm registry on first use.
 set -e
 cd "$(dirname "$0")/.."
-if [ ! -x node_modules/.bin/deno ]; then
-  echo "herald: installing Deno from npm (first run)…" >&2
+# First run, or package-lock.json changed since the last install (a new dev dependency).
+if [ ! -x node_modules/.bin/deno ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "herald: installing Deno and the dev dependencies from npm…" >&2
   npm install --no-audit --no-fund --loglevel=error >&2
 fi
 exec node_modules/.bin/deno "$@"

@@ -212,3 +212,65 @@ Deno.test("inbox in Chromium: the FCM failure control makes a push fail, and its
     }
   });
 });
+
+Deno.test("API reference in Chromium: Swagger UI lists notify's routes from its own document, and try-it reaches the local stack", async () => {
+  const browser = await startBrowser();
+  try {
+    const page = await browser.page();
+    await page.goto(`${INBOX}/reference`);
+    const paths = await page.waitFor<string[]>(
+      `(() => {
+        const paths = [...document.querySelectorAll(".opblock-summary-path")]
+          .map((p) => p.getAttribute("data-path") ?? p.textContent);
+        return paths.length > 5 && paths;
+      })()`,
+      "the notify operations",
+    );
+    for (
+      const path of ["/notify", "/notify/bulk", "/notify/devices", "/notify/notifications/{id}"]
+    ) {
+      assert.ok(paths.some((p) => p.replace(/\u200b/g, "") === path), `${path} in ${paths}`);
+    }
+    await page.screenshot(`${SHOTS}/reference.png`);
+    // Try it: the health document, GET /health, executed through the inbox's proxy.
+    await page.evaluate(`(() => {
+      const select = document.querySelector(".topbar select");
+      select.value = [...select.options].find((o) => o.textContent === "health").value;
+      select.dispatchEvent(new Event("change", { bubbles: true }));
+    })()`);
+    await page.waitFor(
+      `[...document.querySelectorAll(".opblock-summary-path")].some((p) => (p.getAttribute("data-path") ?? p.textContent).replace(/\\u200b/g, "") === "/health/ready")`,
+      "the health operations",
+    );
+    await page.evaluate(`(() => {
+      const block = [...document.querySelectorAll(".opblock")].find((b) =>
+        (b.querySelector(".opblock-summary-path").getAttribute("data-path") ?? "").replace(/\\u200b/g, "") === "/health");
+      (block.querySelector(".opblock-summary-control") ?? block.querySelector(".opblock-summary")).click();
+    })()`);
+    await page.waitFor(
+      `Boolean(document.querySelector(".opblock.is-open .try-out__btn, .opblock.is-open .execute"))`,
+      "the operation to open",
+    );
+    // tryItOutEnabled opens the form at once; a "Try it out" button, where shown, opens it.
+    await page.evaluate(`(() => {
+      const button = document.querySelector(".opblock.is-open .try-out__btn");
+      if (button && !button.classList.contains("cancel")) button.click();
+    })()`);
+    await page.waitFor(
+      `Boolean(document.querySelector(".opblock.is-open .execute"))`,
+      "the execute button",
+    );
+    await page.evaluate(`document.querySelector(".opblock.is-open .execute").click()`);
+    const status = await page.waitFor<string>(
+      `document.querySelector(".opblock.is-open .live-responses-table tr.response .response-col_status")?.textContent.trim()`,
+      "the live response",
+    );
+    assert.equal(status, "200");
+    const body = await page.evaluate<string>(
+      `document.querySelector(".opblock.is-open .live-responses-table tr.response .response-col_description pre")?.textContent ?? ""`,
+    );
+    assert.match(body, /"status":\s*"ok"/);
+  } finally {
+    await browser.close();
+  }
+});

@@ -409,3 +409,45 @@ Deno.test("inbox controls: each mode becomes the stand-in's behaviour on its own
     /whole seconds/,
   );
 });
+
+Deno.test("inbox reference: every function's document, pointed at the same-origin proxy; Swagger UI's files only", async () => {
+  const page = await fetch(`${INBOX}/reference`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /swagger-ui-bundle\.js/);
+  for (const fn of ["notify", "hooks", "dispatch", "health", "metrics"]) {
+    const response = await fetch(`${INBOX}/reference/${fn}.json`);
+    assert.equal(response.status, 200, fn);
+    const doc = await response.json();
+    assert.deepEqual(doc.servers.map((s: Json) => s.url), ["/api/proxy/functions/v1"]);
+    assert.ok(Object.keys(doc.paths).some((p) => p.startsWith(`/${fn}`)), fn);
+  }
+  const unknown = await fetch(`${INBOX}/reference/secrets.json`);
+  assert.equal(unknown.status, 404);
+  await unknown.body?.cancel();
+  const bundle = await fetch(`${INBOX}/vendor/swagger-ui/swagger-ui-bundle.js`);
+  assert.equal(bundle.status, 200);
+  assert.match(bundle.headers.get("content-type")!, /^text\/javascript/);
+  await bundle.body?.cancel();
+  for (
+    const path of ["/vendor/swagger-ui/package.json", "/vendor/swagger-ui/..%2F..%2Fpackage.json"]
+  ) {
+    const other = await fetch(`${INBOX}${path}`);
+    assert.equal(other.status, 404, path);
+    await other.body?.cancel();
+  }
+});
+
+Deno.test("inbox reference: try-it goes through the proxy to the local API, with an apikey added when absent", async () => {
+  const health = await fetch(`${INBOX}/api/proxy/functions/v1/health`);
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { status: "ok" });
+  const devices = await fetch(`${INBOX}/api/proxy/functions/v1/notify/devices`);
+  assert.equal(devices.status, 403, "the anon key alone names no user: the API's own 403");
+  assert.equal(devices.headers.get("content-type"), "application/problem+json");
+  await devices.body?.cancel();
+  const ready = await fetch(`${INBOX}/api/proxy/functions/v1/health/ready`, {
+    headers: { authorization: `Bearer ${stack.serviceRoleKey}` },
+  });
+  const body = await ready.json();
+  assert.ok(body.build, "the key went through: readiness shows its details");
+});

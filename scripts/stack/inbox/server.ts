@@ -17,6 +17,26 @@ import type { StackConfig } from "../config.ts";
 import { emailItem, type Item, pushItem, type Recorded, webhookItem } from "./items.ts";
 
 const STATIC = new URL("./static/", import.meta.url);
+const PAGES: Record<string, string> = {
+  "/": "inbox.html",
+  "/inbox.js": "inbox.js",
+  "/inbox.css": "inbox.css",
+  "/reference": "reference.html",
+  "/reference.js": "reference.js",
+};
+/** Swagger UI's files the reference page loads (swagger-ui-dist, an npm dev dependency). */
+const SWAGGER_FILES = ["swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"];
+/** The functions whose documents the reference shows. */
+const DOCUMENTED = ["notify", "hooks", "dispatch", "health", "metrics"];
+/** Request headers the reference's "try it" may send on to the API. */
+const FORWARDED = [
+  "authorization",
+  "apikey",
+  "content-type",
+  "accept",
+  "idempotency-key",
+  "prefer",
+];
 const MAX_ITEMS = 2_000;
 const FAKES = ["fcm", "email", "webhook"] as const;
 type FakeName = typeof FAKES[number];
@@ -97,8 +117,10 @@ export function startInbox(
       if (host !== "127.0.0.1" && host !== "localhost") {
         return _problem(421, "the inbox answers only on 127.0.0.1 or localhost");
       }
+      // The inbox's own actions take JSON only (a cross-site form cannot send it). The API
+      // proxy passes requests on as they are: it adds no credentials of its own.
       if (
-        request.method === "POST" &&
+        request.method === "POST" && !url.pathname.startsWith("/api/proxy/") &&
         !request.headers.get("content-type")?.startsWith("application/json")
       ) {
         return _problem(415, "send application/json");
@@ -113,19 +135,32 @@ export function startInbox(
 
   const route = async (request: Request, url: URL): Promise<Response> => {
     const path = url.pathname;
-    if (
-      request.method === "GET" && (path === "/" || path === "/inbox.js" || path === "/inbox.css")
-    ) {
-      const file = path === "/" ? "inbox.html" : path.slice(1);
-      const type = file.endsWith(".js")
-        ? "text/javascript"
-        : file.endsWith(".css")
-        ? "text/css"
-        : "text/html";
-      return new Response(await Deno.readFile(new URL(file, STATIC)), {
-        headers: { "content-type": `${type}; charset=utf-8`, "cache-control": "no-store", ..._CSP },
-      });
+    if (request.method === "GET" && PAGES[path]) {
+      return _file(new URL(PAGES[path], STATIC));
     }
+    const vendor = path.match(/^\/vendor\/swagger-ui\/([\w.-]+)$/);
+    if (request.method === "GET" && vendor && SWAGGER_FILES.includes(vendor[1])) {
+      const file = `${stack.root}/node_modules/swagger-ui-dist/${vendor[1]}`;
+      if (!(await Deno.stat(file).catch(() => undefined))) {
+        return _problem(503, "swagger-ui-dist is not installed: run npm install");
+      }
+      return _file(new URL(`file://${file}`));
+    }
+    const reference = path.match(/^\/reference\/(\w+)\.json$/);
+    if (request.method === "GET" && reference && DOCUMENTED.includes(reference[1])) {
+      // The function's own document, pointed at this origin's proxy for "try it".
+      const response = await fetch(
+        `http://127.0.0.1:${stack.ports.edge}/functions/v1/${reference[1]}/openapi.json`,
+      );
+      if (!response.ok) return _problem(502, `${reference[1]} answered ${response.status}`);
+      const document = await response.json();
+      document.servers = [{
+        url: "/api/proxy/functions/v1",
+        description: "the local stack, through Kong",
+      }];
+      return Response.json(document, { headers: { "cache-control": "no-store" } });
+    }
+    if (path.startsWith("/api/proxy/functions/v1/")) return await proxy(request, url);
     if (request.method === "GET" && path === "/api/items") {
       return Response.json({ items: [...items].reverse() });
     }
@@ -142,6 +177,34 @@ export function startInbox(
     }
     if (request.method === "POST" && path === "/api/replay") return await replay();
     return _problem(404, `nothing at ${request.method} ${path}`);
+  };
+
+  /**
+   * "Try it" from the reference: the request, with only API headers, to the
+   * local Kong (an `apikey` added when absent, as supabase-js sends one).
+   */
+  const proxy = async (request: Request, url: URL): Promise<Response> => {
+    const headers = new Headers();
+    for (const name of FORWARDED) {
+      const value = request.headers.get(name);
+      if (value) headers.set(name, value);
+    }
+    if (!headers.has("apikey")) headers.set("apikey", stack.anonKey);
+    const target = `${stack.apiUrl}${url.pathname.replace(/^\/api\/proxy/, "")}${url.search}`;
+    const answer = await fetch(target, {
+      method: request.method,
+      headers,
+      body: ["GET", "HEAD"].includes(request.method) ? undefined : await request.arrayBuffer(),
+      redirect: "manual",
+    });
+    const out = new Headers();
+    for (
+      const name of ["content-type", "retry-after", "location", "x-request-id", "x-herald-instance"]
+    ) {
+      const value = answer.headers.get(name);
+      if (value) out.set(name, value);
+    }
+    return new Response(answer.body, { status: answer.status, headers: out });
   };
 
   /** Server-sent events: every new item as it arrives, and resets. */
@@ -374,6 +437,18 @@ export async function verifyStandardWebhook(
     if (ok) return true;
   }
   return false;
+}
+
+async function _file(url: URL): Promise<Response> {
+  const path = url.pathname;
+  const type = path.endsWith(".js")
+    ? "text/javascript"
+    : path.endsWith(".css")
+    ? "text/css"
+    : "text/html";
+  return new Response(await Deno.readFile(url), {
+    headers: { "content-type": `${type}; charset=utf-8`, "cache-control": "no-store", ..._CSP },
+  });
 }
 
 function _problem(status: number, detail: string): Response {
