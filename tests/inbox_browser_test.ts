@@ -274,3 +274,52 @@ Deno.test("API reference in Chromium: Swagger UI lists notify's routes from its 
     await browser.close();
   }
 });
+
+Deno.test("inbox in Chromium: each filter on its own (user, device, text) narrows the cards; the replay button answers", async () => {
+  const sql = adminSql();
+  try {
+    const [ann, ben] = [await createUser(sql, "filter-ann"), await createUser(sql, "filter-ben")];
+    const tokens = [`filter-${crypto.randomUUID()}`, `filter-${crypto.randomUUID()}`];
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      values (${ann.id}, ${tokens[0]}, 'android'), (${ben.id}, ${tokens[1]}, 'web')`;
+    const marker = crypto.randomUUID().slice(0, 8);
+    for (const [user, word] of [[ann, "apples"], [ben, "bananas"]] as const) {
+      const sent = await api("notify", stack.serviceRoleKey, {
+        method: "POST",
+        body: JSON.stringify({ user_ids: [user.id], title: `${marker} ${word}` }),
+      });
+      assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    }
+    await withInbox(async (page) => {
+      const shown = (field: string, value: string) =>
+        page.evaluate<string[]>(`(async () => {
+          const f = document.getElementById("filters");
+          for (const name of ["user", "device", "text"]) f.elements[name].value = "";
+          f.elements[${JSON.stringify(field)}].value = ${JSON.stringify(value)};
+          f.dispatchEvent(new Event("input"));
+          await new Promise((r) => setTimeout(r, 200));
+          return [...document.querySelectorAll("article.card .title")]
+            .map((t) => t.textContent).filter((t) => t.startsWith(${JSON.stringify(marker)}));
+        })()`);
+      await page.waitFor(
+        `[...document.querySelectorAll("article.card .title")].filter((t) => t.textContent.startsWith(${
+          JSON.stringify(marker)
+        })).length === 2`,
+        "both cards",
+      );
+      assert.deepEqual(await shown("user", ann.email), [`${marker} apples`]);
+      assert.deepEqual(await shown("device", tokens[1]), [`${marker} bananas`]);
+      assert.deepEqual(await shown("text", "BANANAS"), [`${marker} bananas`], "case-insensitive");
+      assert.deepEqual((await shown("text", "")).sort(), [`${marker} apples`, `${marker} bananas`]);
+
+      await page.evaluate(`document.getElementById("replay").click()`);
+      const result = await page.waitFor<string>(
+        `(() => { const t = document.getElementById("control-result").textContent; return t.startsWith("replayed") && t; })()`,
+        "the replay's answer",
+      );
+      assert.match(result, /^replayed \d+ dead letter\(s\)$/);
+    });
+  } finally {
+    await sql.end();
+  }
+});
