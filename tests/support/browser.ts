@@ -82,11 +82,11 @@ export async function startBrowser(): Promise<Browser> {
       call.reject(new Error(`${message.error.message} ${message.error.data ?? ""}`));
     } else call.resolve(message.result);
   };
-  // deno-lint-ignore no-explicit-any
   const send = (
     method: string,
     params: Record<string, unknown> = {},
     sessionId?: string,
+    // deno-lint-ignore no-explicit-any
   ): Promise<any> =>
     new Promise((resolve, reject) => {
       const id = ++nextId;
