@@ -9,21 +9,12 @@
 import assert from "node:assert/strict";
 import { emailItem, pushItem, type Recorded } from "../scripts/stack/inbox/items.ts";
 import { _behaviour, verifyStandardWebhook } from "../scripts/stack/inbox/server.ts";
-import { adminSql, asService, createUser, stack } from "./support/stack.ts";
+import { asService, createUser, stack, withAdminSql } from "./support/stack.ts";
 
 const INBOX = `http://127.0.0.1:${stack.ports.inbox}`;
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-async function withSql<T>(work: (sql: ReturnType<typeof adminSql>) => Promise<T>): Promise<T> {
-  const sql = adminSql();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 function notify(body: Record<string, unknown>, token = stack.serviceRoleKey) {
   return fetch(`${stack.apiUrl}/functions/v1/notify`, {
@@ -53,7 +44,7 @@ const delivery = async (id: string) =>
 
 Deno.test("inbox: a user's push shows as a card with its title, body, device and user, linked to its delivery", async () => {
   const title = `Order ${crypto.randomUUID().slice(0, 8)} shipped`;
-  await withSql(async (sql) => {
+  await withAdminSql(async (sql) => {
     const user = await createUser(sql, "inbox");
     const token = `inbox-${crypto.randomUUID()}`;
     await sql`insert into herald.device_tokens (user_id, token, platform)
@@ -129,7 +120,7 @@ Deno.test("inbox: an HTML e-mail keeps its HTML, text and idempotency key, which
 });
 
 Deno.test("inbox: a signed webhook shows its signature valid against the endpoint's current secret; a tampered body does not verify", async () => {
-  await withSql(async (sql) => {
+  await withAdminSql(async (sql) => {
     const user = await createUser(sql, "inbox-hook");
     const [endpoint] = await asService(sql, (tx) =>
       tx`select * from herald.create_webhook_endpoint(

@@ -6,17 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { claimDue } from "../supabase/functions/_shared/outbox/outbox.ts";
-import { adminSql, apiHeaders, asService, fakeControl, stack } from "./support/stack.ts";
-
-/** A connection for one test (the edge-runtime lane's sanitizers want each test's own). */
-async function withSql<T>(work: (sql: ReturnType<typeof adminSql>) => Promise<T>): Promise<T> {
-  const sql = adminSql();
-  try {
-    return await work(sql);
-  } finally {
-    await sql.end();
-  }
-}
+import { apiHeaders, asService, fakeControl, stack, withAdminSql } from "./support/stack.ts";
 
 function notify(body: Record<string, unknown>, path = "notify") {
   const headers = apiHeaders({
@@ -61,7 +51,7 @@ Deno.test("validate_only: true reaches FCM as validate_only: true, nothing is de
     !(messages as { message: { token?: string } }[]).some((m) => m.message.token === token),
     "a dry run is not a delivered message",
   );
-  const [delivery] = await withSql((sql) =>
+  const [delivery] = await withAdminSql((sql) =>
     sql`select d.provider_message_id, n.validate_only
       from herald.deliveries d join herald.notifications n on n.id = d.notification_id
       where d.target = ${token}`
@@ -76,7 +66,7 @@ for (const [label, extra] of [["absent", {}], ["false", { validate_only: false }
     await pushTo(token, extra);
     const [sent] = await fcmBodiesFor(token);
     assert.ok(!("validate_only" in sent), JSON.stringify(sent));
-    const [row] = await withSql((sql) =>
+    const [row] = await withAdminSql((sql) =>
       sql`select n.validate_only from herald.deliveries d
         join herald.notifications n on n.id = d.notification_id where d.target = ${token}`
     );
@@ -117,7 +107,7 @@ Deno.test("validate_only: a non-boolean is a 422", async () => {
 });
 
 Deno.test("validate_only: bulk accepts it for push and refuses it with e-mail", async () => {
-  const [user] = await withSql((sql) =>
+  const [user] = await withAdminSql((sql) =>
     sql`insert into auth.users (id, email)
       values (gen_random_uuid(), ${`bulk-validate-${crypto.randomUUID()}@example.test`}) returning id`
   );
@@ -133,7 +123,7 @@ Deno.test("validate_only: bulk accepts it for push and refuses it with e-mail", 
 
 Deno.test("validate_only: herald.enqueue stores it and the claim carries it to the provider", async () => {
   const token = `claim-${crypto.randomUUID()}`;
-  await withSql(async (sql) => {
+  await withAdminSql(async (sql) => {
     const [row] = await asService(
       sql,
       (tx) =>
@@ -165,7 +155,7 @@ for (
   ] as const
 ) {
   Deno.test(`validate_only: herald.enqueue refuses it with ${label} (22023)`, async () => {
-    await withSql((sql) =>
+    await withAdminSql((sql) =>
       assert.rejects(
         asService(sql, (tx) =>
           tx`select * from herald.enqueue(null, ${

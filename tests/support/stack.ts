@@ -18,6 +18,16 @@ export function adminSql(): postgres.Sql {
   return postgres(stack.dbUrl, { max: 4, onnotice: () => {} });
 }
 
+/** Runs `work` with a superuser connection of its own, closed after (one test's, for sanitizers). */
+export async function withAdminSql<T>(work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = adminSql();
+  try {
+    return await work(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
 /** A signed-in test user. */
 export interface TestUser {
   id: string;

@@ -8,17 +8,10 @@
  * @module
  */
 
+import type { Recorded } from "../../../tests/fakes/control.ts";
+
 /** A record as `GET /_control/requests` returns it. */
-export interface Recorded {
-  seq: number;
-  at: string;
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: unknown;
-  raw: string;
-  status?: number;
-}
+export type { Recorded };
 
 /** A push as a device shows it. */
 export interface PushItem {
