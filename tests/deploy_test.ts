@@ -23,6 +23,10 @@ await _git(ROOT, "clone", "--quiet", "--shared", ROOT, clone);
 await _git(clone, "config", "user.email", "deploy-test@example.test");
 await _git(clone, "config", "user.name", "deploy test");
 const HEAD = await _git(clone, "rev-parse", "HEAD");
+// The clone's origin is a bare repository of the test's own: HERALD_PUSH_TAGS pushes there.
+const origin = `${work}/origin.git`;
+await _git(work, "init", "--quiet", "--bare", origin);
+await _git(clone, "remote", "set-url", "origin", origin);
 
 async function _git(cwd: string, ...args: string[]): Promise<string> {
   const out = await new Deno.Command("git", { args, cwd, stderr: "piped" }).output();
@@ -677,6 +681,120 @@ Deno.test("deploy: backup on its own saves dumps and every live function; list-b
   assert.match(status.out, new RegExp(`r${release.id} +live +${HEAD.slice(0, 12)}`));
   assert.match(status.out, /notify +v1 +[0-9a-f]{64}/);
   assert.match(status.out, /canary share: 0 % of dispatch rounds/);
+});
+
+/** A free loopback port nothing listens on. */
+function closedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  listener.close();
+  return listener.addr.port;
+}
+
+for (
+  const [name, value] of [
+    ["HERALD_GATE_ERROR_MARGIN", "two points"],
+    ["HERALD_GATE_P95_MS", "-1"],
+    ["HERALD_GATE_MIN_EVENTS", "many"],
+  ]
+) {
+  Deno.test(`deploy: ${name}=${value} is refused before anything is touched`, async () => {
+    const state = await freshState();
+    const run = await manager(
+      ["deploy", "--env", "production", "--canary", "10"],
+      env(state, { [name]: value }),
+    );
+    assert.equal(run.code, 2, run.out);
+    assert.match(run.out, new RegExp(`${name} must be a number ≥ 0`));
+    assert.deepEqual(await calls(state), []);
+  });
+}
+
+Deno.test("deploy: --window outside 1…86400 seconds is refused", async () => {
+  const state = await freshState();
+  for (const window of ["0", "1.5", "86401"]) {
+    const run = await manager([
+      "deploy",
+      "--env",
+      "production",
+      "--canary",
+      "10",
+      "--window",
+      window,
+    ], env(state));
+    assert.equal(run.code, 2, window);
+    assert.match(run.out, /--window must be whole seconds 1…86400/);
+  }
+  assert.deepEqual(await calls(state), []);
+});
+
+Deno.test("deploy: each gate threshold decides on its own (health-check over a canary whose pushes fail)", async () => {
+  const state = await freshState();
+  const bad = `bad-${crypto.randomUUID()}`;
+  await fcmFails(bad, "THIRD_PARTY_AUTH_ERROR");
+  const good = `good-${crypto.randomUUID()}`;
+  const check = (extra: Record<string, string>) =>
+    manager(
+      ["health-check", "--url", `${stack.apiUrl}/functions/v1`, "--window", "3"],
+      env(state, { HERALD_GATE_MIN_EVENTS: "2", ...extra }),
+      () => Promise.all([notify(true, bad), notify(false, good)]),
+    );
+  const strict = await check({});
+  assert.equal(strict.code, 1, strict.out);
+  assert.match(strict.out, /FAIL error ratio/);
+  const lenient = await check({ HERALD_GATE_ERROR_MARGIN: "1" });
+  assert.equal(lenient.code, 0, lenient.out);
+  assert.match(lenient.out, /ok {3}error ratio/);
+  const slow = await check({ HERALD_GATE_ERROR_MARGIN: "1", HERALD_GATE_P95_MS: "1" });
+  assert.equal(slow.code, 1, slow.out);
+  assert.match(slow.out, /FAIL canary p95: \d+ ms \(under 1 ms\)/);
+  const quiet = await check({ HERALD_GATE_ERROR_MARGIN: "1", HERALD_GATE_MIN_EVENTS: "1000000" });
+  assert.equal(quiet.code, 1, quiet.out);
+  assert.match(
+    quiet.out,
+    /FAIL canary traffic: \d+ requests and attempts \(at least 1000000 to judge\)/,
+  );
+});
+
+Deno.test("deploy: with PROMETHEUS_URL unreachable the gate cannot judge, and the canary is rolled back", async () => {
+  const state = await freshState();
+  const prometheus = `http://127.0.0.1:${closedPort()}`;
+  const run = await manager(
+    ["deploy", "--env", "production", "--canary", "10", "--window", "2"],
+    env(state, { PROMETHEUS_URL: prometheus }),
+  );
+  assert.equal(run.code, 1, run.out);
+  assert.match(run.out, /through Prometheus/);
+  assert.ok(
+    run.out.includes(`could not judge the canary: Prometheus at ${prometheus} did not answer`),
+  );
+  assert.match(run.out, /rolled back by the health gate/);
+  assert.equal((await releases()).at(-1)?.state, "rolled_back");
+  assert.equal((await sql`select percent from herald.dispatch_canary`)[0].percent, 0);
+  const check = await manager(
+    ["health-check", "--url", `${stack.apiUrl}/functions/v1`, "--window", "1"],
+    env(state, { PROMETHEUS_URL: prometheus }),
+  );
+  assert.equal(check.code, 1);
+  assert.match(check.out, /FAILED: the gate could not judge the canary: Prometheus at/);
+});
+
+Deno.test("deploy: HERALD_PUSH_TAGS=1 pushes the release tag to origin, and a rollback fetches it back when the clone lacks it", async () => {
+  const state = await freshState();
+  const run = await manager(["deploy", "--env", "staging"], env(state, { HERALD_PUSH_TAGS: "1" }));
+  assert.equal(run.code, 0, run.out);
+  const [release] = await releases();
+  assert.equal(await _git(origin, "rev-parse", `${release.git_tag}^{commit}`), HEAD);
+  const without = await manager(["deploy", "--env", "staging"], env(state));
+  assert.equal(without.code, 0, without.out);
+  const [, second] = await releases();
+  await assert.rejects(
+    _git(origin, "rev-parse", `${second.git_tag}^{commit}`),
+    "not pushed without it",
+  );
+  await _git(clone, "tag", "--delete", release.git_tag);
+  const back = await manager(["rollback", "--env", "staging", "--to", release.git_tag], env(state));
+  assert.equal(back.code, 0, back.out);
+  assert.equal(await _git(clone, "rev-parse", `${release.git_tag}^{commit}`), HEAD, "fetched");
 });
 
 Deno.test("deploy: cleanup", async () => {

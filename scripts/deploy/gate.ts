@@ -243,8 +243,10 @@ export async function snapshotFromPrometheus(
   for (const [name, query] of Object.entries(prometheusQueries(seconds))) {
     const url = new URL("/api/v1/query", prometheusUrl);
     url.searchParams.set("query", query);
-    const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
-    const body = await response.json() as {
+    const response = await fetch(url, { signal: AbortSignal.timeout(10_000) }).catch((error) => {
+      throw new Error(`Prometheus at ${url.origin} did not answer: ${error.message}`);
+    });
+    const body = await response.json().catch(() => ({ status: "not JSON" })) as {
       status: string;
       error?: string;
       data?: { result: { metric: Record<string, string>; value: [number, string] }[] };

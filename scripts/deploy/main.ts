@@ -340,8 +340,13 @@ async function deploy(
   step(`giving the canary ${canary} % of traffic`);
   await setCanaryShare(target, canary);
   step("observation window");
-  if (!(await gate(target.service, windowS, thresholds))) {
-    step("the canary is worse than stable: rolling back");
+  // A gate that cannot judge (metrics or Prometheus unreachable) fails closed.
+  const passed = await gate(target.service, windowS, thresholds).catch((error: Error) => {
+    say(`the gate could not judge the canary: ${masked(error.message)}`);
+    return false;
+  });
+  if (!passed) {
+    step("the canary did not pass the gate: rolling back");
     await _withdrawCanary(target, release);
     throw new StepFailed(`release r${release.id} was rolled back by the health gate`);
   }
@@ -586,7 +591,10 @@ async function healthCheck(
     throw new StepFailed(`the canary runs ${canary.git_sha}, not ${args.expectSha}`);
   }
   step("health gate");
-  if (!(await gate(service, windowS, thresholds))) {
+  const passed = await gate(service, windowS, thresholds).catch((error: Error) => {
+    throw new StepFailed(`the gate could not judge the canary: ${error.message}`);
+  });
+  if (!passed) {
     throw new StepFailed("the canary is less healthy than stable");
   }
   say("the canary is as healthy as stable");

@@ -70,11 +70,12 @@ export async function listReleases(query: Query): Promise<Release[]> {
   return rows.map(_release);
 }
 
-/** Records a release; returns it with its id. */
+/** Records a release (a live one supersedes the live one before it); returns it with its id. */
 export async function recordRelease(
   query: Query,
   release: Omit<Release, "id" | "created_at">,
 ): Promise<Release> {
+  if (release.state === "live") await _supersedeLive(query);
   const [row] = await query(
     `insert into herald.releases (git_sha, git_tag, state, canary_percent, functions, latest_migration)
      values (${literal(release.git_sha)}, ${literal(release.git_tag)}, ${literal(release.state)},
@@ -94,11 +95,7 @@ export async function setReleaseState(
   state: Release["state"],
   changes: { git_tag?: string; functions?: DeployedFunction[]; canary_percent?: number } = {},
 ): Promise<void> {
-  // Two statements, in this order: at most one release is live at any moment.
-  if (state === "live") {
-    await query(`update herald.releases set state = 'superseded', updated_at = now()
-                 where state = 'live' and id <> ${id}`);
-  }
+  if (state === "live") await _supersedeLive(query, id);
   const sets = [`state = ${literal(state)}`, "updated_at = now()"];
   if (changes.git_tag) sets.push(`git_tag = ${literal(changes.git_tag)}`);
   if (changes.functions) {
@@ -108,6 +105,12 @@ export async function setReleaseState(
     sets.push(`canary_percent = ${changes.canary_percent}`);
   }
   await query(`update herald.releases set ${sets.join(", ")} where id = ${id}`);
+}
+
+/** Before a release goes live, its predecessor steps down (its own statement: at most one is live). */
+async function _supersedeLive(query: Query, except?: number): Promise<void> {
+  await query(`update herald.releases set state = 'superseded', updated_at = now()
+               where state = 'live'${except === undefined ? "" : ` and id <> ${except}`}`);
 }
 
 /** `git …` in `cwd`, its trimmed output. */
