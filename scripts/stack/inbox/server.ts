@@ -14,6 +14,7 @@
  */
 import postgres from "postgres";
 import type { StackConfig } from "../config.ts";
+import { createStandardWebhookVerifier } from "../../../supabase/functions/_shared/webhooks/verify_standard_webhook.ts";
 import { emailItem, type Item, pushItem, type Recorded, webhookItem } from "./items.ts";
 
 const STATIC = new URL("./static/", import.meta.url);
@@ -398,45 +399,18 @@ export function _behaviour(
 }
 
 /**
- * Whether `webhook-signature` holds a `v1,` HMAC-SHA256 of
- * `<webhook-id>.<webhook-timestamp>.<body>` under `secret` (`whsec_<base64>`).
- * No timestamp tolerance: the inbox shows old webhooks too.
+ * Whether the webhook's signature verifies under `secret` (`whsec_<base64>`),
+ * by the verifier the hooks function uses. No timestamp tolerance: "now" is
+ * the message's own time, so the inbox shows old webhooks too.
  */
 export async function verifyStandardWebhook(
   headers: Record<string, string>,
   body: string,
   secret: string,
 ): Promise<boolean> {
-  const id = headers["webhook-id"];
-  const timestamp = headers["webhook-timestamp"];
-  const signatures = headers["webhook-signature"];
-  if (!id || !timestamp || !signatures) return false;
-  const key = await crypto.subtle.importKey(
-    "raw",
-    Uint8Array.from(atob(secret.replace(/^whsec_/, "")), (c) => c.charCodeAt(0)),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["verify"],
-  );
-  for (const entry of signatures.split(" ")) {
-    const [version, signature] = entry.split(",");
-    if (version !== "v1" || !signature) continue;
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = Uint8Array.from(atob(signature), (c) => c.charCodeAt(0));
-    } catch {
-      continue;
-    }
-    // crypto.subtle.verify compares in constant time.
-    const ok = await crypto.subtle.verify(
-      "HMAC",
-      key,
-      bytes,
-      new TextEncoder().encode(`${id}.${timestamp}.${body}`),
-    );
-    if (ok) return true;
-  }
-  return false;
+  const sent = Number(headers["webhook-timestamp"]) * 1000;
+  const verifier = createStandardWebhookVerifier({ secrets: [secret], now: () => sent });
+  return await verifier.verify(new Headers(headers), body).then(() => true, () => false);
 }
 
 async function _file(url: URL): Promise<Response> {
