@@ -24,11 +24,14 @@ Deno.env.set("HERALD_STACK", "test");
 const stack = await loadStackConfig();
 const DENO = Deno.execPath();
 const tally = { passed: 0, failed: 0 };
+/** What failed, named again just before the summary: CI shows only the tail. */
+const failures: string[] = [];
 const only = Deno.args;
 
 function count(name: string, passed: number, failed: number) {
   tally.passed += passed;
   tally.failed += failed;
+  if (failed && !failures.some((f) => f.startsWith(`${name}:`))) failures.push(name);
   console.log(`── ${name}: ${passed} passed, ${failed} failed`);
 }
 
@@ -99,7 +102,12 @@ async function denoTests(
     // No report: the run died before writing one; counted below.
   }
   const cases = xml.match(/<testcase\b[\s\S]*?(?:\/>|<\/testcase>)/g) ?? [];
-  const failed = cases.filter((c) => /<failure\b|<error\b/.test(c)).length;
+  const failing = cases.filter((c) => /<failure\b|<error\b/.test(c));
+  for (const c of failing) {
+    const attr = (key: string) => c.match(new RegExp(`\\b${key}="([^"]*)"`))?.[1] ?? "?";
+    failures.push(`${name}: ${attr("classname")} › ${attr("name")}`);
+  }
+  const failed = failing.length;
   const unexplained = !success && failed === 0 ? 1 : 0;
   count(name, cases.length - failed, failed + unexplained);
 }
@@ -219,7 +227,9 @@ async function pgTapTests() {
     ...files.sort(),
   ], { PGPASSWORD: "postgres" });
   const passed = output.match(/^\s*ok \d+/gm)?.length ?? 0;
-  const failed = output.match(/^\s*not ok \d+/gm)?.length ?? 0;
+  const notOk = output.match(/^\s*not ok \d+.*$/gm) ?? [];
+  for (const line of notOk) failures.push(`pgTAP: ${line.trim()}`);
+  const failed = notOk.length;
   count("pgTAP", passed, failed + (!success && failed === 0 ? 1 : 0));
 }
 
@@ -244,5 +254,6 @@ try {
   await stop?.();
 }
 console.log(`── ${((Date.now() - started) / 1000).toFixed(1)} s; logs in ${stack.dataDir}/logs`);
+for (const failure of failures) console.log(`✗ ${failure}`);
 console.log(`${tally.passed} passed, ${tally.failed} failed`);
 Deno.exit(tally.failed === 0 && tally.passed > 0 ? 0 : 1);
