@@ -128,13 +128,26 @@ Deno.test("inbox in Chromium: an HTML e-mail renders inside its sandboxed frame"
   });
 });
 
-Deno.test("inbox in Chromium: a signed webhook shows its signature valid", async () => {
+/** The verdict chip of the webhook whose body includes `text` and not `not`, once checked. */
+const verdictOf = (text: string, not = "\u0000") =>
+  `(() => {
+    const hook = [...document.querySelectorAll("article.hook")].find((h) => {
+      const payload = h.querySelector(".payload").textContent;
+      return payload.includes(${JSON.stringify(text)}) && !payload.includes(${JSON.stringify(not)});
+    });
+    const text = hook?.querySelector(".signature").textContent;
+    return text && !text.includes("checking") ? text : undefined;
+  })()`;
+
+Deno.test("inbox in Chromium: a signed webhook shows its signature valid, and a tampered copy invalid", async () => {
   const sql = adminSql();
   try {
     const user = await createUser(sql, "browser-hook");
-    await asService(sql, (tx) =>
-      tx`select * from herald.create_webhook_endpoint(
-        ${`${stack.fakes.webhook}/browser/${crypto.randomUUID()}`}, ${user.id})`);
+    const url = `${stack.fakes.webhook}/browser/${crypto.randomUUID()}`;
+    await asService(
+      sql,
+      (tx) => tx`select * from herald.create_webhook_endpoint(${url}, ${user.id})`,
+    );
     await withInbox(async (page) => {
       const title = `Hook ${crypto.randomUUID().slice(0, 6)}`;
       const sent = await api("notify", stack.serviceRoleKey, {
@@ -142,19 +155,26 @@ Deno.test("inbox in Chromium: a signed webhook shows its signature valid", async
         body: JSON.stringify({ user_ids: [user.id], title, channels: ["webhook"] }),
       });
       assert.equal(sent.status, 201, JSON.stringify(sent.body));
-      const verdict = await page.waitFor<string>(
-        `(() => {
-          const hook = [...document.querySelectorAll("article.hook")]
-            .find((h) => h.querySelector(".payload").textContent.includes(${
-          JSON.stringify(title)
-        }));
-          const text = hook?.querySelector(".signature").textContent;
-          return text && !text.includes("checking") ? text : undefined;
-        })()`,
-        "the signature verdict",
-      );
+      const verdict = await page.waitFor<string>(verdictOf(title, "tampered"), "the verdict");
       assert.match(verdict, /^signature valid: signed with the endpoint's current secret$/);
       await page.screenshot(`${SHOTS}/inbox-webhook.png`);
+
+      // The same request again with one word of its body changed, as an attacker would send it.
+      const { requests } = await fetch(`${stack.fakes.webhook}/_control/requests`).then((r) =>
+        r.json()
+      );
+      const original = requests.find((r: { raw: string }) => r.raw.includes(title));
+      assert.ok(original, "the stand-in recorded the webhook");
+      const { host: _host, "content-length": _length, ...headers } = original.headers;
+      const replayed = await fetch(url, {
+        method: "POST",
+        headers,
+        body: original.raw.replace(title, `${title} tampered`),
+      });
+      await replayed.body?.cancel();
+      const tampered = await page.waitFor<string>(verdictOf(`${title} tampered`), "its verdict");
+      assert.match(tampered, /^signature invalid: no signature matches the endpoint's secrets$/);
+      await page.screenshot(`${SHOTS}/inbox-webhook-tampered.png`);
     });
   } finally {
     await sql.end();
@@ -202,6 +222,12 @@ Deno.test("inbox in Chromium: the FCM failure control makes a push fail, and its
         "the attempts",
       );
       assert.equal(outcome, "retry");
+      const error = await page.evaluate<string>(
+        `document.querySelector('[data-device=${
+          JSON.stringify(token)
+        }] .attempts td.error')?.textContent`,
+      );
+      assert.match(error, /^UNAVAILABLE: /);
       await page.screenshot(`${SHOTS}/inbox-retry.png`);
     } finally {
       await apply("normal", "");
@@ -322,4 +348,45 @@ Deno.test("inbox in Chromium: each filter on its own (user, device, text) narrow
   } finally {
     await sql.end();
   }
+});
+
+Deno.test("inbox in Chromium: with a full inbox (1,500 more webhooks) the page loads, a new push still appears live, and a screenshot is taken", async () => {
+  const marker = crypto.randomUUID().slice(0, 8);
+  for (let i = 0; i < 1_500; i += 50) {
+    await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, j) =>
+          fetch(`${stack.fakes.webhook}/full-inbox/${marker}/${i + j}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ n: i + j, note: "filler ".repeat(50) }),
+          }).then((r) => r.body?.cancel()),
+      ),
+    );
+  }
+  await withInbox(async (page) => {
+    await page.waitFor(
+      `document.querySelectorAll("article.hook").length >= 1500`,
+      "the 1,500 webhooks",
+    );
+    const title = `After the flood ${marker}`;
+    const sent = await api("notify", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({
+        targets: [{ channel: "push", token: `full-${marker}`, platform: "web" }],
+        title,
+      }),
+    });
+    assert.equal(sent.status, 201, JSON.stringify(sent.body));
+    await page.waitFor(
+      `[...document.querySelectorAll("article.card .title")].some((t) => t.textContent === ${
+        JSON.stringify(title)
+      })`,
+      "the new card",
+    );
+    await page.screenshot(`${SHOTS}/inbox-full.png`);
+    const { size } = await Deno.stat(`${SHOTS}/inbox-full.png`);
+    assert.ok(size > 0);
+  });
 });

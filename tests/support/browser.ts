@@ -7,6 +7,9 @@
  * @module
  */
 
+/** The most of a page a screenshot keeps, in CSS pixels from the top. */
+const SCREENSHOT_MAX_HEIGHT = 4_000;
+
 /** A page in the browser. */
 export interface Page {
   goto(url: string): Promise<void>;
@@ -148,11 +151,28 @@ export async function startBrowser(): Promise<Browser> {
         return (frameTree.childFrames ?? []).map((f: { frame: { id: string } }) => f.frame.id);
       },
       async screenshot(path) {
-        const { data } = await call("Page.captureScreenshot", {
-          format: "png",
-          captureBeyondViewport: true,
+        // The page's top SCREENSHOT_MAX_HEIGHT pixels: the viewport grown to the content, as
+        // Puppeteer's fullPage does (captureBeyondViewport leaves sandboxed frames, the e-mails,
+        // blank), but no taller. After the whole suite the inbox holds up to 2,000 items, a page
+        // far taller than Chromium can capture ("Unable to capture screenshot").
+        await call("Page.bringToFront");
+        const { cssContentSize } = await call("Page.getLayoutMetrics");
+        await call("Emulation.setDeviceMetricsOverride", {
+          width: Math.ceil(cssContentSize.width),
+          height: Math.min(Math.ceil(cssContentSize.height), SCREENSHOT_MAX_HEIGHT),
+          deviceScaleFactor: 1,
+          mobile: false,
         });
-        await Deno.writeFile(path, Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
+        try {
+          // Two animation frames: the page has laid out and painted at the new size.
+          await evaluate(
+            "new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))",
+          );
+          const { data } = await call("Page.captureScreenshot", { format: "png" });
+          await Deno.writeFile(path, Uint8Array.from(atob(data), (c) => c.charCodeAt(0)));
+        } finally {
+          await call("Emulation.clearDeviceMetricsOverride");
+        }
       },
     };
     async function evaluate_ready() {

@@ -81,20 +81,24 @@ function renderDelivery(box, answer) {
       el(
         "tr",
         {},
-        ["#", "outcome", "status", "error", "latency ms", "at"].map((h) => el("th", {}, h)),
+        ["#", "outcome", "status", "latency ms", "at"].map((h) => el("th", {}, h)),
       ),
-      answer.attempts.map((a) =>
-        el(
-          "tr",
-          {},
-          el("td", {}, a.attempt),
-          el("td", { class: "outcome" }, a.outcome),
-          el("td", {}, a.status_code ?? ""),
-          el("td", {}, [a.error_code, a.error].filter(Boolean).join(": ")),
-          el("td", {}, a.latency_ms ?? ""),
-          el("td", {}, time(a.at)),
-        )
-      ),
+      // The error, often a sentence, gets a row of its own under its attempt.
+      answer.attempts.flatMap((a) => {
+        const error = [a.error_code, a.error].filter(Boolean).join(": ");
+        return [
+          el(
+            "tr",
+            {},
+            el("td", {}, a.attempt),
+            el("td", { class: "outcome" }, a.outcome),
+            el("td", {}, a.status_code ?? ""),
+            el("td", {}, a.latency_ms ?? ""),
+            el("td", {}, time(a.at)),
+          ),
+          ...(error ? [el("tr", {}, el("td", { class: "error", colspan: "5" }, error))] : []),
+        ];
+      }),
     ),
   );
 }
