@@ -24,6 +24,7 @@ Deno.env.set("HERALD_STACK", "test");
 const stack = await loadStackConfig();
 const DENO = Deno.execPath();
 const tally = { passed: 0, failed: 0 };
+const XML_ENTITIES: Record<string, string> = { apos: "'", quot: '"', lt: "<", gt: ">", amp: "&" };
 /** What failed, named again just before the summary: CI shows only the tail. */
 const failures: string[] = [];
 const only = Deno.args;
@@ -104,7 +105,9 @@ async function denoTests(
   const cases = xml.match(/<testcase\b[\s\S]*?(?:\/>|<\/testcase>)/g) ?? [];
   const failing = cases.filter((c) => /<failure\b|<error\b/.test(c));
   for (const c of failing) {
-    const attr = (key: string) => c.match(new RegExp(`\\b${key}="([^"]*)"`))?.[1] ?? "?";
+    const attr = (key: string) =>
+      (c.match(new RegExp(`\\b${key}="([^"]*)"`))?.[1] ?? "?")
+        .replace(/&(apos|quot|lt|gt|amp);/g, (_, e) => XML_ENTITIES[e]);
     failures.push(`${name}: ${attr("classname")} › ${attr("name")}`);
   }
   const failed = failing.length;

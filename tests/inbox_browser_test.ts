@@ -325,6 +325,7 @@ Deno.test("inbox in Chromium: each filter on its own (user, device, text) narrow
           f.dispatchEvent(new Event("input"));
           await new Promise((r) => setTimeout(r, 200));
           return [...document.querySelectorAll("article.card .title")]
+            .filter((t) => t.checkVisibility())
             .map((t) => t.textContent).filter((t) => t.startsWith(${JSON.stringify(marker)}));
         })()`);
       await page.waitFor(

@@ -99,6 +99,76 @@ Deno.test("inbox: new items arrive over server-sent events without asking again"
   }
 });
 
+/** Reads server-sent events from `url` until one's data includes `until` (15 s at most). */
+async function eventsUntil(url: string, until: string, headers: Record<string, string> = {}) {
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(15_000) });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!text.includes(until)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the event stream ended");
+      text += value;
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return text.split("\n\n").filter((e) => e.includes("event: item")).map((e) => {
+    const field = (name: string) => e.match(new RegExp(`^${name}: (.*)$`, "m"))?.[1];
+    return { id: Number(field("id")), item: JSON.parse(field("data")!) };
+  });
+}
+
+Deno.test("inbox: the stream starts where the page's list ended (?after=N) or where a dropped stream did (Last-Event-ID); nothing in between is missed", async () => {
+  const marker = crypto.randomUUID().slice(0, 8);
+  const post = async (name: string) => {
+    const response = await fetch(`${stack.fakes.webhook}/resume/${marker}/${name}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ marker, name }),
+    });
+    await response.body?.cancel();
+  };
+  const path = (i: Json) => i.kind === "webhook" ? i.path : "";
+  await post("a");
+  await item((i) => path(i).endsWith(`${marker}/a`));
+  const { last } = await (await fetch(`${INBOX}/api/items`)).json();
+  assert.ok(Number.isInteger(last) && last > 0, `last: ${last}`);
+  // b and c arrive after the list was read and before any stream is open.
+  await post("b");
+  await post("c");
+  await item((i) => path(i).endsWith(`${marker}/c`));
+
+  const replayed = (await eventsUntil(`${INBOX}/api/events?after=${last}`, `${marker}/c`))
+    .filter((e) => path(e.item).includes(marker));
+  assert.deepEqual(replayed.map((e) => path(e.item).split("/").pop()), ["b", "c"]);
+  assert.ok(replayed.every((e) => e.id > last && e.id === e.item.n), JSON.stringify(replayed));
+
+  const resumed = (await eventsUntil(`${INBOX}/api/events`, `${marker}/c`, {
+    "last-event-id": String(replayed[0].id),
+  })).filter((e) => path(e.item).includes(marker));
+  assert.deepEqual(resumed.map((e) => path(e.item).split("/").pop()), ["c"]);
+
+  // A number this inbox never gave (it was restarted since): every kind is reset, then all is sent.
+  const restarted = await fetch(`${INBOX}/api/events`, {
+    headers: { "last-event-id": "999999999999" },
+    signal: AbortSignal.timeout(15_000),
+  });
+  const reader = restarted.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("event: item")) text += (await reader.read()).value ?? "";
+  await reader.cancel();
+  const resets = text.slice(0, text.indexOf("event: item")).match(/^event: reset$/gm) ?? [];
+  assert.equal(resets.length, 3, text.slice(0, 500));
+
+  for (const bad of ["abc", "-1", "1.5"]) {
+    const refused = await fetch(`${INBOX}/api/events?after=${bad}`);
+    assert.equal(refused.status, 400, bad);
+    assert.equal(refused.headers.get("content-type"), "application/problem+json");
+    await refused.body?.cancel();
+  }
+});
+
 Deno.test("inbox: an HTML e-mail keeps its HTML, text and idempotency key, which is its delivery id", async () => {
   const subject = `Receipt ${crypto.randomUUID().slice(0, 8)}`;
   const sent = await notify({

@@ -58,12 +58,14 @@ export function startInbox(
     onnotice: () => {},
     connection: { application_name: "herald-inbox" },
   });
-  const items: Item[] = [];
+  /** What the stand-ins received, oldest first; `n` numbers items 1, 2, … as they arrive. */
+  const items: Array<Item & { n: number }> = [];
+  let arrived = 0;
   const cursors: Record<FakeName, number> = { fcm: 0, email: 0, webhook: 0 };
-  const listeners = new Set<(event: string, data: unknown) => void>();
+  const listeners = new Set<(event: string, data: unknown, id?: number) => void>();
   const users = new Map<string, string | null>();
-  const broadcast = (event: string, data: unknown) => {
-    for (const listener of listeners) listener(event, data);
+  const broadcast = (event: string, data: unknown, id?: number) => {
+    for (const listener of listeners) listener(event, data, id);
   };
 
   /** The user a device token belongs to (e-mail), cached; null for raw targets. */
@@ -96,9 +98,10 @@ export function startInbox(
       const item = fake === "fcm" ? pushItem(r) : fake === "email" ? emailItem(r) : webhookItem(r);
       if (!item) continue;
       const enriched = item.kind === "push" ? { ...item, user: await userOf(item.to) } : item;
-      items.push(enriched);
+      const entry = { ...enriched, n: ++arrived };
+      items.push(entry);
       if (items.length > MAX_ITEMS) items.shift();
-      broadcast("item", enriched);
+      broadcast("item", entry, entry.n);
     }
   };
 
@@ -163,9 +166,17 @@ export function startInbox(
     }
     if (path.startsWith("/api/proxy/functions/v1/")) return await proxy(request, url);
     if (request.method === "GET" && path === "/api/items") {
-      return Response.json({ items: [...items].reverse() });
+      return Response.json({ items: [...items].reverse(), last: arrived });
     }
-    if (request.method === "GET" && path === "/api/events") return events();
+    if (request.method === "GET" && path === "/api/events") {
+      // From where the page's list ends (`after`), or where a dropped stream ended (the
+      // browser's Last-Event-ID): nothing that arrived in between is missed.
+      const after = request.headers.get("last-event-id") ?? url.searchParams.get("after");
+      if (after !== null && !/^\d{1,15}$/.test(after)) {
+        return _problem(400, "after (or Last-Event-ID) must be an item number");
+      }
+      return events(after === null ? arrived : Number(after));
+    }
     const delivery = path.match(/^\/api\/items\/((?:push|email|webhook)-\d+)\/delivery$/);
     if (request.method === "GET" && delivery) {
       const item = items.find((i) => i.id === delivery[1]);
@@ -208,24 +219,36 @@ export function startInbox(
     return new Response(answer.body, { status: answer.status, headers: out });
   };
 
-  /** Server-sent events: every new item as it arrives, and resets. */
-  const events = () => {
-    let send: (event: string, data: unknown) => void = () => {};
+  /**
+   * Server-sent events: the items after item `after` (each with its number as the event id),
+   * then every new item as it arrives, and resets.
+   */
+  const events = (after: number) => {
+    let send: (event: string, data: unknown, id?: number) => void = () => {};
     let keepAlive: ReturnType<typeof setInterval> | undefined;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
         const encoder = new TextEncoder();
-        send = (event, data) => {
+        send = (event, data, id) => {
           try {
-            controller.enqueue(
-              encoder.encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`),
-            );
+            controller.enqueue(encoder.encode(
+              `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${
+                JSON.stringify(data)
+              }\n\n`,
+            ));
           } catch {
             listeners.delete(send);
           }
         };
-        listeners.add(send);
         controller.enqueue(encoder.encode(": herald inbox\nretry: 1000\n\n"));
+        if (after > arrived) {
+          // Numbers this inbox never gave: it was restarted. The page starts over.
+          for (const kind of ["push", "email", "webhook"]) send("reset", { kind });
+          after = 0;
+        }
+        // Replayed and subscribed in one turn of the event loop: no item falls between.
+        for (const item of items) if (item.n > after) send("item", item, item.n);
+        listeners.add(send);
         keepAlive = setInterval(() => send("ping", {}), 15_000);
       },
       cancel() {

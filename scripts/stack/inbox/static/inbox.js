@@ -168,16 +168,37 @@ function emailCard(item) {
   );
 }
 
+// Signature checks wait their turn, two at a time and newest first: a page
+// opened on 2,000 webhooks would otherwise queue 2,000 requests ahead of its
+// event stream (a browser opens six connections to a host) and of new items.
+const checks = [];
+let checking = 0;
+function check(work) {
+  checks.push(work);
+  drainChecks();
+}
+function drainChecks() {
+  while (checking < 2 && checks.length) {
+    checking++;
+    checks.pop()().finally(() => {
+      checking--;
+      drainChecks();
+    });
+  }
+}
+
 function webhookCard(item) {
   const verdict = el("span", { class: "chip signature" }, "signature: checking…");
-  fetch(`/api/items/${item.id}/delivery`).then((r) => r.json()).then((answer) => {
-    const s = answer.signature;
-    if (!s) verdict.textContent = "signature: no delivery found";
-    else {
-      verdict.textContent = `signature ${s.verdict}: ${s.reason}`;
-      verdict.className = `chip signature ${s.verdict === "valid" ? "good" : "bad"}`;
-    }
-  }).catch(() => (verdict.textContent = "signature: could not check"));
+  check(() =>
+    fetch(`/api/items/${item.id}/delivery`).then((r) => r.json()).then((answer) => {
+      const s = answer.signature;
+      if (!s) verdict.textContent = "signature: no delivery found";
+      else {
+        verdict.textContent = `signature ${s.verdict}: ${s.reason}`;
+        verdict.className = `chip signature ${s.verdict === "valid" ? "good" : "bad"}`;
+      }
+    }).catch(() => (verdict.textContent = "signature: could not check"))
+  );
   let body = item.body;
   try {
     body = JSON.stringify(JSON.parse(item.body), null, 2);
@@ -223,52 +244,86 @@ function matches(item, f) {
   return true;
 }
 
-function render() {
+// Each item's element is made once and kept: a new item is put in at the top,
+// and filtering hides and shows. Redrawing everything for every arrival made a
+// full inbox (2,000 items) take seconds per new item, re-checked every
+// webhook's signature, reloaded every e-mail frame and closed whatever the
+// reader had opened.
+const MAX_SHOWN = 2000; // as many as the server keeps
+const nodes = new Map(); // item id → its element
+const groups = new Map(); // device token → { element, cards } (pushes, by device and user)
+const makers = { push: pushCard, email: emailCard, webhook: webhookCard };
+
+function filters() {
   const form = new FormData(document.getElementById("filters"));
-  const f = Object.fromEntries([...form].map(([k, v]) => [k, String(v).trim().toLowerCase()]));
-  const shown = [...items.values()].filter((i) => matches(i, f)).sort((a, b) =>
-    b.at.localeCompare(a.at) || b.seq - a.seq
-  );
-  // Pushes grouped by device (and its user), newest group first.
-  const groups = new Map();
-  for (const item of shown.filter((i) => i.kind === "push")) {
-    if (!groups.has(item.to)) groups.set(item.to, []);
-    groups.get(item.to).push(item);
-  }
-  const push = document.querySelector("#push .groups");
-  push.replaceChildren(...[...groups].map(([to, list]) =>
-    el(
-      "div",
-      { class: "group", "data-device": to },
-      el(
+  return Object.fromEntries([...form].map(([k, v]) => [k, String(v).trim().toLowerCase()]));
+}
+
+/** Puts `item` at the top of its list (its device's group at the top of the pushes). */
+function add(item, f = filters()) {
+  if (items.has(item.id)) return;
+  items.set(item.id, item);
+  const node = makers[item.kind](item);
+  node.hidden = !matches(item, f);
+  nodes.set(item.id, node);
+  if (item.kind === "push") {
+    let group = groups.get(item.to);
+    if (!group) {
+      const cards = el("div", { class: "cards" });
+      const element = el(
         "div",
-        { class: "group-head" },
-        `${list[0].platform} · ${short(to)}${list[0].user ? ` · ${list[0].user}` : ""}`,
-      ),
-      el("div", { class: "cards" }, list.map(pushCard)),
-    )
-  ));
-  document.querySelector("#email .list").replaceChildren(
-    ...shown.filter((i) => i.kind === "email").map(emailCard),
-  );
-  document.querySelector("#webhook .list").replaceChildren(
-    ...shown.filter((i) => i.kind === "webhook").map(webhookCard),
-  );
+        { class: "group", "data-device": item.to },
+        el(
+          "div",
+          { class: "group-head" },
+          `${item.platform} · ${short(item.to)}${item.user ? ` · ${item.user}` : ""}`,
+        ),
+        cards,
+      );
+      group = { element, cards };
+      groups.set(item.to, group);
+    }
+    group.cards.prepend(node);
+    document.querySelector("#push .groups").prepend(group.element);
+    showGroup(group);
+  } else {
+    document.querySelector(`#${item.kind} .list`).prepend(node);
+  }
+  // The oldest go, as on the server (a Map keeps insertion order: oldest first).
+  for (const id of items.keys()) {
+    if (items.size <= MAX_SHOWN) break;
+    remove(id);
+  }
+}
+
+function remove(id) {
+  const item = items.get(id);
+  items.delete(id);
+  nodes.get(id)?.remove();
+  nodes.delete(id);
+  const group = item?.kind === "push" ? groups.get(item.to) : undefined;
+  if (group && !group.cards.firstChild) {
+    group.element.remove();
+    groups.delete(item.to);
+  }
+}
+
+/** A device's group shows while one of its cards does. */
+function showGroup(group) {
+  group.element.hidden = ![...group.cards.children].some((card) => !card.hidden);
+}
+
+/** Applies the filters to every item. */
+function refilter() {
+  const f = filters();
+  for (const [id, item] of items) nodes.get(id).hidden = !matches(item, f);
+  for (const group of groups.values()) showGroup(group);
   for (const kind of ["push", "email", "webhook"]) {
     document.getElementById(kind).classList.toggle(
       "hidden",
       Boolean(f.channel) && f.channel !== kind,
     );
   }
-}
-
-let pending;
-function renderSoon() {
-  if (pending) return;
-  pending = setTimeout(() => {
-    pending = undefined;
-    render();
-  }, 50);
 }
 
 function controls() {
@@ -324,12 +379,15 @@ function controls() {
 
 async function start() {
   controls();
-  document.getElementById("filters").addEventListener("input", renderSoon);
-  const { items: initial } = await (await fetch("/api/items")).json();
-  for (const item of initial) items.set(item.id, item);
-  render();
+  document.getElementById("filters").addEventListener("input", refilter);
+  const { items: initial, last } = await (await fetch("/api/items")).json();
+  const f = filters();
+  for (const item of initial.reverse()) add(item, f); // oldest first: each goes on top
+  refilter();
   const live = document.getElementById("live");
-  const events = new EventSource("/api/events");
+  // From the list's last item on: what arrives meanwhile comes in the stream, and a
+  // reconnecting stream resumes from its Last-Event-ID.
+  const events = new EventSource(`/api/events?after=${last}`);
   events.addEventListener("open", () => {
     live.textContent = "live";
     live.classList.add("on");
@@ -338,15 +396,10 @@ async function start() {
     live.textContent = "reconnecting…";
     live.classList.remove("on");
   });
-  events.addEventListener("item", (event) => {
-    const item = JSON.parse(event.data);
-    items.set(item.id, item);
-    renderSoon();
-  });
+  events.addEventListener("item", (event) => add(JSON.parse(event.data)));
   events.addEventListener("reset", (event) => {
     const { kind } = JSON.parse(event.data);
-    for (const [id, item] of items) if (item.kind === kind) items.delete(id);
-    renderSoon();
+    for (const [id, item] of items) if (item.kind === kind) remove(id);
   });
 }
 
