@@ -258,6 +258,90 @@ Deno.test("inbox: the FCM control makes the stand-in fail; the card shows the an
   }
 });
 
+/**
+ * Each control mode on each stand-in, on its own, through Herald: what the stand-in answered
+ * (the item's status) and what Herald's attempt recorded. A slow stand-in cannot answer
+ * sooner than it was told to wait, so its attempt's latency is at least that (a lower bound,
+ * no timing threshold); a 429's Retry-After puts the next attempt at least that far out.
+ */
+const MODES = [
+  { mode: "fail", body: { status: 502 }, answered: 502, outcome: "retry" },
+  { mode: "slow", body: { latency_ms: 300 }, answered: 200, outcome: "sent", slower: 300 },
+  // Last: a 429 pauses the whole provider (the webhook's endpoint) for its Retry-After.
+  { mode: "rate_limited", body: { retry_after: 7 }, answered: 429, outcome: "retry", waits: 7 },
+] as const;
+for (const fake of ["fcm", "email", "webhook"] as const) {
+  for (const { mode, body, answered, outcome, ...expect } of MODES) {
+    Deno.test(`inbox control: ${fake} ${mode} on its own reaches Herald's attempt`, async () => {
+      await withAdminSql(async (sql) => {
+        const marker = crypto.randomUUID();
+        let target: Record<string, string>;
+        let matches: (i: Json) => boolean;
+        if (fake === "fcm") {
+          target = { channel: "push", token: `mode-${marker}`, platform: "android" };
+          matches = (i) => i.kind === "push" && i.to === target.token;
+        } else if (fake === "email") {
+          target = { channel: "email", address: `mode-${marker}@example.test` };
+          matches = (i) => i.kind === "email" && i.to.includes(target.address);
+        } else {
+          const user = await createUser(sql, "inbox-mode");
+          const [endpoint] = await asService(
+            sql,
+            (tx) =>
+              tx`select * from herald.create_webhook_endpoint(
+              ${`${stack.fakes.webhook}/mode/${marker}`}, ${user.id})`,
+          );
+          target = { channel: "webhook", endpoint_id: endpoint.id };
+          matches = (i) => i.kind === "webhook" && i.path === `/mode/${marker}`;
+        }
+        const set = (b: unknown) =>
+          fetch(`${INBOX}/api/control/${fake}`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify(b),
+          });
+        const [{ before }] = await sql`select now() as before`;
+        const applied = await set({ mode, ...body });
+        assert.equal(applied.status, 200, await applied.text());
+        try {
+          const sent = await notify({
+            targets: [target],
+            channels: [target.channel],
+            title: `mode ${marker}`,
+          });
+          assert.equal(sent.status, 201, JSON.stringify(sent.body));
+          const received = await item(matches);
+          const status = fake === "webhook" && answered === 200 ? 204 : answered;
+          assert.equal(received.status, status, `${fake} ${mode}: the stand-in's answer`);
+          const [attempt] = await sql`select a.outcome, a.status_code, a.latency_ms,
+              d.next_attempt_at
+            from herald.delivery_attempts a join herald.deliveries d on d.id = a.delivery_id
+            where d.notification_id = ${sent.body.id} order by a.attempt limit 1`;
+          assert.equal(attempt.outcome, outcome);
+          assert.equal(attempt.status_code, status);
+          if ("slower" in expect) {
+            assert.ok(attempt.latency_ms >= expect.slower, `${attempt.latency_ms} ms`);
+          }
+          if ("waits" in expect) {
+            // The 429 came after `before`, so its Retry-After puts the next attempt past this.
+            const ahead = (attempt.next_attempt_at.getTime() - before.getTime()) / 1000;
+            assert.ok(ahead >= expect.waits, `next attempt ${ahead} s after the request`);
+          }
+        } finally {
+          const normal = await set({ mode: "normal" });
+          assert.equal(normal.status, 200);
+          await normal.body?.cancel();
+          if ("waits" in expect && fake !== "webhook") {
+            // The provider's pause ends before later tests send on it (an endpoint's is its own).
+            const left = before.getTime() + (expect.waits + 1) * 1000 - Date.now();
+            if (left > 0) await new Promise((r) => setTimeout(r, left));
+          }
+        }
+      });
+    });
+  }
+}
+
 Deno.test("inbox: replay answers with the dispatch function's count", async () => {
   const response = await fetch(`${INBOX}/api/replay`, {
     method: "POST",
