@@ -73,6 +73,27 @@ Deno.test("inbox: a user's push shows as a card with its title, body, device and
   });
 });
 
+Deno.test("inbox: a push names the user its token belongs to when it arrives (a token registered later, or moved, shows its new user)", async () => {
+  await withAdminSql(async (sql) => {
+    const [ann, ben] = [await createUser(sql, "inbox-ann"), await createUser(sql, "inbox-ben")];
+    const token = `inbox-later-${crypto.randomUUID()}`;
+    const push = async (title: string) => {
+      const sent = await notify({
+        targets: [{ channel: "push", token, platform: "android" }],
+        title,
+      });
+      assert.equal(sent.status, 201, JSON.stringify(sent.body));
+      return await item((i) => i.kind === "push" && i.title === title);
+    };
+    assert.equal((await push(`raw ${token}`)).user, null, "nobody's token yet");
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+              values (${ann.id}, ${token}, 'android')`;
+    assert.equal((await push(`ann's ${token}`)).user, ann.email);
+    await sql`update herald.device_tokens set user_id = ${ben.id} where token = ${token}`;
+    assert.equal((await push(`ben's ${token}`)).user, ben.email);
+  });
+});
+
 Deno.test("inbox: new items arrive over server-sent events without asking again", async () => {
   const events = await fetch(`${INBOX}/api/events`);
   assert.equal(events.headers.get("content-type"), "text/event-stream");

@@ -63,19 +63,18 @@ export function startInbox(
   let arrived = 0;
   const cursors: Record<FakeName, number> = { fcm: 0, email: 0, webhook: 0 };
   const listeners = new Set<(event: string, data: unknown, id?: number) => void>();
-  const users = new Map<string, string | null>();
   const broadcast = (event: string, data: unknown, id?: number) => {
     for (const listener of listeners) listener(event, data, id);
   };
 
-  /** The user a device token belongs to (e-mail), cached; null for raw targets. */
+  /**
+   * The user a device token belongs to (e-mail) when its push arrived; null for raw targets.
+   * Not cached: a token moves to whoever registers it next, and may be registered later.
+   */
   const userOf = async (token: string): Promise<string | null> => {
-    if (users.has(token)) return users.get(token)!;
     const [row] = await sql`select u.email from herald.device_tokens t
       join auth.users u on u.id = t.user_id where t.token = ${token}`.catch(() => []);
-    const email = (row?.email as string | undefined) ?? null;
-    users.set(token, email);
-    return email;
+    return (row?.email as string | undefined) ?? null;
   };
 
   const poll = async (fake: FakeName) => {

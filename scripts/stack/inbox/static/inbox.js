@@ -251,7 +251,8 @@ function matches(item, f) {
 // reader had opened.
 const MAX_SHOWN = 2000; // as many as the server keeps
 const nodes = new Map(); // item id → its element
-const groups = new Map(); // device token → { element, cards } (pushes, by device and user)
+const groups = new Map(); // device token and user → { element, cards } (pushes)
+const groupKey = (item) => `${item.to}\n${item.user ?? ""}`;
 const makers = { push: pushCard, email: emailCard, webhook: webhookCard };
 
 function filters() {
@@ -267,7 +268,7 @@ function add(item, f = filters()) {
   node.hidden = !matches(item, f);
   nodes.set(item.id, node);
   if (item.kind === "push") {
-    let group = groups.get(item.to);
+    let group = groups.get(groupKey(item));
     if (!group) {
       const cards = el("div", { class: "cards" });
       const element = el(
@@ -281,7 +282,7 @@ function add(item, f = filters()) {
         cards,
       );
       group = { element, cards };
-      groups.set(item.to, group);
+      groups.set(groupKey(item), group);
     }
     group.cards.prepend(node);
     document.querySelector("#push .groups").prepend(group.element);
@@ -301,10 +302,10 @@ function remove(id) {
   items.delete(id);
   nodes.get(id)?.remove();
   nodes.delete(id);
-  const group = item?.kind === "push" ? groups.get(item.to) : undefined;
+  const group = item?.kind === "push" ? groups.get(groupKey(item)) : undefined;
   if (group && !group.cards.firstChild) {
     group.element.remove();
-    groups.delete(item.to);
+    groups.delete(groupKey(item));
   }
 }
 
