@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { emailItem, pushItem, type Recorded } from "../scripts/stack/inbox/items.ts";
 import { _behaviour, verifyStandardWebhook } from "../scripts/stack/inbox/server.ts";
+import { serveFake } from "./fakes/control.ts";
 import { asService, createUser, stack, withAdminSql } from "./support/stack.ts";
 
 const INBOX = `http://127.0.0.1:${stack.ports.inbox}`;
@@ -187,6 +188,25 @@ Deno.test("inbox: the stream starts where the page's list ended (?after=N) or wh
     assert.equal(refused.status, 400, bad);
     assert.equal(refused.headers.get("content-type"), "application/problem+json");
     await refused.body?.cancel();
+  }
+});
+
+Deno.test("stand-ins: a request whose handler throws is recorded as answered 500 (the inbox reads a record only once it has its answer, in order)", async () => {
+  const fake = serveFake({
+    port: 0,
+    handler: () => {
+      throw new Error("a stand-in's bug");
+    },
+  });
+  try {
+    const response = await fetch(`${fake.url}/anything`, { method: "POST", body: "{}" });
+    assert.equal(response.status, 500);
+    await response.body?.cancel();
+    const { requests } = await (await fetch(`${fake.url}/_control/requests`)).json();
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0].status, 500);
+  } finally {
+    await fake.close();
   }
 });
 

@@ -221,6 +221,10 @@ export function serveFake(
         const response = await options.handler({ request, url, text, json }, control.next());
         recorded.status = response.status;
         return response;
+      } catch (error) {
+        // Deno answers 500; recorded so, or readers waiting for the answer (the inbox) wait forever.
+        recorded.status = 500;
+        throw error;
       } finally {
         control.inFlight--;
       }
