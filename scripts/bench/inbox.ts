@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { startInbox } from "../stack/inbox/server.ts";
+import { MAX_ITEMS, startInbox } from "../stack/inbox/server.ts";
 import { CHROMIUM, ensure } from "../stack/packages.ts";
 import { startBrowser } from "../../tests/support/browser.ts";
 import { positiveEnv, quantile, round1, startBenchStack } from "./support.ts";
@@ -107,7 +107,7 @@ try {
   // The inbox has read them all once its record reaches the stand-in's total.
   const total = await fetch(`${stack.fakes.webhook}/_control/requests?after=999999999`)
     .then((r) => r.json()).then((r) => r.total as number);
-  const kept = Math.min(total, 2_000);
+  const kept = Math.min(total, MAX_ITEMS);
   await page.waitFor(
     `fetch("/api/items").then((r) => r.json()).then(({ items }) => items.length >= ${kept})`,
     "the inbox to read the fill",

@@ -155,7 +155,7 @@ export async function startBrowser(): Promise<Browser> {
         // Puppeteer's fullPage does (captureBeyondViewport leaves sandboxed frames, the e-mails,
         // blank), but no taller. After the whole suite the inbox holds up to 2,000 items, a page
         // far taller than Chromium can capture ("Unable to capture screenshot").
-        await call("Page.bringToFront");
+        await call("Page.bringToFront"); // as Puppeteer does: a tab behind another may not paint
         const { cssContentSize } = await call("Page.getLayoutMetrics");
         await call("Emulation.setDeviceMetricsOverride", {
           width: Math.ceil(cssContentSize.width),

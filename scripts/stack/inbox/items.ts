@@ -76,6 +76,15 @@ const obj = (
 ): Json => (v && typeof v === "object" && !Array.isArray(v) ? v as Json : {});
 const str = (v: unknown): string | undefined => (typeof v === "string" && v ? v : undefined);
 
+/** What every item has: its kind, an id from the stand-in's sequence, and the record's time and answer. */
+const common = <K extends Item["kind"]>(kind: K, r: Recorded) => ({
+  kind,
+  id: `${kind}-${r.seq}`,
+  seq: r.seq,
+  at: r.at,
+  status: r.status,
+});
+
 /** A push card from an FCM `messages:send` record; undefined for anything else. */
 export function pushItem(r: Recorded): PushItem | undefined {
   if (!/\/messages:send$/.test(r.path)) return undefined;
@@ -113,11 +122,7 @@ export function pushItem(r: Recorded): PushItem | undefined {
     ? androidNotification.notification_count
     : undefined;
   return {
-    kind: "push",
-    id: `push-${r.seq}`,
-    seq: r.seq,
-    at: r.at,
-    status: r.status,
+    ...common("push", r),
     platform,
     to: str(message.token) ??
       (message.topic ? `/topics/${message.topic}` : `condition:${message.condition}`),
@@ -143,11 +148,7 @@ export function emailItem(r: Recorded): EmailItem | undefined {
   const body = obj(r.body);
   const to = Array.isArray(body.to) ? body.to.map(String) : str(body.to) ? [String(body.to)] : [];
   return {
-    kind: "email",
-    id: `email-${r.seq}`,
-    seq: r.seq,
-    at: r.at,
-    status: r.status,
+    ...common("email", r),
     from: str(body.from) ?? "",
     to,
     subject: str(body.subject) ?? "(no subject)",
@@ -164,11 +165,7 @@ export function emailItem(r: Recorded): EmailItem | undefined {
 /** A webhook from the receiver's record. */
 export function webhookItem(r: Recorded): WebhookItem {
   return {
-    kind: "webhook",
-    id: `webhook-${r.seq}`,
-    seq: r.seq,
-    at: r.at,
-    status: r.status,
+    ...common("webhook", r),
     method: r.method,
     path: r.path,
     headers: r.headers,

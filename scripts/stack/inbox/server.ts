@@ -38,7 +38,8 @@ const FORWARDED = [
   "idempotency-key",
   "prefer",
 ];
-const MAX_ITEMS = 2_000;
+/** The most items the inbox keeps (the oldest go first); the page keeps as many. */
+export const MAX_ITEMS = 2_000;
 const FAKES = ["fcm", "email", "webhook"] as const;
 type FakeName = typeof FAKES[number];
 
