@@ -1,7 +1,8 @@
 /**
  * `npm test`: every check, against a fresh stack of its own.
  *
- * Static checks (fmt, lint, type check, the edge runtime's Deno API), Deno
+ * Static checks (fmt, lint, type check, the edge runtime's Deno API), the
+ * Supabase CLI's `db lint` over the migrated schema, Deno
  * tests through the real gateway, Postgres and Redis, the tests that run
  * function code in-process again under the edge runtime's own Deno
  * (`EDGE_RUNTIME_DENO`, unchecked as the runtime loads it), and pgTAP tests;
@@ -16,9 +17,10 @@
  * @module
  */
 import { loadStackConfig, ROOT } from "./stack/config.ts";
-import { ensure, SERVICE_REQUIREMENTS, testRequirements } from "./stack/packages.ts";
+import { ensure, ensureServices, testRequirements } from "./stack/packages.ts";
 import { psql } from "./stack/postgres.ts";
 import { startStack } from "./stack/stack.ts";
+import { supabaseCli, withoutTls } from "./stack/supabase_cli.ts";
 
 Deno.env.set("HERALD_STACK", "test");
 const stack = await loadStackConfig();
@@ -236,15 +238,38 @@ async function pgTapTests() {
   count("pgTAP", passed, failed + (!success && failed === 0 ? 1 : 0));
 }
 
+/**
+ * `supabase db lint` (the pinned CLI; plpgsql_check) over Herald's schemas in
+ * the migrated test stack: any warning fails it, and the CLI prints what.
+ */
+async function dbLint() {
+  const { code, stdout, stderr } = await supabaseCli([
+    "db",
+    "lint",
+    "--db-url",
+    withoutTls(stack.dbUrl),
+    "--schema",
+    "herald,public",
+    "--level",
+    "warning",
+    "--fail-on",
+    "warning",
+  ]);
+  if (code !== 0) console.error(`supabase db lint:\n${stdout}${stderr}`);
+  count("supabase db lint", code === 0 ? 1 : 0, code === 0 ? 0 : 1);
+}
+
 const started = Date.now();
 let stop: (() => Promise<void>) | undefined;
 try {
-  await ensure([...SERVICE_REQUIREMENTS, ...(await testRequirements())]);
+  await ensureServices();
+  await ensure(await testRequirements());
   if (!only.length) await staticChecks();
   await Deno.remove(stack.dataDir, { recursive: true }).catch(() => {}); // absent on a first run
   console.log(`── starting the test stack in ${stack.dataDir}`);
   const running = await startStack(stack, { logToFiles: true });
   stop = running.stop;
+  if (!only.length) await dbLint();
   if (!only.length || only.some((f) => f.endsWith(".ts"))) {
     await denoTests();
     await edgeRuntimeTests();

@@ -28,8 +28,8 @@ const onPath = async (binary: string) =>
   (await new Deno.Command("sh", { args: ["-c", `command -v ${binary}`], stdout: "null" })
     .output()).success;
 
-/** Postgres 15+ and redis-server: what `npm start` needs. */
-export const SERVICE_REQUIREMENTS: Requirement[] = [
+/** Postgres 15+ and redis-server: what `npm start` needs first. */
+const SERVICE_REQUIREMENTS: Requirement[] = [
   {
     what: "PostgreSQL 15+",
     packages: ["postgresql"],
@@ -37,6 +37,25 @@ export const SERVICE_REQUIREMENTS: Requirement[] = [
   },
   { what: "Redis", packages: ["redis-server"], check: () => onPath("redis-server") },
 ];
+
+/** An extension package of the installed server's major version (Debian's `postgresql-<major>-…`). */
+function _extension(what: string, name: string, control: string, major: number): Requirement {
+  return {
+    what,
+    packages: [`postgresql-${major}-${name}`],
+    check: () => exists(`/usr/share/postgresql/${major}/extension/${control}.control`),
+  };
+}
+
+/**
+ * What `npm start` needs: Postgres and Redis, then pg_cron for the server's
+ * major version (the stack preloads it, so the migrations' jobs run as on
+ * Supabase).
+ */
+export async function ensureServices(): Promise<void> {
+  await ensure(SERVICE_REQUIREMENTS);
+  await ensure([_extension("pg_cron", "cron", "pg_cron", (await _postgresMajor())!)]);
+}
 
 /** Prometheus and promtool: the alert rules' tests, and `npm run observe`. */
 export const PROMETHEUS: Requirement = {
@@ -52,15 +71,15 @@ export const CHROMIUM: Requirement = {
   check: () => onPath("chromium"),
 };
 
-/** pgTAP and pg_prove for the server's major version: what `npm test` needs on top. */
+/**
+ * pgTAP, pg_prove and plpgsql_check (`supabase db lint`) for the server's
+ * major version, and the tools the checks run: what `npm test` needs on top.
+ */
 export async function testRequirements(): Promise<Requirement[]> {
   const major = (await _postgresMajor()) ?? 15;
   return [
-    {
-      what: "pgTAP",
-      packages: [`postgresql-${major}-pgtap`],
-      check: () => exists(`/usr/share/postgresql/${major}/extension/pgtap.control`),
-    },
+    _extension("pgTAP", "pgtap", "pgtap", major),
+    _extension("plpgsql_check", "plpgsql-check", "plpgsql_check", major),
     {
       what: "pg_prove",
       packages: ["libtap-parser-sourcehandler-pgtap-perl"],

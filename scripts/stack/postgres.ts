@@ -10,6 +10,7 @@
  * @module
  */
 import type { StackConfig } from "./config.ts";
+import { applyMigrations } from "./supabase_cli.ts";
 import { Supervisor } from "./supervisor.ts";
 
 /** The newest installed Postgres ≥ 15, as its `bin` directory. */
@@ -42,7 +43,7 @@ function asOwner(bin: string, args: string[]): { command: string; args: string[]
 }
 
 /** Creates the cluster on first start (superuser `postgres`, password `postgres`). */
-export async function ensureCluster(stack: StackConfig): Promise<void> {
+export async function ensureCluster(stack: Pick<StackConfig, "dataDir">): Promise<void> {
   const pgdata = `${stack.dataDir}/pg`;
   try {
     await Deno.stat(`${pgdata}/PG_VERSION`);
@@ -76,8 +77,16 @@ export async function ensureCluster(stack: StackConfig): Promise<void> {
   }
 }
 
-/** Starts the postmaster under the supervisor and waits until it accepts connections. */
-export async function startPostgres(stack: StackConfig, supervisor: Supervisor): Promise<void> {
+/**
+ * Starts the postmaster under the supervisor and waits until it accepts
+ * connections. `preloadCron: false` leaves pg_cron installed but not loaded,
+ * the state of any Debian Postgres after `apt-get install postgresql-<major>-cron`.
+ */
+export async function startPostgres(
+  stack: Pick<StackConfig, "name" | "dataDir" | "ports">,
+  supervisor: Supervisor,
+  options: { preloadCron?: boolean } = {},
+): Promise<void> {
   const bin = await postgresBinDir();
   const pgdata = `${stack.dataDir}/pg`;
   await _stopStalePostmaster(bin, pgdata);
@@ -103,55 +112,41 @@ export async function startPostgres(stack: StackConfig, supervisor: Supervisor):
     "-c",
     "log_min_error_statement=panic",
     ...durability,
+    // pg_cron runs the migrations' jobs as on Supabase; jobs run in background
+    // workers, so no job needs a password to connect.
+    ...(options.preloadCron === false ? [] : [
+      "-c",
+      "shared_preload_libraries=pg_cron",
+      "-c",
+      "cron.database_name=postgres",
+      "-c",
+      "cron.use_background_workers=on",
+      "-c",
+      "max_worker_processes=32",
+    ]),
   ]);
   await supervisor.spawn({ name: "postgres", ...postgres, stopSignal: "SIGINT" });
   await _waitReady(bin, stack.ports.postgres);
 }
 
 /** Applies the Supabase compatibility bootstrap (idempotent). */
-export async function bootstrap(stack: StackConfig): Promise<void> {
+export async function bootstrap(stack: Pick<StackConfig, "root" | "dbUrl">): Promise<void> {
   await psql(stack, ["-f", `${stack.root}/scripts/stack/supabase_bootstrap.sql`]);
 }
 
 /**
- * Applies `supabase/migrations/*.sql` not yet recorded, in name order, each in
- * its own transaction together with its record — as `supabase db push` does.
+ * Applies the migrations not yet recorded with the real Supabase CLI
+ * (`supabase db push`), as a deploy does; a migration it refuses fails the
+ * start with the CLI's message.
  *
  * @returns the versions applied now
  */
-export async function migrate(stack: StackConfig): Promise<string[]> {
-  const dir = `${stack.root}/supabase/migrations`;
-  const files: string[] = [];
-  for await (const entry of Deno.readDir(dir)) {
-    if (entry.isFile && /^\d{14}_[a-z0-9_]+\.sql$/.test(entry.name)) files.push(entry.name);
-  }
-  files.sort();
-  const applied = new Set(
-    (await psql(stack, [
-      "-At",
-      "-c",
-      "select version from supabase_migrations.schema_migrations",
-    ])).split("\n").filter(Boolean),
-  );
-  const done: string[] = [];
-  for (const file of files) {
-    const version = file.slice(0, 14);
-    if (applied.has(version)) continue;
-    const name = file.slice(15, -4);
-    await psql(stack, [
-      "--single-transaction",
-      "-f",
-      `${dir}/${file}`,
-      "-c",
-      `insert into supabase_migrations.schema_migrations (version, name) values ('${version}', '${name}')`,
-    ]);
-    done.push(version);
-  }
-  return done;
+export function migrate(stack: StackConfig): Promise<string[]> {
+  return applyMigrations(stack.dbUrl, stack.root);
 }
 
 /** Runs psql against the stack's cluster as `postgres`, stopping at the first error. */
-export async function psql(stack: StackConfig, args: string[]): Promise<string> {
+export async function psql(stack: Pick<StackConfig, "dbUrl">, args: string[]): Promise<string> {
   const bin = await postgresBinDir();
   return await Supervisor.run(`${bin}/psql`, [
     stack.dbUrl,

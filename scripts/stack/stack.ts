@@ -9,7 +9,7 @@ import { exportJWK, generateKeyPair } from "jose";
 import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
 import { LOCAL_HOOK_SECRET, type StackConfig } from "./config.ts";
 import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
-import { ensure, SERVICE_REQUIREMENTS } from "./packages.ts";
+import { ensureServices } from "./packages.ts";
 import { bootstrap, ensureCluster, migrate, psql, startPostgres } from "./postgres.ts";
 import { startPrometheus } from "./prometheus.ts";
 import { startRedis } from "./redis.ts";
@@ -47,7 +47,7 @@ export async function startStack(
   stack: StackConfig,
   options: StartOptions = {},
 ): Promise<RunningStack> {
-  await ensure(SERVICE_REQUIREMENTS);
+  await ensureServices();
   await Deno.mkdir(stack.dataDir, { recursive: true });
   await _ensureLocalSecrets(stack);
 

@@ -114,13 +114,5 @@ alter function auth.jwt() owner to supabase_auth_admin;
 grant execute on function auth.uid(), auth.role(), auth.email(), auth.jwt()
   to anon, authenticated, service_role;
 
--- Where the Supabase CLI records applied migrations.
-create schema if not exists supabase_migrations;
-create table if not exists supabase_migrations.schema_migrations (
-  version text primary key,
-  statements text[],
-  name text
-);
-
 -- Supabase's search path: extensions (pgcrypto, pgTAP, …) resolve unqualified.
 alter database postgres set search_path to "$user", public, extensions;

@@ -72,14 +72,31 @@ grant execute on function herald.prune_device_tokens(interval) to service_role;
 -- Schedules, on Supabase only: pg_cron runs the token job daily and invokes
 -- the dispatch function every 5 seconds through pg_net, with its URL and the
 -- secret key read from Vault at each run (secrets 'herald_dispatch_url' and
--- 'herald_dispatch_key'; see docs/DEPLOY.md). Where pg_cron, pg_net or Vault
--- are missing (the local cluster, self-hosting with the worker) nothing is
+-- 'herald_dispatch_key'; see the README, "Deploying"). Where pg_cron, pg_net or
+-- Vault are missing (a plain Postgres, self-hosting with the worker) nothing is
 -- scheduled and the migration still applies.
+--
+-- pg_cron can be created only where its library is loaded
+-- (shared_preload_libraries) and only in the database named by
+-- cron.database_name: its own install script raises otherwise (pg_cron--1.0.sql).
+-- An installed package is not enough (Debian's postgresql-<major>-cron without
+-- the preload), so the check is the one pg_cron makes itself.
 do $schedule$
 begin
-  if not exists (select 1 from pg_available_extensions where name = 'pg_cron') then
-    raise notice 'pg_cron is not available: herald jobs are not scheduled';
-    return;
+  if to_regclass('cron.job') is null then
+    if not exists (select 1 from pg_available_extensions where name = 'pg_cron') then
+      raise notice 'pg_cron is not available: herald jobs are not scheduled';
+      return;
+    end if;
+    if current_setting('cron.database_name', true) is null then
+      raise notice 'pg_cron is installed but not preloaded (shared_preload_libraries): herald jobs are not scheduled';
+      return;
+    end if;
+    if current_setting('cron.database_name', true) <> current_database() then
+      raise notice 'pg_cron runs in database %, not %: herald jobs are not scheduled',
+        current_setting('cron.database_name', true), current_database();
+      return;
+    end if;
   end if;
   create extension if not exists pg_cron;
   perform cron.schedule('herald-prune-device-tokens', '17 3 * * *',
