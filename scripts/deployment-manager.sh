@@ -6,6 +6,11 @@
 # tested by npm test; this script finds Deno and runs it.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The Supabase CLI the repository pins (package.json, installed by npm ci) goes first.
+if [ -x "$root/node_modules/.bin/supabase" ]; then
+  PATH="$root/node_modules/.bin:$PATH"
+  export PATH
+fi
 if [ -x "$root/node_modules/.bin/deno" ]; then
   deno="$root/node_modules/.bin/deno"
 elif command -v deno >/dev/null 2>&1; then

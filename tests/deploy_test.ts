@@ -1,20 +1,32 @@
 /**
- * scripts/deployment-manager.sh end to end: run as a process from a clone of
- * this repository, with the `supabase` CLI stand-in first on PATH
- * (tests/fakes/supabase_cli.ts: records every call, runs `db query` on the
- * test stack's Postgres), a Kong admin API stand-in, and the running test
- * stack as the deployed service — its stable pool behind Kong and its canary
- * pool (HERALD_INSTANCE=canary) answering readiness, metrics and the smoke test.
+ * scripts/deployment-manager.sh end to end, with the real Supabase CLI (the
+ * pinned npm package, first on PATH) pointed by a profile file at a stand-in
+ * of the Management API (tests/fakes/management_api.ts: records every
+ * request, can fail a chosen one), run as a process from a clone of this
+ * repository, with a Kong admin API stand-in and the running test stack as
+ * the deployed service — its stable pool behind Kong and its canary pool
+ * (HERALD_INSTANCE=canary) answering readiness, metrics and the smoke test.
+ *
+ * The CLI's database commands cannot reach a loopback Postgres through
+ * `--linked` (it dials `db.<ref>.<project_host>:5432`, or the pooler host
+ * `link` saved), so the hosted runs set SUPABASE_DB_URL — the manager's own
+ * option for a hosted database URL — to the test stack's Postgres: the
+ * database commands go `--db-url`, everything else through the Management
+ * API as on hosted.
  */
 import assert from "node:assert/strict";
 import { localKongEnv } from "../scripts/stack/kong/main.ts";
+import { CLI_QUIET_ENV, withoutTls } from "../scripts/stack/supabase_cli.ts";
+import type { Recorded } from "./fakes/control.ts";
 import { startKongAdmin } from "./fakes/kong_admin.ts";
+import { startManagementApi, writeProfile } from "./fakes/management_api.ts";
 import { adminSql, stack } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PRODUCTION = "prodprodprodprodprod";
 const STAGING = "stagstagstagstagstag";
 const FUNCTIONS = ["dispatch", "health", "hooks", "metrics", "notify"];
+const DB_URL = withoutTls(stack.dbUrl);
 const sql = adminSql();
 
 const work = await Deno.makeTempDir({ prefix: "herald-deploy-test-" });
@@ -27,6 +39,11 @@ const HEAD = await _git(clone, "rev-parse", "HEAD");
 const origin = `${work}/origin.git`;
 await _git(work, "init", "--quiet", "--bare", origin);
 await _git(clone, "remote", "set-url", "origin", origin);
+const api = startManagementApi([
+  { ref: PRODUCTION, dbUrl: stack.dbUrl },
+  { ref: STAGING, dbUrl: stack.dbUrl },
+]);
+const profile = await writeProfile(work, api.url);
 
 async function _git(cwd: string, ...args: string[]): Promise<string> {
   const out = await new Deno.Command("git", { args, cwd, stderr: "piped" }).output();
@@ -36,11 +53,12 @@ async function _git(cwd: string, ...args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout).trim();
 }
 
-/** A fresh fake project: state directory, no releases, no canary share. */
+/** A fresh start: a state directory, no releases, no canary share, empty projects. */
 async function freshState(): Promise<string> {
   const state = await Deno.makeTempDir({ dir: work, prefix: "state-" });
   await sql`delete from herald.releases`;
   await sql`update herald.dispatch_canary set percent = 0`;
+  await (await fetch(`${api.url}/_control/reset`, { method: "POST" })).body?.cancel();
   return state;
 }
 
@@ -48,18 +66,16 @@ const smokeToken = () => `smoke-${crypto.randomUUID()}`;
 
 function env(state: string, extra: Record<string, string | undefined> = {}) {
   const base: Record<string, string | undefined> = {
-    PATH: `${ROOT}/tests/fakes/bin:${Deno.execPath().replace(/\/[^/]+$/, "")}:${
-      Deno.env.get("PATH")
-    }`,
+    PATH: `${Deno.execPath().replace(/\/[^/]+$/, "")}:${Deno.env.get("PATH")}`,
     HOME: Deno.env.get("HOME"),
     DENO_DIR: Deno.env.get("DENO_DIR"),
-    FAKE_SUPABASE_STATE: state,
-    FAKE_SUPABASE_DB_URL: stack.dbUrl,
-    FAKE_SUPABASE_DENO: Deno.execPath(),
-    SUPABASE_ACCESS_TOKEN: "sbp_fake0000000000000000000000000000000000",
+    ...CLI_QUIET_ENV,
+    SUPABASE_PROFILE: profile,
+    SUPABASE_ACCESS_TOKEN: "sbp_0123456789abcdef0123456789abcdef01234567",
     SUPABASE_PROJECT_REF: PRODUCTION,
     HERALD_STAGING_PROJECT_REF: STAGING,
-    SUPABASE_DB_PASSWORD: "fake-database-password",
+    SUPABASE_DB_PASSWORD: "stand-in-database-password",
+    SUPABASE_DB_URL: DB_URL,
     SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
     HERALD_SMOKE_DEVICE_TOKEN: smokeToken(),
     HERALD_FUNCTIONS_URL: `${stack.apiUrl}/functions/v1`,
@@ -103,30 +119,60 @@ async function manager(
   return { code: out.code, out: text };
 }
 
-interface Call {
-  argv: string[];
-  workdir_sha: string | null;
-  stamped: string | null;
+/**
+ * The CLI commands a run executed, from the manager's own echo (`$ supabase …`):
+ * `command subcommand`, global flags left out, and the preflight's
+ * (`init`, `db query`) and read-only listings dropped.
+ */
+function commands(out: string): string[] {
+  return [...out.matchAll(/^ {4}\$ supabase (.*)$/gm)]
+    .map((m) => m[1].replace(/--workdir \S+ /, "").split(" ").slice(0, 2).join(" "))
+    .filter((c) => !/^(init|db query|functions list)\b/.test(c));
 }
 
-async function calls(state: string): Promise<Call[]> {
-  const text = await Deno.readTextFile(`${state}/calls.jsonl`).catch(() => "");
-  return text.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+/** What the Management API stand-in received after request `after` (seq). */
+async function requests(after = 0): Promise<Recorded[]> {
+  const r = await fetch(`${api.url}/_control/requests?after=${after}`);
+  return (await r.json()).requests;
 }
 
-/** The calls as `command subcommand` strings, global flags left out. */
-const shape = (c: Call) =>
-  c.argv.filter((a, i, all) => a !== "--workdir" && all[i - 1] !== "--workdir")
-    .slice(0, 2).join(" ");
+/** The stand-in's request count now: pass it to {@linkcode requests} later. */
+const mark = async () => (await requests()).at(-1)?.seq ?? 0;
 
-const deploys = (cs: Call[]) =>
-  cs.filter((c) => shape(c) === "functions deploy").map((c) => ({
-    slugs: c.argv.slice(c.argv.indexOf("deploy") + 1).filter((a) => !a.startsWith("-"))
-      .filter((a, i, all) => all[i - 1] !== "--project-ref" && a !== PRODUCTION && a !== STAGING),
-    ref: c.argv[c.argv.indexOf("--project-ref") + 1],
-    stamped: c.stamped,
-    sha: c.workdir_sha,
-  }));
+/** Requests that change a project (uploads, activations, deletions, secrets). */
+const writes = (rs: Recorded[]) => rs.filter((r) => r.method !== "GET");
+
+/**
+ * The deploys in `rs`: each CLI deploy of several slugs is uploads with
+ * `bundleOnly=true` closed by one `PUT …/functions` (all or nothing); each
+ * with the deployment and git sha stamped into the uploaded `_shared/build.ts`.
+ */
+function deploys(rs: Recorded[]) {
+  const out: { slugs: string[]; ref: string; stamped: string | null; sha: string | null }[] = [];
+  let uploads: Recorded[] = [];
+  for (const r of rs) {
+    if (r.method === "POST" && r.path.endsWith("/functions/deploy")) uploads.push(r);
+    if (r.method === "PUT" && r.path.endsWith("/functions")) {
+      assert.ok(uploads.every((u) => /[?&]bundleOnly=true/.test(u.query ?? "")), "staged only");
+      const build = uploads[0].raw.match(
+        /filename="supabase\/functions\/_shared\/build\.ts"[\s\S]*?BUILD = \{([\s\S]*?)\}/,
+      )?.[1] ?? "";
+      out.push({
+        slugs: uploads.map((u) => new URLSearchParams(u.query).get("slug")!).sort(),
+        ref: r.path.split("/")[3],
+        stamped: build.match(/deployment: "(\w*)"/)?.[1] ?? null,
+        sha: build.match(/gitSha: "(\w*)"/)?.[1] ?? null,
+      });
+      uploads = [];
+    }
+  }
+  assert.deepEqual(uploads, [], "every upload was activated by a bulk update");
+  return out;
+}
+
+/** The slugs deleted in `rs`. */
+const deletions = (rs: Recorded[]) =>
+  rs.filter((r) => r.method === "DELETE").map((r) => r.path.split("/").at(-1));
 
 /** One push through the stable pool (Kong) or the canary pool, to `token`. */
 function notify(canary: boolean, token: string) {
@@ -163,6 +209,7 @@ const releases = () =>
 Deno.test("deploy: --help says every command; no command or an unknown one is a usage error", async () => {
   const state = await freshState();
   const help = await manager(["--help"], env(state));
+  assert.match(help.out, /node_modules\/\.bin\/supabase/);
   assert.equal(help.code, 0);
   for (
     const command of [
@@ -184,7 +231,7 @@ Deno.test("deploy: --help says every command; no command or an unknown one is a 
   assert.match(badCanary.out, /--canary must be a whole percent 1…100/);
   const badEnv = await manager(["deploy", "--env", "prod"], env(state));
   assert.equal(badEnv.code, 2);
-  assert.deepEqual(await calls(state), [], "nothing was touched");
+  assert.deepEqual(await requests(), [], "nothing was touched");
 });
 
 for (
@@ -197,13 +244,15 @@ for (
 ) {
   Deno.test(`deploy: without ${missing} it refuses before touching anything`, async () => {
     const state = await freshState();
+    // Without SUPABASE_DB_URL a hosted deploy needs the database password (--linked).
     const run = await manager(
       ["deploy", "--env", "production", "--canary", "10"],
-      env(state, { [missing]: undefined }),
+      env(state, { [missing]: undefined, SUPABASE_DB_URL: undefined }),
     );
     assert.equal(run.code, 2, run.out);
     assert.match(run.out, new RegExp(`needs ${missing}: set it`));
-    assert.deepEqual(await calls(state), []);
+    assert.deepEqual(commands(run.out), []);
+    assert.deepEqual(await requests(), []);
   });
 }
 
@@ -215,20 +264,28 @@ Deno.test("deploy: staging without HERALD_STAGING_PROJECT_REF refuses; the produ
   );
   assert.equal(run.code, 2);
   assert.match(run.out, /needs HERALD_STAGING_PROJECT_REF/);
-  assert.deepEqual(await calls(state), []);
+  assert.deepEqual(await requests(), []);
 });
 
 Deno.test("deploy: staging runs link, db push, every function deployed stamped stable, the smoke test, and records the release", async () => {
   const state = await freshState();
   const run = await manager(["deploy", "--env", "staging"], env(state));
   assert.equal(run.code, 0, run.out);
-  const cs = await calls(state);
-  const order = cs.map(shape).filter((s) => s !== "db query" && s !== "functions list");
-  assert.deepEqual(order, ["link --project-ref", "db push", "functions deploy"]);
-  assert.deepEqual(cs[0].argv, ["link", "--project-ref", STAGING]);
-  assert.ok(cs[1].argv.includes("--linked") && cs[1].argv.includes("--yes"));
-  assert.deepEqual(deploys(cs), [{ slugs: FUNCTIONS, ref: STAGING, stamped: "stable", sha: HEAD }]);
-  assert.ok(cs.find((c) => shape(c) === "functions deploy")!.argv.includes("--use-api"));
+  assert.deepEqual(commands(run.out), ["link --project-ref", "db push", "functions deploy"]);
+  assert.match(run.out, new RegExp(`\\$ supabase link --project-ref ${STAGING}\n`));
+  assert.match(
+    run.out,
+    /\$ supabase --workdir \S+ db push --db-url '\*\*\*' --include-all --yes\n/,
+  );
+  assert.match(run.out, /\$ supabase --workdir \S+ functions deploy .* --use-api\n/);
+  const rs = await requests();
+  assert.deepEqual(deploys(rs), [{ slugs: FUNCTIONS, ref: STAGING, stamped: "stable", sha: HEAD }]);
+  assert.ok(rs.every((r) => r.path.startsWith(`/v1/projects/${STAGING}`)), "staging only");
+  assert.ok(rs.every((r) => r.headers["user-agent"] === "SupabaseCLI/2.117.0"), "the real CLI");
+  // Uploads carry the functions' import map from inside supabase/functions, never deno.lock.
+  const upload = rs.find((r) => r.method === "POST")!;
+  assert.match(upload.raw, /filename="supabase\/functions\/deno.json"/);
+  assert.doesNotMatch(upload.raw, /filename="[^"]*deno\.lock"/);
   assert.match(run.out, /smoke test: .* → sent \(validate_only\)/);
   const [release] = await releases();
   assert.equal(release.state, "live");
@@ -259,18 +316,90 @@ Deno.test("deploy: a failing staging smoke test exits non-zero, records nothing 
     /staging failed its smoke test: .*ended failed.*production is not touched/s,
   );
   assert.equal((await releases()).length, 0);
-  assert.ok((await calls(state)).every((c) => !c.argv.includes(PRODUCTION)));
+  assert.ok((await requests()).every((r) => !r.path.includes(PRODUCTION)));
 });
 
-Deno.test("deploy: a failing step of the CLI stops the deploy there, with the step named", async () => {
+Deno.test("deploy: a migration the CLI refuses stops the deploy at db push, with the CLI's message, and no function is deployed", async () => {
   const state = await freshState();
-  const run = await manager(
-    ["deploy", "--env", "staging"],
-    env(state, { FAKE_SUPABASE_FAIL: "db push" }),
+  await Deno.writeTextFile(
+    `${clone}/supabase/migrations/29991231000000_refused.sql`,
+    "select no_such_column from herald.releases;\n",
   );
-  assert.equal(run.code, 1);
-  assert.match(run.out, /FAILED: supabase db push exited 1/);
-  assert.deepEqual((await calls(state)).map(shape), ["link --project-ref", "db push"]);
+  await _git(clone, "add", ".");
+  await _git(clone, "commit", "--quiet", "-m", "a migration the database refuses");
+  try {
+    const run = await manager(["deploy", "--env", "staging"], env(state));
+    assert.equal(run.code, 1, run.out);
+    assert.match(
+      run.out,
+      /FAILED: supabase db push exited 1: .*column "no_such_column" does not exist/,
+    );
+    assert.deepEqual(commands(run.out), ["link --project-ref", "db push"]);
+    assert.deepEqual(writes(await requests()), []);
+  } finally {
+    await _git(clone, "reset", "--quiet", "--hard", HEAD);
+  }
+});
+
+/** Makes the stand-in refuse uploads of `slug` (as a bundling failure does). */
+async function refuseUploads(slug: string) {
+  const r = await fetch(`${api.url}/_control/fail`, {
+    method: "POST",
+    body: JSON.stringify({
+      method: "POST",
+      path: `/functions/deploy\\?(.*&)?slug=${slug}(&|$)`,
+      status: 400,
+      body: { message: "Failed to bundle the function" },
+    }),
+  });
+  assert.equal(r.status, 204);
+}
+
+Deno.test("deploy: an upload the Management API refuses: the CLI activates the others anyway; the manager says which, records nothing, and a rerun converges", async () => {
+  const state = await freshState();
+  const first = await manager(["deploy", "--env", "staging"], env(state));
+  assert.equal(first.code, 0, first.out);
+  await refuseUploads("hooks");
+  const after = await mark();
+  const run = await manager(["deploy", "--env", "staging"], env(state));
+  assert.equal(run.code, 1, run.out);
+  assert.match(run.out, /FAILED: supabase functions deploy exited 1: .*Failed to bundle/);
+  // What CLI 2.117.0 does (not all or nothing): the bulk update carries the uploads that succeeded.
+  const rs = await requests(after);
+  const put = rs.find((r) => r.method === "PUT");
+  assert.ok(put, "the CLI still sent the bulk update");
+  assert.deepEqual(
+    (put.body as { slug: string }[]).map((f) => f.slug).sort(),
+    FUNCTIONS.filter((f) => f !== "hooks"),
+  );
+  assert.match(
+    run.out,
+    /the CLI activated dispatch, health, metrics, notify anyway .*Run the deploy again/,
+  );
+  assert.deepEqual(
+    api.functions(STAGING).map((f) => [f.slug, f.version]),
+    FUNCTIONS.map((f) => [f, f === "hooks" ? 1 : 2]),
+  );
+  assert.equal((await releases()).length, 1, "the failed deploy recorded no release");
+  const again = await manager(["deploy", "--env", "staging"], env(state));
+  assert.equal(again.code, 0, again.out);
+  assert.deepEqual(
+    api.functions(STAGING).map((f) => [f.slug, f.version]),
+    FUNCTIONS.map((f) => [f, f === "hooks" ? 2 : 3]),
+  );
+});
+
+Deno.test("deploy: a canary whose upload is refused is withdrawn: no canary slug is left and it gets no traffic", async () => {
+  const state = await freshState();
+  const first = await manager(["deploy", "--env", "production"], env(state));
+  assert.equal(first.code, 0, first.out);
+  await refuseUploads("hooks-canary");
+  const run = await manager(["deploy", "--env", "production", "--canary", "10"], env(state));
+  assert.equal(run.code, 1, run.out);
+  assert.match(run.out, /the canary's deploy failed and what it left was withdrawn/);
+  assert.deepEqual(api.functions(PRODUCTION).map((f) => f.slug), FUNCTIONS);
+  assert.equal((await sql`select percent from herald.dispatch_canary`)[0].percent, 0);
+  assert.deepEqual((await releases()).map((r) => r.state), ["live"]);
 });
 
 Deno.test("deploy: production canary, gate passed, promoted: backup, push, canary slugs at 10 %, then stable redeployed and the canary removed", async () => {
@@ -278,6 +407,7 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
   // A stable release to back up and supersede.
   const first = await manager(["deploy", "--env", "production"], env(state));
   assert.equal(first.code, 0, first.out);
+  const afterFirst = await mark();
   const good = `good-${crypto.randomUUID()}`;
   let seenShare = 0;
   const run = await manager(
@@ -291,35 +421,22 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
   );
   assert.equal(run.code, 0, run.out);
   assert.equal(seenShare, 10, "the canary had 10 % of dispatch rounds during the window");
-  const cs = (await calls(state)).slice(
-    (await calls(state)).findIndex((c, i, all) =>
-      i > 0 && shape(c) === "link --project-ref" &&
-      all.slice(0, i).some((p) => shape(p) === "functions deploy")
-    ),
-  );
-  const order = cs.map(shape).filter((s) => s !== "db query");
-  assert.deepEqual(order, [
+  assert.deepEqual(commands(run.out), [
     "link --project-ref",
     "db dump",
     "db dump",
-    "functions list",
     ...FUNCTIONS.map(() => "functions download"),
     "db push",
     "functions deploy",
-    "functions list",
     "functions deploy",
-    "functions list",
     ...FUNCTIONS.map(() => "functions delete"),
-    "functions list",
   ]);
-  assert.deepEqual(deploys(cs), [
+  const rs = await requests(afterFirst);
+  assert.deepEqual(deploys(rs), [
     { slugs: FUNCTIONS.map((f) => `${f}-canary`), ref: PRODUCTION, stamped: "canary", sha: HEAD },
     { slugs: FUNCTIONS, ref: PRODUCTION, stamped: "stable", sha: HEAD },
   ]);
-  assert.deepEqual(
-    cs.filter((c) => shape(c) === "functions delete").map((c) => c.argv[2]),
-    FUNCTIONS.map((f) => `${f}-canary`),
-  );
+  assert.deepEqual(deletions(rs), FUNCTIONS.map((f) => `${f}-canary`));
   const [{ percent }] = await sql`select percent from herald.dispatch_canary`;
   assert.equal(percent, 0);
   const [old, promoted] = await releases();
@@ -348,10 +465,15 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
     assert.ok(Deno.statSync(`${state}/backups/${dir}/${file}`).isFile, file);
   }
   const saved = await Deno.readTextFile(
-    `${state}/backups/${dir}/supabase/functions/notify/_shared/build.ts`,
+    `${state}/backups/${dir}/supabase/functions/_shared/build.ts`,
   );
   assert.match(saved, /deployment: "stable"/, "the live stable bundle was downloaded");
-  assert.match(await Deno.readTextFile(`${state}/backups/${dir}/schema.sql`), /herald\.releases/);
+  // pg_dump's own output, run from the CLI's script.
+  const schema = await Deno.readTextFile(`${state}/backups/${dir}/schema.sql`);
+  assert.match(schema, /CREATE TABLE IF NOT EXISTS "herald"\."releases"/);
+  assert.doesNotMatch(schema, /"supabase_migrations"/, "the CLI's scope: its own schemas left out");
+  const data = await Deno.readTextFile(`${state}/backups/${dir}/data.sql`);
+  assert.match(data, /INSERT INTO "herald"\."releases"/);
 });
 
 Deno.test("deploy: a canary whose error ratio is over the margin is rolled back by itself and the run exits 1", async () => {
@@ -361,7 +483,7 @@ Deno.test("deploy: a canary whose error ratio is over the margin is rolled back 
   const bad = `bad-${crypto.randomUUID()}`;
   await fcmFails(bad, "THIRD_PARTY_AUTH_ERROR");
   const good = `good-${crypto.randomUUID()}`;
-  const before = (await calls(state)).length;
+  const before = await mark();
   const run = await manager(
     ["deploy", "--env", "production", "--canary", "10", "--window", "20"],
     env(state, { HERALD_GATE_MIN_EVENTS: "10" }),
@@ -370,12 +492,9 @@ Deno.test("deploy: a canary whose error ratio is over the margin is rolled back 
   assert.equal(run.code, 1, run.out);
   assert.match(run.out, /FAIL error ratio: canary/);
   assert.match(run.out, /rolled back by the health gate/);
-  const cs = (await calls(state)).slice(before);
-  assert.deepEqual(deploys(cs).map((d) => d.stamped), ["canary"], "stable was never redeployed");
-  assert.deepEqual(
-    cs.filter((c) => shape(c) === "functions delete").map((c) => c.argv[2]),
-    FUNCTIONS.map((f) => `${f}-canary`),
-  );
+  const rs = await requests(before);
+  assert.deepEqual(deploys(rs).map((d) => d.stamped), ["canary"], "stable was never redeployed");
+  assert.deepEqual(deletions(rs), FUNCTIONS.map((f) => `${f}-canary`));
   const [{ percent }] = await sql`select percent from herald.dispatch_canary`;
   assert.equal(percent, 0);
   const [live, canary] = await releases();
@@ -414,20 +533,18 @@ Deno.test("deploy: --hold leaves a gated canary in flight; promote-canary then r
   assert.equal(again.code, 1);
   assert.match(again.out, /is still a canary: promote-canary or rollback first/);
 
-  const before = (await calls(state)).length;
+  const before = await mark();
   const promoted = await manager(["promote-canary"], env(state));
   assert.equal(promoted.code, 0, promoted.out);
-  const cs = (await calls(state)).slice(before);
-  assert.deepEqual(deploys(cs), [{
+  const rs = await requests(before);
+  assert.deepEqual(deploys(rs), [{
     slugs: FUNCTIONS,
     ref: PRODUCTION,
     stamped: "stable",
     sha: HEAD,
   }]);
-  assert.deepEqual(
-    cs.filter((c) => shape(c) === "functions delete").map((c) => c.argv[2]),
-    FUNCTIONS.map((f) => `${f}-canary`),
-  );
+  assert.deepEqual(deletions(rs), FUNCTIONS.map((f) => `${f}-canary`));
+  assert.deepEqual(api.functions(PRODUCTION).map((f) => f.slug), FUNCTIONS);
   assert.equal((await releases())[0].state, "live");
   assert.equal((await sql`select percent from herald.dispatch_canary`)[0].percent, 0);
   const none = await manager(["promote-canary"], env(state));
@@ -444,12 +561,12 @@ Deno.test("deploy: rollback with a canary in flight withdraws it; stable is not 
     () => notify(true, good),
   );
   assert.equal(held.code, 0, held.out);
-  const before = (await calls(state)).length;
+  const before = await mark();
   const run = await manager(["rollback"], env(state));
   assert.equal(run.code, 0, run.out);
-  const cs = (await calls(state)).slice(before);
-  assert.deepEqual(deploys(cs), []);
-  assert.equal(cs.filter((c) => shape(c) === "functions delete").length, FUNCTIONS.length);
+  const rs = await requests(before);
+  assert.deepEqual(deploys(rs), []);
+  assert.deepEqual(deletions(rs), FUNCTIONS.map((f) => `${f}-canary`));
   assert.equal((await releases())[0].state, "rolled_back");
 });
 
@@ -466,10 +583,10 @@ Deno.test("deploy: rollback --to a named release redeploys its tag; with no --to
   await sql`insert into herald.releases (git_sha, git_tag, state, latest_migration)
             values (${later}, 'herald/production/later', 'live', ${r1.latest_migration})`;
   try {
-    const before = (await calls(state)).length;
+    const before = await mark();
     const run = await manager(["rollback", "--to", r1.git_tag], env(state));
     assert.equal(run.code, 0, run.out);
-    assert.deepEqual(deploys((await calls(state)).slice(before)), [
+    assert.deepEqual(deploys(await requests(before)), [
       { slugs: FUNCTIONS, ref: PRODUCTION, stamped: "stable", sha: HEAD },
     ]);
     const rows = await releases();
@@ -505,11 +622,11 @@ Deno.test("deploy: rollback refuses to cross a migration marked herald:breaking"
     await sql`update herald.releases set state = 'superseded'`;
     await sql`insert into herald.releases (git_sha, git_tag, state, latest_migration)
               values (${sha}, null, 'live', ${contract})`;
-    const before = (await calls(state)).length;
+    const before = await mark();
     const run = await manager(["rollback", "--to", `r${r1.id}`], env(state));
     assert.equal(run.code, 1, run.out);
     assert.match(run.out, new RegExp(`predates ${contract}, marked herald:breaking`));
-    assert.deepEqual(deploys((await calls(state)).slice(before)), []);
+    assert.deepEqual(deploys(await requests(before)), []);
   } finally {
     await _git(clone, "reset", "--quiet", "--hard", HEAD);
   }
@@ -528,7 +645,6 @@ Deno.test("deploy: self-hosted behind Kong: the canary folder and weight 20, the
       SUPABASE_PROJECT_REF: undefined,
       SUPABASE_DB_PASSWORD: undefined,
       KONG_ADMIN_URL: kong.url,
-      SUPABASE_DB_URL: stack.dbUrl,
       HERALD_STABLE_FUNCTIONS_DIR: stableDir,
       HERALD_CANARY_FUNCTIONS_DIR: canaryDir,
     });
@@ -543,9 +659,12 @@ Deno.test("deploy: self-hosted behind Kong: the canary folder and weight 20, the
       { stable: 0, canary: 100 },
       { stable: 100, canary: 0 },
     ]);
-    const cs = await calls(state);
-    assert.ok(cs.every((c) => !c.argv.includes("--linked")), "self-hosted never uses --linked");
-    assert.ok(cs.filter((c) => shape(c) === "db push").every((c) => c.argv.includes("--db-url")));
+    assert.doesNotMatch(run.out, /--linked/, "self-hosted never uses --linked");
+    assert.match(
+      run.out,
+      /\$ supabase --workdir \S+ db push --db-url '\*\*\*' --include-all --yes\n/,
+    );
+    assert.deepEqual(await requests(), [], "nor the Management API");
     for (const [dir, deployment] of [[canaryDir, "canary"], [stableDir, "stable"]]) {
       const build = await Deno.readTextFile(`${dir}/_shared/build.ts`);
       assert.match(build, new RegExp(`deployment: "${deployment}"`));
@@ -571,11 +690,11 @@ Deno.test("deploy: self-hosted without the canary folder refuses before touching
   const state = await freshState();
   const run = await manager(
     ["deploy", "--env", "production", "--canary", "20"],
-    env(state, { KONG_ADMIN_URL: "http://127.0.0.1:1", SUPABASE_DB_URL: stack.dbUrl }),
+    env(state, { KONG_ADMIN_URL: "http://127.0.0.1:1" }),
   );
   assert.equal(run.code, 2);
   assert.match(run.out, /needs HERALD_STABLE_FUNCTIONS_DIR, HERALD_CANARY_FUNCTIONS_DIR/);
-  assert.deepEqual(await calls(state), []);
+  assert.deepEqual(commands(run.out), []);
 });
 
 Deno.test("deploy: health-check passes a healthy canary and fails one that is not ready", async () => {
@@ -630,13 +749,15 @@ Deno.test("deploy: health-check passes a healthy canary and fails one that is no
 
 Deno.test("deploy: the service-role key never appears in what the manager prints", async () => {
   const state = await freshState();
-  const run = await manager(
-    ["deploy", "--env", "staging"],
-    env(state, { FAKE_SUPABASE_FAIL: "functions deploy" }),
-  );
+  await fetch(`${api.url}/_control/fail`, {
+    method: "POST",
+    body: JSON.stringify({ method: "POST", path: "/functions/deploy", status: 500 }),
+  }).then((r) => r.body?.cancel());
+  const run = await manager(["deploy", "--env", "staging"], env(state));
   assert.equal(run.code, 1);
   assert.ok(!run.out.includes(stack.serviceRoleKey));
-  assert.ok(!run.out.includes("fake-database-password"));
+  assert.ok(!run.out.includes("stand-in-database-password"));
+  assert.ok(!run.out.includes(DB_URL), "the database URL (with its password) is masked");
 });
 
 Deno.test("deploy: backup on its own saves dumps and every live function; list-backups and status show them", async () => {
@@ -646,20 +767,19 @@ Deno.test("deploy: backup on its own saves dumps and every live function; list-b
   const empty = await manager(["list-backups"], env(state, { HERALD_BACKUP_DIR: `${state}/none` }));
   assert.equal(empty.code, 0);
   assert.match(empty.out, /no backups under/);
-  const before = (await calls(state)).length;
   const backup = await manager(["backup"], env(state));
   assert.equal(backup.code, 0, backup.out);
-  const cs = (await calls(state)).slice(before);
-  assert.deepEqual(
-    cs.filter((c) => shape(c) === "db dump").map((c) => c.argv.includes("--data-only")),
-    [false, true],
-  );
-  assert.deepEqual(
-    cs.filter((c) => shape(c) === "functions download").map((c) =>
-      c.argv[c.argv.indexOf("download") + 1]
-    ),
-    FUNCTIONS,
-  );
+  assert.deepEqual(commands(backup.out), [
+    "link --project-ref",
+    "db dump",
+    "db dump",
+    ...FUNCTIONS.map(() => "functions download"),
+  ]);
+  assert.match(backup.out, /\$ supabase db dump --db-url '\*\*\*' --dry-run\n/);
+  assert.match(backup.out, /\$ supabase db dump --db-url '\*\*\*' --data-only --dry-run\n/);
+  for (const f of FUNCTIONS) {
+    assert.match(backup.out, new RegExp(`functions download ${f} --project-ref ${PRODUCTION}`));
+  }
   const dirs = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name).sort();
   const dir = dirs.at(-1)!;
   const manifest = JSON.parse(await Deno.readTextFile(`${state}/backups/${dir}/backup.json`));
@@ -667,6 +787,27 @@ Deno.test("deploy: backup on its own saves dumps and every live function; list-b
   assert.deepEqual(manifest.functions.map((f: { slug: string }) => f.slug), FUNCTIONS);
   for (const f of FUNCTIONS) {
     assert.ok(Deno.statSync(`${state}/backups/${dir}/supabase/functions/${f}/index.ts`).isFile, f);
+  }
+
+  // What a backup holds is enough to redeploy it: its restore command uploads the same files.
+  const before = api.functions(PRODUCTION);
+  assert.equal(manifest.restore.length, 1);
+  const restore = new Deno.Command("sh", {
+    args: ["-c", manifest.restore[0]],
+    env: { ...env(state), PATH: `${ROOT}/node_modules/.bin:${Deno.env.get("PATH")}` },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const restored = await restore.output();
+  assert.ok(restored.success, new TextDecoder().decode(restored.stderr));
+  const after = api.functions(PRODUCTION);
+  for (const f of FUNCTIONS) {
+    const was = before.find((x) => x.slug === f)!;
+    const now = after.find((x) => x.slug === f)!;
+    assert.equal(now.version, (was.version as number) + 1, f);
+    assert.equal(now.ezbr_sha256, was.ezbr_sha256, `${f}: the same files, byte for byte`);
+    assert.equal(now.verify_jwt, false, `${f}: verify_jwt kept`);
   }
   const listed = await manager(["list-backups"], env(state));
   assert.equal(listed.code, 0);
@@ -679,7 +820,7 @@ Deno.test("deploy: backup on its own saves dumps and every live function; list-b
   assert.equal(status.code, 0, status.out);
   const [release] = await releases();
   assert.match(status.out, new RegExp(`r${release.id} +live +${HEAD.slice(0, 12)}`));
-  assert.match(status.out, /notify +v1 +[0-9a-f]{64}/);
+  assert.match(status.out, /notify +v2 +[0-9a-f]{64}/, "v2: the restore redeployed it");
   assert.match(status.out, /canary share: 0 % of dispatch rounds/);
 });
 
@@ -705,7 +846,7 @@ for (
     );
     assert.equal(run.code, 2, run.out);
     assert.match(run.out, new RegExp(`${name} must be a number ≥ 0`));
-    assert.deepEqual(await calls(state), []);
+    assert.deepEqual(await requests(), []);
   });
 }
 
@@ -724,7 +865,7 @@ Deno.test("deploy: --window outside 1…86400 seconds is refused", async () => {
     assert.equal(run.code, 2, window);
     assert.match(run.out, /--window must be whole seconds 1…86400/);
   }
-  assert.deepEqual(await calls(state), []);
+  assert.deepEqual(await requests(), []);
 });
 
 Deno.test("deploy: each gate threshold decides on its own (health-check over a canary whose pushes fail)", async () => {
@@ -797,9 +938,95 @@ Deno.test("deploy: HERALD_PUSH_TAGS=1 pushes the release tag to origin, and a ro
   assert.equal(await _git(clone, "rev-parse", `${release.git_tag}^{commit}`), HEAD, "fetched");
 });
 
+Deno.test("deploy: a database URL without sslmode to a server without TLS is refused with the hint, before anything is touched", async () => {
+  const state = await freshState();
+  for (const kind of ["hosted", "self-hosted"]) {
+    const extra = kind === "hosted" ? {} : {
+      ...localKongEnv(stack),
+      KONG_ADMIN_URL: "http://127.0.0.1:1",
+      HERALD_STABLE_FUNCTIONS_DIR: `${state}/stable`,
+      HERALD_CANARY_FUNCTIONS_DIR: `${state}/canary`,
+    };
+    const run = await manager(
+      ["deploy", "--env", "production", "--canary", "10"],
+      env(state, { ...extra, SUPABASE_DB_URL: stack.dbUrl }),
+    );
+    assert.equal(run.code, 2, run.out);
+    assert.match(run.out, /does not offer TLS.*\?sslmode=disable/s, kind);
+    assert.ok(!run.out.includes(stack.dbUrl), "the URL is masked");
+    assert.deepEqual(commands(run.out).filter((c) => c !== "link --project-ref"), [], kind);
+  }
+  assert.deepEqual(writes(await requests()), []);
+  assert.equal((await releases()).length, 0);
+});
+
+Deno.test("deploy: without HERALD_SMOKE_DEVICE_TOKEN it refuses before backup, migrations or functions", async () => {
+  const state = await freshState();
+  const run = await manager(
+    ["deploy", "--env", "production", "--canary", "10"],
+    env(state, { HERALD_SMOKE_DEVICE_TOKEN: undefined }),
+  );
+  assert.equal(run.code, 2, run.out);
+  assert.match(run.out, /the smoke test needs HERALD_SMOKE_DEVICE_TOKEN/);
+  assert.deepEqual(commands(run.out), ["link --project-ref"]);
+  assert.deepEqual(writes(await requests()), []);
+});
+
+Deno.test("deploy: a config.toml key the CLI does not know is refused before anything is touched", async () => {
+  const state = await freshState();
+  const config = `${clone}/supabase/config.toml`;
+  await Deno.writeTextFile(
+    config,
+    (await Deno.readTextFile(config)).replace(
+      "[functions.notify]\nverify_jwt = false",
+      "[functions.notify]\nverify_jwts = false",
+    ),
+  );
+  await _git(clone, "commit", "--quiet", "-am", "a misspelt key");
+  try {
+    const run = await manager(["deploy", "--env", "staging"], env(state));
+    assert.equal(run.code, 2, run.out);
+    assert.match(run.out, /keys the Supabase CLI does not know .*functions\.notify\.verify_jwts/);
+    assert.deepEqual(writes(await requests()), []);
+  } finally {
+    await _git(clone, "reset", "--quiet", "--hard", HEAD);
+  }
+});
+
+Deno.test("deploy: a migration merged out of order is applied by the deploy's db push", async () => {
+  const state = await freshState();
+  // Older than the newest migration already applied: the CLI wants --include-all for it.
+  const late = "20261122150000_deploy_test_late_branch.sql";
+  await Deno.writeTextFile(
+    `${clone}/supabase/migrations/${late}`,
+    "create table herald.deploy_test_late_branch (id int);\n",
+  );
+  await _git(clone, "add", ".");
+  await _git(clone, "commit", "--quiet", "-m", "a branch's migration, merged late");
+  try {
+    const run = await manager(["deploy", "--env", "staging"], env(state));
+    assert.match(run.out, /Applying migration 20261122150000_deploy_test_late_branch\.sql/);
+    // The service under test is the running stack, which does not run the clone's new
+    // commit: the deploy goes on to deploy the functions, and its smoke test sees that.
+    assert.equal(run.code, 1, run.out);
+    assert.match(run.out, /the deploy did not take/);
+    assert.deepEqual(commands(run.out), ["link --project-ref", "db push", "functions deploy"]);
+    const [row] = await sql`select to_regclass('herald.deploy_test_late_branch') as t,
+      (select count(*)::int from supabase_migrations.schema_migrations
+        where version = '20261122150000') as recorded`;
+    assert.equal(row.t, "herald.deploy_test_late_branch");
+    assert.equal(row.recorded, 1);
+  } finally {
+    await sql`drop table if exists herald.deploy_test_late_branch`;
+    await sql`delete from supabase_migrations.schema_migrations where version = '20261122150000'`;
+    await _git(clone, "reset", "--quiet", "--hard", HEAD);
+  }
+});
+
 Deno.test("deploy: cleanup", async () => {
   await sql`delete from herald.releases`;
   await sql`update herald.dispatch_canary set percent = 0`;
   await sql.end();
+  await api.close();
   await Deno.remove(work, { recursive: true });
 });

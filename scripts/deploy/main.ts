@@ -15,8 +15,10 @@ import {
   type Thresholds,
 } from "./gate.ts";
 import { readiness, scrape, type Service, smokeTest } from "./probe.ts";
+import { unknownConfigKeys } from "./config_keys.ts";
 import {
   breakingSince,
+  type DeployedFunction,
   git,
   listReleases,
   migrationsOf,
@@ -70,11 +72,19 @@ Commands:
   status [--env production]
       Releases, live functions and the canary's share.
 
+The Supabase CLI it runs is the repository's pinned one (node_modules/.bin/supabase, from
+npm ci) when installed, else the first supabase on PATH. Backups need pg_dump.
+
 Environment:
   SUPABASE_ACCESS_TOKEN        hosted: the CLI's token (Management API)
   SUPABASE_PROJECT_REF         hosted production project
   HERALD_STAGING_PROJECT_REF   hosted staging project
-  SUPABASE_DB_PASSWORD         hosted: the database password (link, db push, db dump)
+  SUPABASE_DB_PASSWORD         hosted: the database password (link, db push, db dump), unless
+                               SUPABASE_DB_URL is set
+  SUPABASE_DB_URL              self-hosted: required; hosted: optional, the database commands then
+                               use it (--db-url) instead of --linked (e.g. the session pooler's URL
+                               where the runner has no IPv6). A server without TLS needs
+                               ?sslmode=disable in the URL (the CLI refuses it otherwise)
   SUPABASE_SERVICE_ROLE_KEY    the environment's service-role (or secret) key: readiness, metrics, smoke test
   HERALD_SMOKE_DEVICE_TOKEN    an FCM registration token for the smoke test (validate_only: nothing is shown)
   HERALD_FUNCTIONS_URL         functions base, default https://<ref>.supabase.co/functions/v1
@@ -139,8 +149,14 @@ export function resolveTarget(environment: Environment): Target {
     return { ...base, query: targetQuery(base) };
   }
   const refName = environment === "staging" ? "HERALD_STAGING_PROJECT_REF" : "SUPABASE_PROJECT_REF";
+  const dbUrl = _env("SUPABASE_DB_URL");
   _need(
-    ["SUPABASE_ACCESS_TOKEN", refName, "SUPABASE_DB_PASSWORD", "SUPABASE_SERVICE_ROLE_KEY"],
+    [
+      "SUPABASE_ACCESS_TOKEN",
+      refName,
+      ...(dbUrl ? [] : ["SUPABASE_DB_PASSWORD"]),
+      "SUPABASE_SERVICE_ROLE_KEY",
+    ],
     `A hosted ${environment} deploy`,
   );
   secret(_env("SUPABASE_ACCESS_TOKEN"));
@@ -151,6 +167,7 @@ export function resolveTarget(environment: Environment): Target {
     root: ROOT,
     kind: "hosted" as const,
     ref,
+    dbUrl,
     service: {
       url: _env("HERALD_FUNCTIONS_URL") ?? `https://${ref}.supabase.co/functions/v1`,
       canaryUrl: _env("HERALD_CANARY_FUNCTIONS_URL"),
@@ -158,6 +175,59 @@ export function resolveTarget(environment: Environment): Target {
     },
   };
   return { ...base, query: targetQuery(base) };
+}
+
+/**
+ * Checks, before anything is touched, what would otherwise fail halfway:
+ * config.toml keys the CLI does not know (it ignores them silently), a
+ * database the CLI cannot reach (with the `sslmode` hint for a server
+ * without TLS), pg_dump for a backup, the smoke test's device token.
+ *
+ * @throws {Refused} naming what to fix
+ */
+async function preflight(
+  target: Target,
+  needs: { backup?: boolean; smoke?: boolean } = {},
+): Promise<void> {
+  if (needs.smoke && !_env("HERALD_SMOKE_DEVICE_TOKEN")) {
+    throw new Refused("the smoke test needs HERALD_SMOKE_DEVICE_TOKEN: set it and run again");
+  }
+  const unknown = await unknownConfigKeys(`${ROOT}/supabase/config.toml`);
+  if (unknown.length) {
+    throw new Refused(
+      `supabase/config.toml has keys the Supabase CLI does not know (it ignores them): ${
+        unknown.join(", ")
+      }`,
+    );
+  }
+  if (needs.backup && !(await _onPath("pg_dump"))) {
+    throw new Refused(
+      "backup runs pg_dump (the CLI's dump needs Docker otherwise): install the Postgres " +
+        "client of the database's major version (Debian: postgresql-client-<major>)",
+    );
+  }
+  try {
+    await target.query("select 1 as reachable");
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/does not support SSL|tls error/i.test(message)) {
+      throw new Refused(
+        "SUPABASE_DB_URL: the server does not offer TLS, and the Supabase CLI refuses a " +
+          "connection without it unless the URL says ?sslmode=disable (use that only on a " +
+          "network you trust)",
+      );
+    }
+    throw new Refused(`the database is not reachable through the Supabase CLI: ${message}`);
+  }
+}
+
+async function _onPath(binary: string): Promise<boolean> {
+  const which = await new Deno.Command("sh", {
+    args: ["-c", `command -v ${binary}`],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return which.success;
 }
 
 function _thresholds(): Thresholds {
@@ -219,9 +289,7 @@ async function _expectBuild(service: Service, canary: boolean, sha: string): Pro
 }
 
 async function _smoke(service: Service, canary: boolean): Promise<void> {
-  const token = _env("HERALD_SMOKE_DEVICE_TOKEN");
-  if (!token) throw new StepFailed("the smoke test needs HERALD_SMOKE_DEVICE_TOKEN");
-  await smokeTest(service, { canary, deviceToken: token });
+  await smokeTest(service, { canary, deviceToken: _env("HERALD_SMOKE_DEVICE_TOKEN")! });
 }
 
 async function _tag(target: Target, release: Release): Promise<string> {
@@ -286,6 +354,7 @@ async function deploy(
   step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
   const latestMigration = (await migrationsOf(ROOT)).at(-1)!;
   if (target.kind === "hosted") await link(target);
+  await preflight(target, { backup: environment === "production", smoke: true });
   if (environment === "production") {
     const inFlight = (await listReleases(target.query)).find((r) => r.state === "canary");
     if (inFlight) {
@@ -304,6 +373,17 @@ async function deploy(
   try {
     step(`deploying the functions as ${asCanary ? "the canary" : "stable"}`);
     await deployFunctions(target, checkout.dir, asCanary);
+  } catch (error) {
+    if (asCanary) {
+      // A half-deployed canary gets no traffic and leaves nothing behind.
+      say(masked((error as Error).message));
+      await _withdrawCanary(target);
+      throw new StepFailed("the canary's deploy failed and what it left was withdrawn");
+    }
+    throw new StepFailed(
+      `${(error as Error).message}. Run the deploy again (every function is uploaded again) ` +
+        "or roll back",
+    );
   } finally {
     await checkout.remove();
   }
@@ -475,27 +555,21 @@ async function backup(target: Target): Promise<string> {
     }
   }
   step(`backing up ${target.environment} to ${dir}`);
-  await Deno.mkdir(`${dir}/supabase/functions`, { recursive: true });
+  // The CLI's own pg_dump script (--dry-run: its dump runs pg_dump in Docker), run by the local pg_dump.
   const flags = dbFlags(target);
-  await run("supabase", ["db", "dump", ...flags, "--file", `${dir}/schema.sql`], { cwd: ROOT });
-  await run("supabase", ["db", "dump", ...flags, "--data-only", "--file", `${dir}/data.sql`], {
-    cwd: ROOT,
-  });
+  for (const [file, extra] of [["schema.sql", []], ["data.sql", ["--data-only"]]] as const) {
+    const script = await run("supabase", ["db", "dump", ...flags, ...extra, "--dry-run"], {
+      capture: true,
+      cwd: ROOT,
+    });
+    await _runDumpScript(script, `${dir}/${file}`);
+  }
   const functions = await listFunctions(target);
+  let restore: string[] = [];
   if (target.kind === "hosted") {
-    for (const fn of functions) {
-      await run("supabase", [
-        "--workdir",
-        dir,
-        "functions",
-        "download",
-        fn.slug,
-        "--project-ref",
-        target.ref,
-        "--use-api",
-      ], { cwd: ROOT });
-    }
+    restore = await _downloadFunctions(target, dir, functions);
   } else {
+    await Deno.mkdir(`${dir}/supabase/functions`, { recursive: true });
     for (const [from, to] of [[target.stableDir, "stable"], [target.canaryDir, "canary"]]) {
       const copy = new Deno.Command("cp", {
         args: ["-R", from, `${dir}/supabase/functions/${to}`],
@@ -513,6 +587,7 @@ async function backup(target: Target): Promise<string> {
         created_at: new Date().toISOString(),
         live_release: live ? { id: live.id, git_sha: live.git_sha, git_tag: live.git_tag } : null,
         functions,
+        restore,
       },
       null,
       2,
@@ -520,6 +595,99 @@ async function backup(target: Target): Promise<string> {
   );
   say(`saved schema.sql, data.sql, ${functions.length} functions and backup.json`);
   return dir;
+}
+
+/** Runs the CLI's pg_dump script with its output into `file`. */
+async function _runDumpScript(script: string, file: string): Promise<void> {
+  if (!script.startsWith("#!/usr/bin/env bash")) {
+    throw new StepFailed(`supabase db dump --dry-run printed no script: ${script.slice(0, 200)}`);
+  }
+  const out = await Deno.open(file, { write: true, create: true, truncate: true });
+  const child = new Deno.Command("bash", {
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const [status, , stderr] = await Promise.all([
+    child.status,
+    child.stdout.pipeTo(out.writable),
+    new Response(child.stderr).text(),
+  ]);
+  if (!status.success) {
+    throw new StepFailed(
+      `pg_dump for ${file.split("/").at(-1)} exited ${status.code}: ${
+        masked(stderr.trim().split("\n").at(-1) ?? "")
+      }`,
+    );
+  }
+}
+
+/**
+ * Downloads every live function with the CLI into a folder it can be
+ * redeployed from: the stable slugs into `dir`, canary slugs into
+ * `dir/canary` (each release's `_shared` stays whole), each with a
+ * config.toml that keeps its `verify_jwt`, entrypoint and import map.
+ *
+ * @returns the commands that redeploy them
+ */
+async function _downloadFunctions(
+  target: Target & { kind: "hosted" },
+  dir: string,
+  functions: DeployedFunction[],
+): Promise<string[]> {
+  const live = JSON.parse(
+    await run(
+      "supabase",
+      ["functions", "list", "--project-ref", target.ref, "--output", "json"],
+      { capture: true, cwd: ROOT },
+    ),
+  ) as { slug: string; verify_jwt?: boolean; entrypoint_path?: string }[];
+  const restore: string[] = [];
+  for (const canary of [false, true]) {
+    const slugs = functions.map((f) => f.slug).filter((s) => s.endsWith("-canary") === canary);
+    if (!slugs.length) continue;
+    const workdir = canary ? `${dir}/canary` : dir;
+    await Deno.mkdir(`${workdir}/supabase/functions`, { recursive: true });
+    const config = [
+      "# Written by the deployment manager's backup: what `supabase functions deploy`",
+      "# needs to redeploy these bundles as they were (verify_jwt, entrypoint, import map).",
+      `project_id = ${JSON.stringify(target.ref)}`,
+    ];
+    for (const slug of slugs) {
+      await run("supabase", [
+        "--workdir",
+        workdir,
+        "functions",
+        "download",
+        slug,
+        "--project-ref",
+        target.ref,
+        "--use-api",
+      ], { cwd: ROOT });
+      const fn = live.find((f) => f.slug === slug);
+      const entry = (fn?.entrypoint_path ?? "index.ts").split("/").at(-1);
+      config.push(
+        "",
+        `[functions.${slug}]`,
+        `verify_jwt = ${fn?.verify_jwt ?? true}`,
+        `entrypoint = "./functions/${slug}/${entry}"`,
+      );
+      if (
+        await Deno.stat(`${workdir}/supabase/functions/deno.json`).then(() => true, () => false)
+      ) {
+        config.push(`import_map = "./functions/deno.json"`);
+      }
+    }
+    await Deno.writeTextFile(`${workdir}/supabase/config.toml`, config.join("\n") + "\n");
+    restore.push(
+      `supabase --workdir ${workdir} functions deploy ${slugs.join(" ")} ` +
+        `--project-ref ${target.ref} --use-api`,
+    );
+  }
+  return restore;
 }
 
 async function listBackups(): Promise<void> {
@@ -657,18 +825,21 @@ export async function main(argv: string[]): Promise<number> {
       case "promote-canary": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
+        await preflight(target);
         await promote(target);
         break;
       }
       case "rollback": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
+        await preflight(target);
         await rollback(target, values.to);
         break;
       }
       case "backup": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
+        await preflight(target, { backup: true });
         await backup(target);
         break;
       }

@@ -39,6 +39,13 @@ export function literal(value: string | null): string {
 /** Runs SQL against the environment's database with `supabase db query`; rows as JSON. */
 export type Query = (sql: string) => Promise<Record<string, unknown>[]>;
 
+/**
+ * What `supabase db query --output json` prints for a statement without a
+ * result set: Postgres's command tag (`UPDATE 0`, `INSERT 0 1`, `CREATE TABLE`),
+ * not JSON (supabase/cli `apps/cli-go/internal/db/query/query.go`).
+ */
+export const COMMAND_TAG = /^[A-Z]+(?: [A-Z]+)*(?: \d+){0,2}$/;
+
 /** A {@linkcode Query} through the CLI: `--linked` (hosted) or `--db-url` (self-hosted). */
 export function cliQuery(dbFlags: string[], workdir: string): Query {
   return async (sql) => {
@@ -47,6 +54,8 @@ export function cliQuery(dbFlags: string[], workdir: string): Query {
       ["db", "query", ...dbFlags, "--output", "json", "--agent", "no", sql],
       { capture: true, cwd: workdir },
     );
+    // A statement without a result set prints its command tag (`UPDATE 1`), not JSON.
+    if (COMMAND_TAG.test(out.trim())) return [];
     try {
       const rows = JSON.parse(out || "[]");
       return Array.isArray(rows) ? rows : rows.rows ?? [];

@@ -46,7 +46,8 @@ export interface RunOptions {
 
 /**
  * Runs `command args…`, echoing it first as `$ command args…`. Output passes
- * through unless `capture`; stderr always does.
+ * through unless `capture`; stderr always does, and its last line is kept for
+ * the failure's message (what the CLI said, not only its exit code).
  *
  * @throws {StepFailed} when it exits non-zero or cannot start
  */
@@ -56,16 +57,16 @@ export async function run(
   options: RunOptions = {},
 ): Promise<string> {
   console.log(masked(`    $ ${[command, ...args].map(_quote).join(" ")}`));
-  let output: Deno.CommandOutput;
+  let child: Deno.ChildProcess;
   try {
-    output = await new Deno.Command(command, {
+    child = new Deno.Command(command, {
       args,
       cwd: options.cwd,
       env: options.env,
       stdin: "null",
       stdout: options.capture ? "piped" : "inherit",
-      stderr: "inherit",
-    }).output();
+      stderr: "piped",
+    }).spawn();
   } catch (error) {
     throw new StepFailed(
       error instanceof Deno.errors.NotFound
@@ -73,11 +74,27 @@ export async function run(
         : `${command} could not start: ${(error as Error).message}`,
     );
   }
-  if (!output.success) {
+  let stderr = "";
+  const relay = (async () => {
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      stderr = (stderr + chunk).slice(-4096);
+      await Deno.stderr.write(new TextEncoder().encode(masked(chunk)));
+    }
+  })();
+  const stdout = options.capture ? new Response(child.stdout).text() : Promise.resolve("");
+  const [status, out] = await Promise.all([child.status, stdout, relay]);
+  if (!status.success) {
     const what = args.filter((a, i) => a !== "--workdir" && args[i - 1] !== "--workdir");
-    throw new StepFailed(masked(`${command} ${what.slice(0, 2).join(" ")} exited ${output.code}`));
+    // The CLI's error line (a Postgres `ERROR: …` wins over the context it prints after it).
+    const lines = stderr.split("\n").map((l) => l.trim())
+      .filter((l) => /\w/.test(l) && !/^Try rerunning the command with --debug/.test(l));
+    const said = lines.find((l) => /^ERROR:/.test(l)) ?? lines.at(-1);
+    throw new StepFailed(
+      masked(`${command} ${what.slice(0, 2).join(" ")} exited ${status.code}`) +
+        (said ? `: ${masked(said)}` : ""),
+    );
   }
-  return options.capture ? new TextDecoder().decode(output.stdout) : "";
+  return out;
 }
 
 function _quote(word: string): string {

@@ -33,7 +33,16 @@ export type Target =
     query: Query;
   }
   & (
-    | { kind: "hosted"; ref: string }
+    | {
+      kind: "hosted";
+      ref: string;
+      /**
+       * SUPABASE_DB_URL when given: the database commands use it (`--db-url`)
+       * instead of the linked project's (`--linked`), e.g. the session pooler's
+       * URL where the runner has no IPv6 for the direct host.
+       */
+      dbUrl?: string;
+    }
     | {
       kind: "self-hosted";
       dbUrl: string;
@@ -53,8 +62,8 @@ export async function functionNames(checkout: string): Promise<string[]> {
 }
 
 /** The CLI's database flags for a target. */
-export function dbFlags(target: Target): string[] {
-  return target.kind === "hosted" ? ["--linked"] : ["--db-url", target.dbUrl];
+export function dbFlags(target: Pick<Target, "kind" | "dbUrl">): string[] {
+  return target.dbUrl ? ["--db-url", target.dbUrl] : ["--linked"];
 }
 
 /** A {@linkcode Query} on the target's database. */
@@ -68,11 +77,17 @@ export async function link(target: Target): Promise<void> {
   await run("supabase", ["link", "--project-ref", target.ref], { cwd: target.root });
 }
 
-/** Applies the checkout's new migrations (forward only). */
+/**
+ * Applies the checkout's new migrations (forward only). `--include-all`: a
+ * migration merged from a branch may sort before the newest one applied, and
+ * the CLI refuses such a migration without it.
+ */
 export async function pushMigrations(target: Target, checkout: string): Promise<void> {
-  await run("supabase", ["--workdir", checkout, "db", "push", ...dbFlags(target), "--yes"], {
-    cwd: target.root,
-  });
+  await run(
+    "supabase",
+    ["--workdir", checkout, "db", "push", ...dbFlags(target), "--include-all", "--yes"],
+    { cwd: target.root },
+  );
 }
 
 /**
@@ -88,16 +103,34 @@ export async function deployFunctions(
   const names = await functionNames(checkout);
   if (target.kind === "hosted") {
     const slugs = names.map((n) => (canary ? `${n}-canary` : n));
-    await run("supabase", [
-      "--workdir",
-      checkout,
-      "functions",
-      "deploy",
-      ...slugs,
-      "--project-ref",
-      target.ref,
-      "--use-api",
-    ], { cwd: target.root });
+    const before = await listFunctions(target);
+    try {
+      await run("supabase", [
+        "--workdir",
+        checkout,
+        "functions",
+        "deploy",
+        ...slugs,
+        "--project-ref",
+        target.ref,
+        "--use-api",
+      ], { cwd: target.root });
+    } catch (error) {
+      // CLI 2.117.0 uploads every slug with bundleOnly and then activates the
+      // uploads that succeeded, even when one failed: say which ones went live.
+      const after = await listFunctions(target).catch(() => before);
+      const moved = after.filter((f) =>
+        slugs.includes(f.slug) &&
+        f.version !== before.find((b) => b.slug === f.slug)?.version
+      ).map((f) => f.slug);
+      throw new StepFailed(
+        `${(error as Error).message}; ` +
+          (moved.length
+            ? `the CLI activated ${moved.join(", ")} anyway (the uploads that succeeded), ` +
+              `the others serve what they did before`
+            : "no function changed"),
+      );
+    }
     return;
   }
   const dir = canary ? target.canaryDir : target.stableDir;
@@ -107,7 +140,7 @@ export async function deployFunctions(
 
 /**
  * Lays out `volumes/functions/` as self-hosted Supabase's edge runtime serves
- * it: `_shared` and each function, with the repository's deno.json beside
+ * it: `_shared` and each function, with the functions' import map (deno.json) beside
  * each (the runtime reads its import map there). Replaced whole, not merged.
  */
 export async function writeFunctionsFolder(
@@ -121,7 +154,10 @@ export async function writeFunctionsFolder(
   for (const name of ["_shared", ...names]) {
     await _copyDir(`${checkout}/supabase/functions/${name}`, `${staging}/${name}`);
     if (name !== "_shared") {
-      await Deno.copyFile(`${checkout}/deno.json`, `${staging}/${name}/deno.json`);
+      await Deno.copyFile(
+        `${checkout}/supabase/functions/deno.json`,
+        `${staging}/${name}/deno.json`,
+      );
     }
   }
   await Deno.remove(dir, { recursive: true }).catch(() => {});

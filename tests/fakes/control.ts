@@ -24,6 +24,8 @@ export interface Recorded {
   at: string;
   method: string;
   path: string;
+  /** The query string (`?slug=…`), when there was one. */
+  query?: string;
   headers: Record<string, string>;
   /** Parsed JSON when the body was JSON, else the raw text. */
   body: unknown;
@@ -208,6 +210,7 @@ export function serveFake(
         at: new Date().toISOString(),
         method: request.method,
         path: url.pathname,
+        ...(url.search ? { query: url.search } : {}),
         headers: Object.fromEntries(request.headers),
         body: json ?? text,
         raw: text,
