@@ -24,7 +24,6 @@ async function shellScripts(): Promise<string[]> {
   return [
     ...await files("scripts", (n) => n.endsWith(".sh")),
     ".ci/run",
-    ...await files("tests/fakes/bin", () => true),
   ];
 }
 
