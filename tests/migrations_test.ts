@@ -11,7 +11,7 @@ import postgres from "postgres";
 import { bootstrap, ensureCluster, startPostgres } from "../scripts/stack/postgres.ts";
 import { applyMigrations, supabaseCli, withoutTls } from "../scripts/stack/supabase_cli.ts";
 import { Supervisor } from "../scripts/stack/supervisor.ts";
-import { stack, withAdminSql } from "./support/stack.ts";
+import { scratchDatabase, stack, withAdminSql } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -21,19 +21,6 @@ async function migrationVersions(dir = `${ROOT}/supabase/migrations`): Promise<s
     if (/^\d{14}_[a-z0-9_]+\.sql$/.test(e.name)) versions.push(e.name.slice(0, 14));
   }
   return versions.sort();
-}
-
-/** A database of its own on the stack's cluster, bootstrapped as Supabase provides it. */
-async function scratchDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
-  const name = `herald_scratch_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-  await withAdminSql((sql) => sql.unsafe(`create database ${name}`));
-  const url = stack.dbUrl.replace(/\/postgres$/, `/${name}`);
-  try {
-    await bootstrap({ root: ROOT, dbUrl: url });
-    return await work(url);
-  } finally {
-    await withAdminSql((sql) => sql.unsafe(`drop database ${name} with (force)`));
-  }
 }
 
 async function query<T extends postgres.Row>(url: string, text: string): Promise<T[]> {

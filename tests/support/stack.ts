@@ -9,6 +9,7 @@ import { createClient, type SupabaseClient } from "@supabase/supabase-js";
 import { importJWK, SignJWT } from "jose";
 import postgres from "postgres";
 import { loadStackConfig } from "../../scripts/stack/config.ts";
+import { bootstrap } from "../../scripts/stack/postgres.ts";
 
 /** The stack under test. */
 export const stack = await loadStackConfig();
@@ -25,6 +26,22 @@ export async function withAdminSql<T>(work: (sql: postgres.Sql) => Promise<T>): 
     return await work(sql);
   } finally {
     await sql.end();
+  }
+}
+
+/**
+ * Runs `work` with a database of its own on the stack's cluster, bootstrapped
+ * as Supabase provides one (no migrations yet); dropped after.
+ */
+export async function scratchDatabase<T>(work: (url: string) => Promise<T>): Promise<T> {
+  const name = `herald_scratch_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  await withAdminSql((sql) => sql.unsafe(`create database ${name}`));
+  const url = stack.dbUrl.replace(/\/postgres$/, `/${name}`);
+  try {
+    await bootstrap({ root: stack.root, dbUrl: url });
+    return await work(url);
+  } finally {
+    await withAdminSql((sql) => sql.unsafe(`drop database ${name} with (force)`));
   }
 }
 
