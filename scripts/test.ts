@@ -136,6 +136,9 @@ const EDGE_LANE_EXCLUDED: Record<string, string> = {
     "the deployment manager is an operator's and CI's tool run by the project's Deno " +
     "(scripts/deployment-manager.sh), never function code; the functions it deploys are " +
     "tested in this lane by the other files",
+  "tests/readme_deploy_test.ts":
+    "it runs the README's deploy commands with the Supabase CLI against stand-ins; it reads " +
+    "supabase/functions/ only as files the CLI uploads, never as code",
   "tests/db_outage_test.ts":
     "postgres.js 3.4.9 sometimes writes to a socket Deno 2.1.4's node:net has already closed " +
     "when the test cuts the connection (TypeError in connection.js nextWrite), an uncaught " +

@@ -32,8 +32,10 @@ import {
   dbFlags,
   deployFunctions,
   type Environment,
+  type HostedFunction,
   link,
   listFunctions,
+  listHosted,
   pushMigrations,
   removeCanaryFunctions,
   setCanaryShare,
@@ -564,11 +566,18 @@ async function backup(target: Target): Promise<string> {
     });
     await _runDumpScript(script, `${dir}/${file}`);
   }
-  const functions = await listFunctions(target);
+  let functions: DeployedFunction[];
   let restore: string[] = [];
   if (target.kind === "hosted") {
-    restore = await _downloadFunctions(target, dir, functions);
+    const live = await listHosted(target);
+    functions = live.map((f) => ({
+      slug: f.slug,
+      version: f.version ?? null,
+      ezbr_sha256: f.ezbr_sha256 ?? null,
+    }));
+    restore = await _downloadFunctions(target, dir, live);
   } else {
+    functions = await listFunctions(target);
     await Deno.mkdir(`${dir}/supabase/functions`, { recursive: true });
     for (const [from, to] of [[target.stableDir, "stable"], [target.canaryDir, "canary"]]) {
       const copy = new Deno.Command("cp", {
@@ -629,61 +638,55 @@ async function _runDumpScript(script: string, file: string): Promise<void> {
  * Downloads every live function with the CLI into a folder it can be
  * redeployed from: the stable slugs into `dir`, canary slugs into
  * `dir/canary` (each release's `_shared` stays whole), each with a
- * config.toml that keeps its `verify_jwt`, entrypoint and import map.
+ * config.toml that keeps its `verify_jwt`, entrypoint and import map. Without
+ * a canary, one `functions download` fetches them all.
  *
  * @returns the commands that redeploy them
  */
 async function _downloadFunctions(
   target: Target & { kind: "hosted" },
   dir: string,
-  functions: DeployedFunction[],
+  live: HostedFunction[],
 ): Promise<string[]> {
-  const live = JSON.parse(
-    await run(
-      "supabase",
-      ["functions", "list", "--project-ref", target.ref, "--output", "json"],
-      { capture: true, cwd: ROOT },
-    ),
-  ) as { slug: string; verify_jwt?: boolean; entrypoint_path?: string }[];
   const restore: string[] = [];
   for (const canary of [false, true]) {
-    const slugs = functions.map((f) => f.slug).filter((s) => s.endsWith("-canary") === canary);
-    if (!slugs.length) continue;
+    const group = live.filter((f) => f.slug.endsWith("-canary") === canary);
+    if (!group.length) continue;
     const workdir = canary ? `${dir}/canary` : dir;
     await Deno.mkdir(`${workdir}/supabase/functions`, { recursive: true });
+    const download = (slug?: string) =>
+      run("supabase", [
+        "--workdir",
+        workdir,
+        "functions",
+        "download",
+        ...(slug ? [slug] : []),
+        "--project-ref",
+        target.ref,
+        "--use-api",
+      ], { cwd: ROOT });
+    if (group.length === live.length) await download();
+    else for (const fn of group) await download(fn.slug);
+    const hasImportMap = await Deno.stat(`${workdir}/supabase/functions/deno.json`)
+      .then(() => true, () => false);
     const config = [
       "# Written by the deployment manager's backup: what `supabase functions deploy`",
       "# needs to redeploy these bundles as they were (verify_jwt, entrypoint, import map).",
       `project_id = ${JSON.stringify(target.ref)}`,
     ];
-    for (const slug of slugs) {
-      await run("supabase", [
-        "--workdir",
-        workdir,
-        "functions",
-        "download",
-        slug,
-        "--project-ref",
-        target.ref,
-        "--use-api",
-      ], { cwd: ROOT });
-      const fn = live.find((f) => f.slug === slug);
-      const entry = (fn?.entrypoint_path ?? "index.ts").split("/").at(-1);
+    for (const fn of group) {
+      const entry = (fn.entrypoint_path ?? "index.ts").split("/").at(-1);
       config.push(
         "",
-        `[functions.${slug}]`,
-        `verify_jwt = ${fn?.verify_jwt ?? true}`,
-        `entrypoint = "./functions/${slug}/${entry}"`,
+        `[functions.${fn.slug}]`,
+        `verify_jwt = ${fn.verify_jwt ?? true}`,
+        `entrypoint = "./functions/${fn.slug}/${entry}"`,
+        ...(hasImportMap ? [`import_map = "./functions/deno.json"`] : []),
       );
-      if (
-        await Deno.stat(`${workdir}/supabase/functions/deno.json`).then(() => true, () => false)
-      ) {
-        config.push(`import_map = "./functions/deno.json"`);
-      }
     }
     await Deno.writeTextFile(`${workdir}/supabase/config.toml`, config.join("\n") + "\n");
     restore.push(
-      `supabase --workdir ${workdir} functions deploy ${slugs.join(" ")} ` +
+      `supabase --workdir ${workdir} functions deploy ${group.map((f) => f.slug).join(" ")} ` +
         `--project-ref ${target.ref} --use-api`,
     );
   }

@@ -183,25 +183,39 @@ export async function removeCanaryFunctions(target: Target): Promise<void> {
   }
 }
 
+/** A hosted function as `supabase functions list --output json` prints it (the fields Herald reads). */
+export interface HostedFunction {
+  slug: string;
+  version?: number;
+  ezbr_sha256?: string;
+  verify_jwt?: boolean;
+  entrypoint_path?: string;
+}
+
+/** `supabase functions list --output json` of a hosted project, by slug. */
+export async function listHosted(target: Target & { kind: "hosted" }): Promise<HostedFunction[]> {
+  const out = await run(
+    "supabase",
+    ["functions", "list", "--project-ref", target.ref, "--output", "json"],
+    { capture: true, cwd: target.root },
+  );
+  let list: HostedFunction[];
+  try {
+    list = JSON.parse(out);
+  } catch {
+    throw new StepFailed(`supabase functions list did not answer JSON: ${out.slice(0, 200)}`);
+  }
+  return list.sort((a, b) => a.slug.localeCompare(b.slug));
+}
+
 /** The live functions: `supabase functions list` (hosted) or the folders' digests (self-hosted). */
 export async function listFunctions(target: Target): Promise<DeployedFunction[]> {
   if (target.kind === "hosted") {
-    const out = await run(
-      "supabase",
-      ["functions", "list", "--project-ref", target.ref, "--output", "json"],
-      { capture: true, cwd: target.root },
-    );
-    let list: { slug: string; version?: number; ezbr_sha256?: string }[];
-    try {
-      list = JSON.parse(out);
-    } catch {
-      throw new StepFailed(`supabase functions list did not answer JSON: ${out.slice(0, 200)}`);
-    }
-    return list.map((f) => ({
+    return (await listHosted(target)).map((f) => ({
       slug: f.slug,
       version: f.version ?? null,
       ezbr_sha256: f.ezbr_sha256 ?? null,
-    })).sort((a, b) => a.slug.localeCompare(b.slug));
+    }));
   }
   const out: DeployedFunction[] = [];
   for (const [dir, suffix] of [[target.stableDir, ""], [target.canaryDir, "-canary"]] as const) {
