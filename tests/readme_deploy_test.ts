@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { CLI_QUIET_ENV, withoutTls } from "../scripts/stack/supabase_cli.ts";
 import { startManagementApi, writeProfile } from "./fakes/management_api.ts";
-import { scratchDatabase, stack } from "./support/stack.ts";
+import { scratchDatabase } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const REF = "readmereadmereadmere";
