@@ -5,7 +5,7 @@
  *
  * What the CLI knows is read from the CLI itself: `supabase init` writes its
  * full template, every key present or commented out (`# key = …`), into a
- * scratch folder. A function's table (`[functions.<slug>]`) is not in the
+ * scratch folder (kept per CLI version in the user's cache). A function's table (`[functions.<slug>]`) is not in the
  * template; its keys are the CLI's `function` struct (supabase/cli
  * `apps/cli-go/pkg/config/config.go`: enabled, verify_jwt, import_map,
  * entrypoint, static_files).
@@ -65,12 +65,58 @@ export function unknownKeys(config: Record<string, unknown>, known: Set<string>)
 
 /** Unknown keys of the config.toml at `path`, against the CLI on PATH's own template. */
 export async function unknownConfigKeys(path: string): Promise<string[]> {
+  return unknownKeys(parse(await Deno.readTextFile(path)), knownKeys(await _template()));
+}
+
+/**
+ * The CLI's `init` template. Kept per CLI version under the user's cache
+ * (`$XDG_CACHE_HOME/herald`) when the CLI is an npm install, whose version
+ * can be read without running it (each run of the CLI costs most of a
+ * second); otherwise made afresh.
+ */
+async function _template(): Promise<string> {
+  const version = await _npmCliVersion();
+  const cache = `${Deno.env.get("XDG_CACHE_HOME") || `${Deno.env.get("HOME")}/.cache`}/herald`;
+  const cached = version ? `${cache}/supabase-${version}-config.toml` : undefined;
+  if (cached) {
+    try {
+      return await Deno.readTextFile(cached);
+    } catch {
+      // Not made yet for this version.
+    }
+  }
   const scratch = await Deno.makeTempDir({ prefix: "herald-cli-init-" });
   try {
     await run("supabase", ["init", "--workdir", scratch, "--yes"], { capture: true });
     const template = await Deno.readTextFile(`${scratch}/supabase/config.toml`);
-    return unknownKeys(parse(await Deno.readTextFile(path)), knownKeys(template));
+    if (cached) {
+      await Deno.mkdir(cache, { recursive: true });
+      // Written whole, then renamed: a concurrent run never reads half a template.
+      const partial = `${cached}.${crypto.randomUUID()}`;
+      await Deno.writeTextFile(partial, template);
+      await Deno.rename(partial, cached);
+    }
+    return template;
   } finally {
     await Deno.remove(scratch, { recursive: true });
+  }
+}
+
+/** The version of the `supabase` npm package that PATH's `supabase` runs, if it is one. */
+async function _npmCliVersion(): Promise<string | undefined> {
+  const which = await new Deno.Command("sh", {
+    args: ["-c", "command -v supabase"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!which.success) return undefined;
+  try {
+    const real = await Deno.realPath(new TextDecoder().decode(which.stdout).trim());
+    const pkg = real.match(/^(.*\/node_modules\/supabase)\/dist\/supabase\.js$/)?.[1];
+    if (!pkg) return undefined;
+    const { name, version } = JSON.parse(await Deno.readTextFile(`${pkg}/package.json`));
+    return name === "supabase" && /^[\w.+-]+$/.test(version) ? version : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -111,6 +111,14 @@ function _env(name: string): string | undefined {
   return value === undefined || value === "" ? undefined : value;
 }
 
+function _urlPassword(url: string | undefined): string | undefined {
+  try {
+    return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function _need(names: string[], why: string): void {
   const missing = names.filter((n) => !_env(n));
   if (missing.length) throw new Refused(`${why} needs ${missing.join(", ")}: set it and run again`);
@@ -122,6 +130,8 @@ export function resolveTarget(environment: Environment): Target {
   for (const name of ["SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_DB_PASSWORD", "SUPABASE_DB_URL"]) {
     secret(_env(name));
   }
+  // The URL's password too: the CLI and pg_dump may print the URL in pieces.
+  secret(_urlPassword(_env("SUPABASE_DB_URL")));
   if (_env("KONG_ADMIN_URL")) {
     _need(
       [
@@ -181,16 +191,12 @@ export function resolveTarget(environment: Environment): Target {
 
 /**
  * Checks, before anything is touched, what would otherwise fail halfway:
- * config.toml keys the CLI does not know (it ignores them silently), a
- * database the CLI cannot reach (with the `sslmode` hint for a server
- * without TLS), pg_dump for a backup, the smoke test's device token.
+ * config.toml keys the CLI does not know (it ignores them silently), pg_dump
+ * for a backup, the smoke test's device token.
  *
  * @throws {Refused} naming what to fix
  */
-async function preflight(
-  target: Target,
-  needs: { backup?: boolean; smoke?: boolean } = {},
-): Promise<void> {
+async function preflight(needs: { backup?: boolean; smoke?: boolean } = {}): Promise<void> {
   if (needs.smoke && !_env("HERALD_SMOKE_DEVICE_TOKEN")) {
     throw new Refused("the smoke test needs HERALD_SMOKE_DEVICE_TOKEN: set it and run again");
   }
@@ -208,20 +214,17 @@ async function preflight(
         "client of the database's major version (Debian: postgresql-client-<major>)",
     );
   }
-  try {
-    await target.query("select 1 as reachable");
-  } catch (error) {
-    const message = (error as Error).message;
-    if (/does not support SSL|tls error/i.test(message)) {
-      throw new Refused(
-        "SUPABASE_DB_URL: the server does not offer TLS, and the Supabase CLI refuses a " +
-          "connection without it unless the URL says ?sslmode=disable (use that only on a " +
-          "network you trust)",
-      );
-    }
-    throw new Refused(`the database is not reachable through the Supabase CLI: ${message}`);
-  }
 }
+
+/**
+ * The CLI's refusal of a server without TLS. The first database command of
+ * every command is a read or the push itself, so when it fails this way
+ * nothing was touched: the manager says so (exit 2) with the fix.
+ */
+const NO_TLS = /does not support SSL|tls error/i;
+const NO_TLS_HINT = "SUPABASE_DB_URL: the server does not offer TLS, and the Supabase CLI " +
+  "refuses a connection without it unless the URL says ?sslmode=disable (use that only on a " +
+  "network you trust); nothing was touched";
 
 async function _onPath(binary: string): Promise<boolean> {
   const which = await new Deno.Command("sh", {
@@ -294,14 +297,14 @@ async function _smoke(service: Service, canary: boolean): Promise<void> {
   await smokeTest(service, { canary, deviceToken: _env("HERALD_SMOKE_DEVICE_TOKEN")! });
 }
 
-async function _tag(target: Target, release: Release): Promise<string> {
-  const tag = `herald/${target.environment}/r${release.id}`;
+/** Tags the release's commit with the tag recorded for it (and pushes it with HERALD_PUSH_TAGS=1). */
+async function _tag(release: Release): Promise<void> {
+  const tag = release.git_tag!;
   await git(ROOT, "tag", "--force", tag, release.git_sha);
   if (_env("HERALD_PUSH_TAGS") === "1") {
     await git(ROOT, "push", "--force", "origin", `refs/tags/${tag}`);
   }
   say(`tagged ${release.git_sha.slice(0, 12)} as ${tag}`);
-  return tag;
 }
 
 /** Runs the gate over `windowS` seconds; true when the canary passes. */
@@ -356,7 +359,7 @@ async function deploy(
   step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
   const latestMigration = (await migrationsOf(ROOT)).at(-1)!;
   if (target.kind === "hosted") await link(target);
-  await preflight(target, { backup: environment === "production", smoke: true });
+  await preflight({ backup: environment === "production", smoke: true });
   if (environment === "production") {
     const inFlight = (await listReleases(target.query)).find((r) => r.state === "canary");
     if (inFlight) {
@@ -405,17 +408,15 @@ async function deploy(
     );
   }
   step("recording the release");
-  let release = await recordRelease(target.query, {
+  const release = await recordRelease(target.query, {
     git_sha: sha,
     git_tag: null,
     state: asCanary ? "canary" : "live",
     canary_percent: canary ?? null,
     functions: await listFunctions(target),
     latest_migration: latestMigration,
-  });
-  const tag = await _tag(target, release);
-  await setReleaseState(target.query, release.id, release.state, { git_tag: tag });
-  release = { ...release, git_tag: tag };
+  }, `herald/${target.environment}/r`);
+  await _tag(release);
   say(`release r${release.id}: ${release.state}`);
   if (!asCanary) return;
 
@@ -828,21 +829,21 @@ export async function main(argv: string[]): Promise<number> {
       case "promote-canary": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
-        await preflight(target);
+        await preflight();
         await promote(target);
         break;
       }
       case "rollback": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
-        await preflight(target);
+        await preflight();
         await rollback(target, values.to);
         break;
       }
       case "backup": {
         const target = resolveTarget(environment);
         if (target.kind === "hosted") await link(target);
-        await preflight(target, { backup: true });
+        await preflight({ backup: true });
         await backup(target);
         break;
       }
@@ -867,6 +868,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof Refused) {
       console.error(`deployment-manager: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof StepFailed && NO_TLS.test(error.message)) {
+      console.error(`deployment-manager: ${NO_TLS_HINT}`);
       return 2;
     }
     if (error instanceof StepFailed) {

@@ -79,19 +79,29 @@ export async function listReleases(query: Query): Promise<Release[]> {
   return rows.map(_release);
 }
 
-/** Records a release (a live one supersedes the live one before it); returns it with its id. */
+/**
+ * Records a release (a live one supersedes the live one before it); returns
+ * it with its id. With `tagPrefix`, its git tag is `<tagPrefix><id>`, set in
+ * the same statement (the id comes from the identity's sequence first).
+ */
 export async function recordRelease(
   query: Query,
   release: Omit<Release, "id" | "created_at">,
+  tagPrefix?: string,
 ): Promise<Release> {
   if (release.state === "live") await _supersedeLive(query);
+  const tag = tagPrefix === undefined ? literal(release.git_tag) : `${literal(tagPrefix)} || n.id`;
   const [row] = await query(
-    `insert into herald.releases (git_sha, git_tag, state, canary_percent, functions, latest_migration)
-     values (${literal(release.git_sha)}, ${literal(release.git_tag)}, ${literal(release.state)},
-             ${release.canary_percent ?? "null"}, ${
+    `with n as (select nextval(pg_get_serial_sequence('herald.releases', 'id')) as id)
+     insert into herald.releases
+       (id, git_sha, git_tag, state, canary_percent, functions, latest_migration)
+     overriding system value
+     select n.id, ${literal(release.git_sha)}, ${tag}, ${literal(release.state)},
+            ${release.canary_percent ?? "null"}, ${
       literal(JSON.stringify(release.functions))
     }::jsonb,
-             ${literal(release.latest_migration)})
+            ${literal(release.latest_migration)}
+     from n
      returning ${COLUMNS}`,
   );
   return _release(row);
