@@ -202,6 +202,20 @@ async function fcmFails(token: string, code: string) {
   assert.ok(r.ok, await r.text());
 }
 
+/**
+ * A live production release of HEAD, recorded and tagged as a deploy would
+ * leave it, without deploying: for tests whose subject comes after it.
+ */
+async function seedLive() {
+  const latest = [...Deno.readDirSync(`${ROOT}/supabase/migrations`)].map((e) => e.name).sort()
+    .at(-1)!;
+  const [row] = await sql`insert into herald.releases (git_sha, git_tag, state, latest_migration)
+    values (${HEAD}, 'herald/production/seed', 'live', ${latest})
+    returning id, git_tag, latest_migration`;
+  await _git(clone, "tag", "--force", "herald/production/seed", HEAD);
+  return row;
+}
+
 const releases = () =>
   sql`select id, git_sha, git_tag, state, canary_percent, functions, latest_migration
       from herald.releases order by id`;
@@ -477,8 +491,7 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
 
 Deno.test("deploy: a canary whose error ratio is over the margin is rolled back by itself and the run exits 1", async () => {
   const state = await freshState();
-  const first = await manager(["deploy", "--env", "production"], env(state));
-  assert.equal(first.code, 0, first.out);
+  await seedLive();
   const bad = `bad-${crypto.randomUUID()}`;
   await fcmFails(bad, "THIRD_PARTY_AUTH_ERROR");
   const good = `good-${crypto.randomUUID()}`;
@@ -571,9 +584,7 @@ Deno.test("deploy: rollback with a canary in flight withdraws it; stable is not 
 
 Deno.test("deploy: rollback --to a named release redeploys its tag; with no --to, the previous live one", async () => {
   const state = await freshState();
-  const first = await manager(["deploy", "--env", "production"], env(state));
-  assert.equal(first.code, 0, first.out);
-  const [r1] = await releases();
+  const r1 = await seedLive();
   // A later release from another commit, live now (recorded as a deploy of it would).
   await _git(clone, "commit", "--quiet", "--allow-empty", "-m", "a later release");
   const later = await _git(clone, "rev-parse", "HEAD");
@@ -606,9 +617,7 @@ Deno.test("deploy: rollback --to a named release redeploys its tag; with no --to
 
 Deno.test("deploy: rollback refuses to cross a migration marked herald:breaking", async () => {
   const state = await freshState();
-  const first = await manager(["deploy", "--env", "production"], env(state));
-  assert.equal(first.code, 0, first.out);
-  const [r1] = await releases();
+  const r1 = await seedLive();
   const contract = "29991231000000_drop_old_column.sql";
   await Deno.writeTextFile(
     `${clone}/supabase/migrations/${contract}`,
