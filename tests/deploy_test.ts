@@ -15,12 +15,13 @@
  * API as on hosted.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { localKongEnv } from "../scripts/stack/kong/main.ts";
 import { CLI_QUIET_ENV, withoutTls } from "../scripts/stack/supabase_cli.ts";
 import type { Recorded } from "./fakes/control.ts";
 import { startKongAdmin } from "./fakes/kong_admin.ts";
 import { startManagementApi, writeProfile } from "./fakes/management_api.ts";
-import { adminSql, stack } from "./support/stack.ts";
+import { adminSql, scratchDatabase, stack } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PRODUCTION = "prodprodprodprodprod";
@@ -214,6 +215,11 @@ async function seedLive() {
     returning id, git_tag, latest_migration`;
   await _git(clone, "tag", "--force", "herald/production/seed", HEAD);
   return row;
+}
+
+/** A superuser connection to another database of the stack's cluster. */
+function adminSqlAt(url: string) {
+  return postgres(url, { max: 1, onnotice: () => {} });
 }
 
 const releases = () =>
@@ -975,8 +981,8 @@ Deno.test("deploy: without HERALD_SMOKE_DEVICE_TOKEN it refuses before backup, m
   );
   assert.equal(run.code, 2, run.out);
   assert.match(run.out, /the smoke test needs HERALD_SMOKE_DEVICE_TOKEN/);
-  assert.deepEqual(commands(run.out), ["link --project-ref"]);
-  assert.deepEqual(writes(await requests()), []);
+  assert.deepEqual(commands(run.out), []);
+  assert.deepEqual(await requests(), [], "not even link");
 });
 
 Deno.test("deploy: a config.toml key the CLI does not know is refused before anything is touched", async () => {
@@ -1026,6 +1032,70 @@ Deno.test("deploy: a migration merged out of order is applied by the deploy's db
   } finally {
     await sql`drop table if exists herald.deploy_test_late_branch`;
     await sql`delete from supabase_migrations.schema_migrations where version = '20261122150000'`;
+    await _git(clone, "reset", "--quiet", "--hard", HEAD);
+  }
+});
+
+Deno.test("deploy: a database password with $( ), quotes and $ is passed to pg_dump verbatim: the backup works and runs nothing", async () => {
+  const state = await freshState();
+  const marker = `${state}/pwned`;
+  const password = `x$(touch ${marker})"y$HOME\\z`;
+  const role = "herald_backup_test";
+  await sql.unsafe(
+    `create role ${role} login superuser password '${password.replaceAll("'", "''")}'`,
+  );
+  try {
+    const url = `postgresql://${role}:${
+      encodeURIComponent(password)
+    }@127.0.0.1:${stack.ports.postgres}/postgres?sslmode=disable`;
+    const run = await manager(["backup"], env(state, { SUPABASE_DB_URL: url }));
+    assert.equal(run.code, 0, run.out);
+    assert.ok(!(await Deno.stat(marker).then(() => true, () => false)), "nothing was run");
+    assert.ok(!run.out.includes(password), "the password is never printed");
+    const [dir] = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name);
+    const schema = await Deno.readTextFile(`${state}/backups/${dir}/schema.sql`);
+    assert.match(schema, /CREATE TABLE IF NOT EXISTS "herald"\."releases"/);
+    // Only the operator reads a backup.
+    assert.equal((await Deno.stat(`${state}/backups/${dir}`)).mode! & 0o777, 0o700);
+    assert.equal((await Deno.stat(`${state}/backups/${dir}/data.sql`)).mode! & 0o777, 0o600);
+  } finally {
+    await sql.unsafe(`drop role ${role}`);
+  }
+});
+
+Deno.test("deploy: the first production deploy onto a database Herald has never migrated works", async () => {
+  const state = await freshState();
+  await scratchDatabase(async (url) => {
+    const run = await manager(
+      ["deploy", "--env", "production"],
+      env(state, { SUPABASE_DB_URL: withoutTls(url) }),
+    );
+    assert.equal(run.code, 0, run.out);
+    const fresh = adminSqlAt(url);
+    try {
+      const rows = await fresh`select state, git_sha from herald.releases`;
+      assert.deepEqual(rows.map((r) => [r.state, r.git_sha]), [["live", HEAD]]);
+    } finally {
+      await fresh.end();
+    }
+  });
+});
+
+Deno.test("deploy: a migration the CLI would apply under a name rollback's guard cannot see is refused before anything is touched", async () => {
+  const state = await freshState();
+  await Deno.writeTextFile(
+    `${clone}/supabase/migrations/20261210000000_drop-old-Column.sql`,
+    "-- herald:breaking\nselect 1;\n",
+  );
+  await _git(clone, "add", ".");
+  await _git(clone, "commit", "--quiet", "-m", "a misnamed contract migration");
+  try {
+    const run = await manager(["deploy", "--env", "staging"], env(state));
+    assert.equal(run.code, 2, run.out);
+    assert.match(run.out, /20261210000000_drop-old-Column\.sql would be applied by the CLI/);
+    assert.deepEqual(commands(run.out), []);
+    assert.deepEqual(await requests(), []);
+  } finally {
     await _git(clone, "reset", "--quiet", "--hard", HEAD);
   }
 });

@@ -99,7 +99,7 @@ Deno.test("pg_cron: a scheduled job runs: the idempotency-key cleanup forgets a 
   });
 });
 
-Deno.test("migrations: a Postgres with pg_cron installed but not preloaded takes every migration and schedules nothing", async () => {
+Deno.test("migrations: a Postgres with pg_cron installed but not preloaded (its cron.database_name already set) takes every migration and schedules nothing", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "herald-nocron-" });
   await Deno.chmod(dataDir, 0o755); // the cluster's owner (postgres, when we are root) reads it
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -117,6 +117,13 @@ Deno.test("migrations: a Postgres with pg_cron installed but not preloaded takes
       "select count(*)::int as n from pg_available_extensions where name = 'pg_cron'",
     );
     assert.equal(available.n, 1, "the package is installed");
+    // Its setting written before the restart that would load it: a placeholder, not pg_cron.
+    await Deno.writeTextFile(`${dataDir}/pg/postgresql.conf`, "cron.database_name = 'postgres'\n", {
+      append: true,
+    });
+    await query(url, "select pg_reload_conf()");
+    const [placeholder] = await query(url, "select current_setting('cron.database_name') as db");
+    assert.equal(placeholder.db, "postgres");
     assert.deepEqual(await applyMigrations(url), await migrationVersions());
     const [cron] = await query(url, "select to_regclass('cron.job') as job");
     assert.equal(cron.job, null, "no pg_cron, no jobs");

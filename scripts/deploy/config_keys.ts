@@ -15,48 +15,82 @@
 import { parse } from "smol-toml";
 import { run } from "./shell.ts";
 
+/** A function's name as the CLI accepts it (supabase/cli `internal/utils`: `FuncSlugPattern`). */
+const FUNCTION_SLUG = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
 /** `[functions.<slug>]` keys, from the CLI's `function` struct. */
 export const FUNCTION_KEYS = ["enabled", "verify_jwt", "import_map", "entrypoint", "static_files"];
 
-/** The dotted keys and tables of the CLI's `init` template (`functions.*` added). */
+/**
+ * Tables the CLI reads as maps keyed by the user's own names (supabase/cli
+ * `apps/cli-go/pkg/config`: `function` configs, `auth.external` providers,
+ * email templates and notifications, SMS test OTPs, `db.vault` and
+ * `edge_runtime.secrets` secrets, storage buckets), and `auth.hook`, whose six
+ * hooks share one shape and only two of which the template shows. Their
+ * entries are checked against the keys the template shows for any one entry.
+ */
+const MAPS = new Set([
+  "functions",
+  "auth.external",
+  "auth.hook",
+  "auth.email.template",
+  "auth.email.notification",
+  "auth.sms.test_otp",
+  "db.vault",
+  "edge_runtime.secrets",
+  "storage.buckets",
+  "storage.analytics.buckets",
+  "storage.vector.buckets",
+]);
+
+/** A dotted path with the user's own names (a map's entries) read as `*`; a remote is a whole config. */
+function _normalize(path: string[]): string[] {
+  if (path[0] === "remotes" && path.length >= 2) return _normalize(path.slice(2));
+  const out: string[] = [];
+  for (const segment of path) out.push(MAPS.has(out.join(".")) ? "*" : segment);
+  return out;
+}
+
+/** The dotted keys and tables of the CLI's `init` template, normalised (`functions.*` added). */
 export function knownKeys(template: string): Set<string> {
-  const known = new Set<string>();
-  let table = "";
+  const known = new Set<string>(["remotes", ...MAPS]);
+  const add = (path: string[]) => {
+    const normal = _normalize(path);
+    // Every table on the way is known too (`auth.external` for `[auth.external.apple]`).
+    for (let i = 1; i <= normal.length; i++) known.add(normal.slice(0, i).join("."));
+  };
+  let table: string[] = [];
   for (const raw of template.split("\n")) {
     const line = raw.replace(/^#\s?/, "").trim();
-    const header = line.match(/^\[([a-z0-9_.]+)\]$/);
+    const header = line.match(/^\[([A-Za-z0-9_.-]+)\]$/);
     if (header) {
-      table = header[1];
-      known.add(table);
+      table = header[1].split(".");
+      add(table);
       continue;
     }
-    const key = line.match(/^([a-z0-9_]+)\s*=/);
-    if (key) known.add(table ? `${table}.${key[1]}` : key[1]);
+    const key = line.match(/^([A-Za-z0-9_]+)\s*=/);
+    if (key) add([...table, key[1]]);
   }
-  known.add("functions");
-  for (const key of FUNCTION_KEYS) known.add(`functions.*.${key}`);
+  for (const key of FUNCTION_KEYS) add(["functions", "slug", key]);
   return known;
 }
 
-/** The dotted keys of `config` not in `known` (a function's slug read as `*`). */
+/** The dotted keys of `config` not in `known` (the user's own names read as `*`). */
 export function unknownKeys(config: Record<string, unknown>, known: Set<string>): string[] {
   const unknown: string[] = [];
   const walk = (value: Record<string, unknown>, path: string[]) => {
     for (const [key, child] of Object.entries(value)) {
       const here = [...path, key];
-      const pattern = (here[0] === "functions" && here.length >= 2)
-        ? ["functions", "*", ...here.slice(2)].join(".")
-        : here.join(".");
-      const isTable = typeof child === "object" && child !== null && !Array.isArray(child);
-      if (pattern === "functions.*" && isTable) {
-        walk(child as Record<string, unknown>, here);
-        continue;
-      }
-      if (!known.has(pattern)) {
+      const normal = _normalize(here);
+      const badSlug = here.length === 2 && here[0] === "functions" && !FUNCTION_SLUG.test(key);
+      // A remote's own table normalises to nothing: the config it holds is checked below it.
+      if (badSlug || (normal.length > 0 && !known.has(normal.join(".")))) {
         unknown.push(here.join("."));
         continue;
       }
-      if (isTable) walk(child as Record<string, unknown>, here);
+      if (typeof child === "object" && child !== null && !Array.isArray(child)) {
+        walk(child as Record<string, unknown>, here);
+      }
     }
   };
   walk(config, []);

@@ -22,6 +22,7 @@ import {
   git,
   listReleases,
   migrationsOf,
+  misnamedMigrations,
   recordRelease,
   type Release,
   setReleaseState,
@@ -173,7 +174,8 @@ export function resolveTarget(environment: Environment): Target {
   );
   secret(_env("SUPABASE_ACCESS_TOKEN"));
   const ref = _env(refName)!;
-  if (!/^[a-z0-9]{20}$/.test(ref)) throw new Refused(`${refName} is not a project ref: ${ref}`);
+  // The CLI's own rule (20 lower-case letters); anything else it refuses after we started.
+  if (!/^[a-z]{20}$/.test(ref)) throw new Refused(`${refName} is not a project ref: ${ref}`);
   const base = {
     environment,
     root: ROOT,
@@ -200,7 +202,20 @@ async function preflight(needs: { backup?: boolean; smoke?: boolean } = {}): Pro
   if (needs.smoke && !_env("HERALD_SMOKE_DEVICE_TOKEN")) {
     throw new Refused("the smoke test needs HERALD_SMOKE_DEVICE_TOKEN: set it and run again");
   }
-  const unknown = await unknownConfigKeys(`${ROOT}/supabase/config.toml`);
+  const misnamed = await misnamedMigrations(ROOT);
+  if (misnamed.length) {
+    throw new Refused(
+      `supabase/migrations: ${misnamed.join(", ")} would be applied by the CLI but not seen ` +
+        "by rollback's herald:breaking guard: name it YYYYMMDDHHmmss_snake_case.sql",
+    );
+  }
+  let unknown: string[];
+  try {
+    unknown = await unknownConfigKeys(`${ROOT}/supabase/config.toml`);
+  } catch (error) {
+    if (error instanceof StepFailed) throw error;
+    throw new Refused(`supabase/config.toml cannot be read: ${(error as Error).message}`);
+  }
   if (unknown.length) {
     throw new Refused(
       `supabase/config.toml has keys the Supabase CLI does not know (it ignores them): ${
@@ -262,6 +277,7 @@ function _seconds(raw: string | undefined, fallback: number, name: string): numb
 /** A detached checkout of `sha`, stamped as `deployment`; `remove()` when done. */
 async function _checkout(sha: string, deployment: "stable" | "canary") {
   const dir = await Deno.makeTempDir({ prefix: "herald-release-" });
+  await git(ROOT, "worktree", "prune"); // the checkouts of a run that was killed
   await git(ROOT, "worktree", "add", "--detach", "--force", dir, sha);
   const stamp = `${dir}/scripts/stamp_build.ts`;
   if (await Deno.stat(stamp).then(() => true, () => false)) {
@@ -356,10 +372,9 @@ async function deploy(
   if (environment === "staging" && canary !== undefined) {
     throw new Refused("staging has no canary: deploy --env staging without --canary");
   }
-  step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
-  const latestMigration = (await migrationsOf(ROOT)).at(-1)!;
-  if (target.kind === "hosted") await link(target);
   await preflight({ backup: environment === "production", smoke: true });
+  step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
+  if (target.kind === "hosted") await link(target);
   if (environment === "production") {
     const inFlight = (await listReleases(target.query)).find((r) => r.state === "canary");
     if (inFlight) {
@@ -370,11 +385,17 @@ async function deploy(
     }
     await backup(target);
   }
-  step("applying migrations (expand only: the running release keeps working)");
-  await pushMigrations(target, ROOT);
-
   const asCanary = canary !== undefined;
+  // Migrations and functions both come from the commit, never the working tree.
   const checkout = await _checkout(sha, asCanary ? "canary" : "stable");
+  const latestMigration = (await migrationsOf(checkout.dir)).at(-1)!;
+  try {
+    step("applying migrations (expand only: the running release keeps working)");
+    await pushMigrations(target, checkout.dir);
+  } catch (error) {
+    await checkout.remove();
+    throw error;
+  }
   try {
     step(`deploying the functions as ${asCanary ? "the canary" : "stable"}`);
     await deployFunctions(target, checkout.dir, asCanary);
@@ -545,12 +566,13 @@ function _backupDir(): string {
 /** Saves a schema and data dump and the live functions under the backup directory. */
 async function backup(target: Target): Promise<string> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
-  await Deno.mkdir(_backupDir(), { recursive: true });
+  // Dumps hold the data: only the operator reads them.
+  await Deno.mkdir(_backupDir(), { recursive: true, mode: 0o700 });
   let dir = `${_backupDir()}/${target.environment}-${stamp}`;
   // Never into an earlier backup, even one made in the same second.
   for (let n = 2;; n++) {
     try {
-      await Deno.mkdir(dir);
+      await Deno.mkdir(dir, { mode: 0o700 });
       break;
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
@@ -602,24 +624,40 @@ async function backup(target: Target): Promise<string> {
       null,
       2,
     ) + "\n",
+    { mode: 0o600 },
   );
   say(`saved schema.sql, data.sql, ${functions.length} functions and backup.json`);
   return dir;
 }
 
-/** Runs the CLI's pg_dump script with its output into `file`. */
+/**
+ * Runs the CLI's pg_dump script with its output into `file` (mode 0600). The
+ * script sets the connection as `export PGPASSWORD="<password>"` without
+ * escaping, so bash would expand a `$` or run a `$(…)` inside a password:
+ * those lines are taken out and their values given to bash's environment
+ * verbatim.
+ */
 async function _runDumpScript(script: string, file: string): Promise<void> {
   if (!script.startsWith("#!/usr/bin/env bash")) {
     throw new StepFailed(`supabase db dump --dry-run printed no script: ${script.slice(0, 200)}`);
   }
-  const out = await Deno.open(file, { write: true, create: true, truncate: true });
+  const connection: Record<string, string> = {};
+  const body = script.split("\n").filter((line) => {
+    const m = line.match(/^export (PG[A-Z]+)="(.*)"$/);
+    // The CLI escapes only `"` as `\"` (supabase/cli internal/db/dump/dump.go, noExec).
+    if (m) connection[m[1]] = m[2].replaceAll('\\"', '"');
+    return !m;
+  }).join("\n");
+  secret(connection.PGPASSWORD);
+  const out = await Deno.open(file, { write: true, create: true, truncate: true, mode: 0o600 });
   const child = new Deno.Command("bash", {
+    env: connection,
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
   const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(script));
+  await writer.write(new TextEncoder().encode(body));
   await writer.close();
   const [status, , stderr] = await Promise.all([
     child.status,
@@ -828,22 +866,22 @@ export async function main(argv: string[]): Promise<number> {
       }
       case "promote-canary": {
         const target = resolveTarget(environment);
-        if (target.kind === "hosted") await link(target);
         await preflight();
+        if (target.kind === "hosted") await link(target);
         await promote(target);
         break;
       }
       case "rollback": {
         const target = resolveTarget(environment);
-        if (target.kind === "hosted") await link(target);
         await preflight();
+        if (target.kind === "hosted") await link(target);
         await rollback(target, values.to);
         break;
       }
       case "backup": {
         const target = resolveTarget(environment);
-        if (target.kind === "hosted") await link(target);
         await preflight({ backup: true });
+        if (target.kind === "hosted") await link(target);
         await backup(target);
         break;
       }

@@ -73,10 +73,15 @@ function _release(row: Record<string, unknown>): Release {
   return { ...row, id: Number(row.id), functions } as Release;
 }
 
-/** Every release, newest first. */
+/** Every release, newest first; none on a database Herald's migrations have not reached yet. */
 export async function listReleases(query: Query): Promise<Release[]> {
-  const rows = await query(`select ${COLUMNS} from herald.releases order by id desc limit 100`);
-  return rows.map(_release);
+  try {
+    const rows = await query(`select ${COLUMNS} from herald.releases order by id desc limit 100`);
+    return rows.map(_release);
+  } catch (error) {
+    if (/relation "herald\.releases" does not exist/.test((error as Error).message)) return [];
+    throw error;
+  }
 }
 
 /**
@@ -144,11 +149,27 @@ export async function git(cwd: string, ...args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout).trim();
 }
 
+/** What the CLI applies from supabase/migrations (supabase/cli `pkg/migration`: `^([0-9]+)_(.*)\.sql$`). */
+const CLI_MIGRATION = /^[0-9]+_.*\.sql$/;
+/** Herald's own naming, which ordering and the breaking guard rely on. */
+const HERALD_MIGRATION = /^[0-9]{14}_[a-z0-9_]+\.sql$/;
+
+/** Files the CLI would apply that Herald's naming (and so rollback's guard) would not see. */
+export async function misnamedMigrations(checkout: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(`${checkout}/supabase/migrations`)) {
+    if (entry.isFile && CLI_MIGRATION.test(entry.name) && !HERALD_MIGRATION.test(entry.name)) {
+      names.push(entry.name);
+    }
+  }
+  return names.sort();
+}
+
 /** The migration files of a checkout, oldest first. */
 export async function migrationsOf(checkout: string): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(`${checkout}/supabase/migrations`)) {
-    if (entry.isFile && /^[0-9]{14}_[a-z0-9_]+\.sql$/.test(entry.name)) names.push(entry.name);
+    if (entry.isFile && HERALD_MIGRATION.test(entry.name)) names.push(entry.name);
   }
   return names.sort();
 }

@@ -118,7 +118,17 @@ export async function deployFunctions(
     } catch (error) {
       // CLI 2.117.0 uploads every slug with bundleOnly and then activates the
       // uploads that succeeded, even when one failed: say which ones went live.
-      const after = await listFunctions(target).catch(() => before);
+      let after: DeployedFunction[];
+      try {
+        after = await listFunctions(target);
+      } catch (listing) {
+        throw new StepFailed(
+          `${(error as Error).message}; the CLI may have activated some of ${slugs.join(", ")} ` +
+            `(it activates the uploads that succeeded), and listing them failed: ${
+              (listing as Error).message
+            }`,
+        );
+      }
       const moved = after.filter((f) =>
         slugs.includes(f.slug) &&
         f.version !== before.find((b) => b.slug === f.slug)?.version

@@ -2,7 +2,7 @@
 -- public-API migration), but nothing ran the cleanup: schedule it hourly where
 -- pg_cron runs (the dead-letters migration created it where it can: preloaded,
 -- in cron.database_name). Elsewhere call herald.prune_idempotency_keys() from
--- your own scheduler (README, "Scheduled jobs").
+-- your own scheduler (README, "Deploying").
 do $schedule$
 begin
   if to_regclass('cron.job') is null then
