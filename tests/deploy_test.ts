@@ -1100,6 +1100,21 @@ Deno.test("deploy: a migration the CLI would apply under a name rollback's guard
   }
 });
 
+Deno.test("deploy: a CLI command that hangs fails its step after HERALD_CLI_TIMEOUT_S, and nothing waits for it", async () => {
+  const state = await freshState();
+  const slow = await fetch(`${api.url}/_control/behaviour`, {
+    method: "POST",
+    body: JSON.stringify({ latency_ms: 20_000 }),
+  });
+  assert.equal(slow.status, 204);
+  const started = Date.now();
+  const run = await manager(["status"], env(state, { HERALD_CLI_TIMEOUT_S: "2" }));
+  assert.equal(run.code, 1, run.out);
+  assert.match(run.out, /FAILED: supabase link did not finish within 2 s \(HERALD_CLI_TIMEOUT_S\)/);
+  assert.ok(Date.now() - started < 15_000, "it did not wait for the stalled API");
+  await (await fetch(`${api.url}/_control/reset`, { method: "POST" })).body?.cancel();
+});
+
 Deno.test("deploy: cleanup", async () => {
   await sql`delete from herald.releases`;
   await sql`update herald.dispatch_canary set percent = 0`;

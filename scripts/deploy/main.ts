@@ -102,6 +102,7 @@ Environment:
   HERALD_GATE_ERROR_MARGIN     how much worse the canary's error ratio may be (default 0.02)
   HERALD_GATE_P95_MS           the canary's p95 limit (default 500)
   HERALD_GATE_MIN_EVENTS       canary requests plus attempts needed to judge (default 10)
+  HERALD_CLI_TIMEOUT_S         how long one CLI command may run (default 900)
 `;
 
 /** Thrown for a usage or credentials problem: nothing was touched. */

@@ -74,6 +74,16 @@ export async function run(
         : `${command} could not start: ${(error as Error).message}`,
     );
   }
+  // A command that hangs (a stalled API, a dead network) fails the step instead of the run.
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }, _timeoutS() * 1000);
   let stderr = "";
   const relay = (async () => {
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
@@ -82,7 +92,15 @@ export async function run(
     }
   })();
   const stdout = options.capture ? new Response(child.stdout).text() : Promise.resolve("");
-  const [status, out] = await Promise.all([child.status, stdout, relay]);
+  const [status, out] = await Promise.all([child.status, stdout, relay])
+    .finally(() => clearTimeout(timer));
+  if (timedOut) {
+    const what = args.filter((a, i) => a !== "--workdir" && args[i - 1] !== "--workdir");
+    throw new StepFailed(
+      masked(`${command} ${what.slice(0, 2).join(" ")} did not finish within ${_timeoutS()} s`) +
+        " (HERALD_CLI_TIMEOUT_S)",
+    );
+  }
   if (!status.success) {
     const what = args.filter((a, i) => a !== "--workdir" && args[i - 1] !== "--workdir");
     // The CLI's error line (a Postgres `ERROR: …` wins over the context it prints after it).
@@ -95,6 +113,12 @@ export async function run(
     );
   }
   return out;
+}
+
+/** How long one command may take: HERALD_CLI_TIMEOUT_S, default 900 s (a deploy's uploads fit). */
+function _timeoutS(): number {
+  const value = Number(Deno.env.get("HERALD_CLI_TIMEOUT_S") ?? 900);
+  return Number.isFinite(value) && value > 0 ? value : 900;
 }
 
 function _quote(word: string): string {
