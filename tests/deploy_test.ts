@@ -1110,7 +1110,10 @@ Deno.test("deploy: a CLI command that hangs fails its step after HERALD_CLI_TIME
   const started = Date.now();
   const run = await manager(["status"], env(state, { HERALD_CLI_TIMEOUT_S: "2" }));
   assert.equal(run.code, 1, run.out);
-  assert.match(run.out, /FAILED: supabase link --project-ref did not finish within 2 s \(HERALD_CLI_TIMEOUT_S\)/);
+  assert.match(
+    run.out,
+    /FAILED: supabase link --project-ref did not finish within 2 s \(HERALD_CLI_TIMEOUT_S\)/,
+  );
   assert.ok(Date.now() - started < 15_000, "it did not wait for the stalled API");
   await (await fetch(`${api.url}/_control/reset`, { method: "POST" })).body?.cancel();
 });
