@@ -41,7 +41,7 @@ export interface RuleOutcome {
 }
 
 /** Rules run as the service role: a database event has no user behind it. */
-const SERVICE: Caller = { kind: "service", claims: { role: "service_role" } };
+const SERVICE: Caller = { kind: "service", keyId: "hooks", claims: { role: "service_role" } };
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**

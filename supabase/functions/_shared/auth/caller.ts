@@ -4,13 +4,20 @@
  * @module
  */
 import { Problem } from "../http/problem.ts";
-import { equalsAnyKey } from "./constant_time.ts";
+import { sha256Hex } from "./caller_scope.ts";
+import { equalsAnyKey, matchingKey } from "./constant_time.ts";
 import { type Claims, InvalidToken, type JwtVerifier, KeysUnavailable } from "./jwt.ts";
 
-/** The authenticated party of a request. */
+/**
+ * The authenticated party of a request. A service carries `keyId`: which of
+ * the project's service credentials it presented (the first 16 hex digits of
+ * the SHA-256 of that configured key, or `jwt` for a signed service-role
+ * token that is not one of them), so per-caller state has a fixed set of
+ * names that no header can multiply.
+ */
 export type Caller =
   | { kind: "user"; userId: string; claims: Claims }
-  | { kind: "service"; claims: Claims };
+  | { kind: "service"; keyId: string; claims: Claims };
 
 /** Options for {@linkcode createCallerResolver}. */
 export interface CallerResolverOptions {
@@ -30,59 +37,66 @@ export interface CallerResolverOptions {
  * `sb-api-key`), or a legacy key in `Authorization`. A valid user token wins
  * over a key sent beside it (supabase-js sends the publishable key with every
  * user's request); a secret key makes the caller the service wherever it is.
+ * An `Authorization` header that is present is judged on its own: a refused
+ * token there is a 401 whatever key is sent beside it, so a backend that
+ * forwards its user's bad token never acts as the service.
  *
- * @throws {Problem} 401 when no credential is valid; 403 for the anon or a
- *   publishable key alone; 503 when the signing keys cannot be fetched
+ * @throws {Problem} 401 when a credential presented is refused or none is
+ *   sent; 403 for the anon or a publishable key alone; 503 when the signing
+ *   keys cannot be fetched
+ * @example
+ * ```ts
+ * const resolveCaller = createCallerResolver({ verify, serviceKeys: [secretKey] });
+ * const caller = await resolveCaller(request.headers); // { kind: "user", userId, … }
+ * ```
  */
 export function createCallerResolver(options: CallerResolverOptions) {
   const publicKeys = options.publicKeys ?? [];
-  const service: Caller = { kind: "service", claims: { role: "service_role" } };
+  const keyIds = Promise.all(
+    options.serviceKeys.map(async (key) => (await sha256Hex(key)).slice(0, 16)),
+  );
+  const service = async (key: string, claims: Claims = { role: "service_role" }) => {
+    const index = matchingKey(key, options.serviceKeys);
+    if (index < 0) return undefined;
+    return { kind: "service", keyId: (await keyIds)[index], claims } as Caller;
+  };
+  const notOurs = () =>
+    new Problem(401, "invalid-token", "The API key is not one of this project's.");
+
   return async (headers: Headers): Promise<Caller> => {
-    const bearer = bearerToken(headers.get("authorization"));
+    const authorization = headers.get("authorization")?.trim();
     const apiKey = _apiKey(headers);
-    if (!bearer && !apiKey) {
+    if (!authorization && !apiKey) {
       throw new Problem(
         401,
         "unauthenticated",
         "Send 'Authorization: Bearer <access token>' or an API key in 'apikey'.",
       );
     }
-    let refused: string | undefined;
-    if (bearer && _isJwt(bearer)) {
-      try {
-        const claims = await options.verify(bearer);
-        const user = _user(claims);
-        if (user) return user;
-        if (claims.role === "service_role") return { kind: "service", claims };
-        if (claims.role === "authenticated") {
-          refused = "a user's token must name the user (sub) and the audience 'authenticated'";
-        }
-      } catch (error) {
-        if (error instanceof KeysUnavailable) {
-          throw new Problem(503, "keys-unavailable", error.message, [], {
-            "retry-after": String(error.retryAfterS),
-          });
-        }
-        if (!(error instanceof InvalidToken)) throw error;
-        // A legacy service-role key this project cannot verify (no HS256 secret) is still a key.
-        if (equalsAnyKey(bearer, options.serviceKeys)) return service;
-        refused = error.message;
+    if (authorization) {
+      const bearer = bearerToken(authorization);
+      if (!bearer) {
+        throw new Problem(
+          401,
+          "invalid-token",
+          "The Authorization header must be 'Bearer <token>'.",
+        );
+      }
+      if (_isJwt(bearer)) {
+        const caller = await _tokenCaller(bearer, options.verify, service);
+        if (caller) return caller;
+      } else {
+        const caller = await service(bearer);
+        if (caller) return caller;
+        if (!equalsAnyKey(bearer, publicKeys)) throw notOurs();
       }
     }
-    // Keys: in `apikey` / `sb-api-key`, or (the legacy way) a bearer that is not a JWT.
-    const keys = [apiKey, bearer && !_isJwt(bearer) ? bearer : undefined]
-      .filter((k): k is string => Boolean(k));
-    if (keys.some((key) => equalsAnyKey(key, options.serviceKeys))) return service;
-    if (refused) {
-      throw new Problem(401, "invalid-token", `The access token was refused: ${refused}.`);
-    }
-    // An `sb_…` key we do not know is refused; legacy keys in apikey are only ever read from Authorization.
-    if (
-      keys.some((key) =>
-        !equalsAnyKey(key, publicKeys) && (key === bearer || key.startsWith("sb_"))
-      )
-    ) {
-      throw new Problem(401, "invalid-token", "The API key is not one of this project's.");
+    // The bearer, if any, was valid and named no one (the anon key): the API key decides.
+    if (apiKey) {
+      const caller = await service(apiKey);
+      if (caller) return caller;
+      // An `sb_…` key we do not know is refused; a legacy key in apikey only names the project.
+      if (apiKey.startsWith("sb_") && !equalsAnyKey(apiKey, publicKeys)) throw notOurs();
     }
     throw new Problem(
       403,
@@ -90,6 +104,47 @@ export function createCallerResolver(options: CallerResolverOptions) {
       "This endpoint needs a signed-in user's token or a secret (service-role) key, not a publishable (anon) key.",
     );
   };
+}
+
+/**
+ * The caller a JWT in `Authorization` names: a user, the service, or no one
+ * (a valid anon key).
+ *
+ * @throws {Problem} 401 when the token is refused; 503 when the keys cannot be fetched
+ */
+async function _tokenCaller(
+  token: string,
+  verify: JwtVerifier,
+  service: (key: string, claims?: Claims) => Promise<Caller | undefined>,
+): Promise<Caller | undefined> {
+  let claims: Claims;
+  try {
+    claims = await verify(token);
+  } catch (error) {
+    if (error instanceof KeysUnavailable) {
+      throw new Problem(503, "keys-unavailable", error.message, [], {
+        "retry-after": String(error.retryAfterS),
+      });
+    }
+    if (!(error instanceof InvalidToken)) throw error;
+    // A legacy service-role key this project cannot verify (no HS256 secret) is still a key.
+    const caller = await service(token);
+    if (caller) return caller;
+    throw new Problem(401, "invalid-token", `The access token was refused: ${error.message}.`);
+  }
+  const user = _user(claims);
+  if (user) return user;
+  if (claims.role === "service_role") {
+    return await service(token, claims) ?? { kind: "service", keyId: "jwt", claims };
+  }
+  if (claims.role === "authenticated") {
+    throw new Problem(
+      401,
+      "invalid-token",
+      "The access token was refused: a user's token must name the user (sub) and the audience 'authenticated'.",
+    );
+  }
+  return undefined;
 }
 
 /** The user a verified token names: role `authenticated`, a `sub`, and the audience `authenticated`. */

@@ -1,13 +1,14 @@
 /**
  * One name per caller for per-caller state (rate limits, idempotency keys):
- * `user:<id>` for users, `key:<fingerprint>` for services — the first 16 hex
- * digits of the SHA-256 of the credentials presented (bearer, `apikey`), so
- * different service credentials are told apart and no secret is ever stored
- * or logged.
+ * `user:<id>` for users, `key:<keyId>` for services — which of the project's
+ * service keys was presented (the first 16 hex digits of its SHA-256), so
+ * different secret keys are told apart, no secret is ever stored or logged,
+ * and no header can make a new name (a different header, a second copy of
+ * the key, a garbage token beside it).
  *
  * @module
  */
-import { type Caller, presentedCredentials } from "./caller.ts";
+import type { Caller } from "./caller.ts";
 
 const encoder = new TextEncoder();
 
@@ -16,13 +17,11 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
- * const scope = await callerScope(c.get("caller"), c.req.raw.headers); // "user:…" | "key:…"
+ * const scope = callerScope(c.get("caller")); // "user:…" | "key:…"
  * ```
  */
-export async function callerScope(caller: Caller, headers: Headers): Promise<string> {
-  if (caller.kind === "user") return `user:${caller.userId}`;
-  const credentials = presentedCredentials(headers).join("\n");
-  return `key:${(await sha256Hex(credentials)).slice(0, 16)}`;
+export function callerScope(caller: Caller): string {
+  return caller.kind === "user" ? `user:${caller.userId}` : `key:${caller.keyId}`;
 }
 
 /** Hex SHA-256 of a string. */

@@ -20,5 +20,10 @@ export function constantTimeEqual(a: string, b: string): boolean {
  * time taken does not tell which one nearly matched.
  */
 export function equalsAnyKey(presented: string, keys: string[]): boolean {
-  return keys.map((key) => constantTimeEqual(presented, key)).includes(true);
+  return matchingKey(presented, keys) >= 0;
+}
+
+/** The index of the key `presented` equals, or -1; every key is compared, as in {@linkcode equalsAnyKey}. */
+export function matchingKey(presented: string, keys: string[]): number {
+  return keys.map((key) => constantTimeEqual(presented, key)).indexOf(true);
 }

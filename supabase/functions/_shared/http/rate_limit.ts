@@ -3,7 +3,7 @@
  * sliding one-minute window in Redis (Upstash Ratelimit), announced with the
  * IETF draft `RateLimit-*` headers on every response.
  *
- * Kong limits by consumer and address in front; only the function knows which
+ * Kong limits by client address in front (docs/DESIGN.md, "Rate limits"); only the function knows which
  * user a token belongs to, so the per-user budget lives here. It survives a
  * Redis outage: while Redis is unreachable, slow (over `timeoutMs`) or not
  * configured, each instance enforces the same limits in its own memory (so
@@ -46,9 +46,10 @@ type LimitResult = Awaited<ReturnType<Ratelimit["limit"]>>;
 
 /**
  * Creates the rate-limit middleware. Mount it after `authenticate`: it reads
- * `c.get("caller")` and counts users by id (`user:<id>`) and services by key
- * (`key:<first 16 hex digits of SHA-256 of the bearer token>`; the token itself
- * is never stored or logged).
+ * `c.get("caller")` and counts users by id (`user:<id>`) and services by the
+ * configured key they presented (`key:<first 16 hex digits of its SHA-256>`;
+ * the key itself is never stored or logged), so no header sent beside a
+ * credential opens a new budget.
  *
  * Over the limit it throws a 429 `rate-limited` problem with `Retry-After`.
  *
@@ -96,7 +97,7 @@ export function createRateLimit(options: RateLimitOptions): MiddlewareHandler<Ap
     const caller: Caller | undefined = c.get("caller");
     if (!caller) throw new Error("createRateLimit() must run after authenticate()");
     const requestId = c.get("requestId");
-    const identity = await callerScope(caller, c.req.raw.headers);
+    const identity = callerScope(caller);
     const limit = perMinute[caller.kind];
 
     let result: Pick<LimitResult, "success" | "remaining" | "reset"> | undefined;

@@ -349,7 +349,7 @@ async function _idempotentRequest(c: Ctx, input: unknown): Promise<IdempotentReq
     ]);
   }
   return {
-    caller: await callerScope(c.get("caller") as Caller, c.req.raw.headers),
+    caller: callerScope(c.get("caller") as Caller),
     key: parsed.data,
     hash: await sha256Hex(`${c.req.method} ${c.req.path} ${JSON.stringify(input)}`),
   };
