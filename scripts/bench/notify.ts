@@ -48,6 +48,8 @@ const COMPONENTS = ["kong", "notify", "postgres", "fakes", "bridge", "redis"];
 const log = (message: string) => console.error(`bench:notify: ${message}`);
 
 const bench = await startBenchStack(log, {
+  // Kong limits per client address; every bench client is 127.0.0.1.
+  HERALD_LOCAL_KONG_ADDRESS_PER_MIN: "10000000",
   HERALD_RATE_LIMIT_USER_PER_MIN: "1000000",
   HERALD_RATE_LIMIT_SERVICE_PER_MIN: "10000000",
   HERALD_DB_POOL_SIZE: String(DB_POOL),

@@ -5,7 +5,8 @@
  * - every `jwt` verifies `exp` and reads no token from a query string or cookie;
  * - no `key-auth` reads keys from the query string or body;
  * - no literal secret in the template: keys, secrets and passwords are `$NAME`s;
- * - correlation ids on `x-request-id` in a form Herald's request-id check keeps;
+ * - no `correlation-id` plugin: it keeps any client value, unbounded; Herald
+ *   correlates on Kong's own request id (`X-Kong-Request-Id`);
  * - every service has a request-size limit equal to the functions' own;
  * - every function under `supabase/functions/` has a route at `/functions/v1/<name>`;
  * - `jwt` never applies to `hooks`, `dispatch`, `health` or `metrics`; `dispatch` and
@@ -20,8 +21,6 @@ import { MAX_BODY_BYTES } from "../../supabase/functions/_shared/http/app.ts";
 
 type Json = Record<string, unknown>;
 
-/** What Herald's request-id check keeps (supabase/functions/_shared/http/request_id.ts). */
-const SANE_REQUEST_ID_GENERATORS = ["uuid", "tracker"];
 const UNIT_BYTES: Record<string, number> = { bytes: 1, kilobytes: 1024, megabytes: 1024 * 1024 };
 /** Functions Kong must never ask for a user token: their callers have none. */
 const NO_JWT = ["hooks", "dispatch", "health", "metrics"];
@@ -92,15 +91,10 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
         }
         break;
       case "correlation-id":
-        if (String(c.header_name).toLowerCase() !== "x-request-id") {
-          fail(`${path}.config.header_name`, "Herald correlates on x-request-id");
-        }
-        if (!SANE_REQUEST_ID_GENERATORS.includes(String(c.generator))) {
-          fail(
-            `${path}.config.generator`,
-            `'${c.generator}' ids are refused by Herald's request-id check (use uuid)`,
-          );
-        }
+        fail(
+          path,
+          "no correlation-id: it keeps and echoes any client value (unbounded); Herald correlates on Kong's X-Kong-Request-Id",
+        );
         break;
       case "rate-limiting":
         if (_functionOf(service, route) === "hooks") {
@@ -158,9 +152,6 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
   }
   if (!placed.some((p) => p.plugin.name === "prometheus" && !p.service && !p.route)) {
     fail("plugins", "prometheus must be global");
-  }
-  if (!placed.some((p) => p.plugin.name === "correlation-id" && !p.service && !p.route)) {
-    fail("plugins", "correlation-id must be global");
   }
 
   // Literal secrets: in the committed template every secret is a $NAME.

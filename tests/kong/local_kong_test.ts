@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
+import { fromAddress, loopbackAddress } from "../support/from_address.ts";
 import { startKong } from "../../scripts/stack/kong/gateway.ts";
 import { localKongConfig } from "../../scripts/stack/kong/main.ts";
 import { stack } from "../support/stack.ts";
@@ -98,14 +99,15 @@ Deno.test("local kong: rate limits count in the real Redis under Kong's key, per
   const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
   try {
     await withKong(await localKongConfig(stack), async (base) => {
-      const caller = `Bearer counted-${crypto.randomUUID()}`;
+      const address = loopbackAddress();
       for (let i = 0; i < 3; i++) {
-        const r = await fetch(`${base}/functions/v1/notify/devices`, {
-          headers: { apikey: stack.anonKey, authorization: caller },
+        const r = await fromAddress(address, `${base}/functions/v1/notify/devices`, {
+          apikey: stack.anonKey,
+          authorization: `Bearer counted-${crypto.randomUUID()}`,
         });
         await r.body?.cancel();
       }
-      const keys = await redis.keys(`ratelimit:*:${caller}:*`);
+      const keys = await redis.keys(`ratelimit:*:${address}:*`);
       const periods = keys.map((k) => k.split(":").at(-1)).sort();
       assert.deepEqual(periods, ["day", "hour", "minute"]);
       for (const key of keys) {

@@ -4,8 +4,10 @@
  * each linked to its delivery in Herald; with controls that make a stand-in
  * slow, failing or rate-limiting, and a button that replays dead letters.
  *
- * A local development tool: it binds to 127.0.0.1, answers only requests
- * addressed to a loopback host (no DNS rebinding), takes state-changing
+ * A local development tool: it binds to 127.0.0.1, answers only clients on
+ * 127.0.0.1 (its API proxy must not lend that address, which Kong's
+ * `ip-restriction` trusts, to another) and only requests addressed to a
+ * loopback host (no DNS rebinding), takes state-changing
  * requests only as JSON (a cross-site form cannot send them), reads the
  * local database as its superuser, and serves nothing from the internet.
  * It is never part of a deployed function.
@@ -14,6 +16,7 @@
  */
 import postgres from "postgres";
 import type { StackConfig } from "../config.ts";
+import { refuseOutsider } from "../gateway.ts";
 import { createStandardWebhookVerifier } from "../../../supabase/functions/_shared/webhooks/verify_standard_webhook.ts";
 import { emailItem, type Item, pushItem, type Recorded, webhookItem } from "./items.ts";
 
@@ -115,7 +118,10 @@ export function startInbox(
 
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: options.port ?? stack.ports.inbox, onListen: () => {} },
-    async (request) => {
+    async (request, info) => {
+      // Its API proxy calls Kong from 127.0.0.1: anyone else would borrow that address.
+      const outsider = refuseOutsider(info);
+      if (outsider) return outsider;
       const url = new URL(request.url);
       const host = request.headers.get("host")?.replace(/:\d+$/, "");
       if (host !== "127.0.0.1" && host !== "localhost") {

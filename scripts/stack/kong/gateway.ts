@@ -312,7 +312,7 @@ export function startKong(options: KongOptions): RunningKong {
     // Plugins in priority order, the most specific instance of each name (route > service > global).
     const chain = found ? found.route.chain : globalChain;
     if (!found) {
-      // Only global plugins run; correlation-id still tags the 404.
+      // Only global plugins run on a 404.
       for (const p of chain) await p.access?.({ ...x, scope: x.scope });
       return finish(kongError(x, 404, "no Route matched with those values"), false);
     }

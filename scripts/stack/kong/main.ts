@@ -9,8 +9,10 @@
  */
 import { renderKongConfig } from "../../kong/render.ts";
 import { loadStackConfig, type StackConfig } from "../config.ts";
-import { discoverFunctions, type EdgeRequest, startGateway } from "../gateway.ts";
+import { discoverFunctions, type EdgeRequest, INTERNAL_ADDRESS, startGateway } from "../gateway.ts";
 import { startKong } from "./gateway.ts";
+
+type Plugin = { name: string; config: Record<string, unknown> };
 
 /** The HMAC secret of the local `herald-backend` credential (local stacks only). */
 export const LOCAL_BACKEND_HMAC_SECRET = "herald-local-backend-hmac-secret-not-for-production";
@@ -32,17 +34,37 @@ export function localKongEnv(stack: StackConfig): Record<string, string> {
     HERALD_KONG_REDIS_HOST: "127.0.0.1",
     HERALD_KONG_REDIS_PORT: String(stack.ports.redis),
     HERALD_KONG_REDIS_PASSWORD: "",
-    HERALD_INTERNAL_CIDR: "127.0.0.1/32",
+    HERALD_INTERNAL_CIDR: `${INTERNAL_ADDRESS}/32`,
   };
 }
 
-/** kong.yml rendered for a local stack, with the stand-in for Supabase's `/auth/v1/` routes. */
+/**
+ * kong.yml rendered for a local stack, with the stand-in for Supabase's
+ * `/auth/v1/` routes. `addressPerMinute` (else `HERALD_LOCAL_KONG_ADDRESS_PER_MIN`)
+ * replaces the per-address limits: a benchmark's hundred clients all come
+ * from 127.0.0.1, where production's come from a hundred addresses.
+ */
 export async function localKongConfig(
   stack: StackConfig,
-  options: { canaryWeight?: number } = {},
+  options: { canaryWeight?: number; addressPerMinute?: number } = {},
 ): Promise<Record<string, unknown>> {
   const template = await Deno.readTextFile(new URL("../../../kong/kong.yml", import.meta.url));
   const { config } = renderKongConfig(template, localKongEnv(stack), options);
+  const perMinute = options.addressPerMinute ??
+    Number(Deno.env.get("HERALD_LOCAL_KONG_ADDRESS_PER_MIN") ?? 0);
+  if (perMinute > 0) {
+    const routes = (config.services as { routes?: { plugins?: Plugin[] }[]; plugins?: Plugin[] }[])
+      .flatMap((s) => [s, ...(s.routes ?? [])]);
+    for (const plugin of routes.flatMap((r) => r.plugins ?? [])) {
+      if (plugin.name === "rate-limiting" && plugin.config.limit_by === "ip") {
+        Object.assign(plugin.config, {
+          minute: perMinute,
+          hour: perMinute * 60,
+          day: perMinute * 1440,
+        });
+      }
+    }
+  }
   (config.services as unknown[]).push({
     name: "supabase-auth-stand-in",
     protocol: "http",

@@ -33,7 +33,6 @@ export interface Exchange {
   credential?: { id: string; identifier: string };
   /** Where the plugin applies: its own route and service ids (rate-limiting's key). */
   scope: { route: string; service: string };
-  correlationId?: string;
   /** Response headers set during access (rate-limiting's), applied to whatever answers. */
   responseHeaders?: Headers;
 }
@@ -66,7 +65,6 @@ export interface PluginContext {
 const VERIFIED_TOKENS = 10_000;
 
 export const PRIORITY: Record<string, number> = {
-  "correlation-id": 100001,
   cors: 2000,
   jwt: 1450,
   "key-auth": 1250,
@@ -83,7 +81,6 @@ export const PRIORITY: Record<string, number> = {
  * here with a value other than the one given makes the gateway refuse to start.
  */
 export const UNIMPLEMENTED: Record<string, Record<string, unknown>> = {
-  "correlation-id": {},
   cors: { private_network: false },
   jwt: { secret_is_base64: false },
   "key-auth": { key_in_body: false },
@@ -134,30 +131,6 @@ type Factory = (config: Json, context: PluginContext) => Omit<Plugin, "name" | "
 const list = (value: unknown) => (Array.isArray(value) ? value as string[] : []);
 
 const FACTORIES: Record<string, Factory> = {
-  "correlation-id": (c) => {
-    const header = String(c.header_name);
-    const workerId = crypto.randomUUID();
-    let counter = 0;
-    const generate = () =>
-      c.generator === "uuid#counter" ? `${workerId}#${++counter}` : crypto.randomUUID();
-    return {
-      access(x) {
-        const given = x.request.headers.get(header);
-        if (given) x.correlationId = given;
-        else {
-          x.correlationId = generate();
-          x.upstream.set(header, x.correlationId);
-        }
-        return undefined;
-      },
-      headerFilter(x, headers) {
-        if (c.echo_downstream) {
-          headers.set(header, x.correlationId ?? x.request.headers.get(header) ?? generate());
-        }
-      },
-    };
-  },
-
   cors: (c) => {
     const origins = list(c.origins);
     const wildcard = origins.length === 0 || (origins.length === 1 && origins[0] === "*");
