@@ -155,6 +155,28 @@ Deno.test("bridge: refuses bad tokens, malformed bodies and connection-state com
   }
 });
 
+Deno.test("bridge: any content type is read, as Upstash reads it; a web page's request is refused", async () => {
+  const key = `bridge-page-${crypto.randomUUID()}`;
+  for (const type of ["text/plain", "application/x-www-form-urlencoded", "application/json"]) {
+    const response = await fetch(`${stack.redisRestUrl}/?_token=${stack.redisRestToken}`, {
+      method: "POST",
+      headers: { "content-type": type },
+      body: JSON.stringify(["SET", key, type]),
+    });
+    assert.deepEqual(await response.json(), { result: "OK" }, type);
+  }
+  // What a drive-by page can send without a preflight: a text/plain POST, the token in the URL.
+  const fromPage = await fetch(`${stack.redisRestUrl}/?_token=${stack.redisRestToken}`, {
+    method: "POST",
+    headers: { "content-type": "text/plain", origin: "https://evil.example" },
+    body: JSON.stringify(["SET", key, "planted"]),
+  });
+  assert.equal(fromPage.status, 403);
+  await fromPage.body?.cancel();
+  assert.equal(await upstash().get(key), "application/json", "the page changed nothing");
+  await upstash().del(key);
+});
+
 /** Reads a key through a fresh command on the shared connections: state left behind would show. */
 async function sharedConnectionsStillClean(key: string): Promise<void> {
   const redis = upstash();

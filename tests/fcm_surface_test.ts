@@ -345,6 +345,11 @@ const SDK_SPELLINGS: [string, Record<string, unknown>, Record<string, unknown>][
     { webpush: { notification: { requireInteraction: true } } },
   ],
   [
+    "webpush.notification's require_interaction, as the Web API spells it",
+    { webpush: { notification: { require_interaction: true } } },
+    { webpush: { notification: { requireInteraction: true } } },
+  ],
+  [
     "fcmOptions.analyticsLabel",
     { fcmOptions: { analyticsLabel: "l" } },
     { fcm_options: { analytics_label: "l" } },
@@ -356,6 +361,36 @@ for (const [name, sdk, wire] of SDK_SPELLINGS) {
     assert.deepEqual(FcmOverrides.parse(sdk), wire);
   });
 }
+
+Deno.test("webpush.notification refuses keys the Web Notification API does not have, by name", () => {
+  for (
+    const [notification, path, message] of [
+      [{ requireinteraction: true }, "webpush.notification", /unknown field 'requireinteraction'/],
+      [{ click_action: "https://x" }, "webpush.notification", /unknown field 'click_action'/],
+      [
+        { actions: [{ action: "a", title: "t", url: "x" }] },
+        "webpush.notification.actions.0",
+        /unknown field 'url'/,
+      ],
+      [
+        { actions: [{ action: "a" }] },
+        "webpush.notification.actions.0",
+        /needs 'action' and 'title'/,
+      ],
+      [
+        { require_interaction: true, requireInteraction: false },
+        "webpush.notification.require_interaction",
+        /name the same field/,
+      ],
+    ] as const
+  ) {
+    const result = FcmOverrides.safeParse({ webpush: { notification } });
+    assert.equal(result.success, false, JSON.stringify(notification));
+    const issue = result.error!.issues[0];
+    assert.equal(issue.path.join("."), path, JSON.stringify(notification));
+    assert.match(issue.message, message);
+  }
+});
 
 Deno.test("a field given in both spellings is refused, naming it", () => {
   const result = FcmOverrides.safeParse({ android: { collapse_key: "a", collapseKey: "b" } });

@@ -98,6 +98,7 @@ export const ROUTE: Record<string, FieldSpec> = {
   hosts: { type: "array<string>" },
   paths: { type: "array<router_path>" },
   headers: { type: "map<header_name,array<string>>" },
+  snis: { type: "set<sni>" },
   regex_priority: { type: "integer", default: 0 },
   path_handling: { type: "string", default: "v0", one_of: ["v0", "v1"] },
 };

@@ -19,7 +19,9 @@
  *
  * @module
  */
+import { createPublicKey } from "node:crypto";
 import { parse, stringify } from "yaml";
+import { publicKeyProblem } from "./validate.ts";
 
 /** Where the template lives. */
 export const KONG_TEMPLATE = new URL("../../kong/kong.yml", import.meta.url);
@@ -114,7 +116,40 @@ function _hosted(config: Record<string, unknown>, ref: string) {
   }
 }
 
+/** The curve each ES algorithm signs with, as node:crypto names it. */
+const CURVES: Record<string, string> = {
+  ES256: "prime256v1",
+  ES384: "secp384r1",
+  ES512: "secp521r1",
+};
+
+/**
+ * Refuses a public key the algorithm cannot use. Kong checks RS/PS keys when
+ * it loads the file but not ES keys, so a broken ES key would otherwise show
+ * only as every user's token refused at request time.
+ */
+function _checkAuthKey(publicKey: string, algorithm: string) {
+  const type = algorithm in CURVES ? "ec" : /^(RS|PS)(256|384|512)$/.test(algorithm) ? "rsa" : "";
+  if (!type) {
+    throw new Error(
+      `Cannot render kong.yml: SUPABASE_AUTH_JWT_ALGORITHM '${algorithm}' is not ES256/384/512, RS256/384/512 or PS256/384/512`,
+    );
+  }
+  const problem = publicKeyProblem(publicKey, type);
+  const curve = !problem && type === "ec"
+    ? createPublicKey(publicKey).asymmetricKeyDetails?.namedCurve
+    : undefined;
+  if (problem || (curve !== undefined && curve !== CURVES[algorithm])) {
+    throw new Error(
+      `Cannot render kong.yml: SUPABASE_AUTH_JWT_PUBLIC_KEY is not a ${algorithm} public key (${
+        problem ?? `its curve is ${curve}`
+      })`,
+    );
+  }
+}
+
 function _asymmetricAuth(config: Record<string, unknown>, publicKey: string, algorithm: string) {
+  _checkAuthKey(publicKey, algorithm);
   const consumers = (config.consumers ?? []) as Record<string, unknown>[];
   const authenticated = consumers.find((c) => c.username === "authenticated");
   const secrets = authenticated?.jwt_secrets as Record<string, unknown>[] | undefined;

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { createPublicKey } from "node:crypto";
 import reference from "../../kong/schema/kong-3.9-plugin-fields.json" with { type: "json" };
 import { CONSUMER, type FieldSpec, PLUGIN, ROUTE, SERVICE, TARGET, UPSTREAM } from "./entities.ts";
 
@@ -108,6 +109,7 @@ export function validateKongConfig(config: unknown, options: ValidateOptions = {
     }
     const config = entity.config ?? {};
     if (!_isRecord(config)) return fail(`${at}.config`, "expected a record");
+    _shorthands(config, _deprecatedShorthands(spec));
     const specs = dbless ? _dbless(spec.config) : spec.config;
     _fields(config, specs, `${at}.config`, fail);
     _entityChecks(String(name), entity, spec.entity_checks ?? [], at, fail);
@@ -167,6 +169,21 @@ export function validateKongConfig(config: unknown, options: ValidateOptions = {
     } else if (entity.service !== undefined) {
       registry.refer("service", entity.service, `${at}.service`);
     }
+    (Array.isArray(entity.paths) ? entity.paths : []).forEach((p, i) => {
+      if (typeof p === "string" && p.startsWith("~")) {
+        _routerRegex(p.slice(1), `${at}.paths[${i}]`, fail);
+      }
+    });
+    const protocols = (entity.protocols ?? ["http", "https"]) as string[];
+    if (
+      entity.snis !== undefined &&
+      !protocols.some((p) => ["https", "grpcs", "tls", "tls_passthrough"].includes(p))
+    ) {
+      fail(
+        `${at}.snis`,
+        "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'",
+      );
+    }
     const matchers = ["methods", "hosts", "paths", "headers", "snis", "sources", "destinations"];
     if (!matchers.some((m) => entity[m] !== undefined)) {
       fail(
@@ -184,6 +201,9 @@ export function validateKongConfig(config: unknown, options: ValidateOptions = {
   list(config.upstreams, "upstreams").forEach((u, i) => {
     const at = label(`upstreams[${i}]`, u, "name");
     _fields(u, UPSTREAM, at, fail, { skip: ["targets"] });
+    if (typeof u.name === "string" && !_isHost(u.name)) {
+      fail(`${at}.name`, `invalid value: ${u.name}`);
+    }
     registry.add("upstreams", u, at, "name");
     list(u.targets, `${at}.targets`).forEach((t, j) => {
       const tat = `${at}.targets[${j}]`;
@@ -332,12 +352,21 @@ function _fields(
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/**
+ * Host names as Kong's `hostname_type` takes them: labels of letters, digits,
+ * `-` and `_` (Docker and the Supabase CLI name containers
+ * `supabase_edge_runtime_<project>`).
+ */
 const HOSTNAME =
-  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-/** RFC 7230 token characters (kong.tools.http.validate_header_name). */
-const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
+  /^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+/** kong.tools.http.validate_header_name: letters, digits, `_` and `-` only. */
+const HEADER_NAME = /^[A-Za-z0-9_-]+$/;
 const UTF8_NAME = /^[\p{L}\p{N}._~-]+$/u;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function _isHost(value: string): boolean {
+  return IPV4.test(value) || _isIpv6(value) || HOSTNAME.test(value);
+}
 
 function _isIpv6(value: string): boolean {
   try {
@@ -439,11 +468,16 @@ function _value(
       }
       return;
     case "header_name":
-      if (!HEADER_NAME.test(value)) invalid("header name");
+      if (!HEADER_NAME.test(value)) {
+        fail(
+          path,
+          `bad header name '${value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'`,
+        );
+      }
       return;
     case "host":
     case "sni":
-      if (!(IPV4.test(value) || _isIpv6(value) || HOSTNAME.test(value))) invalid("hostname");
+      if (!_isHost(value)) invalid("hostname");
       if (type === "sni" && (IPV4.test(value) || _isIpv6(value))) {
         invalid("SNI (it is an IP address)");
       }
@@ -474,7 +508,7 @@ function _value(
       const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(value);
       const host = m?.[1]?.replace(/^\[|\]$/g, "");
       if (
-        !m || !host || !(IPV4.test(host) || _isIpv6(host) || HOSTNAME.test(host)) ||
+        !m || !host || !_isHost(host) ||
         (m[2] !== undefined && Number(m[2]) > 65535)
       ) {
         invalid("target (host:port)");
@@ -553,6 +587,17 @@ function _pluginRules(
   fail: (path: string, message: string) => void,
   _registry: Registry,
 ) {
+  if (name === "cors") {
+    // cors/schema.lua validate_asterisk_or_regex: "*" or a regex ngx.re compiles.
+    (Array.isArray(config.origins) ? config.origins : []).forEach((origin, i) => {
+      if (origin === "*" || typeof origin !== "string") return;
+      try {
+        new RegExp(origin);
+      } catch {
+        fail(`${path}.origins[${i}]`, `'${origin}' is not a valid regex`);
+      }
+    });
+  }
   if (name === "rate-limiting") {
     // A longer period may not allow less than a shorter one.
     for (let i = 0; i < PERIODS.length; i++) {
@@ -592,6 +637,74 @@ function _jwtCredential(entity: Json, path: string, fail: (path: string, message
     !/^-----BEGIN PUBLIC KEY-----\s[\s\S]+\s-----END PUBLIC KEY-----\s*$/.test(String(key))
   ) {
     fail(`${path}.rsa_public_key`, "invalid key: not a PEM public key");
+  } else if (key !== undefined && /^(RS|PS)\d+$/.test(algorithm)) {
+    // jwt/daos.lua loads RS/PS keys with OpenSSL (pkey.new) and refuses what it cannot read;
+    // ES keys it does not check (render.ts does, for SUPABASE_AUTH_JWT_PUBLIC_KEY).
+    const problem = publicKeyProblem(String(key), "rsa");
+    if (problem) fail(`${path}.rsa_public_key`, `invalid key: ${problem}`);
+  }
+}
+
+/**
+ * Why a PEM public key cannot be used with keys of `type` (`rsa` or `ec`),
+ * or undefined when it can.
+ */
+export function publicKeyProblem(pem: string, type: "rsa" | "ec"): string | undefined {
+  try {
+    const key = createPublicKey(pem);
+    if (key.asymmetricKeyType !== type) {
+      return `a ${key.asymmetricKeyType} key where ${type} is needed`;
+    }
+    return undefined;
+  } catch (error) {
+    return `it does not parse (${(error as Error).message})`;
+  }
+}
+
+/** The deprecated shorthand fields a plugin still takes (`redis_host` → `redis.host`). */
+function _deprecatedShorthands(spec: PluginSpec): Record<string, string[]> {
+  const table = (spec as { deprecated_shorthands_removal_in_4_0?: Record<string, string> })
+    .deprecated_shorthands_removal_in_4_0 ?? {};
+  return Object.fromEntries(
+    Object.entries(table).map(([field, rule]) => [field, rule.split("->")[1].trim().split(".")]),
+  );
+}
+
+/**
+ * Moves deprecated shorthand fields to where they now live, as Kong does
+ * (with a deprecation warning in its log) before validating; a value set in
+ * both places keeps the new field's.
+ */
+function _shorthands(config: Json, shorthands: Record<string, string[]>) {
+  for (const [field, [parent, child]] of Object.entries(shorthands)) {
+    if (!(field in config)) continue;
+    const value = config[field];
+    delete config[field];
+    const record = (_isRecord(config[parent]) ? config[parent] : (config[parent] = {})) as Json;
+    if (record[child] === undefined && value !== null) record[child] = value;
+  }
+}
+
+/**
+ * A route's regex path as Kong 3.9's default router (`traditional_compatible`,
+ * ATC over Rust's regex crate) takes it: no look-around, no back-references.
+ */
+function _routerRegex(regex: string, path: string, fail: (path: string, message: string) => void) {
+  const unsupported = /\(\?<?[=!]/.test(regex)
+    ? "look-around"
+    : /\\[1-9]|\\k</.test(regex)
+    ? "back-references"
+    : undefined;
+  if (unsupported) {
+    return fail(
+      path,
+      `invalid regex: '${regex}' (the router's regex engine has no ${unsupported})`,
+    );
+  }
+  try {
+    new RegExp(regex);
+  } catch (error) {
+    fail(path, `invalid regex: '${regex}' (${(error as Error).message})`);
   }
 }
 

@@ -10,7 +10,14 @@
  * methods are a 405, and every form refuses the same commands: nothing a
  * caller sends can block or change the state of a shared connection.
  * With `Upstash-Encoding: base64` every string in a result is base64 except a
- * plain `OK` status, which is what the client expects.
+ * plain `OK` status, which is what the client expects. Bodies are read
+ * whatever their content type, as Upstash does (its documented `curl -d`
+ * examples send them form-encoded).
+ *
+ * Not as on Upstash: a request from a web page (any `Origin` header) is a
+ * 403. This bridge's token is a well-known local one, and a page may POST a
+ * text/plain body with `?_token=` to 127.0.0.1 without a CORS preflight; the
+ * clients it serves (functions, Kong, tests) never send `Origin`.
  *
  * @module
  */
@@ -94,6 +101,9 @@ export function startBridge(
     hostname: options.hostname ?? "127.0.0.1",
     onListen: () => {},
   }, async (request) => {
+    if (request.headers.has("origin")) {
+      return Response.json({ error: "requests from web pages are refused" }, { status: 403 });
+    }
     const url = new URL(request.url);
     const given = new TextEncoder().encode(
       request.headers.get("authorization") ??

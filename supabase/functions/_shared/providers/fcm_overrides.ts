@@ -67,6 +67,7 @@ function _proto<T extends z.ZodRawShape>(shape: T, sdk: Record<string, Alias> = 
   }
   Object.assign(aliases, sdk);
   const canonical = Object.keys(shape);
+  const camelSpellings = Object.keys(aliases).some((name) => name === _camel(aliases[name].to));
   const object = z.strictObject({
     ...shape,
     ...Object.fromEntries(
@@ -78,7 +79,7 @@ function _proto<T extends z.ZodRawShape>(shape: T, sdk: Record<string, Alias> = 
       const unknown = issue.keys.map((key) => `'${key}'`).join(", ");
       return `unknown field${issue.keys.length > 1 ? "s" : ""} ${unknown}; allowed: ${
         canonical.join(", ")
-      }${Object.keys(aliases).length ? " (or their camelCase spellings)" : ""}`;
+      }${camelSpellings ? " (or their camelCase spellings)" : ""}`;
     },
   }).partial(); // deno-fmt-ignore
   return object.superRefine((value, ctx) => {
@@ -315,8 +316,14 @@ export const ApnsOverrides = _proto({
   live_activity_token: z.string().min(1).max(4096),
 });
 
-/** The Web Notification API's options, as FCM forwards them to the browser. */
-const WebNotification = z.looseObject({
+/**
+ * The Web Notification API's options, as FCM forwards them to the browser:
+ * its camelCase names, each checked; `require_interaction` is taken for
+ * `requireInteraction` (the one name of two words). Any other key is refused
+ * by name: browsers ignore what they do not know, so it would be dropped
+ * silently on the device.
+ */
+const WebNotification = _proto({
   title: z.string(),
   body: z.string(),
   icon: z.string(),
@@ -330,13 +337,17 @@ const WebNotification = z.looseObject({
   silent: z.boolean(),
   timestamp: z.number().int().min(0),
   vibrate: z.union([z.number().int().min(0), z.array(z.number().int().min(0)).max(100)]),
-  actions: z.array(z.looseObject({
-    action: z.string().min(1),
-    title: z.string().min(1),
-    icon: z.string().optional(),
-  })).max(10),
+  actions: z.array(
+    _proto({
+      action: z.string().min(1),
+      title: z.string().min(1),
+      icon: z.string(),
+    }).refine((a) => a.action !== undefined && a.title !== undefined, {
+      message: "an action needs 'action' and 'title'",
+    }),
+  ).max(10),
   data: z.unknown(),
-}).partial();
+}, { require_interaction: { to: "requireInteraction", schema: z.boolean() } });
 
 /** `webpush`: FCM's whole `WebpushConfig` (RFC 8030 headers, data, the notification, options). */
 export const WebpushOverrides = _proto({
