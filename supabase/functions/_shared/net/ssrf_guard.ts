@@ -5,13 +5,20 @@
  * metadata at 169.254.169.254), CGNAT, multicast or reserved space, in IPv4 or
  * IPv6, including IPv4 embedded in IPv6 (mapped, NAT64, 6to4).
  *
- * Limitation (DNS rebinding): the check resolves the name, then `fetch`
- * resolves it again, and a hostile name server can answer differently the
- * second time. Deno's `fetch` cannot be pinned to a checked address on the
- * edge runtime (`Deno.createHttpClient` is unstable there), so the guard
- * narrows the window rather than closing it; redirects are never followed, so a
- * rebound name gets one request and no more. Closing it fully takes an egress
- * proxy that applies the same rules at connect time.
+ * What remains (issue 23 finding 5): the check and the connection resolve
+ * separately. The check asks the name servers of `/etc/resolv.conf` directly
+ * (`Deno.resolveDns`); `fetch` then asks the system resolver, which also
+ * reads `/etc/hosts` and resolves again later. So (1) a hostile name server
+ * can answer a public address to the check and a private one to `fetch` (DNS
+ * rebinding), and (2) a name that public DNS maps to a public address but the
+ * host's `/etc/hosts` maps elsewhere passes. Deno's `fetch` cannot be pinned
+ * to a checked address on the edge runtime (`Deno.createHttpClient` is
+ * unstable there), so the guard narrows the window rather than closing it:
+ * `localhost`, `*.localhost`, metadata and private-use names are refused by
+ * name before any lookup, IP literals are checked as given, redirects are
+ * never followed (a rebound name gets one request and no more), and a lookup
+ * that fails or times out refuses rather than trusts. Closing it fully takes
+ * an egress proxy that applies the same rules at connect time.
  *
  * @module
  */
@@ -22,7 +29,10 @@
  * @returns every address; empty when the name has none
  * @throws when the lookup itself failed (time-out, refused, no resolver)
  */
-export type Resolve = (hostname: string, signal?: AbortSignal) => Promise<string[]>;
+export type Resolve = (
+  hostname: string,
+  signal?: AbortSignal,
+) => Promise<string[]>;
 
 /** Options for {@linkcode checkDestination}. */
 export interface DestinationOptions {
@@ -54,51 +64,60 @@ export type Destination =
   | { kind: "unresolved"; reason: string };
 
 /** IPv4 ranges that are not reachable on the public internet (IANA special-purpose registry). */
-const NON_PUBLIC_IPV4: readonly (readonly [network: string, prefix: number, label: string])[] = [
-  ["0.0.0.0", 8, "this network"],
-  ["10.0.0.0", 8, "private"],
-  ["100.64.0.0", 10, "shared address space, CGNAT"],
-  ["127.0.0.0", 8, "loopback"],
-  ["169.254.0.0", 16, "link-local, cloud metadata"],
-  ["172.16.0.0", 12, "private"],
-  ["192.0.0.0", 24, "IETF protocol assignments"],
-  ["192.0.2.0", 24, "documentation"],
-  ["192.168.0.0", 16, "private"],
-  ["198.18.0.0", 15, "benchmarking"],
-  ["198.51.100.0", 24, "documentation"],
-  ["203.0.113.0", 24, "documentation"],
-  ["224.0.0.0", 4, "multicast"],
-  // Includes the limited broadcast address 255.255.255.255.
-  ["240.0.0.0", 4, "reserved"],
-];
+const NON_PUBLIC_IPV4:
+  readonly (readonly [network: string, prefix: number, label: string])[] = [
+    ["0.0.0.0", 8, "this network"],
+    ["10.0.0.0", 8, "private"],
+    ["100.64.0.0", 10, "shared address space, CGNAT"],
+    ["127.0.0.0", 8, "loopback"],
+    ["169.254.0.0", 16, "link-local, cloud metadata"],
+    ["172.16.0.0", 12, "private"],
+    ["192.0.0.0", 24, "IETF protocol assignments"],
+    ["192.0.2.0", 24, "documentation"],
+    ["192.168.0.0", 16, "private"],
+    ["198.18.0.0", 15, "benchmarking"],
+    ["198.51.100.0", 24, "documentation"],
+    ["203.0.113.0", 24, "documentation"],
+    ["224.0.0.0", 4, "multicast"],
+    // Includes the limited broadcast address 255.255.255.255.
+    ["240.0.0.0", 4, "reserved"],
+  ];
 
 /**
  * IPv6 ranges that are not public. Anything outside 2000::/3 (global unicast)
  * is refused as well; these entries only give the common cases their name.
  */
-const NON_PUBLIC_IPV6: readonly (readonly [network: string, prefix: number, label: string])[] = [
-  ["::", 128, "unspecified"],
-  ["::1", 128, "loopback"],
-  ["::", 96, "IPv4-compatible, deprecated"],
-  ["64:ff9b:1::", 48, "local-use NAT64"],
-  ["100::", 64, "discard-only"],
-  ["2001:db8::", 32, "documentation"],
-  ["fc00::", 7, "unique local"],
-  ["fe80::", 10, "link-local"],
-  ["fec0::", 10, "site-local, deprecated"],
-  ["ff00::", 8, "multicast"],
-];
-
-/** IPv6 forms that carry an IPv4 address, judged by that address. */
-const IPV4_IN_IPV6:
-  readonly (readonly [network: string, prefix: number, shift: bigint, label: string])[] = [
-    ["::ffff:0:0", 96, 0n, "IPv4-mapped"],
-    ["64:ff9b::", 96, 0n, "NAT64"],
-    ["2002::", 16, 80n, "6to4"],
+const NON_PUBLIC_IPV6:
+  readonly (readonly [network: string, prefix: number, label: string])[] = [
+    ["::", 128, "unspecified"],
+    ["::1", 128, "loopback"],
+    ["::", 96, "IPv4-compatible, deprecated"],
+    ["64:ff9b:1::", 48, "local-use NAT64"],
+    ["100::", 64, "discard-only"],
+    ["2001:db8::", 32, "documentation"],
+    ["fc00::", 7, "unique local"],
+    ["fe80::", 10, "link-local"],
+    ["fec0::", 10, "site-local, deprecated"],
+    ["ff00::", 8, "multicast"],
   ];
 
+/** IPv6 forms that carry an IPv4 address, judged by that address. */
+const IPV4_IN_IPV6: readonly (readonly [
+  network: string,
+  prefix: number,
+  shift: bigint,
+  label: string,
+])[] = [
+  ["::ffff:0:0", 96, 0n, "IPv4-mapped"],
+  ["64:ff9b::", 96, 0n, "NAT64"],
+  ["2002::", 16, 80n, "6to4"],
+];
+
 /** Names of cloud metadata services (they answer on 169.254.169.254 inside the cloud). */
-const METADATA_HOSTNAMES = new Set(["metadata.google.internal", "metadata.goog"]);
+const METADATA_HOSTNAMES = new Set([
+  "metadata.google.internal",
+  "metadata.goog",
+]);
 
 /** Suffixes that never name a public host (RFC 6761, RFC 6762, RFC 8375, ICANN `.internal`). */
 const PRIVATE_SUFFIXES = [".localhost", ".internal", ".local", ".home.arpa"];
@@ -132,7 +151,9 @@ export function normaliseHost(host: string): string {
   try {
     hostname = new URL(`http://${literal}/`).hostname;
   } catch {
-    throw new RangeError(`Cannot use host: '${host}' is not a valid host name or IP address`);
+    throw new RangeError(
+      `Cannot use host: '${host}' is not a valid host name or IP address`,
+    );
   }
   return _bareHostname(hostname);
 }
@@ -148,7 +169,9 @@ export function normaliseAllowedHost(entry: string): string {
   if (!withPort) return normaliseHost(entry);
   const port = Number(withPort[2]);
   if (port < 1 || port > 65535) {
-    throw new RangeError(`Cannot use host: '${entry}' has a port outside 1–65535`);
+    throw new RangeError(
+      `Cannot use host: '${entry}' has a port outside 1–65535`,
+    );
   }
   const host = normaliseHost(withPort[1]);
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
@@ -172,7 +195,10 @@ export function judgeLiterally(
     return { kind: "blocked", reason: "the webhook URL is not a valid URL" };
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    return { kind: "blocked", reason: `the scheme ${parsed.protocol} is not http: or https:` };
+    return {
+      kind: "blocked",
+      reason: `the scheme ${parsed.protocol} is not http: or https:`,
+    };
   }
   if (parsed.username || parsed.password) {
     return { kind: "blocked", reason: "the webhook URL carries credentials" };
@@ -187,7 +213,10 @@ export function judgeLiterally(
     const range = _nonPublicRange(host);
     return range === undefined
       ? { kind: "allowed", url: parsed, addresses: [host] }
-      : { kind: "blocked", reason: `${host} is not a public address (${range})` };
+      : {
+        kind: "blocked",
+        reason: `${host} is not a public address (${range})`,
+      };
   }
   const reserved = _reservedName(host);
   if (reserved) return { kind: "blocked", reason: `${host} is ${reserved}` };
@@ -215,7 +244,8 @@ export async function checkDestination(
   if (!options.resolve) {
     return {
       kind: "blocked",
-      reason: `${host} cannot be checked: no DNS resolver in this runtime (allow-list it)`,
+      reason:
+        `${host} cannot be checked: no DNS resolver in this runtime (allow-list it)`,
     };
   }
 
@@ -223,7 +253,10 @@ export async function checkDestination(
   try {
     addresses = await options.resolve(host, options.signal);
   } catch (error) {
-    return { kind: "unresolved", reason: `${host} did not resolve: ${(error as Error).message}` };
+    return {
+      kind: "unresolved",
+      reason: `${host} did not resolve: ${(error as Error).message}`,
+    };
   }
   if (addresses.length === 0) {
     return { kind: "unresolved", reason: `${host} has no A or AAAA records` };
@@ -233,7 +266,8 @@ export async function checkDestination(
     if (range !== undefined) {
       return {
         kind: "blocked",
-        reason: `${host} resolves to ${address}, not a public address (${range})`,
+        reason:
+          `${host} resolves to ${address}, not a public address (${range})`,
       };
     }
   }
@@ -261,7 +295,9 @@ export function denoResolver(): Resolve | undefined {
       if (lookup.status === "fulfilled") addresses.push(...lookup.value);
       // "No records of this type" is an answer; any other failure means we did not
       // see every address, so the name must not pass.
-      else if (!(notFound && lookup.reason instanceof notFound)) throw lookup.reason;
+      else if (!(notFound && lookup.reason instanceof notFound)) {
+        throw lookup.reason;
+      }
     }
     return addresses;
   };
@@ -269,11 +305,17 @@ export function denoResolver(): Resolve | undefined {
 
 /** Why `host` (a name, not an IP literal) is never a public destination, if it is not. */
 function _reservedName(host: string): string | undefined {
-  if (host === "localhost" || host.endsWith(".localhost")) return "a loopback name";
+  if (host === "localhost" || host.endsWith(".localhost")) {
+    return "a loopback name";
+  }
   if (METADATA_HOSTNAMES.has(host)) return "a cloud metadata endpoint";
-  if (PRIVATE_SUFFIXES.some((suffix) => host.endsWith(suffix))) return "a private-use name";
+  if (PRIVATE_SUFFIXES.some((suffix) => host.endsWith(suffix))) {
+    return "a private-use name";
+  }
   // A single label ("metadata", "redis") is completed with the local search domains.
-  if (!host.includes(".")) return "a single-label name, resolved only inside a private network";
+  if (!host.includes(".")) {
+    return "a single-label name, resolved only inside a private network";
+  }
   return undefined;
 }
 
@@ -287,7 +329,9 @@ function _nonPublicRange(ip: string): string | undefined {
     if (_inIPv6Range(v6, network, prefix)) {
       const embedded = Number((v6 >> shift) & 0xffff_ffffn);
       const range = _nonPublicIPv4Range(embedded);
-      return range === undefined ? undefined : `${label} ${_formatIPv4(embedded)}: ${range}`;
+      return range === undefined
+        ? undefined
+        : `${label} ${_formatIPv4(embedded)}: ${range}`;
     }
   }
   for (const [network, prefix, label] of NON_PUBLIC_IPV6) {
@@ -315,7 +359,9 @@ function _parseIPv4(text: string): number | undefined {
   if (parts.length !== 4) return undefined;
   let value = 0;
   for (const part of parts) {
-    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) return undefined;
+    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) {
+      return undefined;
+    }
     value = value * 256 + Number(part);
   }
   return value;
@@ -350,7 +396,9 @@ function _parseIPv6(text: string): bigint | undefined {
 }
 
 function _formatIPv4(ip: number): string {
-  return [ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff].join(".");
+  return [ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff].join(
+    ".",
+  );
 }
 
 function _isIpLiteral(host: string): boolean {
