@@ -64,42 +64,40 @@ export type Destination =
   | { kind: "unresolved"; reason: string };
 
 /** IPv4 ranges that are not reachable on the public internet (IANA special-purpose registry). */
-const NON_PUBLIC_IPV4:
-  readonly (readonly [network: string, prefix: number, label: string])[] = [
-    ["0.0.0.0", 8, "this network"],
-    ["10.0.0.0", 8, "private"],
-    ["100.64.0.0", 10, "shared address space, CGNAT"],
-    ["127.0.0.0", 8, "loopback"],
-    ["169.254.0.0", 16, "link-local, cloud metadata"],
-    ["172.16.0.0", 12, "private"],
-    ["192.0.0.0", 24, "IETF protocol assignments"],
-    ["192.0.2.0", 24, "documentation"],
-    ["192.168.0.0", 16, "private"],
-    ["198.18.0.0", 15, "benchmarking"],
-    ["198.51.100.0", 24, "documentation"],
-    ["203.0.113.0", 24, "documentation"],
-    ["224.0.0.0", 4, "multicast"],
-    // Includes the limited broadcast address 255.255.255.255.
-    ["240.0.0.0", 4, "reserved"],
-  ];
+const NON_PUBLIC_IPV4: readonly (readonly [network: string, prefix: number, label: string])[] = [
+  ["0.0.0.0", 8, "this network"],
+  ["10.0.0.0", 8, "private"],
+  ["100.64.0.0", 10, "shared address space, CGNAT"],
+  ["127.0.0.0", 8, "loopback"],
+  ["169.254.0.0", 16, "link-local, cloud metadata"],
+  ["172.16.0.0", 12, "private"],
+  ["192.0.0.0", 24, "IETF protocol assignments"],
+  ["192.0.2.0", 24, "documentation"],
+  ["192.168.0.0", 16, "private"],
+  ["198.18.0.0", 15, "benchmarking"],
+  ["198.51.100.0", 24, "documentation"],
+  ["203.0.113.0", 24, "documentation"],
+  ["224.0.0.0", 4, "multicast"],
+  // Includes the limited broadcast address 255.255.255.255.
+  ["240.0.0.0", 4, "reserved"],
+];
 
 /**
  * IPv6 ranges that are not public. Anything outside 2000::/3 (global unicast)
  * is refused as well; these entries only give the common cases their name.
  */
-const NON_PUBLIC_IPV6:
-  readonly (readonly [network: string, prefix: number, label: string])[] = [
-    ["::", 128, "unspecified"],
-    ["::1", 128, "loopback"],
-    ["::", 96, "IPv4-compatible, deprecated"],
-    ["64:ff9b:1::", 48, "local-use NAT64"],
-    ["100::", 64, "discard-only"],
-    ["2001:db8::", 32, "documentation"],
-    ["fc00::", 7, "unique local"],
-    ["fe80::", 10, "link-local"],
-    ["fec0::", 10, "site-local, deprecated"],
-    ["ff00::", 8, "multicast"],
-  ];
+const NON_PUBLIC_IPV6: readonly (readonly [network: string, prefix: number, label: string])[] = [
+  ["::", 128, "unspecified"],
+  ["::1", 128, "loopback"],
+  ["::", 96, "IPv4-compatible, deprecated"],
+  ["64:ff9b:1::", 48, "local-use NAT64"],
+  ["100::", 64, "discard-only"],
+  ["2001:db8::", 32, "documentation"],
+  ["fc00::", 7, "unique local"],
+  ["fe80::", 10, "link-local"],
+  ["fec0::", 10, "site-local, deprecated"],
+  ["ff00::", 8, "multicast"],
+];
 
 /** IPv6 forms that carry an IPv4 address, judged by that address. */
 const IPV4_IN_IPV6: readonly (readonly [
@@ -211,12 +209,10 @@ export function judgeLiterally(
   }
   if (_isIpLiteral(host)) {
     const range = _nonPublicRange(host);
-    return range === undefined
-      ? { kind: "allowed", url: parsed, addresses: [host] }
-      : {
-        kind: "blocked",
-        reason: `${host} is not a public address (${range})`,
-      };
+    return range === undefined ? { kind: "allowed", url: parsed, addresses: [host] } : {
+      kind: "blocked",
+      reason: `${host} is not a public address (${range})`,
+    };
   }
   const reserved = _reservedName(host);
   if (reserved) return { kind: "blocked", reason: `${host} is ${reserved}` };
@@ -244,8 +240,7 @@ export async function checkDestination(
   if (!options.resolve) {
     return {
       kind: "blocked",
-      reason:
-        `${host} cannot be checked: no DNS resolver in this runtime (allow-list it)`,
+      reason: `${host} cannot be checked: no DNS resolver in this runtime (allow-list it)`,
     };
   }
 
@@ -266,8 +261,7 @@ export async function checkDestination(
     if (range !== undefined) {
       return {
         kind: "blocked",
-        reason:
-          `${host} resolves to ${address}, not a public address (${range})`,
+        reason: `${host} resolves to ${address}, not a public address (${range})`,
       };
     }
   }
@@ -329,9 +323,7 @@ function _nonPublicRange(ip: string): string | undefined {
     if (_inIPv6Range(v6, network, prefix)) {
       const embedded = Number((v6 >> shift) & 0xffff_ffffn);
       const range = _nonPublicIPv4Range(embedded);
-      return range === undefined
-        ? undefined
-        : `${label} ${_formatIPv4(embedded)}: ${range}`;
+      return range === undefined ? undefined : `${label} ${_formatIPv4(embedded)}: ${range}`;
     }
   }
   for (const [network, prefix, label] of NON_PUBLIC_IPV6) {
