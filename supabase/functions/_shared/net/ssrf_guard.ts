@@ -29,10 +29,7 @@
  * @returns every address; empty when the name has none
  * @throws when the lookup itself failed (time-out, refused, no resolver)
  */
-export type Resolve = (
-  hostname: string,
-  signal?: AbortSignal,
-) => Promise<string[]>;
+export type Resolve = (hostname: string, signal?: AbortSignal) => Promise<string[]>;
 
 /** Options for {@linkcode checkDestination}. */
 export interface DestinationOptions {
@@ -100,22 +97,15 @@ const NON_PUBLIC_IPV6: readonly (readonly [network: string, prefix: number, labe
 ];
 
 /** IPv6 forms that carry an IPv4 address, judged by that address. */
-const IPV4_IN_IPV6: readonly (readonly [
-  network: string,
-  prefix: number,
-  shift: bigint,
-  label: string,
-])[] = [
-  ["::ffff:0:0", 96, 0n, "IPv4-mapped"],
-  ["64:ff9b::", 96, 0n, "NAT64"],
-  ["2002::", 16, 80n, "6to4"],
-];
+const IPV4_IN_IPV6:
+  readonly (readonly [network: string, prefix: number, shift: bigint, label: string])[] = [
+    ["::ffff:0:0", 96, 0n, "IPv4-mapped"],
+    ["64:ff9b::", 96, 0n, "NAT64"],
+    ["2002::", 16, 80n, "6to4"],
+  ];
 
 /** Names of cloud metadata services (they answer on 169.254.169.254 inside the cloud). */
-const METADATA_HOSTNAMES = new Set([
-  "metadata.google.internal",
-  "metadata.goog",
-]);
+const METADATA_HOSTNAMES = new Set(["metadata.google.internal", "metadata.goog"]);
 
 /** Suffixes that never name a public host (RFC 6761, RFC 6762, RFC 8375, ICANN `.internal`). */
 const PRIVATE_SUFFIXES = [".localhost", ".internal", ".local", ".home.arpa"];
@@ -149,9 +139,7 @@ export function normaliseHost(host: string): string {
   try {
     hostname = new URL(`http://${literal}/`).hostname;
   } catch {
-    throw new RangeError(
-      `Cannot use host: '${host}' is not a valid host name or IP address`,
-    );
+    throw new RangeError(`Cannot use host: '${host}' is not a valid host name or IP address`);
   }
   return _bareHostname(hostname);
 }
@@ -167,9 +155,7 @@ export function normaliseAllowedHost(entry: string): string {
   if (!withPort) return normaliseHost(entry);
   const port = Number(withPort[2]);
   if (port < 1 || port > 65535) {
-    throw new RangeError(
-      `Cannot use host: '${entry}' has a port outside 1–65535`,
-    );
+    throw new RangeError(`Cannot use host: '${entry}' has a port outside 1–65535`);
   }
   const host = normaliseHost(withPort[1]);
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
@@ -193,10 +179,7 @@ export function judgeLiterally(
     return { kind: "blocked", reason: "the webhook URL is not a valid URL" };
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
-    return {
-      kind: "blocked",
-      reason: `the scheme ${parsed.protocol} is not http: or https:`,
-    };
+    return { kind: "blocked", reason: `the scheme ${parsed.protocol} is not http: or https:` };
   }
   if (parsed.username || parsed.password) {
     return { kind: "blocked", reason: "the webhook URL carries credentials" };
@@ -209,10 +192,9 @@ export function judgeLiterally(
   }
   if (_isIpLiteral(host)) {
     const range = _nonPublicRange(host);
-    return range === undefined ? { kind: "allowed", url: parsed, addresses: [host] } : {
-      kind: "blocked",
-      reason: `${host} is not a public address (${range})`,
-    };
+    return range === undefined
+      ? { kind: "allowed", url: parsed, addresses: [host] }
+      : { kind: "blocked", reason: `${host} is not a public address (${range})` };
   }
   const reserved = _reservedName(host);
   if (reserved) return { kind: "blocked", reason: `${host} is ${reserved}` };
@@ -248,10 +230,7 @@ export async function checkDestination(
   try {
     addresses = await options.resolve(host, options.signal);
   } catch (error) {
-    return {
-      kind: "unresolved",
-      reason: `${host} did not resolve: ${(error as Error).message}`,
-    };
+    return { kind: "unresolved", reason: `${host} did not resolve: ${(error as Error).message}` };
   }
   if (addresses.length === 0) {
     return { kind: "unresolved", reason: `${host} has no A or AAAA records` };
@@ -289,9 +268,7 @@ export function denoResolver(): Resolve | undefined {
       if (lookup.status === "fulfilled") addresses.push(...lookup.value);
       // "No records of this type" is an answer; any other failure means we did not
       // see every address, so the name must not pass.
-      else if (!(notFound && lookup.reason instanceof notFound)) {
-        throw lookup.reason;
-      }
+      else if (!(notFound && lookup.reason instanceof notFound)) throw lookup.reason;
     }
     return addresses;
   };
@@ -299,17 +276,11 @@ export function denoResolver(): Resolve | undefined {
 
 /** Why `host` (a name, not an IP literal) is never a public destination, if it is not. */
 function _reservedName(host: string): string | undefined {
-  if (host === "localhost" || host.endsWith(".localhost")) {
-    return "a loopback name";
-  }
+  if (host === "localhost" || host.endsWith(".localhost")) return "a loopback name";
   if (METADATA_HOSTNAMES.has(host)) return "a cloud metadata endpoint";
-  if (PRIVATE_SUFFIXES.some((suffix) => host.endsWith(suffix))) {
-    return "a private-use name";
-  }
+  if (PRIVATE_SUFFIXES.some((suffix) => host.endsWith(suffix))) return "a private-use name";
   // A single label ("metadata", "redis") is completed with the local search domains.
-  if (!host.includes(".")) {
-    return "a single-label name, resolved only inside a private network";
-  }
+  if (!host.includes(".")) return "a single-label name, resolved only inside a private network";
   return undefined;
 }
 
@@ -351,9 +322,7 @@ function _parseIPv4(text: string): number | undefined {
   if (parts.length !== 4) return undefined;
   let value = 0;
   for (const part of parts) {
-    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) {
-      return undefined;
-    }
+    if (!/^(0|[1-9]\d{0,2})$/.test(part) || Number(part) > 255) return undefined;
     value = value * 256 + Number(part);
   }
   return value;
@@ -388,9 +357,7 @@ function _parseIPv6(text: string): bigint | undefined {
 }
 
 function _formatIPv4(ip: number): string {
-  return [ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff].join(
-    ".",
-  );
+  return [ip >>> 24, (ip >>> 16) & 0xff, (ip >>> 8) & 0xff, ip & 0xff].join(".");
 }
 
 function _isIpLiteral(host: string): boolean {
