@@ -3,12 +3,13 @@
  * sliding one-minute window in Redis (Upstash Ratelimit), announced with the
  * IETF draft `RateLimit-*` headers on every response.
  *
- * Kong limits by client address in front (docs/DESIGN.md, "Rate limits"); only the function knows which
- * user a token belongs to, so the per-user budget lives here. It survives a
- * Redis outage: while Redis is unreachable, slow (over `timeoutMs`) or not
- * configured, each instance enforces the same limits in its own memory (so
- * N instances allow up to N times the budget), asks Redis again only every
- * `recheckMs` (no request waits on a dead Redis), and logs the change once.
+ * Kong limits by client address in front (docs/DESIGN.md, "Rate limits");
+ * only the function knows which user a token belongs to, so the per-user
+ * budget lives here. It survives a Redis outage: while Redis is unreachable,
+ * slow (over `timeoutMs`) or not configured, each instance enforces the same
+ * limits in its own memory (so N instances allow up to N times the budget),
+ * asks Redis again only every `recheckMs` (no request waits on a dead Redis),
+ * and logs the change once.
  *
  * @module
  */
