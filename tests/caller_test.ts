@@ -113,6 +113,24 @@ Deno.test("caller: valid credentials keep their meaning beside a secret key", as
   assert.equal(publishableBeside.kind, "service");
 });
 
+Deno.test("caller: an unknown sb_ key beside a valid token is a 401, in apikey or sb-api-key", async () => {
+  const token = await sign(userClaims());
+  for (const header of ["apikey", "sb-api-key"]) {
+    for (const key of ["sb_secret_not_this_projects_000", "sb_publishable_not_this_one_00"]) {
+      await refusedWith(
+        { authorization: `Bearer ${token}`, [header]: key },
+        401,
+        "invalid-token",
+      );
+    }
+  }
+  // The same token beside this project's keys is the user.
+  for (const key of [PUBLISHABLE_KEY, SECRET_KEY]) {
+    const caller = await resolve(new Headers({ authorization: `Bearer ${token}`, apikey: key }));
+    assert.equal(caller.kind, "user");
+  }
+});
+
 Deno.test("caller: a publishable or anon key alone is a 403; an unknown sb_ key in apikey a 401", async () => {
   await refusedWith({ apikey: PUBLISHABLE_KEY }, 403, "sign-in-required");
   await refusedWith({ authorization: `Bearer ${ANON_KEY}` }, 403, "sign-in-required");

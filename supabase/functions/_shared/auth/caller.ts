@@ -73,6 +73,14 @@ export function createCallerResolver(options: CallerResolverOptions) {
         "Send 'Authorization: Bearer <access token>' or an API key in 'apikey'.",
       );
     }
+    // Each credential is judged on its own: an `sb_…` key we do not know is refused even
+    // beside a valid token (a legacy key in apikey only names the project: unchecked).
+    for (const key of [headers.get("apikey")?.trim(), headers.get("sb-api-key")?.trim()]) {
+      if (
+        key?.startsWith("sb_") && !equalsAnyKey(key, options.serviceKeys) &&
+        !equalsAnyKey(key, publicKeys)
+      ) throw notOurs();
+    }
     if (authorization) {
       const bearer = bearerToken(authorization);
       if (!bearer) {
@@ -95,8 +103,6 @@ export function createCallerResolver(options: CallerResolverOptions) {
     if (apiKey) {
       const caller = await service(apiKey);
       if (caller) return caller;
-      // An `sb_…` key we do not know is refused; a legacy key in apikey only names the project.
-      if (apiKey.startsWith("sb_") && !equalsAnyKey(apiKey, publicKeys)) throw notOurs();
     }
     throw new Problem(
       403,
