@@ -219,3 +219,22 @@ Deno.test("denoResolver() resolves through Deno.resolveDns when the runtime has 
 function _escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+Deno.test("why the guard cannot pin: fetch sends the URL's host, ignoring a Host header (revisit when this fails)", async () => {
+  // Pinning would fetch http://<checked address>/… with Host: <name>. Deno's fetch
+  // (here and on the edge runtime) replaces that header with the URL's host, so a
+  // pinned request would reach the receiver under the wrong name; the guard checks
+  // and fetch resolves again instead (ssrf_guard.ts, "What remains").
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => new Response(request.headers.get("host")),
+  );
+  try {
+    const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+      headers: { host: "hooks.example.com" },
+    });
+    assert.equal(await response.text(), `127.0.0.1:${server.addr.port}`);
+  } finally {
+    await server.shutdown();
+  }
+});

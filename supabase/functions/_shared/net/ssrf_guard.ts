@@ -13,7 +13,9 @@
  * rebinding), and (2) a name that public DNS maps to a public address but the
  * host's `/etc/hosts` maps elsewhere passes. Deno's `fetch` cannot be pinned
  * to a checked address on the edge runtime (`Deno.createHttpClient` is
- * unstable there), so the guard narrows the window rather than closing it:
+ * unstable there, and `fetch` replaces a `Host` header with the URL's host,
+ * so even an `http:` URL cannot be sent to the address under its name: a test
+ * checks that), so the guard narrows the window rather than closing it:
  * `localhost`, `*.localhost`, metadata and private-use names are refused by
  * name before any lookup, IP literals are checked as given, redirects are
  * never followed (a rebound name gets one request and no more), and a lookup
