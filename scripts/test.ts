@@ -139,10 +139,6 @@ const EDGE_LANE_EXCLUDED: Record<string, string> = {
   "tests/readme_deploy_test.ts":
     "it runs the README's deploy commands with the Supabase CLI against stand-ins; it reads " +
     "supabase/functions/ only as files the CLI uploads, never as code",
-  "tests/db_outage_test.ts":
-    "postgres.js 3.4.9 sometimes writes to a socket Deno 2.1.4's node:net has already closed " +
-    "when the test cuts the connection (TypeError in connection.js nextWrite), an uncaught " +
-    "error outside any test; a library bug under that Deno, recorded in docs/RELIABILITY.md",
   "tests/fcm_parity_test.ts":
     "firebase-admin, the development-only peer it compares with (never part of a function), " +
     "does not load under Deno 2.1.4 (its logging reads an undefined process.env)",

@@ -97,6 +97,46 @@ Deno.test("databaseUnavailable() names outages and statement timeouts, and nothi
   }
 });
 
+Deno.test("a server that accepts and closes before answering fails the query as an outage, once, without spinning", async () => {
+  // What a pooler whose Postgres is down can do: accept TCP, then close. postgres.js
+  // alone reconnects at once, forever, and the query never settles.
+  let accepted = 0;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conn.close();
+    }
+  })();
+  const sql = createSql({
+    url: `postgresql://postgres:postgres@127.0.0.1:${listener.addr.port}/postgres`,
+    max: 1,
+    applicationName: "herald-handshake-test",
+  });
+  try {
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const error = await Promise.race([
+      sql`select 1`.then(() => new Error("answered"), (e) => e),
+      new Promise<Error>((resolve) => {
+        timer = setTimeout(() => resolve(new Error("still waiting after 5 s")), 5_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.equal(databaseUnavailable(error), "connection: ECONNRESET", String(error));
+    assert.match(String(error.message), /closed the connection before answering/);
+    assert.ok(performance.now() - started < 1_000, "at once, not after a timeout");
+    assert.ok(accepted <= 2, `${accepted} connection attempts for one query`);
+    // The pool is not stuck: the next query tries again and fails the same way.
+    const again = await sql`select 1`.then(() => undefined, (e) => e);
+    assert.equal(databaseUnavailable(again), "connection: ECONNRESET");
+  } finally {
+    await sql.end({ timeout: 0 });
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
 Deno.test("a statement that runs past HERALD_DB_STATEMENT_TIMEOUT_MS is cancelled, as an outage", async () => {
   const sql = createSql({
     url: stack.dbUrl,

@@ -7,6 +7,7 @@
  */
 import postgres from "postgres";
 import type { Caller } from "../auth/caller.ts";
+import { guardedSocket } from "./guarded_socket.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
@@ -32,10 +33,13 @@ export interface SqlOptions {
  * Tuned to fail fast and come back fast: a connection attempt gives up
  * after 3 s, statements after `statementTimeoutMs`, and reconnecting waits
  * at most about a second (postgres.js's default backoff grows to 20 s, which
- * kept requests failing long after Postgres had returned).
+ * kept requests failing long after Postgres had returned). Connections go
+ * through {@linkcode guardedSocket}: postgres.js 3.4.9 can otherwise end or
+ * stall an isolate on the edge runtime's Deno when a connection is cut.
  */
 export function createSql(options: SqlOptions): Sql {
   return postgres(options.url, {
+    ...GUARDED,
     max: options.max ?? 4,
     prepare: !usesTransactionPooler(options.url),
     idle_timeout: 20,
@@ -48,6 +52,11 @@ export function createSql(options: SqlOptions): Sql {
     },
   });
 }
+
+/** postgres.js's `socket` option (in its README, missing from its types). */
+const GUARDED = {
+  socket: ({ host, port }: { host: string[]; port: number[] }) => guardedSocket(host[0], port[0]),
+} as Record<never, never>;
 
 /** Whether a connection string points at Supavisor's transaction mode (port 6543). */
 export function usesTransactionPooler(url: string): boolean {
