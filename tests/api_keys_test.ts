@@ -26,7 +26,7 @@ Deno.test("api keys: a secret key is the service in apikey, sb-api-key or Author
         { apikey: stack.secretKey },
         { "sb-api-key": stack.secretKey },
         { authorization: `Bearer ${stack.secretKey}` },
-        { apikey: stack.secretKey, authorization: `Bearer ${stack.anonKey}` },
+        { apikey: stack.publishableKey, authorization: `Bearer ${stack.secretKey}` },
       ]
     ) {
       const response = await call("notify/bulk", {
@@ -75,6 +75,18 @@ Deno.test("api keys: a publishable key alone is the anon key (403); beside a use
     await bulkAsUser.body?.cancel();
   } finally {
     await sql.end();
+  }
+});
+
+Deno.test("api keys: the anon key in Authorization is anonymous beside a secret key (403), through Kong", async () => {
+  for (const anonymous of [stack.anonKey, stack.publishableKey]) {
+    const response = await call("notify/bulk", {
+      apikey: stack.secretKey,
+      authorization: `Bearer ${anonymous}`,
+      "content-type": "application/json",
+    }, { method: "POST", body: notifyBody(crypto.randomUUID()) });
+    assert.equal(response.status, 403, await response.clone().text());
+    assert.equal((await response.json()).type, "https://herald.dev/problems/sign-in-required");
   }
 });
 

@@ -10,6 +10,7 @@
  */
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
 import { parse } from "smol-toml";
+import { refuseOutsider } from "./internal_address.ts";
 
 /** A function the gateway routes to. */
 export interface RoutedFunction {
@@ -58,26 +59,6 @@ export async function discoverFunctions(
     port: firstPort + i,
     verifyJwt: config.functions?.[name]?.verify_jwt ?? true,
   }));
-}
-
-/**
- * The local stack's one internal address (its Kong's `HERALD_INTERNAL_CIDR`):
- * every 127.0.0.0/8 address reaches a socket bound to 127.0.0.1, so the doors
- * behind Kong refuse the other ones themselves, as Kong's `ip-restriction`
- * does, rather than be a way around it.
- */
-export const INTERNAL_ADDRESS = "127.0.0.1";
-
-/** A 403 for a client outside {@linkcode INTERNAL_ADDRESS}; undefined for one inside. */
-export function refuseOutsider(info: Deno.ServeHandlerInfo): Response | undefined {
-  const address = (info.remoteAddr as Deno.NetAddr).hostname;
-  if (address === INTERNAL_ADDRESS) return undefined;
-  return Response.json(
-    {
-      message: `only ${INTERNAL_ADDRESS} may call the local stack's private ports, not ${address}`,
-    },
-    { status: 403 },
-  );
 }
 
 /** Serves the gateway until `close()`. */

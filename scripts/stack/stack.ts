@@ -121,6 +121,7 @@ export async function startStack(
           "--allow-sys",
           "--no-prompt",
           ...(options.watch ? ["--watch"] : []),
+          "scripts/stack/function_host.ts",
           `supabase/functions/${fn.name}/index.ts`,
         ],
         env: {

@@ -9,7 +9,8 @@
  */
 import { renderKongConfig } from "../../kong/render.ts";
 import { loadStackConfig, type StackConfig } from "../config.ts";
-import { discoverFunctions, type EdgeRequest, INTERNAL_ADDRESS, startGateway } from "../gateway.ts";
+import { discoverFunctions, type EdgeRequest, startGateway } from "../gateway.ts";
+import { INTERNAL_ADDRESS } from "../internal_address.ts";
 import { startKong } from "./gateway.ts";
 
 type Plugin = { name: string; config: Record<string, unknown> };

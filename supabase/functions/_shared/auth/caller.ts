@@ -36,10 +36,13 @@ export interface CallerResolverOptions {
  * token in `Authorization: Bearer …`, an API key in `apikey` (or
  * `sb-api-key`), or a legacy key in `Authorization`. A valid user token wins
  * over a key sent beside it (supabase-js sends the publishable key with every
- * user's request); a secret key makes the caller the service wherever it is.
- * An `Authorization` header that is present is judged on its own: a refused
- * token there is a 401 whatever key is sent beside it, so a backend that
- * forwards its user's bad token never acts as the service.
+ * user's request). An `Authorization` header that is present decides alone,
+ * as PostgREST takes the role from it: a refused token there is a 401 and
+ * the anon or a publishable key there is anonymous (403), whatever key is
+ * sent beside it, so a backend that forwards its caller's Authorization and
+ * adds its own secret key never acts as the service. The API key decides
+ * only when there is no `Authorization`; an `sb_…` key that is not this
+ * project's is a 401 wherever it is.
  *
  * @throws {Problem} 401 when a credential presented is refused or none is
  *   sent; 403 for the anon or a publishable key alone; 503 when the signing
@@ -99,8 +102,9 @@ export function createCallerResolver(options: CallerResolverOptions) {
         if (!equalsAnyKey(bearer, publicKeys)) throw notOurs();
       }
     }
-    // The bearer, if any, was valid and named no one (the anon key): the API key decides.
-    if (apiKey) {
+    // Present, valid and naming no one (the anon or a publishable key): the caller is anonymous,
+    // whatever key is beside it, as PostgREST takes the role from Authorization.
+    if (!authorization && apiKey) {
       const caller = await service(apiKey);
       if (caller) return caller;
     }
