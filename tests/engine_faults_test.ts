@@ -5,12 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
+import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
 import { runWorker } from "../supabase/functions/_shared/dispatch/worker.ts";
 import { claimDue } from "../supabase/functions/_shared/outbox/outbox.ts";
 import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
 import { createBreaker } from "../supabase/functions/_shared/resilience/breaker.ts";
 import { testDispatcher } from "./support/dispatch.ts";
 import { eventually, startDispatcher } from "./support/dispatcher_process.ts";
+import { startTcpProxy } from "./support/tcp_proxy.ts";
 import {
   adminSql,
   asService,
@@ -391,5 +393,50 @@ Deno.test("worker: work enqueued while its round is busy is claimed when the rou
     await fakeControl("fcm", "reset");
     await deps.close();
     await sql.end();
+  }
+});
+
+Deno.test("worker: a database unreachable at start is polled through, not a crash; wake-ups come back with it", async () => {
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  const proxied = createSql({ url: url.href, max: 2, applicationName: "herald-worker-outage" });
+  const deps = await testDispatcher({ sql: proxied });
+  const logged: string[] = [];
+  const stop = new AbortController();
+  let worker: Promise<void> | undefined;
+  try {
+    await proxy.cut();
+    // Before, the worker's LISTEN rejected out of runWorker and the dispatcher exited.
+    worker = runWorker({
+      ...deps,
+      log: (_level, message) => logged.push(message),
+      signal: stop.signal,
+      rounds: 1,
+      pollMs: 100,
+    });
+    await eventually(
+      "the worker to say it polls",
+      () =>
+        Promise.resolve(
+          logged.includes("outbox wake-ups unavailable: polling every 100 ms") ? true : undefined,
+        ),
+    );
+    proxy.restore();
+    await eventually(
+      "the worker to listen again",
+      () => Promise.resolve(logged.includes("outbox wake-ups restored") ? true : undefined),
+      10_000,
+    );
+    assert.equal(
+      logged.filter((m) => m.startsWith("outbox wake-ups unavailable")).length,
+      1,
+      "said once, not every round",
+    );
+  } finally {
+    stop.abort();
+    await worker;
+    await deps.close();
+    await proxy.close();
   }
 });

@@ -345,6 +345,11 @@ const SDK_SPELLINGS: [string, Record<string, unknown>, Record<string, unknown>][
     { webpush: { notification: { requireInteraction: true } } },
   ],
   [
+    "webpush.notification.renotify with its tag",
+    { webpush: { notification: { renotify: true, tag: "order-42" } } },
+    { webpush: { notification: { renotify: true, tag: "order-42" } } },
+  ],
+  [
     "webpush.notification's require_interaction, as the Web API spells it",
     { webpush: { notification: { require_interaction: true } } },
     { webpush: { notification: { requireInteraction: true } } },
@@ -382,6 +387,8 @@ Deno.test("webpush.notification refuses keys the Web Notification API does not h
         "webpush.notification.require_interaction",
         /name the same field/,
       ],
+      [{ renotify: true }, "webpush.notification.renotify", /renotify needs a tag/],
+      [{ silent: true, vibrate: [100] }, "webpush.notification.vibrate", /cannot vibrate/],
     ] as const
   ) {
     const result = FcmOverrides.safeParse({ webpush: { notification } });

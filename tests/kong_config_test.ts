@@ -63,6 +63,16 @@ const BROKEN: [string, (config: Config) => void, RegExp][] = [
     /paths\[0\]: invalid regex: .*no back-references/,
   ],
   [
+    "a route regex with an escape the router does not know",
+    (c) => notifyRoute(c).paths = ["~/functions/v1/notify\\q"],
+    /paths\[0\]: invalid regex: .*unknown escape \\q/,
+  ],
+  [
+    "a cors origin with an escape PCRE does not know",
+    (c) => plugin(notifyRoute(c), "cors").config.origins = ["https://app\\q.example.com"],
+    /\(cors\)\.config\.origins\[0\]: .* is not a valid regex/,
+  ],
+  [
     "a cors origin that is not a valid regex",
     (c) => plugin(notifyRoute(c), "cors").config.origins = ["https://(app.example.com"],
     /\(cors\)\.config\.origins\[0\]: 'https:\/\/\(app\.example\.com' is not a valid regex/,
@@ -348,10 +358,16 @@ Deno.test("kong:render: the canary weight is a percent split between the two tar
   }
 });
 
-Deno.test("kong.yml: what Kong 3.9 accepts passes: underscores in a target, snis on https, deprecated redis_* fields", () => {
+Deno.test("kong.yml: what Kong 3.9 accepts passes: underscores in a target, snis on https, deprecated redis_* fields, PCRE/Rust regex syntax", () => {
   const config = rendered();
   config.upstreams[0].targets[0].target = "supabase_edge_runtime_myproject:9000";
   notifyRoute(config).snis = ["api.example.com"];
+  // What PCRE and Rust's regex take and JavaScript's does not: inline flags, (?P<name>…).
+  notifyRoute(config).paths = [
+    "/functions/v1/notify",
+    "~/functions/v1/notify/(?i:items)/(?P<id>[a-z]+)$",
+  ];
+  plugin(notifyRoute(config), "cors").config.origins = ["(?i)https://app\\.example\\.com"];
   const limit = plugin(service(config, "herald-health"), "rate-limiting").config;
   const { host, port, password } = limit.redis;
   delete limit.redis;

@@ -591,9 +591,7 @@ function _pluginRules(
     // cors/schema.lua validate_asterisk_or_regex: "*" or a regex ngx.re compiles.
     (Array.isArray(config.origins) ? config.origins : []).forEach((origin, i) => {
       if (origin === "*" || typeof origin !== "string") return;
-      try {
-        new RegExp(origin);
-      } catch {
+      if (_regexProblem(origin, PCRE_ESCAPES)) {
         fail(`${path}.origins[${i}]`, `'${origin}' is not a valid regex`);
       }
     });
@@ -692,19 +690,40 @@ function _shorthands(config: Json, shorthands: Record<string, string[]>) {
 function _routerRegex(regex: string, path: string, fail: (path: string, message: string) => void) {
   const unsupported = /\(\?<?[=!]/.test(regex)
     ? "look-around"
-    : /\\[1-9]|\\k</.test(regex)
+    : /\\[1-9]|\\k<|\(\?P=/.test(regex)
     ? "back-references"
     : undefined;
-  if (unsupported) {
-    return fail(
-      path,
-      `invalid regex: '${regex}' (the router's regex engine has no ${unsupported})`,
-    );
-  }
+  const problem = unsupported
+    ? `the router's regex engine has no ${unsupported}`
+    : _regexProblem(regex, RUST_ESCAPES);
+  if (problem) fail(path, `invalid regex: '${regex}' (${problem})`);
+}
+
+/** Letters Rust's regex crate takes after a backslash (outside Unicode classes' names). */
+const RUST_ESCAPES = "aAbBdDfnprsStuUvwWxz";
+/** Letters PCRE2 (Kong's ngx.re, for cors origins) takes after a backslash. */
+const PCRE_ESCAPES = "aAbBcCdDeEfgGhHkKnNopPQrRsStvVwWxXzZ";
+
+/**
+ * Why a PCRE or Rust regex does not compile, or undefined: checked with
+ * JavaScript's engine after translating what both take and it does not
+ * (inline flags `(?i)`, named groups `(?P<name>…)`), and refusing a letter
+ * escape the engine does not know (`\q`), which JavaScript would read as the
+ * letter. An approximation of either engine, not a copy.
+ */
+function _regexProblem(regex: string, escapes: string): string | undefined {
+  const unknown = [...regex.matchAll(/\\(.)/g)].map((m) => m[1])
+    .find((c) => /[A-Za-z]/.test(c) && !escapes.includes(c));
+  if (unknown) return `unknown escape \\${unknown}`;
+  const translated = regex
+    .replaceAll("(?P<", "(?<")
+    .replace(/\(\?[imsxU-]+\)/g, "")
+    .replace(/\(\?[imsxU-]+:/g, "(?:");
   try {
-    new RegExp(regex);
+    new RegExp(translated);
+    return undefined;
   } catch (error) {
-    fail(path, `invalid regex: '${regex}' (${(error as Error).message})`);
+    return (error as Error).message;
   }
 }
 

@@ -43,10 +43,30 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     notified++;
     sleepers.forEach((wake) => wake());
   };
-  const listener = await sql.listen("herald_outbox", wakeAll);
+  // Wake-ups are an optimisation: without them (the database unreachable at start) the
+  // worker polls, and asks again each round until it listens; postgres.js re-listens itself
+  // after a reconnect once it has.
+  let listener: { unlisten(): Promise<void> } | undefined;
+  let asking: Promise<void> | undefined;
+  let polling = false;
+  const listen = () =>
+    asking ??= sql.listen("herald_outbox", wakeAll).then((listening) => {
+      listener = listening;
+      if (polling) log("info", "outbox wake-ups restored");
+    }, (error) => {
+      asking = undefined;
+      if (!polling) {
+        log("warn", `outbox wake-ups unavailable: polling every ${pollMs} ms`, {
+          error: (error as Error).message,
+        });
+      }
+      polling = true;
+    });
+  await listen();
   signal.addEventListener("abort", wakeAll);
   const loop = async () => {
     while (!signal.aborted) {
+      if (!listener) await listen();
       const seen = notified;
       // Every line of the round, the breaker's and Redis's included, carries its id.
       const report = await withLogContext({ round_id: crypto.randomUUID() }, async () => {
@@ -73,7 +93,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   try {
     await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
-    await listener.unlisten();
+    await listener?.unlisten();
   }
 }
 

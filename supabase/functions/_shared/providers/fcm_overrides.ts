@@ -321,7 +321,8 @@ export const ApnsOverrides = _proto({
  * its camelCase names, each checked; `require_interaction` is taken for
  * `requireInteraction` (the one name of two words). Any other key is refused
  * by name: browsers ignore what they do not know, so it would be dropped
- * silently on the device.
+ * silently on the device. Combinations `showNotification()` throws for
+ * (`renotify` without a `tag`, `silent` with `vibrate`) are refused too.
  */
 const WebNotification = _proto({
   title: z.string(),
@@ -347,7 +348,20 @@ const WebNotification = _proto({
     }),
   ).max(10),
   data: z.unknown(),
-}, { require_interaction: { to: "requireInteraction", schema: z.boolean() } });
+}, { require_interaction: { to: "requireInteraction", schema: z.boolean() } })
+  // What showNotification() throws a TypeError for, so the push would never show.
+  .superRefine((n, ctx) => {
+    if (n.renotify === true && !n.tag) {
+      ctx.addIssue({ code: "custom", path: ["renotify"], message: "renotify needs a tag" });
+    }
+    if (n.silent === true && n.vibrate !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["vibrate"],
+        message: "a silent notification cannot vibrate",
+      });
+    }
+  });
 
 /** `webpush`: FCM's whole `WebpushConfig` (RFC 8030 headers, data, the notification, options). */
 export const WebpushOverrides = _proto({
