@@ -6,7 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { eventually, startDispatcher } from "./support/dispatcher_process.ts";
-import { adminSql, createUser, enqueue, fakeControl, parkPending } from "./support/stack.ts";
+import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
+import { runScript, SEND_SLOTS } from "../supabase/functions/_shared/redis/scripts.ts";
+import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 
 const DELIVERIES = 3_000;
 
@@ -70,6 +72,98 @@ Deno.test("dispatcher killed mid-batch: every delivery still ends terminal, none
     assert.ok(twice <= 1_000, `duplicates are bounded by the rounds in flight, got ${twice}`);
   } finally {
     await survivor?.stop();
+    await fakeControl("fcm", "reset");
+    await sql.end();
+  }
+});
+
+Deno.test("dispatcher killed holding every send slot: the next one sends within seconds", async () => {
+  const sql = adminSql();
+  // A long lease: slots that lived as long as a lease would stall the survivor for all of it.
+  const env = { HERALD_LEASE_MS: "30000", HERALD_BATCH_SIZE: "500", HERALD_CONCURRENCY: "64" };
+  let survivor;
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { latency_ms: 20 });
+    const user = await createUser(sql, "slots");
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      select ${user.id}, 'slots-' || ${user.id}::text || '-' || i, 'android'
+      from generate_series(1, 4000) i`;
+    await enqueue(sql, [user.id], { title: "Slots after a crash" });
+
+    const victim = await startDispatcher(env);
+    await eventually("the first dispatcher to be sending", async () => {
+      const { total } = await fakeControl("fcm", "requests");
+      return total >= 300 ? total : undefined;
+    });
+    victim.child.kill("SIGKILL");
+    await victim.stop();
+    const { total: atKill } = await fakeControl("fcm", "requests");
+
+    const started = Date.now();
+    survivor = await startDispatcher(env);
+    await eventually("the survivor to send", async () => {
+      const { total } = await fakeControl("fcm", "requests");
+      return total >= atKill + 500 ? total : undefined;
+    }, 25_000);
+    const resumedAfter = Date.now() - started;
+    const log = await survivor.stop();
+    survivor = undefined;
+    const starved = log.split("\n").filter((line) =>
+      line.includes('"dispatch round"') && line.includes('"sent":0,')
+    ).length;
+    console.log(
+      `slots after a crash: sending again ${resumedAfter} ms after the survivor started, ` +
+        `${starved} rounds that sent nothing meanwhile`,
+    );
+    assert.ok(resumedAfter < 12_000, `the dead process's slots came back in ${resumedAfter} ms`);
+  } finally {
+    await survivor?.stop();
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    await sql.end();
+  }
+});
+
+Deno.test("dispatcher finding every send slot held: its rounds back off instead of spinning", async () => {
+  const sql = adminSql();
+  const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
+  const env = { HERALD_BATCH_SIZE: "500", HERALD_CONCURRENCY: "64" };
+  let dispatcher;
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    const user = await createUser(sql, "starved");
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      select ${user.id}, 'starved-' || ${user.id}::text || '-' || i, 'android'
+      from generate_series(1, 4000) i`;
+    await enqueue(sql, [user.id], { title: "Every slot taken" });
+    // Another holder has every slot for 4 s (what a process killed a moment ago leaves).
+    await runScript(redis, SEND_SLOTS, ["herald:slots:{fcm:herald-local}"], [
+      Date.now(),
+      64,
+      64,
+      4_000,
+      "elsewhere",
+    ]);
+    dispatcher = await startDispatcher(env);
+    await eventually("the dispatcher to send once the slots are free", async () => {
+      const { total } = await fakeControl("fcm", "requests");
+      return total >= 500 ? total : undefined;
+    }, 20_000);
+    const log = await dispatcher.stop();
+    dispatcher = undefined;
+    const starved = log.split("\n").filter((line) =>
+      line.includes('"dispatch round"') && line.includes('"sent":0,')
+    ).length;
+    console.log(`every slot held for 4 s: ${starved} rounds that sent nothing`);
+    assert.ok(starved >= 2, `the held slots stopped the first rounds (${starved})`);
+    // Two loops spinning would claim and release 500 rows about 8 times a second.
+    assert.ok(starved <= 12, `rounds that sent nothing back off: ${starved}`);
+  } finally {
+    await dispatcher?.stop();
+    await parkPending(sql);
     await fakeControl("fcm", "reset");
     await sql.end();
   }

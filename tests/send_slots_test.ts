@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { createSendSlots } from "../supabase/functions/_shared/dispatch/send_slots.ts";
 import { createRedis } from "../supabase/functions/_shared/redis/client.ts";
+import { runScript, SEND_SLOTS } from "../supabase/functions/_shared/redis/scripts.ts";
 import { stack } from "./support/stack.ts";
 
 const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
@@ -48,14 +49,31 @@ Deno.test("send slots: a target's own lower limit (one webhook endpoint) holds a
   await lane.leave();
 });
 
-Deno.test("send slots: a vanished holder's slots expire after ttlMs", async () => {
+Deno.test("send slots: a vanished holder's slots expire after holdMs", async () => {
   const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
   const clock = { now: Date.now() };
-  const gone = createSendSlots({ limit: 2, redis, prefix, ttlMs: 1_000, now: () => clock.now });
-  await gone.enter("fcm:p"); // never leaves
-  const other = createSendSlots({ limit: 2, redis, prefix, ttlMs: 1_000, now: () => clock.now });
-  assert.deepEqual(await burst(await other.enter("fcm:p"), 1), { most: 0, ran: 0 });
+  // What a SIGKILLed process leaves behind: its entry, which nobody renews.
+  await runScript(redis, SEND_SLOTS, [`${prefix}{fcm:p}`], [clock.now, 2, 2, 1_000, "dead"]);
+  const other = createSendSlots({ limit: 2, redis, prefix, holdMs: 1_000, now: () => clock.now });
+  const blocked = await other.enter("fcm:p");
+  assert.deepEqual(await burst(blocked, 1), { most: 0, ran: 0 });
+  await blocked.leave();
   clock.now += 1_001;
+  const lane = await other.enter("fcm:p");
+  assert.deepEqual(await burst(lane, 4), { most: 2, ran: 4 });
+  await lane.leave();
+});
+
+Deno.test("send slots: a live holder renews its slots for as long as a round runs, then gives them back", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const holder = createSendSlots({ limit: 2, redis, prefix, holdMs: 300 });
+  const other = createSendSlots({ limit: 2, redis, prefix, holdMs: 300 });
+  const long = await holder.enter("fcm:p");
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const blocked = await other.enter("fcm:p");
+  assert.deepEqual(await burst(blocked, 1), { most: 0, ran: 0 }, "still held after 3 × holdMs");
+  await blocked.leave();
+  await long.leave();
   const lane = await other.enter("fcm:p");
   assert.deepEqual(await burst(lane, 4), { most: 2, ran: 4 });
   await lane.leave();

@@ -101,7 +101,7 @@ export async function dispatchBatch(
   const limit = deps.concurrency ?? 512;
   // Slots for this round alone (notify's inline attempt, at most 100 sends):
   // nothing to learn from across rounds, so it starts at its ceiling.
-  const slots = deps.slots ?? createSendSlots({ limit, ttlMs: leaseMs, initialLimit: limit });
+  const slots = deps.slots ?? createSendSlots({ limit, initialLimit: limit });
   // Every send must be over, and its result written, before the lease ends:
   // sends still in flight at the deadline are cut off and retried.
   const window = leaseMs - Math.min(deps.writeBackMs ?? 5_000, leaseMs / 4);

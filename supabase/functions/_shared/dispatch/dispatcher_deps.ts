@@ -80,7 +80,6 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
   const slots = createSendSlots({
     limit: dispatch.concurrency,
     redis,
-    ttlMs: dispatch.leaseMs,
     onDegraded: (error) =>
       error
         ? log("error", "Redis unreachable: send limits are per-process until it returns", {

@@ -7,9 +7,12 @@
  * configured limit.
  *
  * A process takes slots from Redis in one script call when a round starts
- * on a target and gives them back when its last round there ends; slots
- * expire by themselves if the process dies. While Redis is unreachable each
- * process keeps its own limit.
+ * on a target and gives them back when its last round there ends. While it
+ * holds any, it renews them every third of `holdMs`; a process that dies
+ * (SIGKILL, a lost host) stops renewing, and its slots are free again
+ * `holdMs` later — seconds, not a round's lease, so one crash does not stop
+ * every other dispatcher's sends. While Redis is unreachable each process
+ * keeps its own limit.
  *
  * The limit is a ceiling: within the slots it holds, a process keeps as many
  * sends in flight as the target's answers allow ({@linkcode AdaptiveLimit}),
@@ -68,8 +71,11 @@ export interface SendSlotsOptions {
   initialLimit?: number;
   /** Where processes share the limit; without it the limit is this process's alone. */
   redis?: ScriptRedis;
-  /** How long slots live unless renewed (the lease: no round outlives it). @default 60_000 */
-  ttlMs?: number;
+  /**
+   * How long a holder's slots outlive its last renewal: how soon a dead
+   * process's slots are free. A live holder renews every third of it. @default 6_000
+   */
+  holdMs?: number;
   /** @default "herald:slots:" */
   prefix?: string;
   /** After Redis failed, how long this process keeps the limit to itself before asking again. @default 5_000 */
@@ -82,10 +88,10 @@ export interface SendSlotsOptions {
 /**
  * Creates a process's send slots.
  *
- * @throws {RangeError} when `limit` or `ttlMs` is not a positive integer
+ * @throws {RangeError} when `limit` or `holdMs` is not a positive integer
  * @example
  * ```ts
- * const slots = createSendSlots({ limit: 64, redis, ttlMs: 60_000 });
+ * const slots = createSendSlots({ limit: 64, redis });
  * const lane = await slots.enter("fcm:my-project");
  * try {
  *   await lane.run(() => send(delivery));
@@ -97,7 +103,7 @@ export interface SendSlotsOptions {
 export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   const limit = _positive("limit", options.limit ?? 512);
   const initialLimit = _positive("initialLimit", options.initialLimit ?? 16);
-  const ttlMs = _positive("ttlMs", options.ttlMs ?? 60_000);
+  const holdMs = _positive("holdMs", options.holdMs ?? 6_000);
   const prefix = options.prefix ?? "herald:slots:";
   const now = options.now ?? Date.now;
   const holder = crypto.randomUUID();
@@ -140,7 +146,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
           now(),
           cap,
           wanted,
-          ttlMs,
+          holdMs,
           holder,
         ]),
       );
@@ -156,6 +162,23 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
         options.onDegraded?.(error as Error);
       }
       return wanted;
+    }
+  };
+
+  // Renews (and tops up) the slots of every target a round is using, while there is one.
+  let renewing: ReturnType<typeof setInterval> | undefined;
+  const renew = () => {
+    for (const [target, state] of targets) {
+      claim(target, state.cap, state.cap).then((granted) => {
+        if (targets.get(target) === state) state.setCapacity(granted);
+      }, () => {});
+    }
+  };
+  const keepRenewing = (on: boolean) => {
+    if (on && !renewing && options.redis) renewing = setInterval(renew, Math.ceil(holdMs / 3));
+    if (!on && renewing) {
+      clearInterval(renewing);
+      renewing = undefined;
     }
   };
 
@@ -181,9 +204,11 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       if (!state) {
         state = new _Target(adaptiveFor(target, cap));
         targets.set(target, state);
+        keepRenewing(true);
       }
       state.rounds++;
-      // Every round renews the process's slots (they expire after ttlMs) and tops them up.
+      state.cap = cap;
+      // Every round tops the process's slots up.
       state.setCapacity(await claim(target, cap, cap));
       const entered = state;
       let left = false;
@@ -195,6 +220,7 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
           left = true;
           if (--entered.rounds > 0) return;
           targets.delete(target);
+          if (targets.size === 0) keepRenewing(false);
           await claim(target, 0, cap);
         },
       };
@@ -211,6 +237,8 @@ const MAX_LEARNED_TARGETS = 10_000;
  */
 class _Target {
   rounds = 0;
+  /** The limit the latest round asked for. */
+  cap = 0;
   capacity = 0;
   #active = 0;
   #waiting: (() => void)[] = [];

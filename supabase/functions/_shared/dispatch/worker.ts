@@ -64,8 +64,13 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     });
   await listen();
   signal.addEventListener("abort", wakeAll);
+  // Rounds that could send nothing (every slot held elsewhere) pause every loop, wake-ups or not.
+  let starved = 0;
+  let pausedUntil = 0;
   const loop = async () => {
     while (!signal.aborted) {
+      const pause = pausedUntil - Date.now();
+      if (pause > 0) await _sleep(pause, signal, new Set());
       if (!listener) await listen();
       const seen = notified;
       // Every line of the round, the breaker's and Redis's included, carries its id.
@@ -84,6 +89,11 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         await _sleep(pollMs, signal, sleepers);
         continue;
       }
+      if (report.released > 0 && report.released === report.claimed) {
+        pausedUntil = Date.now() + Math.min(pollMs, STARVED_PAUSE_MS * 2 ** starved++);
+        continue;
+      }
+      starved = 0;
       // New work may have been enqueued after this round claimed: look again at once.
       if (report.claimed < (options.batchSize ?? 500) && notified === seen) {
         await _sleep(pollMs, signal, sleepers);
@@ -97,12 +107,18 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   }
 }
 
+/** The first pause after a round that sent nothing; it doubles up to the poll interval. */
+const STARVED_PAUSE_MS = 100;
+
+/** Sleeps `ms`, or less when the worker stops or one of `sleepers` is woken. */
 function _sleep(ms: number, signal: AbortSignal, sleepers: Set<() => void>): Promise<void> {
   if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
     function done() {
       clearTimeout(timer);
+      signal.removeEventListener("abort", done);
       sleepers.delete(done);
       resolve();
     }
