@@ -207,3 +207,51 @@ Deno.test("createBreaker(): refuses a failureRate outside (0, 1] and a minimumCa
   }
   assert.throws(() => createBreaker({ minimumCalls: 0 }), RangeError);
 });
+
+Deno.test("breaker: a total outage after a busy minute opens it within seconds; 2 % failing at any traffic never does", async () => {
+  for (const shared of [true, false]) {
+    // A round a second per target, `perSecond` calls each, as a dispatcher reports them.
+    for (const perSecond of [3, 30, 300, 3_000]) {
+      const { breaker, clock, target } = breakerAt(
+        10_000_000,
+        shared ? {} : { redis: undefined },
+      );
+      const label = `${shared ? "Redis" : "per-process"}, ${perSecond}/s`;
+      // Five minutes of 2 %: failures spread as a real provider spreads them (every 50th call).
+      let sent = 0;
+      for (let second = 0; second < 300; second++) {
+        const failed = Math.floor((sent + perSecond) / 50) - Math.floor(sent / 50);
+        sent += perSecond;
+        const state = await breaker.record(target, {
+          failures: failed,
+          successes: perSecond - failed,
+          probe: false,
+        });
+        assert.equal(state.state, "closed", `${label}: 2 % opened it at second ${second}`);
+        clock.now += 1_000;
+      }
+      // Then everything fails: open within 5 s, whatever the minute held.
+      let openedAfter: number | undefined;
+      for (let second = 1; second <= 60 && openedAfter === undefined; second++) {
+        const state = await breaker.record(target, failures(perSecond));
+        if (state.state === "open") openedAfter = second;
+        clock.now += 1_000;
+      }
+      assert.ok(
+        openedAfter !== undefined && openedAfter <= 5,
+        `${label}: a total outage opened it after ${openedAfter} s`,
+      );
+    }
+  }
+});
+
+Deno.test("breaker: opened by its failure rate, it stays open for the longest wait those failures asked for", async () => {
+  for (const redisOrNot of [{}, { redis: undefined }]) {
+    const { breaker, clock, target } = breakerAt(20_000_000, redisOrNot);
+    const asked = await breaker.record(target, { ...failures(5), waitMs: 120_000 });
+    assert.deepEqual(asked, { state: "open", retryAt: clock.now + 120_000, opened: true });
+    const other = breakerAt(20_000_000, redisOrNot);
+    const shorter = await other.breaker.record(other.target, { ...failures(5), waitMs: 2_000 });
+    assert.deepEqual(shorter, { state: "open", retryAt: clock.now + 30_000, opened: true });
+  }
+});

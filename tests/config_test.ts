@@ -145,3 +145,12 @@ Deno.test("config: HERALD_VERSION alone, at most 64 characters", () => {
   assert.equal(loadConfig({ ...BASE, HERALD_VERSION: "1.4.0-rc.1" }).build.instance, "");
   assert.throws(() => loadConfig({ ...BASE, HERALD_VERSION: "v".repeat(65) }), /HERALD_VERSION/);
 });
+
+Deno.test("config: HERALD_BREAKER_RECENT_MS alone", () => {
+  assert.equal(loadConfig(BASE).breaker.recentMs, 5_000);
+  assert.equal(loadConfig({ ...BASE, HERALD_BREAKER_RECENT_MS: "2000" }).breaker.recentMs, 2_000);
+  assert.throws(
+    () => loadConfig({ ...BASE, HERALD_BREAKER_RECENT_MS: "0" }),
+    /HERALD_BREAKER_RECENT_MS/,
+  );
+});

@@ -271,7 +271,7 @@ Deno.test("dispatch: a failing webhook endpoint is held back by its own breaker;
   }
 });
 
-Deno.test("dispatch: a failed probe to a provider spends no attempt of the delivery it carried", async () => {
+Deno.test("dispatch: a failed probe to a provider spends no attempt, and FCM's Retry-After on it holds the breaker open that long", async () => {
   const sql = adminSql();
   const deps = await testDispatcher({}, { threshold: 1, cooldownMs: 1 });
   try {
@@ -279,7 +279,9 @@ Deno.test("dispatch: a failed probe to a provider spends no attempt of the deliv
     await fakeControl("fcm", "reset");
     await deps.breaker.record(FCM_TARGET, { failures: 1, successes: 0, probe: false });
     await new Promise((resolve) => setTimeout(resolve, 5)); // past the 1 ms cool-down
-    await fakeControl("fcm", "behaviour", { responses: [{ fcm_error: "UNAVAILABLE" }] });
+    await fakeControl("fcm", "behaviour", {
+      responses: [{ fcm_error: "UNAVAILABLE", retry_after: 120 }],
+    });
     const user = await createUser(sql, "probe");
     await addTokens(sql, user.id, 1);
     await enqueue(sql, [user.id], { title: "Probe" });
@@ -290,6 +292,10 @@ Deno.test("dispatch: a failed probe to a provider spends no attempt of the deliv
       from herald.deliveries d join herald.delivery_attempts a on a.delivery_id = d.id
       where d.recipient_id = ${user.id}`;
     assert.deepEqual(row, { attempts: 0, outcome: "retry", error_code: "UNAVAILABLE" });
+    const admission = await deps.breaker.admit(FCM_TARGET);
+    assert.equal(admission.state, "open");
+    const openFor = admission.state === "open" ? admission.retryAt - Date.now() : 0;
+    assert.ok(openFor > 110_000, `open for FCM's 120 s, not the cool-down: ${openFor} ms`);
   } finally {
     await fakeControl("fcm", "reset");
     await deps.close();

@@ -34,7 +34,6 @@ export async function testDispatcher(
     // The slots every dispatcher shares (as production's), sized like the overrides ask.
     slots: createSendSlots({
       limit: overrides.concurrency ?? config.dispatch.concurrency,
-      ttlMs: overrides.leaseMs ?? config.dispatch.leaseMs,
       redis,
     }),
     ...overrides,

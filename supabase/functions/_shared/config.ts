@@ -55,6 +55,7 @@ const Env = z.object({
   HERALD_BACKOFF_CAP_MS: count(3_600_000, 86_400_000),
   HERALD_BREAKER_THRESHOLD: count(5, 1_000),
   HERALD_BREAKER_WINDOW_MS: count(60_000, 3_600_000),
+  HERALD_BREAKER_RECENT_MS: count(5_000, 600_000),
   HERALD_BREAKER_COOLDOWN_MS: count(30_000, 3_600_000),
   HERALD_BREAKER_MIN_CALLS: count(100, 1_000_000),
   HERALD_BREAKER_FAILURE_RATE: z.coerce.number().gt(0).max(1).default(0.5),
@@ -115,6 +116,7 @@ export interface Config {
   breaker: {
     threshold: number;
     windowMs: number;
+    recentMs: number;
     cooldownMs: number;
     minimumCalls: number;
     failureRate: number;
@@ -214,6 +216,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     breaker: {
       threshold: e.HERALD_BREAKER_THRESHOLD,
       windowMs: e.HERALD_BREAKER_WINDOW_MS,
+      recentMs: e.HERALD_BREAKER_RECENT_MS,
       cooldownMs: e.HERALD_BREAKER_COOLDOWN_MS,
       minimumCalls: e.HERALD_BREAKER_MIN_CALLS,
       failureRate: e.HERALD_BREAKER_FAILURE_RATE,

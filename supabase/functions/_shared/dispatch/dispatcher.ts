@@ -391,7 +391,8 @@ async function _sendGroup(
         failures: fault ? 1 : 0,
         successes: fault ? 0 : 1,
         probe: true,
-        retryAfterMs: _throttle(probe.outcome),
+        // The probe speaks for the target: any wait it asked for holds for everyone.
+        retryAfterMs: probe.outcome.kind === "retry" ? probe.outcome.afterMs : undefined,
       });
       if (state.state === "open") return [...results, ...rest.map((d) => defer(d, state.retryAt))];
       queue = rest;
@@ -402,18 +403,21 @@ async function _sendGroup(
     let failures = 0;
     let successes = 0;
     let retryAfterMs: number | undefined;
+    let waitMs = 0;
     const going = () =>
       retryAfterMs === undefined && !breaker.trips(failures, failures + successes);
     const outcomes = await Promise.all(queue.map(async (delivery) => {
       const sent = await inTime(delivery, going);
       if (!sent) return undefined;
-      if (sent.outcome.kind === "retry") failures++;
-      else successes++;
+      if (sent.outcome.kind === "retry") {
+        failures++;
+        waitMs = Math.max(waitMs, sent.outcome.afterMs ?? 0);
+      } else successes++;
       retryAfterMs ??= _throttle(sent.outcome);
       return sent.result;
     }));
     const state = failures + successes > 0
-      ? await breaker.record(target, { failures, successes, probe: false, retryAfterMs })
+      ? await breaker.record(target, { failures, successes, probe: false, retryAfterMs, waitMs })
       : { state: "closed" as const };
     outcomes.forEach((result, i) => {
       if (result) results.push(result);

@@ -48,11 +48,15 @@ return {'probe', 0}`,
  * breaker opens when the window holds at least `threshold` failures and,
  * once it has seen `minimumCalls` calls, only if failures are at least
  * `failureRate` of them: five failures in a minute still open a quiet
- * target, while 2 % failures at thousands of sends a second do not. A
- * provider-wide `Retry-After` opens it at once for that long.
+ * target, while 2 % failures at thousands of sends a second do not. The
+ * same rate over the last few seconds alone (five buckets of the recent
+ * window) opens it too, so a busy minute's successes cannot hide a total
+ * outage that has just begun. A provider-wide `Retry-After` opens it at
+ * once for that long.
  *
  * KEYS[1] the breaker's state hash
  * KEYS[2] the window: a hash of per-bucket counters (`c:<bucket>`, `f:<bucket>`)
+ * KEYS[3] the recent window, the same way
  * ARGV[1] now, epoch ms
  * ARGV[2] failures in this round (provider faults: 5xx, timeouts, quota…)
  * ARGV[3] successes in this round
@@ -63,6 +67,9 @@ return {'probe', 0}`,
  * ARGV[8] calls within the window from which the failure rate decides
  * ARGV[9] the failure rate that opens the breaker, 0..1
  * ARGV[10] a cool-down the provider asked for (Retry-After), ms; 0 if none
+ * ARGV[11] the recent window, ms
+ * ARGV[12] the longest wait this round's failures asked for, ms (0 if none):
+ *          the cool-down when this round opens the breaker, if longer
  *
  * Returns `{"closed", 0}`, `{"open", openUntil}` or `{"opened", openUntil}`
  * (this round opened it).
@@ -78,17 +85,19 @@ local cooldown = tonumber(ARGV[7])
 local minimum_calls = tonumber(ARGV[8])
 local failure_rate = tonumber(ARGV[9])
 local asked = tonumber(ARGV[10])
+local recent = tonumber(ARGV[11])
+local waited = math.max(cooldown, tonumber(ARGV[12]))
 local function open(ms)
   redis.call('HSET', KEYS[1], 'open_until', now + ms)
   redis.call('HDEL', KEYS[1], 'probe_until')
   redis.call('PEXPIRE', KEYS[1], ms + 86400000)
-  redis.call('DEL', KEYS[2])
+  redis.call('DEL', KEYS[2], KEYS[3])
   return {'opened', now + ms}
 end
 if ARGV[4] == '1' then
   if failures > 0 then return open(math.max(cooldown, asked)) end
   if successes > 0 then
-    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
     return {'closed', 0}
   end
   redis.call('HDEL', KEYS[1], 'probe_until')
@@ -99,32 +108,41 @@ if open_until then return {'open', open_until} end
 if asked > 0 then return open(asked) end
 local calls = failures + successes
 if calls == 0 then return {'closed', 0} end
-local span = math.max(1, math.floor(window / 10))
-local bucket = math.floor(now / span)
-redis.call('HINCRBY', KEYS[2], 'c:' .. bucket, calls)
-if failures > 0 then redis.call('HINCRBY', KEYS[2], 'f:' .. bucket, failures) end
-redis.call('PEXPIRE', KEYS[2], window + span)
-if failures == 0 then return {'closed', 0} end
-local oldest = bucket - 9
-local total_calls, total_failures = 0, 0
-local counters = redis.call('HGETALL', KEYS[2])
-for i = 1, #counters, 2 do
-  local kind, at = string.match(counters[i], '^(%a):(%-?%d+)$')
-  at = tonumber(at)
-  if at < oldest then
-    redis.call('HDEL', KEYS[2], counters[i])
-  elseif kind == 'c' then
-    total_calls = total_calls + tonumber(counters[i + 1])
-  else
-    total_failures = total_failures + tonumber(counters[i + 1])
+-- Adds the round to a window of five or ten buckets and sums what is still in it.
+local function count(key, span_ms, buckets)
+  local span = math.max(1, math.floor(span_ms / buckets))
+  local bucket = math.floor(now / span)
+  redis.call('HINCRBY', key, 'c:' .. bucket, calls)
+  if failures > 0 then redis.call('HINCRBY', key, 'f:' .. bucket, failures) end
+  redis.call('PEXPIRE', key, span_ms + span)
+  if failures == 0 then return 0, 0 end
+  local oldest = bucket - buckets + 1
+  local total_calls, total_failures = 0, 0
+  local counters = redis.call('HGETALL', key)
+  for i = 1, #counters, 2 do
+    local kind, at = string.match(counters[i], '^(%a):(%-?%d+)$')
+    if tonumber(at) < oldest then
+      redis.call('HDEL', key, counters[i])
+    elseif kind == 'c' then
+      total_calls = total_calls + tonumber(counters[i + 1])
+    else
+      total_failures = total_failures + tonumber(counters[i + 1])
+    end
   end
+  return total_calls, total_failures
 end
+local total_calls, total_failures = count(KEYS[2], window, 10)
+local recent_calls, recent_failures = count(KEYS[3], recent, 5)
+if failures == 0 then return {'closed', 0} end
 if total_failures >= threshold
    and (total_calls < minimum_calls or total_failures >= failure_rate * total_calls) then
-  return open(cooldown)
+  return open(waited)
+end
+if recent_failures >= threshold and recent_failures >= failure_rate * recent_calls then
+  return open(waited)
 end
 return {'closed', 0}`,
-  sha1: "0649822e2a09ea861b5cbd9f23313797727ebb26",
+  sha1: "22e4b8882fd5b6ea3c0cc7499e72cd47c1bcecb9",
 };
 
 /**

@@ -5,8 +5,9 @@
  *
  * Closed → open when the window holds at least `threshold` failures and, once
  * it has seen `minimumCalls` calls, when at least `failureRate` of them
- * failed (as resilience4j and Hystrix decide); a provider-wide `Retry-After`
- * opens it at once for that long. Open for a cool-down; then exactly one
+ * failed (as resilience4j and Hystrix decide), or when the last few seconds
+ * alone hold `threshold` failures at that rate (a fresh outage after a busy
+ * minute); a provider-wide `Retry-After` opens it at once for that long. Open for a cool-down; then exactly one
  * caller wins the half-open probe; success closes, failure re-opens. Callers ask once per batch and target
  * ({@linkcode CircuitBreaker.admit}) and report once per batch and target
  * ({@linkcode CircuitBreaker.record}).
@@ -30,8 +31,14 @@ export interface RoundResult {
   successes: number;
   /** The round was this caller's half-open probe. */
   probe: boolean;
-  /** The provider asked every caller to wait this long (a provider-wide `Retry-After`), ms. */
+  /**
+   * The provider asked every caller to wait this long (a provider-wide
+   * `Retry-After`), ms: opens the breaker at once. On a failed probe, any
+   * wait the target asked for.
+   */
   retryAfterMs?: number;
+  /** The longest wait the round's failures asked for, ms: the cool-down if this round opens it. */
+  waitMs?: number;
 }
 
 /** The breaker after a recorded round. */
@@ -66,6 +73,11 @@ export interface BreakerOptions {
   failureRate?: number;
   /** @default 60_000 */
   windowMs?: number;
+  /**
+   * The recent window: `threshold` failures in it, at least `failureRate` of
+   * its calls, open the breaker whatever the long window holds. @default 5_000
+   */
+  recentMs?: number;
   /** How long the breaker stays open before a probe. @default 30_000 */
   cooldownMs?: number;
   /** How long a won probe blocks other probes (longer than a send's timeout). @default 30_000 */
@@ -97,6 +109,7 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
   const settings = {
     threshold: _positive("threshold", options.threshold ?? 5),
     windowMs: _positive("windowMs", options.windowMs ?? 60_000),
+    recentMs: _positive("recentMs", options.recentMs ?? 5_000),
     cooldownMs: _positive("cooldownMs", options.cooldownMs ?? 30_000),
     probeLeaseMs: _positive("probeLeaseMs", options.probeLeaseMs ?? 30_000),
     recheckMs: _positive("recheckMs", options.recheckMs ?? 1_000),
@@ -140,7 +153,11 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
     }
   }
 
-  const keys = (target: string) => [`${prefix}{${target}}`, `${prefix}{${target}}:failures`];
+  const keys = (target: string) => [
+    `${prefix}{${target}}`,
+    `${prefix}{${target}}:failures`,
+    `${prefix}{${target}}:recent`,
+  ];
 
   return {
     get degraded() {
@@ -187,6 +204,8 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
               settings.minimumCalls,
               settings.failureRate,
               Math.round(round.retryAfterMs ?? 0),
+              settings.recentMs,
+              Math.round(round.waitMs ?? 0),
             ],
           );
           return _state(state, Number(retryAt));
@@ -214,6 +233,9 @@ class LocalBreakerStore {
   constructor(
     private settings: {
       windowMs: number;
+      recentMs: number;
+      threshold: number;
+      failureRate: number;
       cooldownMs: number;
       probeLeaseMs: number;
       recheckMs: number;
@@ -257,7 +279,15 @@ class LocalBreakerStore {
     t.calls.push({ at: now, calls: round.failures + round.successes, failures: round.failures });
     const failures = t.calls.reduce((sum, c) => sum + c.failures, 0);
     const calls = t.calls.reduce((sum, c) => sum + c.calls, 0);
-    if (this.trips(failures, calls)) return open(this.settings.cooldownMs);
+    const cooldown = Math.max(this.settings.cooldownMs, round.waitMs ?? 0);
+    if (this.trips(failures, calls)) return open(cooldown);
+    const recent = t.calls.filter((c) => c.at > now - this.settings.recentMs);
+    const recentFailures = recent.reduce((sum, c) => sum + c.failures, 0);
+    const recentCalls = recent.reduce((sum, c) => sum + c.calls, 0);
+    if (
+      recentFailures >= this.settings.threshold &&
+      recentFailures >= this.settings.failureRate * recentCalls
+    ) return open(cooldown);
     if (failures === 0) this.#targets.delete(target);
     return { state: "closed" };
   }
