@@ -132,11 +132,40 @@ Deno.test("a server that accepts and closes before answering fails the query as 
     assert.equal(databaseUnavailable(again), "connection: ECONNRESET");
   } finally {
     await sql.end({ timeout: 0 });
-    // The guarded socket emits 'close' a timer turn late: let the last sockets run it, and
-    // postgres.js cancel its timers, before the sanitizers look.
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    // The guarded socket tells postgres.js of a close the server made 50 ms late: let the
+    // last sockets do so, and postgres.js cancel its timers, before the sanitizers look.
+    await new Promise((resolve) => setTimeout(resolve, 100));
     listener.close();
     await serving.catch(() => {});
+  }
+});
+
+Deno.test("a connection the server closes mid-transaction fails the transaction as an outage; the process lives on", async () => {
+  // postgres.js 3.4.9 answers such a close with a rollback on the closed connection,
+  // which threw from a timer and ended the process (porsager/postgres#1208).
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-mid-tx-test" });
+  try {
+    await sql`select 1`;
+    for (let round = 0; round < 3; round++) {
+      const transaction = sql.begin(async (tx) => {
+        await tx`select pg_sleep(0.5)`;
+        await tx`select 1`;
+      }).then(() => new Error("committed"), (e) => e);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await proxy.cut();
+      const error = await transaction;
+      assert.ok(databaseUnavailable(error), `round ${round}: ${error}`);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // a crash would surface here
+      proxy.restore();
+      assert.deepEqual([...await sql`select 2 as two`], [{ two: 2 }]);
+    }
+  } finally {
+    await sql.end({ timeout: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await proxy.close();
   }
 });
 
