@@ -301,6 +301,16 @@ const HOUSE: [string, (config: Config) => void, RegExp][] = [
     /services\[1\]\(herald-hooks\)\.plugins\[\d\]\(rate-limiting\): no rate limit on hooks/,
   ],
   [
+    "a passive health check counting Herald's own 503",
+    (c) => c.upstreams[0].healthchecks.passive.unhealthy.http_statuses = [502, 503, 504],
+    /passive\.unhealthy\.http_statuses: Herald answers 503 itself/,
+  ],
+  [
+    "a passive health check on Kong's default statuses (429, 500, 503)",
+    (c) => delete c.upstreams[0].healthchecks.passive.unhealthy.http_statuses,
+    /Herald answers 429, 500, 503 itself/,
+  ],
+  [
     "no global prometheus",
     (c) => c.plugins = c.plugins.filter((p: Config) => p.name !== "prometheus"),
     /plugins: prometheus must be global/,

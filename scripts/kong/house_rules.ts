@@ -13,7 +13,9 @@
  *   `metrics` are IP-restricted;
  * - rate limits share Redis and leave `RateLimit-*` headers to Herald, and
  *   never apply to `hooks` (a database webhook refused with 429 is lost);
- * - `prometheus` is global.
+ * - `prometheus` is global;
+ * - an upstream's passive health check never counts a status Herald answers
+ *   itself (429, 500, 503): a dependency's outage is not a dead runtime.
  *
  * @module
  */
@@ -26,6 +28,10 @@ const UNIT_BYTES: Record<string, number> = { bytes: 1, kilobytes: 1024, megabyte
 const NO_JWT = ["hooks", "dispatch", "health", "metrics"];
 /** Functions only the operator's own network may reach. */
 const INTERNAL_ONLY = ["dispatch", "metrics"];
+/** Statuses Herald's functions answer themselves, alive: never a sign of a dead upstream. */
+const APPLICATION_STATUSES = [429, 500, 503];
+/** Kong's default passive `unhealthy.http_statuses`. */
+const KONG_PASSIVE_UNHEALTHY = [429, 500, 503];
 const SECRET_FIELDS: Record<string, string[]> = {
   keyauth_credentials: ["key"],
   jwt_secrets: ["secret", "rsa_public_key"],
@@ -150,6 +156,18 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
       fail("services", `function '${name}' has no route at /functions/v1/${name}`);
     }
   }
+  ((config.upstreams ?? []) as Json[]).forEach((upstream, i) => {
+    const unhealthy = (((upstream.healthchecks as Json)?.passive as Json)?.unhealthy ?? {}) as Json;
+    if (!(Number(unhealthy.http_failures) > 0)) return;
+    const counted = (unhealthy.http_statuses ?? KONG_PASSIVE_UNHEALTHY) as number[];
+    const own = counted.filter((status) => APPLICATION_STATUSES.includes(status));
+    if (own.length > 0) {
+      fail(
+        `upstreams[${i}](${upstream.name}).healthchecks.passive.unhealthy.http_statuses`,
+        `Herald answers ${own.join(", ")} itself; counting them ejects a live runtime`,
+      );
+    }
+  });
   if (!placed.some((p) => p.plugin.name === "prometheus" && !p.service && !p.route)) {
     fail("plugins", "prometheus must be global");
   }

@@ -213,3 +213,52 @@ Deno.test("local kong: refuses a configuration Kong 3.9 would refuse", async () 
     /not valid for Kong 3\.9[\s\S]*claims_to_verify/,
   );
 });
+
+Deno.test("local kong: Herald's own 503s (readiness in a Postgres outage) eject no target; a dead runtime is ejected", async () => {
+  // Two edge runtimes that are alive but whose database is down: readiness answers 503.
+  const runtimes = [0, 1].map((i) =>
+    Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      (request) =>
+        new URL(request.url).pathname.endsWith("/ready")
+          ? new Response(JSON.stringify({ status: 503 }), {
+            status: 503,
+            headers: { "content-type": "application/problem+json", "retry-after": "5" },
+          })
+          : Response.json({ status: "ok", runtime: i }),
+    )
+  );
+  const config: Config = await localKongConfig(stack, {});
+  config.upstreams[0].targets = runtimes.map((r) => ({
+    target: `127.0.0.1:${r.addr.port}`,
+    weight: 50,
+  }));
+  try {
+    await withKong(config, async (base) => {
+      for (let i = 0; i < 30; i++) {
+        const r = await fetch(`${base}/functions/v1/health/ready`);
+        assert.equal(r.status, 503);
+        assert.equal(r.headers.get("retry-after"), "5", "Herald's 503, not Kong's");
+        await r.body?.cancel();
+      }
+      const live = await fetch(`${base}/functions/v1/health`);
+      assert.equal(live.status, 200, await live.clone().text());
+      await live.body?.cancel();
+
+      // A runtime that is gone (connections refused) is ejected: everything goes to the other.
+      await runtimes[1].shutdown();
+      const seen = new Set<number>();
+      for (let i = 0; i < 20; i++) {
+        const r = await fetch(`${base}/functions/v1/health`);
+        if (r.status === 200) seen.add((await r.json()).runtime);
+        else await r.body?.cancel();
+      }
+      assert.deepEqual([...seen], [0]);
+      const after = await fetch(`${base}/functions/v1/health`);
+      assert.equal(after.status, 200, "after two refused connections only the live one is asked");
+      await after.body?.cancel();
+    });
+  } finally {
+    await Promise.all(runtimes.map((r) => r.shutdown().catch(() => {})));
+  }
+});

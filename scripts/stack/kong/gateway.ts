@@ -406,14 +406,11 @@ export function startKong(options: KongOptions): RunningKong {
 /** Weighted round-robin over an upstream's healthy targets, with Kong's health checks. */
 class Balancer {
   readonly hostHeader?: string;
-  #targets: {
+  #targets: ({
     target: string;
     weight: number;
     current: number;
-    healthy: boolean;
-    failures: number;
-    successes: number;
-  }[];
+  } & _Health)[];
   #passive: Json;
   #timer?: ReturnType<typeof setInterval>;
 
@@ -430,8 +427,10 @@ class Balancer {
       weight: Number(t.weight ?? 100),
       current: 0,
       healthy: true,
-      failures: 0,
       successes: 0,
+      http: 0,
+      tcp: 0,
+      timeout: 0,
     }));
     const checks = (upstream.healthchecks ?? {}) as Json;
     this.#passive = (checks.passive ?? {}) as Json;
@@ -460,15 +459,10 @@ class Balancer {
     return best.target;
   }
 
-  /** Passive health: counts failures of proxied requests. */
+  /** Passive health: counts what proxied requests came to. */
   report(target: string, outcome: Outcome) {
     const t = this.#targets.find((x) => x.target === target);
-    if (!t) return;
-    const unhealthy = (this.#passive.unhealthy ?? {}) as Json;
-    const healthy = (this.#passive.healthy ?? {}) as Json;
-    const bad = outcome === "tcp" || outcome === "timeout" ||
-      ((unhealthy.http_statuses ?? []) as number[]).includes(outcome);
-    _count(t, outcome, !bad, unhealthy, Number(healthy.successes ?? 0));
+    if (t) _count(t, outcome, this.#passive, PASSIVE_DEFAULTS);
   }
 
   get states(): { target: string; healthy: boolean }[] {
@@ -476,8 +470,6 @@ class Balancer {
   }
 
   async #probe(active: Json) {
-    const healthy = (active.healthy ?? {}) as Json;
-    const unhealthy = (active.unhealthy ?? {}) as Json;
     await Promise.all(
       this.#targets.filter((t) => t.weight > 0).map(async (t) => {
         let outcome: Outcome;
@@ -496,9 +488,7 @@ class Balancer {
         } catch (error) {
           outcome = (error as Error).name === "TimeoutError" ? "timeout" : "tcp";
         }
-        const good = typeof outcome === "number" &&
-          ((healthy.http_statuses ?? [200, 302]) as number[]).includes(outcome);
-        _count(t, outcome, good, unhealthy, Math.max(1, Number(healthy.successes ?? 0)));
+        _count(t, outcome, active, ACTIVE_DEFAULTS);
       }),
     );
   }
@@ -511,28 +501,88 @@ class Balancer {
 /** What one request or probe to a target came to: a status, or a failure to get one. */
 type Outcome = number | "tcp" | "timeout";
 
-/** A target's health, as Kong counts it: enough failures of one kind make it unhealthy, enough successes healthy again. */
+/** A target's health and its counters, as lua-resty-healthcheck keeps them. */
+interface _Health {
+  healthy: boolean;
+  successes: number;
+  http: number;
+  tcp: number;
+  timeout: number;
+}
+
+/** Kong 3.9's default status lists (kong/db/schema/entities/upstreams.lua). */
+const PASSIVE_DEFAULTS = {
+  healthy: [
+    200,
+    201,
+    202,
+    203,
+    204,
+    205,
+    206,
+    207,
+    208,
+    226,
+    300,
+    301,
+    302,
+    303,
+    304,
+    305,
+    306,
+    307,
+    308,
+  ],
+  unhealthy: [429, 500, 503],
+};
+const ACTIVE_DEFAULTS = {
+  healthy: [200, 302],
+  unhealthy: [429, 404, 500, 501, 502, 503, 504, 505],
+};
+
+/**
+ * Counts one outcome as lua-resty-healthcheck does: a status in the healthy
+ * list is a success, one in the unhealthy list an HTTP failure, any other is
+ * not counted; each kind of failure has its own counter and limit (0: not
+ * counted), a success clears the failure counters and a failure the successes.
+ */
 function _count(
-  t: { healthy: boolean; failures: number; successes: number },
+  t: _Health,
   outcome: Outcome,
-  good: boolean,
-  unhealthy: Json,
-  successesToHeal: number,
+  check: Json,
+  defaults: { healthy: number[]; unhealthy: number[] },
 ) {
-  if (good) {
-    t.failures = 0;
-    if (!t.healthy && successesToHeal > 0 && ++t.successes >= successesToHeal) t.healthy = true;
+  const healthy = (check.healthy ?? {}) as Json;
+  const unhealthy = (check.unhealthy ?? {}) as Json;
+  const kind = outcome === "tcp" || outcome === "timeout"
+    ? outcome
+    : ((healthy.http_statuses ?? defaults.healthy) as number[]).includes(outcome)
+    ? "success"
+    : ((unhealthy.http_statuses ?? defaults.unhealthy) as number[]).includes(outcome)
+    ? "http"
+    : undefined;
+  if (kind === undefined) return;
+  if (kind === "success") {
+    t.http = t.tcp = t.timeout = 0;
+    const limit = Number(healthy.successes ?? 0);
+    if (!t.healthy && limit > 0 && ++t.successes >= limit) {
+      t.healthy = true;
+      t.successes = 0;
+    }
     return;
   }
   t.successes = 0;
   const limit = Number(
-    outcome === "tcp"
+    kind === "tcp"
       ? unhealthy.tcp_failures
-      : outcome === "timeout"
+      : kind === "timeout"
       ? unhealthy.timeouts
       : unhealthy.http_failures,
-  );
-  if (limit > 0 && ++t.failures >= limit) t.healthy = false;
+  ) || 0;
+  if (t.healthy && limit > 0 && ++t[kind] >= limit) {
+    t.healthy = false;
+    t.http = t.tcp = t.timeout = 0;
+  }
 }
 
 /** Kong's Prometheus plugin's main series, as its exporter names them. */
