@@ -72,6 +72,60 @@ Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again o
   }
 });
 
+Deno.test("notify: Postgres gone while committing → 503 outcome-unknown; the same Idempotency-Key then replays the saved notification", async () => {
+  const admin = adminSql();
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outcome-test" });
+  const app = notifyApp(sql, () => {});
+  const user = await createUser(admin, "outcome");
+  const key = `outcome-${crypto.randomUUID()}`;
+  const title = `Saved unheard ${user.id}`;
+  // A send_at ahead: nothing is attempted inline, only the commit is in question.
+  const body = JSON.stringify({
+    user_ids: [user.id],
+    title,
+    send_at: new Date(Date.now() + 3_600_000).toISOString(),
+  });
+  const notify = () =>
+    app.request("/notify", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${stack.serviceRoleKey}`,
+        "content-type": "application/json",
+        "idempotency-key": key,
+      },
+      body,
+    });
+  try {
+    const dropped = proxy.dropAfterClientSends("commit");
+    const first = await notify();
+    await dropped;
+    const problem = await first.json();
+    assert.equal(first.status, 503, JSON.stringify(problem));
+    assert.ok(problem.type.endsWith("/outcome-unknown"), problem.type);
+    assert.match(problem.detail, /may have been applied.*same Idempotency-Key/);
+    assert.equal(first.headers.get("retry-after"), "5");
+    const saved = await admin`select id from herald.notifications where title = ${title}`;
+    assert.equal(saved.length, 1, "the commit went through although its answer was lost");
+
+    const retry = await notify();
+    const replayed = await retry.json();
+    assert.equal(retry.status, 202, JSON.stringify(replayed));
+    assert.equal(retry.headers.get("idempotent-replayed"), "true");
+    assert.equal(replayed.id, saved[0].id);
+    const after =
+      await admin`select count(*)::int as n from herald.notifications where title = ${title}`;
+    assert.equal(after[0].n, 1, "one notification for two calls");
+  } finally {
+    await sql.end({ timeout: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await proxy.close();
+    await admin.end();
+  }
+});
+
 Deno.test("databaseUnavailable() names outages and statement timeouts, and nothing else", () => {
   const pg = (code: string) => Object.assign(new Error("x"), { name: "PostgresError", code });
   const net = (code: string) => Object.assign(new Error("x"), { code });
@@ -79,6 +133,8 @@ Deno.test("databaseUnavailable() names outages and statement timeouts, and nothi
     [net("ECONNREFUSED"), true],
     [net("CONNECTION_CLOSED"), true],
     [net("CONNECT_TIMEOUT"), true],
+    [net("EPIPE"), true], // "This socket has been ended by the other party"
+    [net("ERR_STREAM_DESTROYED"), true],
     [pg("57P01"), true], // admin shutdown
     [pg("57P03"), true], // cannot connect now (starting up)
     [pg("08006"), true],

@@ -14,12 +14,19 @@ export interface TcpProxy {
   /** Drops every connection and refuses new ones until {@linkcode TcpProxy.restore}. */
   cut(): Promise<void>;
   restore(): void;
+  /**
+   * The next time a client sends `text` (e.g. `commit`), the proxy forwards it
+   * and then drops that client at once: the server acts on it, and the
+   * client never hears the answer. Resolves once it happened.
+   */
+  dropAfterClientSends(text: string): Promise<void>;
   close(): Promise<void>;
 }
 
 /** Starts a proxy to `127.0.0.1:targetPort`. */
 export function startTcpProxy(targetPort: number): TcpProxy {
   const open = new Set<Deno.Conn>();
+  let trap: { text: string; sprung: () => void } | undefined;
   const pipes = new Set<Promise<void>>();
   const drop = (conn: Deno.Conn) => {
     open.delete(conn);
@@ -39,10 +46,47 @@ export function startTcpProxy(targetPort: number): TcpProxy {
     }
     open.add(client);
     open.add(server);
-    await Promise.all([
-      client.readable.pipeTo(server.writable).catch(() => {}),
-      server.readable.pipeTo(client.writable).catch(() => {}),
-    ]);
+    const decoder = new TextDecoder();
+    // Set when the trap springs: the server's answers no longer reach the client.
+    let muted = false;
+    const upstream = async () => {
+      const writer = server.writable.getWriter();
+      try {
+        for await (const chunk of client.readable) {
+          const sprung = trap && decoder.decode(chunk).toLowerCase().includes(trap.text)
+            ? trap.sprung
+            : undefined;
+          if (sprung) {
+            trap = undefined;
+            muted = true;
+          }
+          await writer.write(chunk);
+          if (sprung) {
+            // Let the server act on it before the client goes.
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            drop(client);
+            sprung();
+          }
+        }
+      } catch {
+        // Either side went away.
+      } finally {
+        writer.releaseLock();
+      }
+    };
+    const downstream = async () => {
+      const writer = client.writable.getWriter();
+      try {
+        for await (const chunk of server.readable) {
+          if (!muted) await writer.write(chunk);
+        }
+      } catch {
+        // Either side went away.
+      } finally {
+        writer.releaseLock();
+      }
+    };
+    await Promise.all([upstream(), downstream()]);
     drop(client);
     drop(server);
   };
@@ -76,6 +120,9 @@ export function startTcpProxy(targetPort: number): TcpProxy {
     cut: stop,
     restore() {
       serving ??= serve(port);
+    },
+    dropAfterClientSends(text) {
+      return new Promise((sprung) => trap = { text: text.toLowerCase(), sprung });
     },
     close: stop,
   };

@@ -176,6 +176,8 @@ const ERRORS: Record<number, string> = {
   415: "Body is not application/json",
   422: "Invalid field(s), named in `errors`",
   429: "Rate limited; see Retry-After",
+  503:
+    "The database is unavailable (`database-unavailable`: nothing was accepted) or went away while committing (`outcome-unknown`: retry with the same Idempotency-Key); see Retry-After",
 };
 
 /**

@@ -8,6 +8,7 @@
 import postgres from "postgres";
 import type { Caller } from "../auth/caller.ts";
 import { guardedSocket } from "./guarded_socket.ts";
+import { databaseUnavailable } from "./unavailable.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
@@ -68,15 +69,29 @@ export function usesTransactionPooler(url: string): boolean {
 }
 
 /**
+ * The database went away after a transaction's work was done, while it
+ * committed: it may have committed or not, and nothing here can tell.
+ */
+export class CommitOutcomeUnknown extends Error {
+  constructor(override readonly cause: Error, readonly unavailable: string) {
+    super(`the database went away while committing (${unavailable})`);
+    this.name = "CommitOutcomeUnknown";
+  }
+}
+
+/**
  * Runs `work` in a transaction as the caller: role `authenticated` with the
  * user's claims, or `service_role` for services.
+ *
+ * @throws {CommitOutcomeUnknown} when the database went away during the commit
  */
 export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<T>): Promise<T> {
   const role = caller.kind === "user" ? "authenticated" : "service_role";
   const claims = JSON.stringify(
     caller.kind === "user" ? caller.claims : { ...caller.claims, role: "service_role" },
   );
-  return sql.begin(async (tx) => {
+  let committing = false;
+  return (sql.begin(async (tx) => {
     // Sent now and not awaited alone: it travels in the same round trip as
     // work's first query, which the connection runs after it.
     const identity = tx`select set_config('role', ${role}, true),
@@ -84,6 +99,10 @@ export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<
     identity.catch(() => {}); // a failure surfaces through work's queries and the await below
     const result = await work(tx);
     await identity;
+    committing = true; // only COMMIT is left
     return result;
-  }) as Promise<T>;
+  }) as Promise<T>).catch((error) => {
+    const unavailable = committing ? databaseUnavailable(error) : undefined;
+    throw unavailable ? new CommitOutcomeUnknown(error, unavailable) : error;
+  });
 }

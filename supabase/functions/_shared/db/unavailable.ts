@@ -15,6 +15,9 @@ const CONNECTION_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
   "EPIPE",
+  // A write to a socket the runtime already closed (Node's and Deno's stream errors).
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
   "ETIMEDOUT",
   "EHOSTUNREACH",
   "ENOTFOUND",
