@@ -20,12 +20,21 @@
  * - `postgres_outage`: the worker's connection to Postgres cut for 5 s
  *   mid-drain (through a proxy), then restored.
  *
+ * - `dispatcher_kill`: the same at the production lease (60 s): how soon a
+ *   second worker sends again after a SIGKILL (the dead one's send slots
+ *   must free within seconds, not a lease) and its drain against an
+ *   undisturbed one.
+ * - `fresh_outage`: 3,000 healthy pushes, then FCM answering 503 to
+ *   everything with 500 new pushes: how soon the shared breaker opens and
+ *   how many requests failed before it did.
+ *
  * `npm run chaos -- slow_fcm sigkill` runs only those. The last line is one
  * JSON object with every scenario's figures.
  *
  * @module
  */
 import postgres from "postgres";
+import { Redis } from "ioredis";
 import { quantile, startBenchStack } from "./bench/support.ts";
 import { functionEnvironment } from "./stack/stack.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
@@ -44,6 +53,8 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   redis_hang: redisHang,
   slow_webhook: slowWebhook,
   postgres_outage: postgresOutage,
+  dispatcher_kill: dispatcherKill,
+  fresh_outage: freshOutage,
 };
 const workers = new Set<Deno.ChildProcess>();
 try {
@@ -81,6 +92,83 @@ async function sigkill() {
   const drainMs = performance.now() - started;
   await stopWorker(survivor);
   return { ...(await outcome(notification, tokens)), drain_after_kill_s: seconds(drainMs) };
+}
+
+async function dispatcherKill() {
+  const N = 10_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 50 });
+  const env = { HERALD_CONCURRENCY: "64" }; // the production lease (60 s)
+  const quiet = await pushes(N, "undisturbed");
+  let started = performance.now();
+  const alone = await startWorker(env);
+  await drained(quiet.notification, 300_000);
+  const undisturbedMs = performance.now() - started;
+  await stopWorker(alone);
+
+  await control(stack, "fcm", "reset");
+  await control(stack, "fcm", "behaviour", { latency_ms: 50 });
+  const { tokens, notification } = await pushes(N, "killed");
+  const victim = await startWorker(env);
+  await until(async () => (await received(stack, "fcm")).total >= N / 4, 120_000);
+  victim.kill("SIGKILL");
+  await stopWorker(victim);
+  const atKill = (await received(stack, "fcm")).total;
+  started = performance.now();
+  const survivor = await startWorker(env);
+  await until(async () => (await received(stack, "fcm")).total > atKill + 100, 120_000);
+  const resumedMs = performance.now() - started;
+  await drained(notification, 300_000);
+  const drainMs = performance.now() - started;
+  await stopWorker(survivor);
+  return {
+    ...(await outcome(notification, tokens)),
+    undisturbed_drain_s: seconds(undisturbedMs),
+    sending_again_after_s: seconds(resumedMs),
+    drain_after_kill_s: seconds(drainMs),
+    // The rows the victim had claimed come back only when its lease (60 s) runs out.
+    lease_s: 60,
+  };
+}
+
+async function freshOutage() {
+  await control(stack, "fcm", "behaviour", { latency_ms: 20 });
+  const healthy = await pushes(3_000, "busy");
+  const worker = await startWorker({});
+  try {
+    await drained(healthy.notification, 120_000);
+    await control(stack, "fcm", "reset");
+    await control(stack, "fcm", "behaviour", {
+      latency_ms: 20,
+      responses: [{ fcm_error: "UNAVAILABLE" }],
+      repeat_last: true,
+    });
+    const started = performance.now();
+    const { notification } = await pushes(500, "outage");
+    const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
+    let openedMs: number | undefined;
+    try {
+      await until(async () => {
+        const openUntil = await redis.hget("herald:breaker:{fcm:herald-local}", "open_until");
+        if (openUntil) openedMs = performance.now() - started;
+        return openUntil !== null || performance.now() - started > 60_000;
+      }, 70_000);
+    } finally {
+      redis.disconnect();
+    }
+    const failedBeforeOpen = (await received(stack, "fcm")).total;
+    const [row] = await sql`select max(attempts)::integer as most_attempts,
+        count(*) filter (where status = 'dead')::integer as dead
+      from herald.deliveries where notification_id = ${notification}`;
+    return {
+      healthy_before: 3_000,
+      opened_after_s: openedMs === undefined ? null : seconds(openedMs),
+      failed_requests_before_open: failedBeforeOpen,
+      dead: row.dead,
+      most_attempts: row.most_attempts,
+    };
+  } finally {
+    await stopWorker(worker);
+  }
 }
 
 async function slowWebhook() {

@@ -126,6 +126,65 @@ Deno.test("notify: Postgres gone while committing → 503 outcome-unknown; the s
   }
 });
 
+Deno.test("notify: a frozen Postgres (SIGSTOP) → 503 outcome-unknown within the deadline, not a hang; the key then settles it", async () => {
+  const admin = adminSql();
+  const proxy = startTcpProxy(stack.ports.postgres);
+  const url = new URL(stack.dbUrl);
+  url.port = String(proxy.port);
+  // Deadline: the statement timeout plus 5 s.
+  const sql = createSql({
+    url: url.href,
+    max: 2,
+    applicationName: "herald-frozen-test",
+    statementTimeoutMs: 1_000,
+  });
+  const app = notifyApp(sql, () => {});
+  const user = await createUser(admin, "frozen");
+  const body = JSON.stringify({
+    user_ids: [user.id],
+    title: `Frozen ${user.id}`,
+    send_at: new Date(Date.now() + 3_600_000).toISOString(),
+  });
+  const notify = () =>
+    app.request("/notify", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${stack.serviceRoleKey}`,
+        "content-type": "application/json",
+        "idempotency-key": `frozen-${user.id}`,
+      },
+      body,
+    });
+  try {
+    await sql`select 1`;
+    proxy.freeze();
+    const started = performance.now();
+    const during = await notify();
+    const problem = await during.json();
+    const waited = performance.now() - started;
+    assert.equal(during.status, 503, JSON.stringify(problem));
+    assert.ok(problem.type.endsWith("/outcome-unknown"), problem.type);
+    assert.match(problem.detail, /no answer within 6 s/);
+    assert.ok(waited >= 5_500 && waited < 8_000, `answered after ${waited} ms`);
+
+    proxy.thaw(); // the held transaction may now finish
+    await eventually("notify to answer again", async () => {
+      const retry = await notify();
+      const answer = await retry.json();
+      return retry.status === 202 ? answer : undefined;
+    });
+    const [{ n }] = await admin`select count(*)::int as n from herald.notifications
+      where title = ${`Frozen ${user.id}`}`;
+    assert.equal(n, 1, "one notification for the calls that shared a key");
+  } finally {
+    proxy.thaw();
+    await sql.end({ timeout: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await proxy.close();
+    await admin.end();
+  }
+});
+
 Deno.test("databaseUnavailable() names outages and statement timeouts, and nothing else", () => {
   const pg = (code: string) => Object.assign(new Error("x"), { name: "PostgresError", code });
   const net = (code: string) => Object.assign(new Error("x"), { code });

@@ -20,6 +20,10 @@ export interface TcpProxy {
    * client never hears the answer. Resolves once it happened.
    */
   dropAfterClientSends(text: string): Promise<void>;
+  /** Holds every byte in both directions, connections open: a frozen server (SIGSTOP). */
+  freeze(): void;
+  /** Lets the held bytes through. */
+  thaw(): void;
   close(): Promise<void>;
 }
 
@@ -27,6 +31,8 @@ export interface TcpProxy {
 export function startTcpProxy(targetPort: number): TcpProxy {
   const open = new Set<Deno.Conn>();
   let trap: { text: string; sprung: () => void } | undefined;
+  let frozen: { thawed: Promise<void>; thaw: () => void } | undefined;
+  const unfrozen = () => frozen?.thawed;
   const pipes = new Set<Promise<void>>();
   const drop = (conn: Deno.Conn) => {
     open.delete(conn);
@@ -60,6 +66,7 @@ export function startTcpProxy(targetPort: number): TcpProxy {
             trap = undefined;
             muted = true;
           }
+          await unfrozen();
           await writer.write(chunk);
           if (sprung) {
             // Let the server act on it before the client goes.
@@ -78,6 +85,7 @@ export function startTcpProxy(targetPort: number): TcpProxy {
       const writer = client.writable.getWriter();
       try {
         for await (const chunk of server.readable) {
+          await unfrozen();
           if (!muted) await writer.write(chunk);
         }
       } catch {
@@ -123,6 +131,16 @@ export function startTcpProxy(targetPort: number): TcpProxy {
     },
     dropAfterClientSends(text) {
       return new Promise((sprung) => trap = { text: text.toLowerCase(), sprung });
+    },
+    freeze() {
+      if (frozen) return;
+      let thaw = () => {};
+      const thawed = new Promise<void>((resolve) => thaw = resolve);
+      frozen = { thawed, thaw };
+    },
+    thaw() {
+      frozen?.thaw();
+      frozen = undefined;
     },
     close: stop,
   };

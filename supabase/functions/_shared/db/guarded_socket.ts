@@ -66,11 +66,14 @@ export function guardedSocket(host: string, port: number): net.Socket {
     if (event === "error") onError.add(listener);
     return on(event, listener);
   }) as typeof socket.on;
+  let opened = false;
+  socket.once("connect", () => opened = true);
   const emit = socket.emit.bind(socket);
   socket.emit = ((event: string | symbol, ...args: unknown[]) => {
     if (event === "error") lost ??= args[0] as Error;
     if (event !== "close") return emit(event, ...args);
-    if (endedByClient) {
+    // Nothing was ever sent on a connection that never opened (refused): nothing to fail.
+    if (endedByClient || !opened) {
       setTimeout(() => emit("close", ...args), 0);
       return true;
     }

@@ -39,7 +39,8 @@ export interface SqlOptions {
  * stall an isolate on the edge runtime's Deno when a connection is cut.
  */
 export function createSql(options: SqlOptions): Sql {
-  return postgres(options.url, {
+  const statementTimeoutMs = options.statementTimeoutMs ?? 15_000;
+  const sql = postgres(options.url, {
     ...GUARDED,
     max: options.max ?? 4,
     prepare: !usesTransactionPooler(options.url),
@@ -49,10 +50,23 @@ export function createSql(options: SqlOptions): Sql {
     onnotice: () => {},
     connection: {
       application_name: options.applicationName,
-      statement_timeout: options.statementTimeoutMs ?? 15_000,
+      statement_timeout: statementTimeoutMs,
     },
   });
+  deadlines.set(sql, statementTimeoutMs + DEADLINE_MARGIN_MS);
+  return sql;
 }
+
+/**
+ * How much longer than the statement timeout {@linkcode asCaller} waits for
+ * a transaction. A Postgres that is frozen (SIGSTOP, a hung host, a network
+ * that drops packets) cancels nothing itself, and postgres.js has no
+ * client-side deadline: without one a request waited until the gateway cut
+ * it (Kong's read timeout is 30 s), which counted as a dead upstream.
+ */
+const DEADLINE_MARGIN_MS = 5_000;
+/** Each client's transaction deadline, ms. */
+const deadlines = new WeakMap<Sql, number>();
 
 /** postgres.js's `socket` option (in its README, missing from its types). */
 const GUARDED = {
@@ -69,13 +83,14 @@ export function usesTransactionPooler(url: string): boolean {
 }
 
 /**
- * The database went away after a transaction's work was done, while it
- * committed: it may have committed or not, and nothing here can tell.
+ * A transaction's outcome is unknown: the database went away after its work
+ * was done, while it committed, or did not answer within its deadline (a
+ * frozen Postgres may still commit when it resumes). Nothing here can tell.
  */
-export class CommitOutcomeUnknown extends Error {
-  constructor(override readonly cause: Error, readonly unavailable: string) {
-    super(`the database went away while committing (${unavailable})`);
-    this.name = "CommitOutcomeUnknown";
+export class OutcomeUnknown extends Error {
+  constructor(readonly reason: string, override readonly cause?: Error) {
+    super(`the database did not finish the transaction: ${reason}`);
+    this.name = "OutcomeUnknown";
   }
 }
 
@@ -83,7 +98,8 @@ export class CommitOutcomeUnknown extends Error {
  * Runs `work` in a transaction as the caller: role `authenticated` with the
  * user's claims, or `service_role` for services.
  *
- * @throws {CommitOutcomeUnknown} when the database went away during the commit
+ * @throws {OutcomeUnknown} when the database went away during the commit,
+ *   or the transaction did not end within the statement timeout plus 5 s
  */
 export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<T>): Promise<T> {
   const role = caller.kind === "user" ? "authenticated" : "service_role";
@@ -91,7 +107,7 @@ export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<
     caller.kind === "user" ? caller.claims : { ...caller.claims, role: "service_role" },
   );
   let committing = false;
-  return (sql.begin(async (tx) => {
+  const transaction = (sql.begin(async (tx) => {
     // Sent now and not awaited alone: it travels in the same round trip as
     // work's first query, which the connection runs after it.
     const identity = tx`select set_config('role', ${role}, true),
@@ -103,6 +119,16 @@ export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<
     return result;
   }) as Promise<T>).catch((error) => {
     const unavailable = committing ? databaseUnavailable(error) : undefined;
-    throw unavailable ? new CommitOutcomeUnknown(error, unavailable) : error;
+    throw unavailable ? new OutcomeUnknown(`gone while committing (${unavailable})`, error) : error;
   });
+  const deadlineMs = deadlines.get(sql);
+  if (deadlineMs === undefined) return transaction;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new OutcomeUnknown(`no answer within ${deadlineMs / 1000} s`)),
+      deadlineMs,
+    );
+  });
+  return Promise.race([transaction, deadline]).finally(() => clearTimeout(timer));
 }

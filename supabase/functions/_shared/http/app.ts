@@ -13,7 +13,7 @@ import { BUILD } from "../build.ts";
 import { type Logger, withLogContext } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
-import { CommitOutcomeUnknown } from "../db/sessions.ts";
+import { OutcomeUnknown } from "../db/sessions.ts";
 import { requestIdOf } from "./request_id.ts";
 
 /**
@@ -149,17 +149,18 @@ export function createHttpApp(
   app.onError((error, c) => {
     const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
     if (error instanceof Problem) return problemResponse(error, requestId);
-    if (error instanceof CommitOutcomeUnknown) {
-      log("warn", "database went away while committing", {
+    if (error instanceof OutcomeUnknown) {
+      log("warn", "database did not finish a transaction", {
         request_id: requestId,
-        error: error.cause.message,
+        reason: error.reason,
+        error: error.cause?.message,
       });
       return problemResponse(
         new Problem(
           503,
           "outcome-unknown",
-          `The database went away while committing (${error.unavailable}): the request may have ` +
-            "been applied. Retry with the same Idempotency-Key header: if it was applied you get " +
+          `The database did not finish the request (${error.reason}): it may have been ` +
+            "applied. Retry with the same Idempotency-Key header: if it was applied you get " +
             "its first answer, otherwise it is applied once. Without one, check before retrying " +
             "(GET the status URL or list the resource).",
           [],
