@@ -27,6 +27,11 @@
  * - `fresh_outage`: 3,000 healthy pushes, then FCM answering 503 to
  *   everything with 500 new pushes: how soon the shared breaker opens and
  *   how many requests failed before it did.
+ * - `postgres_stop`: Postgres stopped as a crash would (`pg_ctl stop -m
+ *   immediate`) under notify calls through Kong and a worker's drain, and
+ *   started again by the stack: no 500, no gateway error for the liveness
+ *   route, no "nothing was accepted" for a notification that was saved, and
+ *   each `outcome-unknown` settled by retrying with its Idempotency-Key.
  *
  * `npm run chaos -- slow_fcm sigkill` runs only those. The last line is one
  * JSON object with every scenario's figures.
@@ -37,6 +42,7 @@ import postgres from "postgres";
 import { Redis } from "ioredis";
 import { quantile, startBenchStack } from "./bench/support.ts";
 import { functionEnvironment } from "./stack/stack.ts";
+import { crashPostgres } from "./stack/postgres.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import type { StackConfig } from "./stack/config.ts";
 
@@ -55,6 +61,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   postgres_outage: postgresOutage,
   dispatcher_kill: dispatcherKill,
   fresh_outage: freshOutage,
+  postgres_stop: postgresStop,
 };
 const workers = new Set<Deno.ChildProcess>();
 try {
@@ -243,6 +250,137 @@ async function postgresOutage() {
   } finally {
     await proxy.close();
   }
+}
+
+async function postgresStop() {
+  const N = 6_000; // about 25 s of drain: the stop falls in its middle
+  await control(stack, "fcm", "behaviour", { latency_ms: 50 });
+  const { tokens, notification } = await pushes(N, "pgstop");
+  const [user] = await sql`insert into auth.users (id, email)
+    values (gen_random_uuid(), ${`pgstop-api-${crypto.randomUUID()}@example.test`}) returning id`;
+  await sql`insert into herald.device_tokens (user_id, token, platform)
+    values (${user.id}, ${`pgstop-api-${user.id}`}, 'android')`;
+  const worker = await startWorker({ HERALD_CONCURRENCY: "64" });
+  try {
+    await until(async () => (await received(stack, "fcm")).total >= N / 4, 60_000);
+    const traffic = apiTraffic(user.id);
+    await sleep(2_000);
+    const sentAtStop = (await received(stack, "fcm")).total;
+    const stopped = performance.now();
+    await crashPostgres(stack);
+    log("postgres stopped (immediate); the stack starts it again");
+    await until(() => sql`select 1`.then(() => true, () => false), 60_000);
+    const backMs = performance.now() - stopped;
+    await sleep(5_000);
+    const calls = await traffic.stop();
+    await drained(notification, 180_000);
+
+    // What each answer said against what the database holds.
+    const saved = new Map<string, number>();
+    for (
+      const row of await sql`select title, count(*)::integer from herald.notifications
+        where title like 'pgstop-api %' group by title`
+    ) saved.set(row.title, row.count);
+    const unknown = calls.notify.filter((c) => c.type === "outcome-unknown");
+    for (const call of unknown) {
+      const again = await notifyOnce(user.id, call.key);
+      if (again.status !== 202) {
+        throw new Error(`the retry of ${call.key} answered ${again.status}`);
+      }
+      saved.set(
+        `pgstop-api ${call.key}`,
+        (await sql`select count(*)::integer from
+        herald.notifications where title = ${`pgstop-api ${call.key}`}`)[0].count,
+      );
+    }
+    const statuses: Record<string, number> = {};
+    for (const c of calls.notify) {
+      const label = c.type ? `${c.status} ${c.type}` : String(c.status);
+      statuses[label] = (statuses[label] ?? 0) + 1;
+    }
+    const refused = calls.notify.filter((c) => c.type === "database-unavailable");
+    return {
+      ...(await outcome(notification, tokens)),
+      pushes_sent_at_stop: sentAtStop,
+      postgres_back_after_s: seconds(backMs),
+      notify_calls: calls.notify.length,
+      notify_statuses: statuses,
+      status_500: calls.notify.filter((c) => c.status === 500).length,
+      gateway_errors: calls.notify.filter((c) => c.gateway).length +
+        calls.health.filter((c) => c.gateway).length,
+      accepted_lost: calls.notify.filter((c) => c.status < 300 && !saved.get(c.title)).length,
+      refused_but_saved: refused.filter((c) => saved.get(c.title)).length,
+      outcome_unknown: unknown.length,
+      outcome_unknown_not_once: unknown.filter((c) => saved.get(c.title) !== 1).length,
+      liveness_calls: calls.health.length,
+      liveness_not_200: calls.health.filter((c) => c.status !== 200).length,
+    };
+  } finally {
+    await stopWorker(worker);
+  }
+}
+
+interface ApiCall {
+  key: string;
+  title: string;
+  status: number;
+  /** The problem type of a problem+json answer. */
+  type?: string;
+  /** A 5xx that is not Herald's problem+json: Kong's own (no upstream, timeout). */
+  gateway: boolean;
+}
+
+/** Notify calls (4 clients, paced under Kong's limits) and liveness checks until stopped. */
+function apiTraffic(userId: string) {
+  let running = true;
+  const notify: ApiCall[] = [];
+  const health: ApiCall[] = [];
+  const client = async () => {
+    while (running) {
+      notify.push(await notifyOnce(userId, crypto.randomUUID()));
+      await sleep(200);
+    }
+  };
+  const liveness = async () => {
+    while (running) {
+      const response = fetch(`${stack.apiUrl}/functions/v1/health`);
+      health.push({ key: "", title: "", ...(await _answer(response)) });
+      await sleep(100);
+    }
+  };
+  const loops = Promise.all([client(), client(), client(), client(), liveness()]);
+  return {
+    stop: async () => {
+      running = false;
+      await loops;
+      return { notify, health };
+    },
+  };
+}
+
+async function notifyOnce(userId: string, key: string): Promise<ApiCall> {
+  const title = `pgstop-api ${key}`;
+  const response = fetch(`${stack.apiUrl}/functions/v1/notify`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${stack.serviceRoleKey}`,
+      apikey: stack.serviceRoleKey,
+      "content-type": "application/json",
+      "idempotency-key": key,
+    },
+    body: JSON.stringify({ user_ids: [userId], title }),
+  });
+  return { key, title, ...(await _answer(response)) };
+}
+
+/** Status and problem type of an answer; no answer at all (the gateway gone) is status 0. */
+async function _answer(answer: Promise<Response>) {
+  const response = await answer.catch(() => undefined);
+  if (!response) return { status: 0, gateway: true };
+  const problem = response.headers.get("content-type")?.startsWith("application/problem+json");
+  const body = await response.text();
+  const type = problem ? String(JSON.parse(body).type).split("/").pop() : undefined;
+  return { status: response.status, type, gateway: response.status >= 500 && !problem };
 }
 
 async function slowFcm() {
@@ -539,6 +677,10 @@ async function until(done: () => Promise<boolean>, timeoutMs: number) {
     if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs / 1000} s`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+}
+
+function sleep(ms: number) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function seconds(ms: number) {

@@ -6,7 +6,7 @@
  * database.
  */
 import assert from "node:assert/strict";
-import { createSql } from "../supabase/functions/_shared/db/sessions.ts";
+import { createSql, type Sql } from "../supabase/functions/_shared/db/sessions.ts";
 import { databaseUnavailable } from "../supabase/functions/_shared/db/unavailable.ts";
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import { testDispatcher } from "./support/dispatch.ts";
@@ -14,33 +14,77 @@ import { eventually } from "./support/dispatcher_process.ts";
 import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { notifyApp } from "./support/notify_app.ts";
+import type { Logger } from "../supabase/functions/_shared/log.ts";
+import type { NotifyDeps } from "../supabase/functions/notify/app.ts";
 
-Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again once it is back", async () => {
+/**
+ * A pool that reaches Postgres through a proxy the test cuts, mutes or
+ * freezes, the notify function on it, and a user to notify.
+ */
+async function behindProxy(
+  name: string,
+  options: {
+    statementTimeoutMs?: number;
+    log?: Logger;
+    /** More of the notify app's dependencies, over the proxied pool. */
+    extra?: (sql: Sql) => Partial<NotifyDeps>;
+  } = {},
+) {
   const admin = adminSql();
   const proxy = startTcpProxy(stack.ports.postgres);
   const url = new URL(stack.dbUrl);
   url.port = String(proxy.port);
-  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outage-test" });
+  const sql = createSql({
+    url: url.href,
+    max: 2,
+    applicationName: `herald-${name}-test`, // never "commit": dropAfterClientSends looks for it
+    statementTimeoutMs: options.statementTimeoutMs,
+  });
+  const app = notifyApp(sql, options.log, options.extra?.(sql));
+  const user = await createUser(admin, name);
+  return {
+    admin,
+    proxy,
+    sql,
+    user,
+    notify: (body: Record<string, unknown>, idempotencyKey?: string) =>
+      app.request("/notify", {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${stack.serviceRoleKey}`,
+          "content-type": "application/json",
+          ...(idempotencyKey ? { "idempotency-key": idempotencyKey } : {}),
+        },
+        body: JSON.stringify({ user_ids: [user.id], ...body }),
+      }),
+    close: async () => {
+      proxy.thaw();
+      await sql.end({ timeout: 1 });
+      // The guarded socket tells postgres.js of a server's close 60 ms late.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await proxy.close();
+      await admin.end();
+    },
+  };
+}
+
+/** An hour ahead: nothing is attempted inline, only the transaction is in question. */
+const LATER = () => new Date(Date.now() + 3_600_000).toISOString();
+
+Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again once it is back", async () => {
   const logged: string[] = [];
-  const app = notifyApp(sql, (_level, message) => logged.push(message));
-  const notify = (title: string) =>
-    app.request("/notify", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${stack.serviceRoleKey}`,
-        "content-type": "application/json",
-      },
-      body: JSON.stringify({ user_ids: [user.id], title: `${title} ${user.id}` }),
-    });
-  const user = await createUser(admin, "outage");
+  const { admin, proxy, user, notify, close } = await behindProxy("outage", {
+    log: (_level, message) => logged.push(message),
+  });
+  const titled = (title: string) => notify({ title: `${title} ${user.id}` });
   try {
-    const before = await notify("Before the outage");
+    const before = await titled("Before the outage");
     assert.equal(before.status, 202, await before.clone().text());
     await before.body?.cancel();
 
     await proxy.cut();
     for (const title of ["During the outage", "Still down"]) {
-      const during = await notify(title);
+      const during = await titled(title);
       const problem = await during.json();
       assert.equal(during.status, 503, JSON.stringify(problem));
       assert.equal(during.headers.get("content-type"), "application/problem+json");
@@ -51,7 +95,7 @@ Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again o
 
     proxy.restore();
     await eventually("notify to be served again", async () => {
-      const after = await notify("After the outage");
+      const after = await titled("After the outage");
       await after.body?.cancel();
       return after.status === 202 ? true : undefined;
     });
@@ -66,41 +110,19 @@ Deno.test("notify: Postgres unreachable → 503 with Retry-After; served again o
       "a 503 accepted nothing",
     );
   } finally {
-    await sql.end({ timeout: 1 });
-    await proxy.close();
-    await admin.end();
+    await close();
   }
 });
 
 Deno.test("notify: Postgres gone while committing → 503 outcome-unknown; the same Idempotency-Key then replays the saved notification", async () => {
-  const admin = adminSql();
-  const proxy = startTcpProxy(stack.ports.postgres);
-  const url = new URL(stack.dbUrl);
-  url.port = String(proxy.port);
-  const sql = createSql({ url: url.href, max: 2, applicationName: "herald-outcome-test" });
-  const app = notifyApp(sql, () => {});
-  const user = await createUser(admin, "outcome");
+  const { admin, proxy, user, notify, close } = await behindProxy("outcome");
   const key = `outcome-${crypto.randomUUID()}`;
   const title = `Saved unheard ${user.id}`;
-  // A send_at ahead: nothing is attempted inline, only the commit is in question.
-  const body = JSON.stringify({
-    user_ids: [user.id],
-    title,
-    send_at: new Date(Date.now() + 3_600_000).toISOString(),
-  });
-  const notify = () =>
-    app.request("/notify", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${stack.serviceRoleKey}`,
-        "content-type": "application/json",
-        "idempotency-key": key,
-      },
-      body,
-    });
+  const later = LATER();
+  const send = () => notify({ title, send_at: later }, key);
   try {
     const dropped = proxy.dropAfterClientSends("commit");
-    const first = await notify();
+    const first = await send();
     await dropped;
     const problem = await first.json();
     assert.equal(first.status, 503, JSON.stringify(problem));
@@ -110,7 +132,7 @@ Deno.test("notify: Postgres gone while committing → 503 outcome-unknown; the s
     const saved = await admin`select id from herald.notifications where title = ${title}`;
     assert.equal(saved.length, 1, "the commit went through although its answer was lost");
 
-    const retry = await notify();
+    const retry = await send();
     const replayed = await retry.json();
     assert.equal(retry.status, 202, JSON.stringify(replayed));
     assert.equal(retry.headers.get("idempotent-replayed"), "true");
@@ -119,47 +141,73 @@ Deno.test("notify: Postgres gone while committing → 503 outcome-unknown; the s
       await admin`select count(*)::int as n from herald.notifications where title = ${title}`;
     assert.equal(after[0].n, 1, "one notification for two calls");
   } finally {
-    await sql.end({ timeout: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await proxy.close();
-    await admin.end();
+    await close();
+  }
+});
+
+Deno.test("notify: Postgres gone after the notification was committed, during its inline attempt → 202 accepted, never 503", async () => {
+  // The inline attempt and the stored answer are written after the accepting commit: an
+  // outage then is no reason to say "nothing was accepted" (a retry would send twice).
+  const base = await testDispatcher();
+  const background: Promise<unknown>[] = [];
+  const logged: string[] = [];
+  const { admin, proxy, user, notify, close } = await behindProxy("inline", {
+    log: (_level, message) => logged.push(message),
+    extra: (sql) => ({
+      dispatcher: { ...base, sql },
+      waitUntil: (work) => background.push(work),
+    }),
+  });
+  try {
+    await fakeControl("fcm", "reset");
+    await fakeControl("fcm", "behaviour", { latency_ms: 800 });
+    await admin`insert into herald.device_tokens (user_id, token, platform)
+      values (${user.id}, ${`inline-${user.id}`}, 'android')`;
+    const key = `inline-${user.id}`;
+    const title = `Committed then cut ${user.id}`;
+    const answering = notify({ title }, key);
+    await eventually("the inline send to be in flight", async () => {
+      const { total } = await fakeControl("fcm", "requests");
+      return total >= 1 ? true : undefined;
+    });
+    await proxy.cut(); // its result, the read-back and the stored answer cannot be written
+    const first = await answering;
+    const body = await first.json();
+    assert.equal(first.status, 202, JSON.stringify(body));
+    const saved = await admin`select id from herald.notifications where title = ${title}`;
+    assert.deepEqual(saved.map((r) => r.id), [body.id]);
+    assert.ok(logged.includes("accepted; the inline attempt's results are unknown"));
+
+    proxy.restore();
+    await Promise.all(background);
+    const retry = await notify({ title }, key);
+    const replayed = await retry.json();
+    assert.equal(retry.status, 202, JSON.stringify(replayed));
+    assert.equal(replayed.id, body.id, "the key replays the acceptance");
+    const [{ n }] = await admin`select count(*)::int as n from herald.notifications
+      where title = ${title}`;
+    assert.equal(n, 1);
+  } finally {
+    proxy.restore();
+    await Promise.allSettled(background);
+    await fakeControl("fcm", "reset");
+    await base.close();
+    await close();
   }
 });
 
 Deno.test("notify: a frozen Postgres (SIGSTOP) → 503 outcome-unknown within the deadline, not a hang; the key then settles it", async () => {
-  const admin = adminSql();
-  const proxy = startTcpProxy(stack.ports.postgres);
-  const url = new URL(stack.dbUrl);
-  url.port = String(proxy.port);
   // Deadline: the statement timeout plus 5 s.
-  const sql = createSql({
-    url: url.href,
-    max: 2,
-    applicationName: "herald-frozen-test",
+  const { admin, proxy, sql, user, notify, close } = await behindProxy("frozen", {
     statementTimeoutMs: 1_000,
   });
-  const app = notifyApp(sql, () => {});
-  const user = await createUser(admin, "frozen");
-  const body = JSON.stringify({
-    user_ids: [user.id],
-    title: `Frozen ${user.id}`,
-    send_at: new Date(Date.now() + 3_600_000).toISOString(),
-  });
-  const notify = () =>
-    app.request("/notify", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${stack.serviceRoleKey}`,
-        "content-type": "application/json",
-        "idempotency-key": `frozen-${user.id}`,
-      },
-      body,
-    });
+  const later = LATER();
+  const send = () => notify({ title: `Frozen ${user.id}`, send_at: later }, `frozen-${user.id}`);
   try {
     await sql`select 1`;
     proxy.freeze();
     const started = performance.now();
-    const during = await notify();
+    const during = await send();
     const problem = await during.json();
     const waited = performance.now() - started;
     assert.equal(during.status, 503, JSON.stringify(problem));
@@ -169,7 +217,7 @@ Deno.test("notify: a frozen Postgres (SIGSTOP) → 503 outcome-unknown within th
 
     proxy.thaw(); // the held transaction may now finish
     await eventually("notify to answer again", async () => {
-      const retry = await notify();
+      const retry = await send();
       const answer = await retry.json();
       return retry.status === 202 ? answer : undefined;
     });
@@ -177,11 +225,7 @@ Deno.test("notify: a frozen Postgres (SIGSTOP) → 503 outcome-unknown within th
       where title = ${`Frozen ${user.id}`}`;
     assert.equal(n, 1, "one notification for the calls that shared a key");
   } finally {
-    proxy.thaw();
-    await sql.end({ timeout: 1 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await proxy.close();
-    await admin.end();
+    await close();
   }
 });
 

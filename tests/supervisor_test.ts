@@ -52,3 +52,38 @@ Deno.test("supervisor: a child without restart that dies is reported, not restar
     await supervisor.stopAll(1_000);
   }
 });
+
+Deno.test("supervisor: keepAlive makes a child that came up restart when it dies later", async () => {
+  const starts = await Deno.makeTempFile();
+  // The child dies when this file exists: alive first, as a service that came up.
+  const die = `${starts}.die`;
+  const unexpected: string[] = [];
+  const restarts: string[] = [];
+  const supervisor = new Supervisor({
+    logDir: await Deno.makeTempDir(),
+    onRestart: (name) => {
+      restarts.push(name);
+      Deno.removeSync(die); // the next one stays up
+    },
+    onUnexpectedExit: (name) => unexpected.push(name),
+  });
+  try {
+    await supervisor.spawn({
+      name: "service",
+      command: "sh",
+      args: ["-c", `echo started >> ${starts}; while [ ! -e ${die} ]; do sleep 0.05; done; exit 5`],
+    });
+    supervisor.keepAlive("service");
+    await Deno.writeTextFile(die, "");
+    await eventually("a second start", async () => {
+      const lines = (await Deno.readTextFile(starts)).trim().split("\n");
+      return lines.length >= 2 ? lines : undefined;
+    }, 10_000);
+    assert.deepEqual(unexpected, [], "a kept-alive child's exit is not a crash of the stack");
+    assert.deepEqual(restarts, ["service"]);
+  } finally {
+    await supervisor.stopAll(1_000);
+    await Deno.remove(starts);
+    await Deno.remove(die).catch(() => {});
+  }
+});

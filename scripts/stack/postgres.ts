@@ -90,8 +90,12 @@ export async function startPostgres(
   const bin = await postgresBinDir();
   const pgdata = `${stack.dataDir}/pg`;
   await _stopStalePostmaster(bin, pgdata);
-  // The test stack trades durability for speed; the dev stack keeps fsync.
-  const durability = stack.name === "test" ? ["-c", "fsync=off", "-c", "full_page_writes=off"] : [];
+  // The test stack trades durability for speed. The others keep Supabase's settings: with
+  // synchronous_commit off a crash forgets commits already answered (chaos's postgres_stop
+  // saw 500 pushes sent twice: their results were written, acknowledged, and lost).
+  const durability = stack.name === "test"
+    ? ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+    : [];
   const postgres = asOwner(`${bin}/postgres`, [
     "-D",
     pgdata,
@@ -105,8 +109,6 @@ export async function startPostgres(
     "max_connections=300",
     "-c",
     "shared_buffers=256MB",
-    "-c",
-    "synchronous_commit=off",
     "-c",
     "log_min_messages=warning",
     "-c",
@@ -127,6 +129,24 @@ export async function startPostgres(
   ]);
   await supervisor.spawn({ name: "postgres", ...postgres, stopSignal: "SIGINT" });
   await _waitReady(bin, stack.ports.postgres);
+  supervisor.keepAlive("postgres"); // a crash later: back after crash recovery
+}
+
+/**
+ * Stops the cluster as a crash would (`pg_ctl stop -m immediate`: no
+ * checkpoint, every connection cut); the stack's supervisor starts it again.
+ * For `npm run chaos`.
+ */
+export async function crashPostgres(stack: Pick<StackConfig, "dataDir">): Promise<void> {
+  const ctl = asOwner(`${await postgresBinDir()}/pg_ctl`, [
+    "stop",
+    "-D",
+    `${stack.dataDir}/pg`,
+    "-m",
+    "immediate",
+    "-w",
+  ]);
+  await Supervisor.run(ctl.command, ctl.args);
 }
 
 /** Applies the Supabase compatibility bootstrap (idempotent). */

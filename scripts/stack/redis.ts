@@ -32,6 +32,7 @@ export async function startRedis(stack: StackConfig, supervisor: Supervisor): Pr
     ],
   });
   await _waitForPong(stack.ports.redis);
+  supervisor.keepAlive("redis");
 }
 
 async function _waitForPong(port: number): Promise<void> {

@@ -72,7 +72,7 @@ export class Supervisor {
     this.#running.push(running);
     child.status.then(async (status) => {
       if (this.#stopping) return;
-      if (!spec.restart) return this.#options.onUnexpectedExit?.(spec.name, status);
+      if (!running.spec.restart) return this.#options.onUnexpectedExit?.(spec.name, status);
       // A child that ran a minute was healthy: its next failure starts the backoff over.
       const delayMs = performance.now() - startedAt > 60_000
         ? 1_000
@@ -90,9 +90,20 @@ export class Supervisor {
       });
       if (this.#stopping) return;
       this.#running = this.#running.filter((r) => r !== running);
-      await this.spawn(spec, delayMs);
+      await this.spawn(running.spec, delayMs);
     });
     return child;
+  }
+
+  /**
+   * From now on, starts `name` again whenever it exits on its own, as
+   * `ChildSpec.restart` does: for a service that must first come up once
+   * (a Postgres that cannot start fails the stack's start, one that crashes
+   * later comes back).
+   */
+  keepAlive(name: string): void {
+    const running = this.#running.find((r) => r.spec.name === name);
+    if (running) running.spec = { ...running.spec, restart: true };
   }
 
   /** Process id of the running child named `name`, if any (benchmarks read its CPU from /proc). */

@@ -9,12 +9,21 @@ import { createCallerResolver } from "../../supabase/functions/_shared/auth/call
 import { createJwtVerifier } from "../../supabase/functions/_shared/auth/jwt.ts";
 import type { Sql } from "../../supabase/functions/_shared/db/sessions.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
-import { createApp } from "../../supabase/functions/notify/app.ts";
+import { createApp, type NotifyDeps } from "../../supabase/functions/notify/app.ts";
 import { stack } from "./stack.ts";
 
-/** The notify app over `sql`, accepting the stack's user tokens and service key. */
-export function notifyApp(sql: Sql, log: Logger = () => {}): ReturnType<typeof createApp> {
+/**
+ * The notify app over `sql`, accepting the stack's user tokens and service
+ * key; `extra` adds what a test needs beyond that (a dispatcher for inline
+ * attempts, waitUntil).
+ */
+export function notifyApp(
+  sql: Sql,
+  log: Logger = () => {},
+  extra: Partial<NotifyDeps> = {},
+): ReturnType<typeof createApp> {
   return createApp({
+    ...extra,
     sql,
     resolveCaller: createCallerResolver({
       verify: createJwtVerifier({

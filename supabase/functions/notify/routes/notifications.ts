@@ -5,7 +5,8 @@
  */
 import type { Context, Hono } from "hono";
 import { type Caller, requireService } from "../../_shared/auth/caller.ts";
-import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
+import { asCaller, OutcomeUnknown, type Tx } from "../../_shared/db/sessions.ts";
+import { databaseUnavailable } from "../../_shared/db/unavailable.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
 import { claimDue } from "../../_shared/outbox/outbox.ts";
@@ -92,18 +93,31 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       denied: answer.body.denied_count,
     });
     if (!("claimed" in answer) || answer.claimed.length === 0) return _reply(c, answer, false);
-    const results = await _attemptInline(
-      deps,
-      id,
-      answer.claimed,
-      answer.body.deliveries as number,
-      inline.budgetMs,
-    );
-    const settled = { status: 201, body: { ...answer.body, results } };
-    if (idempotent) {
-      await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
+    // Committed: nothing after this may answer as if it were not (a 503 "nothing was
+    // accepted" would be retried into a duplicate). Without the attempt's results the
+    // answer is the plain acceptance, which the key already holds.
+    try {
+      const results = await _attemptInline(
+        deps,
+        id,
+        answer.claimed,
+        answer.body.deliveries as number,
+        inline.budgetMs,
+      );
+      const settled = { status: 201, body: { ...answer.body, results } };
+      if (idempotent) {
+        await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
+      }
+      return _reply(c, settled, false);
+    } catch (error) {
+      const outage = error instanceof OutcomeUnknown || databaseUnavailable(error);
+      deps.log(outage ? "warn" : "error", "accepted; the inline attempt's results are unknown", {
+        request_id: c.get("requestId"),
+        notification_id: id,
+        error: (error as Error).message,
+      });
+      return _reply(c, answer, false);
     }
-    return _reply(c, settled, false);
   });
 
   app.post("/bulk", async (c) => {
