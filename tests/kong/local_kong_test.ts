@@ -262,3 +262,33 @@ Deno.test("local kong: Herald's own 503s (readiness in a Postgres outage) eject 
     await Promise.all(runtimes.map((r) => r.shutdown().catch(() => {})));
   }
 });
+
+Deno.test("local kong: read_timeout bounds an in-process upstream too: 504, as Kong answers", async () => {
+  const config: Config = await localKongConfig(stack, {});
+  const service = config.services.find((s: Config) => s.name === "herald-health");
+  service.read_timeout = 300;
+  const target = config.upstreams[0].targets[0].target;
+  config.upstreams[0].targets = [{ target, weight: 100 }];
+  let release: (() => void) | undefined;
+  const held = new Promise<void>((resolve) => release = resolve);
+  const port = freePort();
+  const kong = startKong({
+    config,
+    port,
+    // A runtime that takes the request and never answers (a function stuck on its database).
+    inProcess: { [target]: () => held.then(() => new Response("late")) },
+  });
+  try {
+    const started = performance.now();
+    const r = await fetch(`http://127.0.0.1:${port}/functions/v1/health`, {
+      signal: AbortSignal.timeout(3_000), // without the bound: a hang, failed here
+    });
+    const waited = performance.now() - started;
+    assert.equal(r.status, 504, await r.clone().text());
+    assert.match((await r.json()).message, /timing out/);
+    assert.ok(waited >= 280 && waited < 2_000, `answered after ${waited} ms`);
+  } finally {
+    release!();
+    await kong.close();
+  }
+});

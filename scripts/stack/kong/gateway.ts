@@ -358,9 +358,12 @@ export function startKong(options: KongOptions): RunningKong {
         ? undefined
         : await x.body();
       const local = options.inProcess?.[target];
-      // In-process, the edge runtime's own fetch to the function is what could hang.
+      // In-process too, Kong's read_timeout bounds the wait for the answer (504).
       const response = local
-        ? await local({ method: request.method, url: new URL(upstreamUrl), headers, body })
+        ? await _within(
+          service.readTimeout,
+          local({ method: request.method, url: new URL(upstreamUrl), headers, body }),
+        )
         : await fetch(upstreamUrl, {
           method: request.method,
           headers,
@@ -758,4 +761,20 @@ function _unsupported(config: Json): string[] {
     if (u.hash_on !== undefined && u.hash_on !== "none") out.push(`${at}.hash_on: ${u.hash_on}`);
   });
   return out;
+}
+
+/** `answer`, or a TimeoutError (as `AbortSignal.timeout` gives fetch) after `ms`. */
+async function _within(ms: number, answer: Promise<Response>): Promise<Response> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new DOMException(`no answer within ${ms} ms`, "TimeoutError")),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([answer, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
