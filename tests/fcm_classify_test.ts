@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { classifyFcm, QUOTA_WAIT_MS } from "../supabase/functions/_shared/providers/fcm.ts";
-import { retryAfterMs } from "../supabase/functions/_shared/providers/outcome.ts";
+import {
+  RETRY_AFTER_CAP_MS,
+  retryAfterMs,
+} from "../supabase/functions/_shared/providers/outcome.ts";
 
 const NOW = Date.parse("2026-11-22T12:00:00Z");
 
@@ -136,6 +139,20 @@ Deno.test("retryAfterMs() reads delta-seconds and HTTP-dates, and ignores garbag
   assert.equal(retryAfterMs("Sun, 22 Nov 2026 11:00:00 GMT", NOW), 0);
   assert.equal(retryAfterMs("soon", NOW), undefined);
   assert.equal(retryAfterMs(null, NOW), undefined);
+});
+
+Deno.test("retryAfterMs() waits at most an hour, however long the provider asks for", () => {
+  assert.equal(retryAfterMs("3600", NOW), 3_600_000);
+  assert.equal(retryAfterMs("999999999", NOW), RETRY_AFTER_CAP_MS);
+  assert.equal(retryAfterMs("9".repeat(400), NOW), RETRY_AFTER_CAP_MS); // past Number's range
+  assert.equal(retryAfterMs("Fri, 01 Jan 2100 00:00:00 GMT", NOW), RETRY_AFTER_CAP_MS);
+  const classified = classifyFcm(
+    503,
+    fcmError(503, "UNAVAILABLE"),
+    new Headers({ "retry-after": "999999999" }),
+    NOW,
+  );
+  assert.equal(classified.kind === "retry" && classified.afterMs, RETRY_AFTER_CAP_MS);
 });
 
 Deno.test("classifyFcm() treats an error code named like an Object member as unknown, not a crash", () => {

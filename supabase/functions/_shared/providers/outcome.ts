@@ -32,14 +32,22 @@ export type SendOutcome =
   };
 
 /**
- * Parses `Retry-After` (delta-seconds or HTTP-date) into milliseconds from `now`.
+ * The longest wait a provider's `Retry-After` can impose: the backoff's own
+ * cap. A provider that asks for years (a bug, a hostile receiver) would
+ * otherwise park its deliveries and open its breaker until then; past the
+ * hour the next attempt asks again.
+ */
+export const RETRY_AFTER_CAP_MS = 3_600_000;
+
+/**
+ * Parses `Retry-After` (delta-seconds or HTTP-date) into milliseconds from
+ * `now`, at most {@linkcode RETRY_AFTER_CAP_MS}.
  *
  * @returns undefined when absent or unparseable
  */
 export function retryAfterMs(value: string | null, now: number): number | undefined {
   if (!value) return undefined;
   const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const at = Date.parse(trimmed);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+  const ms = /^\d+$/.test(trimmed) ? Number(trimmed) * 1000 : Date.parse(trimmed) - now;
+  return Number.isNaN(ms) ? undefined : Math.min(Math.max(0, ms), RETRY_AFTER_CAP_MS);
 }
