@@ -9,7 +9,8 @@
  * - `slow_fcm`: FCM answering after 9 s, 1,000 pushes, the worker plus the
  *   dispatch function called every 5 s (as pg_cron does): no push twice, at
  *   most the configured sends in flight.
- * - `error_rate`: 2 % of tokens always failing: the rest go out at full speed.
+ * - `error_rate`: 2 % of tokens always failing: the rest go out at full speed,
+ *   and the failing ones' retries, arriving alone, never open the breaker.
  * - `noisy_neighbour`: one webhook endpoint answering 500 forever beside 20
  *   healthy endpoints on the same host.
  * - `redis_hang`: Redis stopped (SIGSTOP) under notify traffic: requests are
@@ -412,14 +413,34 @@ async function errorRate() {
     await control(stack, "fcm", "tokens", { token, fcm_error: "UNAVAILABLE" });
   }
   const started = performance.now();
-  const worker = await startWorker({});
+  // Short backoffs: the failing 2 % come back alone, several times, within the scenario.
+  const worker = await startWorker({
+    HERALD_BACKOFF_BASE_MS: "1000",
+    HERALD_BACKOFF_CAP_MS: "4000",
+  });
   await until(async () => {
     const [{ left }] = await sql`select count(*)::integer as left from herald.deliveries
       where notification_id = ${notification} and status = 'pending' and attempts = 0`;
     return left === 0;
   }, 120_000);
   const firstPassMs = performance.now() - started;
+  // Their retries, with no healthy call beside them, must not open the breaker either.
+  const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
+  let openedDuringRetries = false;
+  try {
+    const watchUntil = performance.now() + 20_000;
+    while (performance.now() < watchUntil) {
+      if (await redis.hget("herald:breaker:{fcm:herald-local}", "open_until")) {
+        openedDuringRetries = true;
+      }
+      await sleep(200);
+    }
+  } finally {
+    redis.disconnect();
+  }
   await stopWorker(worker);
+  const [{ most_attempts }] = await sql`select max(attempts)::integer as most_attempts
+    from herald.deliveries where notification_id = ${notification}`;
   const [row] = await sql`select count(*) filter (where status = 'sent')::integer as sent,
       count(*) filter (where status = 'pending')::integer as retrying,
       extract(epoch from max(sent_at) - min(sent_at))::float8 as sending_s
@@ -434,6 +455,8 @@ async function errorRate() {
     deferred_by_breaker: deferred,
     sends_per_s: Math.round(row.sent / Math.max(row.sending_s, 0.001)),
     first_pass_s: seconds(firstPassMs),
+    breaker_opened_during_retries: openedDuringRetries,
+    failing_most_attempts: most_attempts,
   };
 }
 

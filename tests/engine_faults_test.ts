@@ -177,9 +177,10 @@ Deno.test("breaker: a provider-wide Retry-After opens it for that long, and a fa
   assert.deepEqual(reopened, { state: "open", retryAt: clock.now + 90_000, opened: true });
 });
 
-Deno.test("dispatch: with 2 % of tokens always failing, the other 98 % go out in the same round", async () => {
+Deno.test("dispatch: with 2 % of tokens always failing, the other 98 % go out in the same round; their retries never open the breaker", async () => {
   const sql = adminSql();
-  const deps = await testDispatcher();
+  // A short recent window, so the retries below come after it as after a backoff.
+  const deps = await testDispatcher({}, { recentMs: 300 });
   try {
     await parkPending(sql);
     await fakeControl("fcm", "reset");
@@ -196,6 +197,31 @@ Deno.test("dispatch: with 2 % of tokens always failing, the other 98 % go out in
     assert.equal(report.retried, 5);
     assert.equal(report.deferred, 0, "5 failures among 250 calls must not open the breaker");
     assert.equal((await deps.breaker.admit(FCM_TARGET)).state, "closed");
+
+    // Their retries come alone, with no healthy call beside them (five failures on a
+    // quiet target would open it): they are the deliveries' trouble, not FCM's. They
+    // spend their attempts, and a healthy push among them goes out.
+    const healthy = await createUser(sql, "healthy");
+    await addTokens(sql, healthy.id, 1);
+    for (let attempt = 2; attempt <= 4; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 400)); // past the recent window
+      await sql`update herald.deliveries set next_attempt_at = now()
+        where recipient_id = ${user.id} and status = 'pending'`;
+      const again = await dispatchBatch(deps);
+      assert.equal(again.retried, 5, `attempt ${attempt}: ${JSON.stringify(again)}`);
+      assert.equal(again.deferred, 0, `attempt ${attempt}: the breaker opened`);
+      assert.equal((await deps.breaker.admit(FCM_TARGET)).state, "closed");
+    }
+    const rows = await sql`select attempts from herald.deliveries
+      where recipient_id = ${user.id} and status = 'pending'`;
+    assert.deepEqual(rows.map((r) => r.attempts), [4, 4, 4, 4, 4]);
+    await enqueue(sql, [healthy.id], { title: "Healthy beside the poison" });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await sql`update herald.deliveries set next_attempt_at = now()
+      where recipient_id = ${user.id} and status = 'pending'`;
+    const mixed = await dispatchBatch(deps);
+    assert.equal(mixed.sent, 1, JSON.stringify(mixed));
+    assert.equal(mixed.retried, 5);
   } finally {
     await fakeControl("fcm", "reset");
     await deps.close();

@@ -410,7 +410,10 @@ async function _sendGroup(
       const sent = await inTime(delivery, going);
       if (!sent) return undefined;
       if (sent.outcome.kind === "retry") {
-        failures++;
+        // Only a first attempt's failure counts against the target. A delivery failing
+        // again says more about itself (a poison token among healthy ones) than about
+        // the provider: the retries of a 2 % brownout, arriving alone, opened it.
+        if (delivery.attempt === 1) failures++;
         waitMs = Math.max(waitMs, sent.outcome.afterMs ?? 0);
       } else successes++;
       retryAfterMs ??= _throttle(sent.outcome);
