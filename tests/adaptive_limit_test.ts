@@ -104,9 +104,35 @@ Deno.test("adaptive limit: a target that became slower for good is its new norma
   // … until two windows of 500 answers have passed: 200 ms is then the unloaded latency.
   for (let i = 0; i < 1_000; i++) limit.observe(200, false, limit.limit);
   clock.now += 250;
-  const before = limit.limit;
   roundTrip(200);
-  assert.ok(limit.limit > before, `grows again: ${before} → ${limit.limit}`);
+  assert.equal(limit.limit, 64, "back at the ceiling");
+});
+
+Deno.test("adaptive limit: a target that goes from instant to 300 ms keeps 16 in flight, then is near the ceiling within 20 s", () => {
+  // The outside check: a dispatcher that had seen FCM answer at once fell to one send
+  // in flight when FCM began to take 300 ms, and stayed there for minutes.
+  // A fresh one that has seen five answers at once, as the check's dispatcher had.
+  const { limit, clock, roundTrip } = limited({ ceiling: 512 });
+  for (let i = 0; i < 5; i++) limit.observe(1, false, 5);
+  let least = limit.limit;
+  while (clock.now < 20_000) {
+    roundTrip(300);
+    least = Math.min(least, limit.limit);
+  }
+  assert.ok(least >= 16 && least < 512, `least ${least}: cut, but never below 16 by latency alone`);
+  assert.ok(limit.limit >= 256, `back to ${limit.limit} after 20 s at 300 ms`);
+  // And it stays there: 300 ms is now the unloaded latency.
+  for (let i = 0; i < 20; i++) roundTrip(300);
+  assert.ok(limit.limit >= 256, `then ${limit.limit}`);
+});
+
+Deno.test("adaptive limit: failures still halve it below where slow start began", () => {
+  const { limit, clock } = limited({ ceiling: 512 });
+  for (let i = 0; i < 6; i++) {
+    clock.now += 100;
+    limit.observe(20, true, limit.limit);
+  }
+  assert.equal(limit.limit, 1);
 });
 
 Deno.test("adaptive limit: refuses a ceiling, floor or start that is not a positive integer", () => {

@@ -11,9 +11,15 @@
  * - Then each uncongested answer adds `1 / limit` (one per round trip).
  * - Congestion: the smoothed latency above `tolerance` (3) × the unloaded
  *   latency (the least seen lately) plus `slackMs` (50 ms) cuts the limit by a
- *   tenth; a failure (throttled, 5xx, timeout) halves it — FCM says "too much"
- *   with 429 and 503, so failures are the main signal and latency the guard
- *   for receivers that slow down before they fail. At most one cut per round trip.
+ *   tenth, never below where slow start began; a failure (throttled, 5xx,
+ *   timeout) halves it, down to `floor` — FCM says "too much" with 429 and
+ *   503, so failures are the main signal and latency the guard for receivers
+ *   that slow down before they fail. At most one cut per round trip.
+ * - A target that became slower for good (the least latency of a window far
+ *   above the one before) is the new normal: slow start again from there.
+ *   Windows end after 500 answers or 5 s, so a slower target is judged by its
+ *   new latency within 10 s — before, 1,000 answers at one in flight took
+ *   minutes, and a FCM that went from 0 to 300 ms was sent 3 pushes a second.
  * - The limit grows only while it is used: a target sent a trickle keeps a
  *   small limit, so a burst after a quiet hour does not arrive all at once.
  *
@@ -38,14 +44,18 @@ export interface AdaptiveLimitOptions {
   now?: () => number;
 }
 
-/** Latencies per window of the unloaded-latency estimate (the least of this window and the last). */
+/** Answers per window of the unloaded-latency estimate (the least of this window and the last). */
 const BASE_WINDOW = 500;
+/** …or milliseconds, whichever ends it first. */
+const BASE_WINDOW_MS = 5_000;
 
 /** One target's adaptive limit. */
 export class AdaptiveLimit {
   readonly ceiling: number;
   #limit: number;
   #floor: number;
+  /** Latency alone cuts no lower: where slow start began. */
+  #latencyFloor: number;
   #tolerance: number;
   #slackMs: number;
   #now: () => number;
@@ -54,6 +64,7 @@ export class AdaptiveLimit {
   #baseNow = Infinity;
   #baseBefore = Infinity;
   #samples = 0;
+  #windowEnds: number | undefined;
   #holdCutsUntil = 0;
 
   constructor(options: AdaptiveLimitOptions) {
@@ -63,6 +74,7 @@ export class AdaptiveLimit {
       this.#floor,
       Math.min(this.ceiling, _atLeastOne("initial", options.initial ?? 16)),
     );
+    this.#latencyFloor = this.#limit;
     this.#tolerance = options.tolerance ?? 3;
     this.#slackMs = options.slackMs ?? 50;
     this.#now = options.now ?? (() => performance.now());
@@ -82,32 +94,41 @@ export class AdaptiveLimit {
    */
   observe(latencyMs: number, failed: boolean, inFlight: number): void {
     const now = this.#now();
-    this.#track(latencyMs);
-    if (failed) return this.#cut(0.5, now);
+    this.#track(latencyMs, now);
+    if (failed) return this.#cut(0.5, this.#floor, now);
     const base = Math.min(this.#baseNow, this.#baseBefore);
-    if (this.#smoothed! > this.#tolerance * base + this.#slackMs) return this.#cut(0.9, now);
+    if (this.#smoothed! > this.#tolerance * base + this.#slackMs) {
+      return this.#cut(0.9, this.#latencyFloor, now);
+    }
     // Only a limit in use has shown that it is enough: grow it then.
     if (inFlight < this.#limit / 2) return;
     this.#limit = Math.min(this.ceiling, this.#limit + (this.#slowStart ? 1 : 1 / this.#limit));
   }
 
-  #track(latencyMs: number) {
+  #track(latencyMs: number, now: number) {
     this.#smoothed = this.#smoothed === undefined
       ? latencyMs
       : 0.9 * this.#smoothed + 0.1 * latencyMs;
     this.#baseNow = Math.min(this.#baseNow, latencyMs);
-    if (++this.#samples % BASE_WINDOW === 0) {
-      // A target that became slower for good is its new normal after two windows.
+    this.#windowEnds ??= now + BASE_WINDOW_MS;
+    if (++this.#samples % BASE_WINDOW === 0 || now >= this.#windowEnds) {
+      // A target that became slower for good is its new normal after two windows,
+      // and the limit it was cut to under the old one says nothing: slow start again.
+      if (this.#baseNow > this.#tolerance * this.#baseBefore + this.#slackMs) {
+        this.#slowStart = true;
+      }
       this.#baseBefore = this.#baseNow;
       this.#baseNow = Infinity;
+      this.#samples = 0;
+      this.#windowEnds = now + BASE_WINDOW_MS;
     }
   }
 
-  #cut(factor: number, now: number) {
+  #cut(factor: number, floor: number, now: number) {
     this.#slowStart = false;
     // Answers to sends started before the last cut say nothing new about it.
     if (now < this.#holdCutsUntil) return;
-    this.#limit = Math.max(this.#floor, this.#limit * factor);
+    this.#limit = Math.max(Math.min(floor, this.#limit), this.#limit * factor);
     this.#holdCutsUntil = now + (this.#smoothed ?? 0);
   }
 }
