@@ -87,3 +87,16 @@ Deno.test("supervisor: keepAlive makes a child that came up restart when it dies
     await Deno.remove(die).catch(() => {});
   }
 });
+
+Deno.test("supervisor: children have a process group of their own, so Ctrl-C reaches only the supervisor", async () => {
+  const supervisor = new Supervisor({ logDir: await Deno.makeTempDir() });
+  try {
+    const child = await supervisor.spawn({ name: "quiet", command: "sleep", args: ["30"] });
+    const group = (pid: number) =>
+      Number(Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ")[2]);
+    assert.notEqual(group(child.pid), group(Deno.pid));
+    assert.equal(group(child.pid), child.pid);
+  } finally {
+    await supervisor.stopAll(1_000);
+  }
+});

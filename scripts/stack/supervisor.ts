@@ -59,6 +59,9 @@ export class Supervisor {
       args: spec.args,
       env: spec.env,
       cwd: spec.cwd,
+      // A session of its own: a terminal's Ctrl-C reaches only the supervisor, which stops
+      // the children in order (the dispatcher before the Postgres it writes its results to).
+      detached: true,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
