@@ -245,6 +245,24 @@ Deno.test("breaker: a total outage after a busy minute opens it within seconds; 
   }
 });
 
+Deno.test("breaker: one round with `threshold` failures, half or more of it, opens it, however many successes came just before", async () => {
+  // A burst of fresh sends that all fail, a second after 3,000 that went well: the
+  // windows still hold the successes, the round alone says "outage".
+  for (const redisOrNot of [{}, { redis: undefined }]) {
+    const { breaker, clock, target } = breakerAt(30_000_000, redisOrNot);
+    // (With one failure among them: a window of successes alone is not kept.)
+    await breaker.record(target, { failures: 1, successes: 3_000, probe: false });
+    clock.now += 1_000;
+    const few = await breaker.record(target, { failures: 4, successes: 0, probe: false });
+    assert.equal(few.state, "closed", "below the threshold, a round alone decides nothing");
+    const mixed = await breaker.record(target, { failures: 5, successes: 6, probe: false });
+    assert.equal(mixed.state, "closed", "5 of 11 is under half");
+    const state = await breaker.record(target, { failures: 5, successes: 3, probe: false });
+    assert.equal(state.state, "open");
+    assert.equal(state.state === "open" && state.retryAt, clock.now + 30_000);
+  }
+});
+
 Deno.test("breaker: opened by its failure rate, it stays open for the longest wait those failures asked for", async () => {
   for (const redisOrNot of [{}, { redis: undefined }]) {
     const { breaker, clock, target } = breakerAt(20_000_000, redisOrNot);

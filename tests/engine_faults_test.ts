@@ -297,6 +297,47 @@ Deno.test("dispatch: a failing webhook endpoint is held back by its own breaker;
   }
 });
 
+Deno.test("dispatch: a poison token does not win every probe: the breaker closes on a healthy one", async () => {
+  // A failed probe refunds its attempt and defers its delivery only by its own backoff, so
+  // it is always the first due: probing with the first one probed with it forever.
+  const sql = adminSql();
+  const deps = await testDispatcher({}, { cooldownMs: 200 });
+  try {
+    await parkPending(sql);
+    await fakeControl("fcm", "reset");
+    const user = await createUser(sql, "poison");
+    const tokens = await addTokens(sql, user.id, 20);
+    await fakeControl("fcm", "tokens", { token: tokens[0], fcm_error: "UNAVAILABLE" });
+    await enqueue(sql, [user.id], { title: "Behind a poison probe" });
+    await deps.breaker.record(FCM_TARGET, {
+      failures: 0,
+      successes: 0,
+      probe: false,
+      retryAfterMs: 200,
+    });
+    let rounds = 0;
+    let sent = 0;
+    while (sent === 0 && rounds < 6) {
+      await new Promise((resolve) => setTimeout(resolve, 250)); // past the cool-down
+      await sql`update herald.deliveries d
+        set next_attempt_at = case when t.token = ${tokens[0]}
+          then now() - interval '1 minute' else now() end
+        from herald.device_tokens t
+        where d.recipient_id = ${user.id} and d.status = 'pending' and t.id = d.device_token_id`;
+      sent = (await dispatchBatch(deps)).sent;
+      rounds++;
+    }
+    assert.ok(sent > 0, `still open after ${rounds} probes`);
+    const [{ n }] = await sql`select count(*)::int as n from herald.deliveries
+      where recipient_id = ${user.id} and status = 'sent'`;
+    assert.ok(n >= 19, `${n} sent`);
+  } finally {
+    await fakeControl("fcm", "reset");
+    await deps.close();
+    await sql.end();
+  }
+});
+
 Deno.test("dispatch: a failed probe to a provider spends no attempt, and FCM's Retry-After on it holds the breaker open that long", async () => {
   const sql = adminSql();
   const deps = await testDispatcher({}, { threshold: 1, cooldownMs: 1 });

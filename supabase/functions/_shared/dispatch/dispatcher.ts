@@ -376,7 +376,11 @@ async function _sendGroup(
     const results: DeliveryResult[] = [];
     let queue = group.deliveries;
     if (admission.state === "probe") {
-      const [first, ...rest] = queue;
+      // Any one of them, not the first due: that is the one a failed probe deferred least
+      // (its own backoff, its attempt refunded), a poison token that would probe forever.
+      const pick = Math.floor(Math.random() * queue.length);
+      const first = queue[pick];
+      const rest = queue.filter((_, i) => i !== pick);
       const probe = await inTime(first);
       if (!probe) {
         // No slot or no time for the probe: let the next caller probe.

@@ -6,8 +6,10 @@
  * Closed → open when the window holds at least `threshold` failures and, once
  * it has seen `minimumCalls` calls, when at least `failureRate` of them
  * failed (as resilience4j and Hystrix decide), or when the last few seconds
- * alone hold `threshold` failures at that rate (a fresh outage after a busy
- * minute); a provider-wide `Retry-After` opens it at once for that long. Open for a cool-down; then exactly one
+ * alone, or one round alone, hold `threshold` failures at that rate (a fresh
+ * outage after a busy minute); a provider-wide `Retry-After` opens it at once
+ * for that long. Callers report only first attempts' failures: a delivery
+ * failing again is its own trouble (a poison token), not the target's. Open for a cool-down; then exactly one
  * caller wins the half-open probe; success closes, failure re-opens. Callers ask once per batch and target
  * ({@linkcode CircuitBreaker.admit}) and report once per batch and target
  * ({@linkcode CircuitBreaker.record}).
@@ -184,8 +186,19 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
         },
       );
     },
-    async record(target, round) {
+    async record(target, given) {
       const at = now();
+      // A round whose failures alone are `threshold` and `failureRate` of it opens it now:
+      // the first failures of a fresh outage must not drown among a busy minute's (or five
+      // seconds') successes. The rate always applies here, as a round is a small sample.
+      const aloneTrips = given.failures >= settings.threshold &&
+        given.failures >= settings.failureRate * (given.failures + given.successes);
+      const round = !given.probe && aloneTrips
+        ? {
+          ...given,
+          retryAfterMs: Math.max(given.retryAfterMs ?? 0, settings.cooldownMs, given.waitMs ?? 0),
+        }
+        : given;
       const useLocal = round.probe && localProbes.delete(target);
       const result = useLocal ? local.record(target, round, at) : await shared(
         async (redis) => {
