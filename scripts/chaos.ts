@@ -74,6 +74,7 @@ try {
     await sql`update herald.deliveries set status = 'cancelled' where status = 'pending'`;
     await control(stack, "fcm", "reset");
     await control(stack, "webhook", "reset");
+    await forgetBreakers(); // a scenario's open breaker is not the next one's
     log(`── ${name}`);
     const started = performance.now();
     results[name] = { ...(await scenarios[name]()), wall_s: seconds(performance.now() - started) };
@@ -564,6 +565,16 @@ async function redisHang() {
 }
 
 // ── helpers
+
+async function forgetBreakers() {
+  const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
+  try {
+    const keys = await redis.keys("herald:breaker:*");
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** Calls the dispatch function every 5 s (what pg_cron does), at most `max` times, until stopped. */
 function scheduleDispatch(max: number) {
