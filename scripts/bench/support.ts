@@ -87,20 +87,30 @@ export function median(values: number[]): number {
 /**
  * CPU time a process has run so far, in nanoseconds: the first field of
  * `/proc/<pid>/task/<tid>/schedstat` summed over its threads (finer than the
- * clock ticks of `/proc/<pid>/stat`). Threads that already exited are not counted.
+ * clock ticks of `/proc/<pid>/stat`). A thread that exits keeps the time last
+ * read for it, so two readings never go backwards (bench:bulk's function CPU
+ * read -37.9 ms when a worker thread exited between them); what it ran after
+ * that last reading is not counted.
  */
 export async function cpuNs(pid: number): Promise<number> {
-  let total = 0;
+  const threads = threadsSeen.get(pid) ?? new Map<string, number>();
+  threadsSeen.set(pid, threads);
   for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
     try {
       const schedstat = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/schedstat`);
-      total += Number(schedstat.split(" ")[0]);
+      const ns = Number(schedstat.split(" ")[0]);
+      threads.set(task.name, Math.max(ns, threads.get(task.name) ?? 0));
     } catch {
       // The thread exited between listing and reading.
     }
   }
+  let total = 0;
+  for (const ns of threads.values()) total += ns;
   return total;
 }
+
+/** Per process, the CPU last read for each of its threads (a benchmark's few processes). */
+const threadsSeen = new Map<number, Map<string, number>>();
 
 /** `pid` and every process descended from it (e.g. a postmaster and its backends). */
 export async function processTree(pid: number): Promise<number[]> {
