@@ -22,9 +22,9 @@
  *   mid-drain (through a proxy), then restored.
  *
  * - `dispatcher_kill`: the same at the production lease (60 s): how soon a
- *   second worker sends again after a SIGKILL (the dead one's send slots
- *   must free within seconds, not a lease) and its drain against an
- *   undisturbed one.
+ *   second worker sends again after a SIGKILL and its drain against an
+ *   undisturbed one (the dead one's send slots and claims must come back
+ *   within seconds, not a lease).
  * - `fresh_outage`: 3,000 healthy pushes, then FCM answering 503 to
  *   everything with 500 new pushes: how soon the shared breaker opens and
  *   how many requests failed before it did.
@@ -134,8 +134,7 @@ async function dispatcherKill() {
     undisturbed_drain_s: seconds(undisturbedMs),
     sending_again_after_s: seconds(resumedMs),
     drain_after_kill_s: seconds(drainMs),
-    // The rows the victim had claimed come back only when its lease (60 s) runs out.
-    lease_s: 60,
+    drain_ratio: Math.round(drainMs / undisturbedMs * 100) / 100,
   };
 }
 
@@ -645,7 +644,10 @@ async function outcome(notification: string, tokens: string[]) {
   const rows = await sql`select status, count(*)::integer from herald.deliveries
     where notification_id = ${notification} group by status`;
   const terminal = rows.filter((r) => r.status !== "pending").reduce((n, r) => n + r.count, 0);
-  const { requests } = await received(stack, "fcm");
+  const { requests, total } = await received(stack, "fcm");
+  if (requests.length < total) {
+    throw new Error(`the FCM stand-in kept ${requests.length} of ${total} requests`);
+  }
   const seen = new Map<string, number>();
   for (const r of requests) {
     const token = r.body?.message?.token;

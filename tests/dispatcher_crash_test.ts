@@ -1,7 +1,7 @@
 /**
  * A dispatcher killed with SIGKILL in the middle of a large batch loses
- * nothing: after its lease runs out another dispatcher takes its rows over
- * and every delivery ends terminal. Duplicates (sent by the dead one, not
+ * nothing: another dispatcher takes its rows over (once its heartbeat is
+ * missed, or its lease runs out) and every delivery ends terminal. Duplicates (sent by the dead one, not
  * written back) are possible by design; the test counts and reports them.
  */
 import assert from "node:assert/strict";
@@ -77,7 +77,7 @@ Deno.test("dispatcher killed mid-batch: every delivery still ends terminal, none
   }
 });
 
-Deno.test("dispatcher killed holding every send slot: the next one sends within seconds", async () => {
+Deno.test("dispatcher killed holding send slots and claims: the next one sends and drains within seconds", async () => {
   const sql = adminSql();
   // A long lease: slots that lived as long as a lease would stall the survivor for all of it.
   const env = { HERALD_LEASE_MS: "30000", HERALD_BATCH_SIZE: "500", HERALD_CONCURRENCY: "64" };
@@ -108,16 +108,30 @@ Deno.test("dispatcher killed holding every send slot: the next one sends within 
       return total >= atKill + 500 ? total : undefined;
     }, 25_000);
     const resumedAfter = Date.now() - started;
+    // The rows the victim had claimed come back when its heartbeat is missed, not with its lease.
+    await eventually("every delivery to be terminal", async () => {
+      const [{ pending }] = await sql`select count(*)::integer as pending from herald.deliveries
+        where recipient_id = ${user.id} and status = 'pending'`;
+      return pending === 0 ? true : undefined;
+    }, 40_000);
+    const drainedAfter = Date.now() - started;
     const log = await survivor.stop();
     survivor = undefined;
     const starved = log.split("\n").filter((line) =>
       line.includes('"dispatch round"') && line.includes('"sent":0,')
     ).length;
+    const [{ unknown }] = await sql`select count(*)::integer as unknown
+      from herald.delivery_attempts a join herald.deliveries d on d.id = a.delivery_id
+      where d.recipient_id = ${user.id} and a.outcome = 'unknown'`;
     console.log(
       `slots after a crash: sending again ${resumedAfter} ms after the survivor started, ` +
-        `${starved} rounds that sent nothing meanwhile`,
+        `${starved} rounds that sent nothing meanwhile; every delivery terminal after ` +
+        `${drainedAfter} ms, ${unknown} of the victim's claims taken over`,
     );
     assert.ok(resumedAfter < 12_000, `the dead process's slots came back in ${resumedAfter} ms`);
+    assert.ok(unknown > 0, "the victim held claims when it died");
+    assert.match(log, /took over from dispatchers silent/);
+    assert.ok(drainedAfter < 20_000, `drained ${drainedAfter} ms after, against a 30 s lease`);
   } finally {
     await survivor?.stop();
     await parkPending(sql);

@@ -53,7 +53,8 @@ export type FakeHandler = (
   scripted: Scripted | undefined,
 ) => Response | Promise<Response>;
 
-const MAX_RECORDED = 10_000;
+/** Enough for a chaos scenario's 10,000 pushes and their repeats: a count over a cut log lies. */
+const MAX_RECORDED = 30_000;
 
 /** Behaviour and record of one stand-in. */
 export class FakeControl {

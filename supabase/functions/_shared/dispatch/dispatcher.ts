@@ -39,6 +39,8 @@ export interface DispatcherDeps {
   slots?: SendSlots;
   /** Permanent failures and dead letters are logged here at `warn`. */
   log?: Logger;
+  /** The heartbeat id this process's claims carry, so others take them over if it goes silent (`heartbeat.ts`). */
+  holder?: string;
   /** The `instance` label of the counters this dispatcher's write-backs add to (HERALD_INSTANCE). */
   instance?: string;
   now?: () => number;
@@ -112,6 +114,7 @@ export async function dispatchBatch(
     limit: _claimLimit(deps, slots, window),
     leaseMs,
     notificationId: scope.notificationId,
+    holder: deps.holder,
   }).catch((error) => {
     clearTimeout(timer);
     throw error;

@@ -2,11 +2,13 @@
  * The long-running dispatcher (for `npm start` and self-hosting): rounds back
  * to back while there is work, then sleeps until `enqueue` NOTIFYs
  * `herald_outbox` or the poll interval passes (retries come due silently).
+ * Its heartbeat lets the others take its claims over if it dies mid-round.
  *
  * @module
  */
 import { type Logger, withLogContext } from "../log.ts";
 import { dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
+import { startHeartbeat } from "./heartbeat.ts";
 
 /** Options for {@linkcode runWorker}. */
 export interface WorkerOptions extends DispatcherDeps {
@@ -64,6 +66,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     });
   await listen();
   signal.addEventListener("abort", wakeAll);
+  const heartbeat = startHeartbeat({ sql, log, instance: options.instance });
+  const deps = { ...options, holder: heartbeat.id };
   // Rounds that could send nothing (every slot held elsewhere) pause every loop, wake-ups or not.
   let starved = 0;
   let pausedUntil = 0;
@@ -76,7 +80,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
       // Every line of the round, the breaker's and Redis's included, carries its id.
       const report = await withLogContext({ round_id: crypto.randomUUID() }, async () => {
         try {
-          const report = await dispatchBatch(options);
+          const report = await dispatchBatch(deps);
           if (report.claimed > 0) log("info", "dispatch round", { ...report });
           return report;
         } catch (error) {
@@ -103,6 +107,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   try {
     await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
+    await heartbeat.stop();
     await listener?.unlisten();
   }
 }

@@ -14,6 +14,12 @@ export interface ClaimOptions {
   leaseMs: number;
   /** Only this notification's deliveries (notify's inline first attempt). */
   notificationId?: string;
+  /**
+   * The claiming dispatcher's heartbeat id: another dispatcher that finds it
+   * silent makes these rows due before the lease ends. None for function
+   * invocations (their rows wait out the lease).
+   */
+  holder?: string;
 }
 
 /** Of a round's claim, the share kept for the fan-out lane while urgent lanes have work. */
@@ -69,6 +75,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       set attempts = d.attempts + 1,
           locked_until = now() + make_interval(secs => ${options.leaseMs / 1000}),
           next_attempt_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
+          locked_by = ${options.holder ?? null}::uuid,
           updated_at = now()
       from due, herald.notifications n
       where d.id = due.id and n.id = d.notification_id
@@ -98,8 +105,8 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       -- unknown (the provider may have received it), and the log says so.
       insert into herald.delivery_attempts (delivery_id, attempt, outcome, error, request_id)
       select c.id, c.attempts - 1, 'unknown',
-        'the dispatcher holding this attempt never reported its outcome (it stopped or ' ||
-        'overran its lease); the receiver may have got it', c.request_id
+        'the dispatcher holding this attempt never reported its outcome (it stopped, went ' ||
+        'silent or overran its lease); the receiver may have got it', c.request_id
       from claimed c where c.unreported_lease is not null
     )
     select * from claimed`;
@@ -203,6 +210,7 @@ export async function recordResults(
           attempts = d.attempts - r.refund::integer,
           next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
           locked_until = null,
+          locked_by = null,
           last_error = coalesce(r.error, d.last_error),
           provider_message_id = coalesce(r.provider_message_id, d.provider_message_id),
           sent_at = case when r.status = 'sent' then now() else d.sent_at end,
