@@ -125,3 +125,21 @@ Deno.test("heartbeat: no takeover before the judge has beaten steadily for the w
     await sql.end();
   }
 });
+
+Deno.test("heartbeat: the runbook's query lists a live worker", async () => {
+  const sql = adminSql();
+  const heartbeat = startHeartbeat({ sql, instance: "runbook", intervalMs: 100 });
+  try {
+    const runbook = await Deno.readTextFile(new URL("../docs/RUNBOOK.md", import.meta.url));
+    const query = runbook.match(/`(select [^`]* from herald\.dispatchers;)`/)?.[1];
+    assert.ok(query, "RUNBOOK.md shows how to list the workers");
+    await until(
+      "the first beat",
+      async () =>
+        (await sql.unsafe(query)).some((r) => r.id === heartbeat.id && r.instance === "runbook"),
+    );
+  } finally {
+    await heartbeat.stop();
+    await sql.end();
+  }
+});
