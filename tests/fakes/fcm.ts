@@ -362,7 +362,8 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
     }
     const name = `projects/${route[1]}/messages/0:${Date.now()}%${(++sequence).toString(16)}`;
     accepted.push({ name, message: json && (json as { message: unknown }).message });
-    if (accepted.length > MAX_ACCEPTED) accepted.splice(0, accepted.length - MAX_ACCEPTED);
+    // Trimmed in chunks, as the request log is.
+    if (accepted.length > MAX_ACCEPTED * 1.25) accepted.splice(0, accepted.length - MAX_ACCEPTED);
     return Response.json({ name });
   };
 }

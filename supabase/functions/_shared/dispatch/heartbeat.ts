@@ -33,6 +33,8 @@ export interface HeartbeatOptions {
 export interface Heartbeat {
   /** What this dispatcher's claims carry (`herald.deliveries.locked_by`). */
   readonly id: string;
+  /** Settles once the first beat was tried: claims made after it can be taken over. */
+  readonly started: Promise<void>;
   /** Stops beating and removes this dispatcher's row. */
   stop(): Promise<void>;
 }
@@ -97,6 +99,7 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
 
   return {
     id,
+    started: beating,
     async stop() {
       stopped = true;
       clearTimeout(timer);

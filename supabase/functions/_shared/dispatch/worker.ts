@@ -67,6 +67,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   await listen();
   signal.addEventListener("abort", wakeAll);
   const heartbeat = startHeartbeat({ sql, log, instance: options.instance });
+  // A claim made before the first beat names a dispatcher nobody could find silent.
+  await heartbeat.started;
   const deps = { ...options, holder: heartbeat.id };
   // Rounds that could send nothing (every slot held elsewhere) pause every loop, wake-ups or not.
   let starved = 0;
