@@ -25,6 +25,10 @@
  *   second worker sends again after a SIGKILL and its drain against an
  *   undisturbed one (the dead one's send slots and claims must come back
  *   within seconds, not a lease).
+ * - `dispatcher_stop`: two workers drain 10,000 pushes (FCM 300 ms); one is
+ *   SIGSTOPped for 12 s while it holds claims, then continued: the other
+ *   takes its claims over, and its sends' timeouts on waking must not open
+ *   the shared breaker (they are `DISPATCHER_STALLED`, no attempt spent).
  * - `fresh_outage`: 3,000 healthy pushes, then FCM answering 503 to
  *   everything with 500 new pushes: how soon the shared breaker opens and
  *   how many requests failed before it did.
@@ -61,6 +65,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   slow_webhook: slowWebhook,
   postgres_outage: postgresOutage,
   dispatcher_kill: dispatcherKill,
+  dispatcher_stop: dispatcherStop,
   fresh_outage: freshOutage,
   postgres_stop: postgresStop,
 };
@@ -134,6 +139,63 @@ async function dispatcherKill() {
     undisturbed_drain_s: seconds(undisturbedMs),
     sending_again_after_s: seconds(resumedMs),
     drain_after_kill_s: seconds(drainMs),
+    drain_ratio: Math.round(drainMs / undisturbedMs * 100) / 100,
+  };
+}
+
+async function dispatcherStop() {
+  const N = 10_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 300 });
+  const quiet = await pushes(N, "unpaused");
+  let started = performance.now();
+  const pair = [await startWorker({}), await startWorker({})];
+  await drained(quiet.notification, 300_000);
+  const undisturbedMs = performance.now() - started;
+  for (const worker of pair) await stopWorker(worker);
+
+  await control(stack, "fcm", "reset");
+  await control(stack, "fcm", "behaviour", { latency_ms: 300 });
+  const { tokens, notification } = await pushes(N, "paused");
+  started = performance.now();
+  const paused = await startWorker({ HERALD_INSTANCE: "paused" });
+  const other = await startWorker({});
+  // Paused while it holds claims (its sends in flight), as SIGSTOP or a frozen VM would find it.
+  await until(async () => {
+    const [{ held }] = await sql`select count(*)::integer as held from herald.deliveries d
+      join herald.dispatchers w on w.id = d.locked_by
+      where w.instance = 'paused' and d.status = 'pending' and d.locked_until > now()`;
+    return held > 0;
+  }, 60_000);
+  paused.kill("SIGSTOP");
+  const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
+  let opened = false;
+  const watching = (async () => {
+    while (performance.now() - started < 300_000) {
+      if (await redis.hget("herald:breaker:{fcm:herald-local}", "open_until")) opened = true;
+      const [{ pending }] = await sql`select count(*)::integer as pending
+        from herald.deliveries where notification_id = ${notification} and status = 'pending'`;
+      if (pending === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  })();
+  // Longer than a send's timeout (10 s): every send it had in flight times out on waking.
+  await new Promise((resolve) => setTimeout(resolve, 12_000));
+  paused.kill("SIGCONT");
+  await watching;
+  redis.disconnect();
+  await drained(notification, 300_000);
+  const drainMs = performance.now() - started;
+  await stopWorker(paused);
+  await stopWorker(other);
+  const [{ stalled }] = await sql`select count(*)::integer as stalled
+    from herald.delivery_attempts a join herald.deliveries d on d.id = a.delivery_id
+    where d.notification_id = ${notification} and a.error_code = 'DISPATCHER_STALLED'`;
+  return {
+    ...(await outcome(notification, tokens)),
+    breaker_opened: opened,
+    stalled_attempts: stalled,
+    undisturbed_drain_s: seconds(undisturbedMs),
+    drain_s: seconds(drainMs),
     drain_ratio: Math.round(drainMs / undisturbedMs * 100) / 100,
   };
 }

@@ -1,7 +1,8 @@
 -- A dispatcher SIGKILLed mid-round left its claimed rows to wait out the
 -- lease (60 s) before anyone sent them. Long-running dispatchers now say they
 -- are alive here every 2 s and stamp what they claim with their id; another
--- dispatcher that sees an id silent for 6 s makes its claimed rows due at once
+-- dispatcher that sees an id silent for 6 s makes its claimed rows due at once,
+-- ahead of rows that came due after them
 -- (herald.take_over_silent_dispatchers). Function invocations claim without
 -- an id: their rows keep the lease.
 create table herald.dispatchers (
@@ -58,9 +59,13 @@ begin
     return;
   end if;
   dispatchers := cardinality(silent);
-  update herald.deliveries
-  set next_attempt_at = now(), updated_at = now()
-  where locked_by = any(silent) and status = 'pending' and locked_until > now();
+  -- Due since they first were (at most now): ahead of a backlog that came due
+  -- after them, as they were when the silent dispatcher claimed them.
+  update herald.deliveries d
+  set next_attempt_at = least(now(), greatest(d.created_at, n.send_at)), updated_at = now()
+  from herald.notifications n
+  where d.locked_by = any(silent) and d.status = 'pending' and d.locked_until > now()
+    and n.id = d.notification_id;
   get diagnostics deliveries = row_count;
   if deliveries > 0 then
     perform pg_notify('herald_outbox', '');

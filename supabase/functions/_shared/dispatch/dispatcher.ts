@@ -19,6 +19,7 @@ import type { SendOutcome } from "../providers/outcome.ts";
 import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
 import { createSendSlots, type SendSlots } from "./send_slots.ts";
+import type { StallWatch } from "./stall_watch.ts";
 
 /** What a dispatcher needs. */
 export interface DispatcherDeps {
@@ -39,6 +40,12 @@ export interface DispatcherDeps {
   slots?: SendSlots;
   /** Permanent failures and dead letters are logged here at `warn`. */
   log?: Logger;
+  /**
+   * Notices this process standing still: a send that timed out across a stall
+   * is this process's failure, not the target's (no breaker failure, no
+   * attempt spent, no latency learned).
+   */
+  stalls?: StallWatch;
   /** The heartbeat id this process's claims carry, so others take them over if it goes silent (`heartbeat.ts`). */
   holder?: string;
   /** The `instance` label of the counters this dispatcher's write-backs add to (HERALD_INSTANCE). */
@@ -343,11 +350,40 @@ async function _sendGroup(
       outcome = { kind: "retry", code: "INTERNAL", reason: (error as Error).message };
     }
     const latency = performance.now() - started;
+    const stalledMs = outcome.kind === "retry" && outcome.code === "TIMEOUT"
+      ? deps.stalls?.stalledSince(started) ?? 0
+      : 0;
+    if (stalledMs > 0 && outcome.kind === "retry") {
+      // This process stood still, not the target: its timer fired on waking.
+      // Tried again soon, the attempt unspent (a stall must not dead-letter it).
+      const stalled = {
+        ...outcome,
+        code: "DISPATCHER_STALLED",
+        reason: `this dispatcher stood still ${
+          Math.round(stalledMs)
+        } ms while the send was in flight; the receiver may have got it`,
+        afterMs: RELEASE_DELAY_MS,
+      };
+      const result: DeliveryResult = delivery.notification.nowOrNever
+        ? _result(base(delivery), stalled, latency, deps, now, true)
+        : {
+          ...base(delivery),
+          status: "pending",
+          outcome: "retry",
+          errorCode: stalled.code,
+          error: stalled.reason,
+          latencyMs: latency,
+          refundAttempt: true,
+          nextAttemptAt: new Date(now() + RELEASE_DELAY_MS),
+        };
+      return { outcome, stalled: true, result };
+    }
     slots.observe(latency);
     // A send cut off by the round's own deadline says nothing about the target.
     lane.observe(latency, outcome.kind === "retry" && !signal.aborted);
     return {
       outcome,
+      stalled: false,
       result: _result(
         base(delivery),
         outcome,
@@ -390,13 +426,13 @@ async function _sendGroup(
         await breaker.record(target, { failures: 0, successes: 0, probe: true });
         return queue.map(release);
       }
-      const fault = probe.outcome.kind === "retry";
+      const fault = probe.outcome.kind === "retry" && !probe.stalled;
       // A provider-wide outage is not the delivery's fault: a failed probe spends no attempt.
       if (fault && provider.breakerScope === "provider") probe.result.refundAttempt = true;
       results.push(probe.result);
       const state = await breaker.record(target, {
         failures: fault ? 1 : 0,
-        successes: fault ? 0 : 1,
+        successes: fault || probe.stalled ? 0 : 1,
         probe: true,
         // The probe speaks for the target: any wait it asked for holds for everyone.
         retryAfterMs: probe.outcome.kind === "retry" ? probe.outcome.afterMs : undefined,
@@ -416,6 +452,7 @@ async function _sendGroup(
     const outcomes = await Promise.all(queue.map(async (delivery) => {
       const sent = await inTime(delivery, going);
       if (!sent) return undefined;
+      if (sent.stalled) return sent.result;
       if (sent.outcome.kind === "retry") {
         // Only a first attempt's failure counts against the target. A delivery failing
         // again says more about itself (a poison token among healthy ones) than about

@@ -9,6 +9,7 @@
 import { type Logger, withLogContext } from "../log.ts";
 import { dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
 import { startHeartbeat } from "./heartbeat.ts";
+import { startStallWatch } from "./stall_watch.ts";
 
 /** Options for {@linkcode runWorker}. */
 export interface WorkerOptions extends DispatcherDeps {
@@ -69,7 +70,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const heartbeat = startHeartbeat({ sql, log, instance: options.instance });
   // A claim made before the first beat names a dispatcher nobody could find silent.
   await heartbeat.started;
-  const deps = { ...options, holder: heartbeat.id };
+  const stalls = startStallWatch();
+  const deps = { ...options, holder: heartbeat.id, stalls };
   // Rounds that could send nothing (every slot held elsewhere) pause every loop, wake-ups or not.
   let starved = 0;
   let pausedUntil = 0;
@@ -109,6 +111,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   try {
     await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
+    stalls.stop();
     await heartbeat.stop();
     await listener?.unlisten();
   }

@@ -67,6 +67,7 @@ const NAMED_ERRORS = new Set([
   "INVALID_SECRET",
   // every channel
   "TIMEOUT",
+  "DISPATCHER_STALLED",
   "NETWORK",
   "NOT_CONFIGURED",
   "BREAKER_OPEN",
