@@ -207,7 +207,7 @@ Deno.test("db lint: the Supabase CLI's lint (plpgsql_check) finds nothing in her
         "warning",
       ]);
     const clean = await lint("herald,public");
-    assert.equal(clean.code, 0, clean.stderr);
+    assert.equal(clean.code, 0, clean.stderr + clean.stdout);
     assert.match(clean.stderr + clean.stdout, /No schema errors found/);
     await query(
       url,
