@@ -125,3 +125,18 @@ Deno.test("ci: deploy.yml is test → staging → production, one deploy at a ti
     /deploy --env production \\\n\s+--canary "\$CANARY_PERCENT" --window "\$WINDOW_SECONDS"/,
   );
 });
+
+Deno.test("ci: the README names exactly the secrets deploy.yml reads from each environment", async () => {
+  const workflow = await Deno.readTextFile(`${ROOT}.github/workflows/deploy.yml`);
+  const read = new Set([...workflow.matchAll(/\$\{\{ secrets\.([A-Z_]+) \}\}/g)].map((m) => m[1]));
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const paragraph = readme.match(/In GitHub, each of the environments[\s\S]*?; `deploy\.yml` runs/)
+    ?.[0];
+  assert.ok(paragraph, "the README says what the deploy environments hold");
+  // The manager's own name for staging's ref is mentioned beside the secret, not as one.
+  const named = new Set(
+    [...paragraph.matchAll(/`([A-Z][A-Z_]+)`/g)].map((m) => m[1])
+      .filter((n) => n !== "HERALD_STAGING_PROJECT_REF"),
+  );
+  assert.deepEqual([...named].sort(), [...read].sort());
+});

@@ -90,9 +90,12 @@ Environment:
                                ?sslmode=disable in the URL (the CLI refuses it otherwise)
   SUPABASE_SERVICE_ROLE_KEY    the environment's service-role (or secret) key: readiness, metrics, smoke test
   HERALD_SMOKE_DEVICE_TOKEN    an FCM registration token for the smoke test (validate_only: nothing is shown)
-  HERALD_FUNCTIONS_URL         functions base, default https://<ref>.supabase.co/functions/v1
-  HERALD_CANARY_FUNCTIONS_URL  the canary's functions base when it is not the -canary slugs
+  HERALD_FUNCTIONS_URL         functions base; hosted: default https://<ref>.supabase.co/functions/v1,
+                               self-hosted: required (stable through Kong)
+  HERALD_CANARY_FUNCTIONS_URL  the canary's functions base; hosted: when it is not the -canary
+                               slugs, self-hosted: required (the canary runtime, not through Kong)
   KONG_ADMIN_URL               self-hosted: Kong's admin API; with it, also SUPABASE_DB_URL,
+                               HERALD_FUNCTIONS_URL, HERALD_CANARY_FUNCTIONS_URL,
                                HERALD_STABLE_FUNCTIONS_DIR, HERALD_CANARY_FUNCTIONS_DIR and
                                kong.yml's variables (docs/SELF_HOSTING.md)
   HERALD_REPO                  the git checkout to release from (default: this script's own)
