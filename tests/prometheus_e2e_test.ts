@@ -14,7 +14,11 @@
 import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
 import { Redis } from "@upstash/redis";
-import { HERALD_RULES, startPrometheus } from "../scripts/stack/prometheus.ts";
+import {
+  HERALD_RULES,
+  PROMETHEUS_ALERTS_PATH,
+  startPrometheus,
+} from "../scripts/stack/prometheus.ts";
 import { snapshotFromPrometheus } from "../scripts/deploy/gate.ts";
 import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
 
@@ -89,6 +93,10 @@ Deno.test("prometheus e2e: an FCM outage opens the breaker, HeraldBreakerOpen go
     return body.data.alerts.filter((a: Alert) => a.labels.alertname === "HeraldBreakerOpen");
   };
   try {
+    // The page the banner and the README point at.
+    const page = await fetch(`${prometheus.url}${PROMETHEUS_ALERTS_PATH}`);
+    assert.equal(page.status, 200, `${PROMETHEUS_ALERTS_PATH} answers`);
+    assert.match(await page.text(), /HeraldBreakerOpen/);
     await clearBreakers();
     await parkPending(sql);
     await fakeControl("fcm", "reset");

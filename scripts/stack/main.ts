@@ -6,6 +6,7 @@
  */
 import { loadStackConfig } from "./config.ts";
 import { startStack } from "./stack.ts";
+import { PROMETHEUS_ALERTS_PATH } from "./prometheus.ts";
 
 const stack = await loadStackConfig();
 console.log(`herald: starting the ${stack.name} stack in ${stack.dataDir} …`);
@@ -20,7 +21,7 @@ const rows: [string, string][] = [
   [
     "Prometheus",
     running.prometheusUrl
-      ? `${running.prometheusUrl}  (alerts: ${running.prometheusUrl}/alerts)`
+      ? `${running.prometheusUrl}  (alerts: ${running.prometheusUrl}${PROMETHEUS_ALERTS_PATH})`
       : "not running (npm run observe)",
   ],
   [

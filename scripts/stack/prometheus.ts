@@ -62,6 +62,12 @@ export function prometheusConfig(stack: StackConfig, options: PrometheusOptions)
   });
 }
 
+/**
+ * Where the alerts page is. Debian's Prometheus 2.42 ships only the classic
+ * UI: `/alerts` and `/graph` are 404 there, `/classic/…` answer.
+ */
+export const PROMETHEUS_ALERTS_PATH = "/classic/alerts";
+
 /** Starts Prometheus and waits until it is ready. */
 export async function startPrometheus(
   stack: StackConfig,
