@@ -1,0 +1,93 @@
+/**
+ * The README's commands, run as a new user would: the "Try it" block line
+ * by line in one bash session against the test stack (its dev ports mapped
+ * to the test stack's, `<notification id>` filled from the answer before).
+ * Every literal `"key":value` an answer shown after `# →` holds must be in
+ * the real answer, so an example that drifts from the API fails here.
+ */
+import assert from "node:assert/strict";
+import { portsFrom } from "../scripts/stack/config.ts";
+import { stack } from "./support/stack.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DEV_PORTS = portsFrom(54321);
+
+/** The dev stack's addresses in `text`, as the test stack's. */
+function onTestStack(text: string): string {
+  for (const [name, port] of Object.entries(DEV_PORTS)) {
+    text = text.replaceAll(
+      `127.0.0.1:${port}`,
+      `127.0.0.1:${stack.ports[name as keyof typeof DEV_PORTS]}`,
+    );
+  }
+  return text;
+}
+
+/** A ```sh block's commands (continuation lines joined) and the answer each shows after `# →`. */
+function commands(block: string): { command: string; shown: string }[] {
+  const out: { command: string; shown: string }[] = [];
+  let continuing = false;
+  for (const line of block.split("\n")) {
+    const trimmed = line.trim();
+    if (continuing) {
+      out.at(-1)!.command += "\n" + line;
+      continuing = trimmed.endsWith("\\");
+    } else if (trimmed.startsWith("# →") || (trimmed.startsWith("#") && out.at(-1)?.shown)) {
+      if (out.length > 0) out.at(-1)!.shown += trimmed.replace(/^#\s*(→)?/, "") + "\n";
+    } else if (trimmed && !trimmed.startsWith("#")) {
+      out.push({ command: line, shown: "" });
+      continuing = trimmed.endsWith("\\");
+    }
+  }
+  return out;
+}
+
+/** The literal pairs of a shown answer: `"key":"value"`, numbers, booleans, `[]` — not those elided with `…` or standing for a value (`<notification id>`). */
+function literalPairs(shown: string): string[] {
+  return [
+    ...shown.matchAll(/"[a-z_]+":(?:"[^"…<]*"|-?\d+(?:\.\d+)?|true|false|null|\[\])(?=[,}\]])/g),
+  ]
+    .map((m) => m[0]);
+}
+
+Deno.test("README: the Try-it block runs against the stack and answers what it shows", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const block = readme.match(/## Try it[^\n]*\n[\s\S]*?```sh\n([\s\S]*?)```/)?.[1];
+  assert.ok(block, "the README has a Try-it shell block");
+  const steps = commands(onTestStack(block));
+  assert.ok(steps.length >= 5, `commands found: ${steps.length}`);
+  const dir = await Deno.makeTempDir({ prefix: "herald-readme-" });
+  // One session, so variables carry over; each command's answer to a file of its own.
+  const script = ["set -u"];
+  steps.forEach((step, i) => {
+    script.push(
+      `{ ${
+        step.command.replaceAll("<notification id>", "$README_LAST_ID")
+      }\n} > ${dir}/${i}.out 2>&1`,
+      `README_LAST_ID=$(grep -o '"id":"[^"]*"' ${dir}/${i}.out | head -1 | cut -d'"' -f4 || true)`,
+    );
+  });
+  const run = await new Deno.Command("bash", {
+    args: ["-c", script.join("\n")],
+    cwd: ROOT,
+    env: { HERALD_STACK: "test", PATH: Deno.env.get("PATH")!, HOME: Deno.env.get("HOME")! },
+    clearEnv: true,
+    stderr: "piped",
+  }).output();
+  assert.ok(run.success, new TextDecoder().decode(run.stderr));
+  let checked = 0;
+  for (const [i, step] of steps.entries()) {
+    const answer = await Deno.readTextFile(`${dir}/${i}.out`);
+    for (const pair of literalPairs(step.shown)) {
+      assert.ok(
+        answer.includes(pair),
+        `${step.command.split("\n")[0]}\nshows ${pair}; got ${answer}`,
+      );
+      checked++;
+    }
+  }
+  assert.ok(checked >= 8, `literal pairs checked: ${checked}`);
+  const fcm = await Deno.readTextFile(`${dir}/${steps.length - 1}.out`);
+  assert.match(fcm, /"token":"demo-device-1"/, "the FCM stand-in received the push");
+  await Deno.remove(dir, { recursive: true });
+});
