@@ -145,6 +145,14 @@ Deno.test("observability: every alert's runbook link lands on a heading of docs/
   }
 });
 
+Deno.test("observability: every dashboard panel the runbook names exists", async () => {
+  const runbook = await Deno.readTextFile(`${ROOT}docs/RUNBOOK.md`);
+  const named = [...runbook.matchAll(/Dashboard\s+"([^"]+)"/g)].map((m) => m[1]);
+  assert.ok(named.length > 0, "the runbook names panels");
+  const titles = new Set(dashboard.panels.map((p: Json) => p.title));
+  for (const title of named) assert.ok(titles.has(title), `no panel "${title}"`);
+});
+
 Deno.test("observability: the Grafana dashboard is well-formed dashboard JSON", () => {
   assert.equal(typeof dashboard.uid, "string");
   assert.ok(dashboard.uid.length > 0 && dashboard.uid.length <= 40, "uid of 1-40 characters");
