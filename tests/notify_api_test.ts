@@ -440,6 +440,56 @@ Deno.test("notifications, devices and webhook endpoints of one user are invisibl
   });
 });
 
+Deno.test("webhook endpoints: PATCH re-points or re-enables a disabled endpoint, its owner's only", async () => {
+  await withUsers(2, async (sql, [alice, bob]) => {
+    const created = await call("notify/webhook-endpoints", alice.token, {
+      method: "POST",
+      body: JSON.stringify({ url: "https://hooks.example.test/before" }),
+    });
+    const { id } = await created.json();
+    const disable = () =>
+      sql`update herald.webhook_endpoints set disabled_at = now(), disabled_reason = 'GONE'
+          where id = ${id}`;
+    const patch = (token: string, body: unknown) =>
+      call(`notify/webhook-endpoints/${id}`, token, {
+        method: "PATCH",
+        body: JSON.stringify(body),
+      });
+
+    await disable();
+    const repointed = await patch(alice.token, { url: "HTTPS://Hooks.example.test/after" });
+    assert.equal(repointed.status, 200);
+    const after = await repointed.json();
+    assert.equal(after.url, "https://hooks.example.test/after", "stored normalised");
+    assert.equal(after.disabled_at, null);
+    assert.equal(after.secret, undefined, "the secret is not shown again");
+
+    await disable();
+    const enabled = await patch(alice.token, { enabled: true });
+    assert.equal(enabled.status, 200);
+    assert.deepEqual(
+      [
+        (await enabled.json()).url,
+        (await sql`select disabled_at, disabled_reason
+        from herald.webhook_endpoints where id = ${id}`)[0],
+      ],
+      ["https://hooks.example.test/after", { disabled_at: null, disabled_reason: null }],
+    );
+
+    const refused = await patch(alice.token, { url: "http://127.0.0.1/x" });
+    assert.equal(refused.status, 422);
+    assert.equal((await refused.json()).errors[0].field, "url");
+    const empty = await patch(alice.token, {});
+    assert.equal(empty.status, 422);
+    await empty.body?.cancel();
+    const notHers = await patch(bob.token, { enabled: true });
+    assert.equal(notHers.status, 404);
+    await notHers.body?.cancel();
+    const [row] = await sql`select url from herald.webhook_endpoints where id = ${id}`;
+    assert.equal(row.url, "https://hooks.example.test/after", "refused changes change nothing");
+  });
+});
+
 Deno.test("webhook endpoints: credentials and literal private, loopback or link-local hosts are a 422 naming url", async () => {
   await withUsers(1, async (sql, [alice]) => {
     const receiverPort = Number(new URL(stack.fakes.webhook).port);

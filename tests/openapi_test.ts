@@ -47,6 +47,7 @@ const MINIMAL_BODIES: Record<string, (user: TestUser) => Record<string, unknown>
   "put /notify/devices": () => ({ token: `openapi-${crypto.randomUUID()}`, platform: "android" }),
   "put /notify/preferences": () => ({ time_zone: "UTC" }),
   "post /notify/webhook-endpoints": () => ({ url: "https://hooks.example.invalid/herald" }),
+  "patch /notify/webhook-endpoints/{id}": () => ({ enabled: true }),
 };
 
 async function fetchDocument(init: RequestInit = {}): Promise<Response> {

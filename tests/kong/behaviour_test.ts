@@ -147,7 +147,10 @@ Deno.test("kong: a preflight to notify is answered by Kong's cors plugin", async
   assert.equal(response.status, 200);
   await response.body?.cancel();
   assert.equal(response.headers.get("access-control-allow-origin"), "*");
-  assert.equal(response.headers.get("access-control-allow-methods"), "GET,PUT,POST,DELETE,OPTIONS");
+  assert.equal(
+    response.headers.get("access-control-allow-methods"),
+    "GET,PUT,POST,PATCH,DELETE,OPTIONS",
+  );
   assert.equal(response.headers.get("access-control-max-age"), "86400");
   const allowed = response.headers.get("access-control-allow-headers")!.split(",");
   for (

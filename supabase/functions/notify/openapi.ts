@@ -18,6 +18,7 @@ import {
   RegisterDevice,
   Topic,
   WebhookEndpointRequest,
+  WebhookEndpointUpdate,
 } from "./schemas.ts";
 
 /** One notify operation: who calls it, and whether it takes an Idempotency-Key. */
@@ -150,6 +151,15 @@ export const OPERATIONS: Operation[] = [
     summary: "Remove one of the caller's webhook endpoints.",
     callers: "users",
     responses: { 204: "Removed" },
+  },
+  {
+    method: "patch",
+    path: "/webhook-endpoints/{id}",
+    summary:
+      'Re-point one of the caller\'s webhook endpoints (new `url`) or re-enable it where it is (`"enabled": true`); either clears a disabled endpoint.',
+    callers: "users",
+    body: WebhookEndpointUpdate,
+    responses: { 200: "The endpoint" },
   },
   {
     method: "post",

@@ -283,8 +283,19 @@ function _isTimeZone(zone: string): boolean {
 }
 
 /** `POST /notify/webhook-endpoints`: where to POST the caller's notifications. */
+const WebhookUrl = z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).href)
+  .pipe(z.string().max(2048));
+
 export const WebhookEndpointRequest = z.strictObject({
   /** Stored normalised (`HTTPS://Example.com` → `https://example.com/`). */
-  url: z.url({ protocol: /^https?$/ }).transform((url) => new URL(url).href)
-    .pipe(z.string().max(2048)),
+  url: WebhookUrl,
+});
+
+/** `PATCH /webhook-endpoints/{id}`: re-point it, or re-enable it where it is; either clears a disabled one. */
+export const WebhookEndpointUpdate = z.strictObject({
+  url: WebhookUrl.optional(),
+  enabled: z.literal(true).optional(),
+}).refine((u) => u.url !== undefined || u.enabled !== undefined, {
+  message: 'name a new url, or "enabled": true',
+  path: ["url"],
 });

@@ -108,7 +108,7 @@ export function createHttpApp(
   // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.
   app.use(cors({
     origin: "*",
-    allowMethods: ["GET", "PUT", "POST", "DELETE"],
+    allowMethods: ["GET", "PUT", "POST", "PATCH", "DELETE"],
     allowHeaders: CORS_ALLOW_HEADERS,
     exposeHeaders: [
       "x-request-id",

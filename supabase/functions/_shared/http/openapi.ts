@@ -12,7 +12,7 @@ import type { AppEnv } from "./app.ts";
 
 /** One documented operation. */
 export interface Operation {
-  method: "get" | "put" | "post" | "delete";
+  method: "get" | "put" | "post" | "patch" | "delete";
   /** OpenAPI path template under the function, e.g. `/notifications/{id}`. */
   path: string;
   summary: string;

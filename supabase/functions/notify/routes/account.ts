@@ -18,6 +18,7 @@ import {
   SubscriptionQuery,
   TopicParam,
   WebhookEndpointRequest,
+  WebhookEndpointUpdate,
 } from "../schemas.ts";
 
 const DEVICE_COLUMNS =
@@ -191,6 +192,33 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
     }
     return c.body(null, 204);
+  });
+
+  // Re-pointing (or re-enabling in place, once the receiver is fixed) clears a
+  // disabled endpoint; the table's trigger checks the URL again.
+  app.patch("/webhook-endpoints/:id", async (c) => {
+    const { id } = validate(IdParam, c.req.param());
+    const input = await readJson(c.req.raw, WebhookEndpointUpdate);
+    if (input.url !== undefined) {
+      const verdict = judgeLiterally(input.url, allowHosts);
+      if (verdict.kind === "blocked") _refuseUrl(verdict.reason);
+    }
+    const [endpoint] = await asUser(
+      c.get("caller"),
+      "Webhook endpoints",
+      (tx) =>
+        tx`update herald.webhook_endpoints
+         set url = coalesce(${input.url ?? null}, url), disabled_at = null, disabled_reason = null
+         where id = ${id}
+         returning ${tx.unsafe(ENDPOINT_COLUMNS)}`,
+    ).catch((error) => {
+      if ((error as { code?: string }).code === "22023") {
+        _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
+      }
+      throw error;
+    });
+    if (!endpoint) throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
+    return c.json(endpoint);
   });
 
   app.post("/webhook-endpoints/:id/rotate-secret", async (c) => {
