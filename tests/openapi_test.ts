@@ -128,6 +128,23 @@ Deno.test("openapi: GET /notify/openapi.json is served to anyone as OpenAPI 3.1"
   assert.equal(typeof document.info?.version, "string");
 });
 
+Deno.test("openapi: notify's document asks for the apikey Kong requires, and Kong does require it", async () => {
+  const doc = await servedDocument();
+  // deno-lint-ignore no-explicit-any
+  const schemes = (doc as any).components.securitySchemes;
+  assert.deepEqual(
+    { type: schemes.apikey?.type, in: schemes.apikey?.in, name: schemes.apikey?.name },
+    { type: "apiKey", in: "header", name: "apikey" },
+  );
+  // deno-lint-ignore no-explicit-any
+  assert.deepEqual((doc as any).security, [{ key: [], apikey: [] }]);
+  // deno-lint-ignore no-explicit-any
+  assert.deepEqual((doc as any).paths["/notify/openapi.json"].get.security, [{ apikey: [] }]);
+  const withoutKey = await fetch(`${stack.apiUrl}/functions/v1/notify/openapi.json`);
+  assert.equal(withoutKey.status, 401, "Kong refuses a call without apikey");
+  await withoutKey.body?.cancel();
+});
+
 Deno.test("openapi: every operation has responses, declared path parameters and JSON request bodies; every $ref resolves", async () => {
   const document = await servedDocument();
   const operations = operationsOf(document);

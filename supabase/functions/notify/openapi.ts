@@ -234,5 +234,6 @@ export function openApiDocument(slug = "notify"): Record<string, unknown> {
         "A user's Supabase access token, or the service-role key; the anon key reaches only the document itself.",
     },
     pathParameters: { topic: Topic },
+    gatewayKey: true,
   });
 }

@@ -44,7 +44,21 @@ export interface DocumentOptions {
   security: Record<string, unknown>;
   /** Schemas of path parameters other than UUIDs, by name. */
   pathParameters?: Record<string, z.ZodType>;
+  /**
+   * Kong's key-auth guards the function's route: every call, open ones
+   * included, also carries the project's anon, publishable or secret key in
+   * `apikey`.
+   */
+  gatewayKey?: boolean;
 }
+
+/** Kong's key-auth, as supabase-js sends it. */
+const API_KEY_SCHEME = {
+  type: "apiKey",
+  in: "header",
+  name: "apikey",
+  description: "The project's anon, publishable or secret key (Kong's key-auth).",
+};
 
 /** The problem+json body every error answer carries. */
 export const Problem = {
@@ -106,7 +120,7 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
     paths[path][op.method] = {
       summary: op.summary,
       description: `Callers: ${op.callers}.`,
-      ...(op.open ? { security: [] } : {}),
+      ...(op.open ? { security: options.gatewayKey ? [{ apikey: [] }] : [] } : {}),
       ...(parameters.length ? { parameters } : {}),
       ...(op.body
         ? {
@@ -123,10 +137,13 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
     openapi: "3.1.0",
     info: { title: options.title, version: "1.0.0", description: options.description },
     servers: [{ url: "/functions/v1" }],
-    security: [{ key: [] }],
+    security: [options.gatewayKey ? { key: [], apikey: [] } : { key: [] }],
     paths,
     components: {
-      securitySchemes: { key: options.security },
+      securitySchemes: {
+        key: options.security,
+        ...(options.gatewayKey ? { apikey: API_KEY_SCHEME } : {}),
+      },
       schemas: { Problem },
     },
   };
