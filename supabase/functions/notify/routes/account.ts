@@ -159,12 +159,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       (tx) =>
         tx`select ${tx.unsafe(ENDPOINT_COLUMNS)}, secret
          from herald.create_webhook_endpoint(${input.url})`,
-    ).catch((error) => {
-      if ((error as { code?: string }).code === "22023") {
-        _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
-      }
-      throw error;
-    });
+    ).catch(_refusedByTrigger);
     return c.json(endpoint, 201, {
       location: `${publicBase(c)}/webhook-endpoints/${endpoint.id}`,
     });
@@ -211,12 +206,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
          set url = coalesce(${input.url ?? null}, url), disabled_at = null, disabled_reason = null
          where id = ${id}
          returning ${tx.unsafe(ENDPOINT_COLUMNS)}`,
-    ).catch((error) => {
-      if ((error as { code?: string }).code === "22023") {
-        _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
-      }
-      throw error;
-    });
+    ).catch(_refusedByTrigger);
     if (!endpoint) throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
     return c.json(endpoint);
   });
@@ -237,6 +227,14 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     });
     return c.json(endpoint);
   });
+}
+
+/** The table's trigger refused the URL (22023): the same 422 as the route's own check. */
+function _refusedByTrigger(error: unknown): never {
+  if ((error as { code?: string }).code === "22023") {
+    _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
+  }
+  throw error;
 }
 
 function _refuseUrl(reason: string): never {
