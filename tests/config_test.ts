@@ -154,3 +154,11 @@ Deno.test("config: HERALD_BREAKER_RECENT_MS alone", () => {
     /HERALD_BREAKER_RECENT_MS/,
   );
 });
+
+Deno.test("config: the README's rate-limit table states the functions' default budgets", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const table = readme.slice(readme.indexOf("- **Rate limits**"), readme.indexOf("- **HTTP**"));
+  const { rateLimit } = loadConfig(BASE);
+  assert.ok(table.includes(`${rateLimit.userPerMinute.toLocaleString("en")} a minute per user`));
+  assert.ok(table.includes(`${rateLimit.servicePerMinute.toLocaleString("en")} a minute per key`));
+});

@@ -2,7 +2,8 @@
  * kong/kong.yml against Kong 3.9's schemas and Herald's rules: the rendered
  * configuration passes; each broken variant is refused with a message naming
  * its path; rendering substitutes every `$NAME`, refuses unset ones, splits
- * canary weight and swaps in an asymmetric Auth key.
+ * canary weight and swaps in an asymmetric Auth key; the README states its
+ * rate limits.
  */
 import assert from "node:assert/strict";
 import { parse } from "yaml";
@@ -293,6 +294,19 @@ const HOUSE: [string, (config: Config) => void, RegExp][] = [
     /hide_client_headers: Herald's own RateLimit-\* headers must reach clients/,
   ],
   [
+    "notify's per-address limit applied to every consumer, secret keys too",
+    (c) => delete plugin(notifyRoute(c), "rate-limiting").consumer,
+    /routes\[0\]\(herald-notify\)\.plugins\[\d\]\(rate-limiting\): on notify Kong limits only consumer anon/,
+  ],
+  [
+    "a limit on the HMAC backend route (its callers hold the secret key)",
+    (c) =>
+      service(c, "herald-notify").routes[1].plugins.push(
+        { ...structuredClone(plugin(notifyRoute(c), "rate-limiting")), consumer: undefined },
+      ),
+    /routes\[1\]\(herald-notify-backend\)\.plugins\[\d\]\(rate-limiting\): on notify Kong limits only consumer anon/,
+  ],
+  [
     "a rate limit on hooks",
     (c) =>
       service(c, "herald-hooks").plugins.push(
@@ -478,4 +492,28 @@ Deno.test("kong:validate: a rendered file passes; a broken one fails, naming eac
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("README: the rate-limit table states kong.yml's limits and message", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const table = readme.slice(readme.indexOf("- **Rate limits**"), readme.indexOf("- **HTTP**"));
+  const config = rendered();
+  const anon = plugin(notifyRoute(config), "rate-limiting");
+  const health = plugin(service(config, "herald-health"), "rate-limiting");
+  assert.equal(anon.consumer, "anon");
+  for (const limit of [anon.config, health.config]) {
+    assert.deepEqual(
+      ["second", "hour", "day", "month", "year"].filter((p) => limit[p] !== undefined),
+      [],
+      "minutes only: a 429 lasts until the minute turns, as the README says",
+    );
+    assert.ok(table.includes(`${limit.minute.toLocaleString("en")} a minute`), `${limit.minute}`);
+    assert.ok(table.includes(`"message": "${limit.error_message}"`), limit.error_message);
+  }
+  assert.ok(
+    !service(config, "herald-notify").routes[1].plugins.some((p: Config) =>
+      p.name === "rate-limiting"
+    ),
+    "the HMAC route: the function's per-key limit only",
+  );
 });

@@ -12,7 +12,9 @@
  * - `jwt` never applies to `hooks`, `dispatch`, `health` or `metrics`; `dispatch` and
  *   `metrics` are IP-restricted;
  * - rate limits share Redis and leave `RateLimit-*` headers to Herald, and
- *   never apply to `hooks` (a database webhook refused with 429 is lost);
+ *   never apply to `hooks` (a database webhook refused with 429 is lost); on
+ *   `notify` only the public key's callers (consumer `anon`) are Kong's to
+ *   limit: a secret key's budget is the function's, per key;
  * - `prometheus` is global;
  * - an upstream's passive health check never counts a status Herald answers
  *   itself (429, 500, 503): a dependency's outage is not a dead runtime.
@@ -107,6 +109,12 @@ export function houseRules(config: Json, template: Json, functions: string[]): s
           fail(
             path,
             "no rate limit on hooks: pg_net does not retry, a 429 loses the database event",
+          );
+        }
+        if (_functionOf(service, route) === "notify" && plugin.consumer !== "anon") {
+          fail(
+            path,
+            "on notify Kong limits only consumer anon: a per-address limit on secret-key callers would sit below their per-key budget in the function",
           );
         }
         if (c.policy !== "redis") {

@@ -329,18 +329,18 @@ Deno.test("kong: a correctly signed backend call reaches notify; a wrong body or
   await kongError(wrongKey, 401, "HMAC signature does not match");
 });
 
-Deno.test("kong: 1,000 requests a minute per client address on notify, however the headers vary; then Kong's 429", async () => {
+Deno.test("kong: 1,000 requests a minute per client address with the public key on notify, however the headers vary; then Kong's 429 saying when; a secret key from that address is not Kong's to limit", async () => {
   // Fixed windows on the minute: start early in one, so all 1,001 land in it.
   const second = new Date().getUTCSeconds();
   if (second > 30) await new Promise((resolve) => setTimeout(resolve, (61 - second) * 1000));
   // Locally this test's client has a loopback address of its own, so the rest of
   // npm test keeps its budget. In CI every client is the docker bridge's address:
-  // the tests after this one do not need notify's budget.
+  // the tests after this one do not need notify's public-key budget.
   const address = local ? loopbackAddress() : undefined;
   const url = `${BASE}/functions/v1/notify/devices`;
-  // What an attacker varies to look like another caller: tokens, keys, claimed addresses.
+  // What an attacker varies to look like another caller: tokens, key forms, claimed addresses.
   const varied = async (i: number): Promise<Record<string, string>> => ({
-    apikey: i % 2 ? ANON_KEY : SERVICE_KEY,
+    [i % 2 ? "apikey" : "sb-api-key"]: ANON_KEY,
     authorization: [
       `Bearer suite-${crypto.randomUUID()}`,
       `Bearer ${await userToken()}`,
@@ -369,8 +369,18 @@ Deno.test("kong: 1,000 requests a minute per client address on notify, however t
     const limited = await fromAddress(address, url, await varied(1000 + i));
     assert.equal(limited.headers.get("retry-after"), null, "hidden too");
     assert.equal(limited.headers.get("ratelimit-limit"), null);
-    await kongError(limited, 429, "API rate limit exceeded");
+    await kongError(
+      limited,
+      429,
+      "API rate limit exceeded (1000 requests a minute per address), retry when the minute turns",
+    );
   }
+  // The secret key's budget is the function's, per key: Kong lets it through.
+  const backend = await fromAddress(address, url, { apikey: SERVICE_KEY });
+  proxied(backend);
+  assert.notEqual(backend.status, 429);
+  assert.ok(backend.headers.has("ratelimit-limit"), "the function's own limit answers");
+  await backend.body?.cancel();
   if (local) {
     // Another address is untouched; no counter names a credential.
     const other = await fromAddress(loopbackAddress(), url, {

@@ -109,7 +109,7 @@ Deno.test("local kong: rate limits count in the real Redis under Kong's key, per
       }
       const keys = await redis.keys(`ratelimit:*:${address}:*`);
       const periods = keys.map((k) => k.split(":").at(-1)).sort();
-      assert.deepEqual(periods, ["day", "hour", "minute"]);
+      assert.deepEqual(periods, ["minute"]);
       for (const key of keys) {
         assert.equal(await redis.get(key), "3");
         const [, route, service, , start] = key.split(":");
@@ -153,13 +153,29 @@ Deno.test("local kong: without hide_client_headers, Kong's rate-limit headers ar
     await r.body?.cancel();
     assert.equal(r.headers.get("x-ratelimit-limit-minute"), "1000");
     assert.equal(r.headers.get("x-ratelimit-remaining-minute"), "999");
-    assert.equal(r.headers.get("x-ratelimit-limit-day"), "100000");
+    assert.equal(r.headers.get("x-ratelimit-limit-hour"), null, "minutes only");
     assert.equal(r.headers.get("ratelimit-limit"), "1000");
     assert.equal(r.headers.get("ratelimit-remaining"), "999");
     assert.ok(
       Number(r.headers.get("ratelimit-reset")) >= 1 &&
         Number(r.headers.get("ratelimit-reset")) <= 60,
     );
+  });
+});
+
+Deno.test("local kong: notify's limit is the anon consumer's; a secret key from the same address is not counted (Kong's route+consumer lookup)", async () => {
+  const config: Config = await localKongConfig(stack);
+  notifyRoute(config).plugins.find((p: Config) => p.name === "rate-limiting").config
+    .hide_client_headers = false;
+  await withKong(config, async (base) => {
+    const call = async (apikey: string) => {
+      const r = await fetch(`${base}/functions/v1/notify/devices`, { headers: { apikey } });
+      await r.body?.cancel();
+      return r.headers.get("x-ratelimit-limit-minute");
+    };
+    assert.equal(await call(stack.anonKey), "1000");
+    assert.equal(await call(stack.serviceRoleKey), null);
+    assert.equal(await call(stack.anonKey), "1000");
   });
 });
 
@@ -191,7 +207,7 @@ const UNIMPLEMENTED: [string, (config: Config) => void, RegExp][] = [
   [
     "a consumer-scoped plugin",
     (c) => c.consumers[0].plugins = [{ name: "rate-limiting", config: { minute: 5 } }],
-    /consumer-scoped plugins/,
+    /consumers\[0\]\.plugins\[0\]\(rate-limiting\): consumer-scoped plugins outside a route/,
   ],
 ];
 

@@ -3,7 +3,7 @@
  * does, for what Herald's configuration uses — prefix routes, services on a
  * weighted round-robin upstream with active and passive health checks,
  * consumers and their credentials, the plugins of `plugins.ts` in Kong's
- * priority order, Kong's proxy headers and error bodies, and Prometheus
+ * priority order (a route's plugin may be scoped to a consumer), Kong's proxy headers and error bodies, and Prometheus
  * metrics on a status port. The configuration is first validated against
  * Kong 3.9's schemas; anything valid that this gateway does not implement
  * (a plugin, a field, a route matcher) makes it refuse to start, naming it.
@@ -56,8 +56,18 @@ interface Route {
   preserveHost: boolean;
   service: Service;
   plugins: Plugin[];
-  /** Every plugin that applies, the most specific of each name, in priority order (built once). */
-  chain: Plugin[];
+  /** Instances of this route scoped to a consumer: name → consumer id → plugin. */
+  byConsumer: Map<string, Map<string, Plugin>>;
+  /** Every plugin name that applies, in priority order (built once), resolved per request. */
+  chain: Link[];
+}
+
+/** One plugin name in a route's chain: the instance for a consumer, else the unscoped one. */
+interface Link {
+  priority: number;
+  name: string;
+  plugin?: Plugin;
+  byConsumer?: Map<string, Plugin>;
 }
 
 interface Service {
@@ -179,9 +189,24 @@ export function startKong(options: KongOptions): RunningKong {
     }
   }
 
+  const enabled = (entity: Json) =>
+    ((entity.plugins ?? []) as Json[]).filter((p) => p.enabled !== false);
   const pluginsOf = (entity: Json) =>
-    ((entity.plugins ?? []) as Json[]).filter((p) => p.enabled !== false)
+    enabled(entity).filter((p) => p.consumer === undefined)
       .map((p) => createPlugin(String(p.name), p.config as Json, context));
+  // A route's instances for one consumer (Kong's route+consumer combo, looked up
+  // once that consumer is known, so after the authentication plugins).
+  const byConsumerOf = (route: Json) => {
+    const out = new Map<string, Map<string, Plugin>>();
+    for (const p of enabled(route).filter((p) => p.consumer !== undefined)) {
+      const consumer = consumers.get(String(p.consumer));
+      if (!consumer) throw new Error(`kong: no consumer '${p.consumer}'`);
+      const name = String(p.name);
+      if (!out.has(name)) out.set(name, new Map());
+      out.get(name)!.set(consumer.id, createPlugin(name, p.config as Json, context));
+    }
+    return out;
+  };
   const globals = ((config.plugins ?? []) as Json[]).filter((p) => p.enabled !== false)
     .map((p) => createPlugin(String(p.name), p.config as Json, context));
   const metricsOn = globals.find((p) => p.name === "prometheus");
@@ -215,21 +240,30 @@ export function startKong(options: KongOptions): RunningKong {
         preserveHost: r.preserve_host === true,
         service,
         plugins: pluginsOf(r),
+        byConsumer: byConsumerOf(r),
         chain: [],
       });
     }
   }
 
-  // Kong's plugin iterator: per name, route > service > global; then by priority.
-  const chainOf = (...levels: Plugin[][]) => {
-    const byName = new Map<string, Plugin>();
-    for (const level of levels) for (const p of level) byName.set(p.name, p);
+  // Kong's plugin iterator: per name, route+consumer > route > service > global; then by priority.
+  const chainOf = (levels: Plugin[][], scoped = new Map<string, Map<string, Plugin>>()) => {
+    const byName = new Map<string, Link>();
+    for (const level of levels) {
+      for (const p of level) byName.set(p.name, { priority: p.priority, name: p.name, plugin: p });
+    }
+    for (const [name, instances] of scoped) {
+      const priority = [...instances.values()][0].priority;
+      byName.set(name, { priority, name, ...byName.get(name), byConsumer: instances });
+    }
     return [...byName.values()].sort((a, b) =>
       b.priority - a.priority || (a.name < b.name ? 1 : -1)
     );
   };
-  const globalChain = chainOf(globals);
-  for (const route of routes) route.chain = chainOf(globals, route.service.plugins, route.plugins);
+  const globalChain = chainOf([globals]);
+  for (const route of routes) {
+    route.chain = chainOf([globals, route.service.plugins, route.plugins], route.byConsumer);
+  }
 
   const metrics = new Metrics();
   const match = (method: string, path: string) => {
@@ -275,7 +309,7 @@ export function startKong(options: KongOptions): RunningKong {
         headers = new Headers(response.headers);
         mutable = false;
       }
-      for (const plugin of chain) plugin.headerFilter?.(x, headers);
+      for (const plugin of ran) plugin.headerFilter?.(x, headers);
       if (x.responseHeaders) {
         for (const [name, value] of x.responseHeaders) headers.set(name, value);
       }
@@ -309,15 +343,23 @@ export function startKong(options: KongOptions): RunningKong {
         headers,
       });
     };
-    // Plugins in priority order, the most specific instance of each name (route > service > global).
+    // Plugins in priority order, the most specific instance of each name for
+    // the consumer known when its turn comes.
     const chain = found ? found.route.chain : globalChain;
+    const ran: Plugin[] = [];
     if (!found) {
       // Only global plugins run on a 404.
-      for (const p of chain) await p.access?.({ ...x, scope: x.scope });
+      for (const link of chain) {
+        ran.push(link.plugin!);
+        await link.plugin!.access?.({ ...x, scope: x.scope });
+      }
       return finish(kongError(x, 404, "no Route matched with those values"), false);
     }
     const { route, prefix } = found;
-    for (const plugin of chain) {
+    for (const link of chain) {
+      const plugin = (x.consumer && link.byConsumer?.get(x.consumer.id)) || link.plugin;
+      if (!plugin) continue;
+      ran.push(plugin);
       x.scope = _scopeOf(plugin, route, globals);
       let answer: Response | undefined;
       try {
@@ -699,15 +741,20 @@ function _scopeOf(
 ): { route: string; service: string } {
   if (globals.includes(plugin)) return { route: ZERO_UUID, service: ZERO_UUID };
   if (route.plugins.includes(plugin)) return { route: route.id, service: ZERO_UUID };
+  for (const instances of route.byConsumer.values()) {
+    if ([...instances.values()].includes(plugin)) return { route: route.id, service: ZERO_UUID };
+  }
   return { route: ZERO_UUID, service: route.service.id };
 }
 
 /** What a valid configuration asks for that this gateway does not do. */
 function _unsupported(config: Json): string[] {
   const out: string[] = [];
-  const plugin = (p: Json, at: string) => {
+  const plugin = (p: Json, at: string, consumerScopable = false) => {
     const name = String(p.name);
-    if (p.consumer !== undefined) out.push(`${at}: consumer-scoped plugins`);
+    if (p.consumer !== undefined && !consumerScopable) {
+      out.push(`${at}: consumer-scoped plugins outside a route`);
+    }
     const fixed = UNIMPLEMENTED[name];
     if (!fixed) return void out.push(`${at}: plugin '${name}'`);
     const c = (p.config ?? {}) as Json;
@@ -722,7 +769,7 @@ function _unsupported(config: Json): string[] {
   ((config.plugins ?? []) as Json[]).forEach((p, i) => plugin(p, `plugins[${i}](${p.name})`));
   ((config.consumers ?? []) as Json[]).forEach((c, i) => {
     ((c.plugins ?? []) as Json[]).forEach((p, j) =>
-      plugin(p, `consumers[${i}].plugins[${j}](${p.name})`)
+      plugin({ ...p, consumer: c.username }, `consumers[${i}].plugins[${j}](${p.name})`)
     );
   });
   if (config.routes !== undefined) {
@@ -750,7 +797,9 @@ function _unsupported(config: Json): string[] {
       for (const path of (r.paths ?? []) as string[]) {
         if (path.startsWith("~")) out.push(`${rat}.paths: regex path ${path}`);
       }
-      ((r.plugins ?? []) as Json[]).forEach((p, k) => plugin(p, `${rat}.plugins[${k}](${p.name})`));
+      ((r.plugins ?? []) as Json[]).forEach((p, k) =>
+        plugin(p, `${rat}.plugins[${k}](${p.name})`, true)
+      );
     });
   });
   ((config.upstreams ?? []) as Json[]).forEach((u, i) => {
