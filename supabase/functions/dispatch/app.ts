@@ -9,8 +9,8 @@ import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
-import { serveOpenApi } from "../_shared/http/openapi.ts";
-import { openApiDocument } from "./openapi.ts";
+import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
+import { DeadLetters, openApiDocument, Replayed, RoundReport } from "./openapi.ts";
 import { DeadLetterQuery, ReplayRequest } from "./schemas.ts";
 import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
@@ -59,7 +59,7 @@ export function createApp(deps: DispatchAppDeps) {
       ...report,
       breaker_degraded: deps.dispatcher.breaker.degraded,
       ms: Math.round(performance.now() - started),
-    };
+    } satisfies Answer<typeof RoundReport>;
     if (report.claimed > 0) {
       deps.log("info", "dispatch round", { request_id: c.get("requestId"), ...result });
     }
@@ -78,7 +78,12 @@ export function createApp(deps: DispatchAppDeps) {
              or notification_id = ${query.notification_id ?? null})
       order by updated_at desc
       limit ${query.limit}`;
-    return c.json({ dead_letters: rows, next_before: rows.at(-1)?.died_at ?? null });
+    return c.json(
+      {
+        dead_letters: rows,
+        next_before: rows.at(-1)?.died_at ?? null,
+      } satisfies Answer<typeof DeadLetters>,
+    );
   });
 
   app.post("/dead-letters/replay", async (c) => {
@@ -87,7 +92,7 @@ export function createApp(deps: DispatchAppDeps) {
       select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null}, ${
       input.notification_id ?? null
     }) as replayed`;
-    return c.json({ replayed, statuses: input.statuses });
+    return c.json({ replayed, statuses: input.statuses } satisfies Answer<typeof Replayed>);
   });
 
   return app;

@@ -3,8 +3,45 @@
  *
  * @module
  */
+import { z } from "zod";
 import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
-import { DeadLetterQuery, ReplayRequest } from "./schemas.ts";
+import { DeadLetterQuery, ReplayableStatus, ReplayRequest } from "./schemas.ts";
+
+const Timestamp = z.iso.datetime({ offset: true });
+const Count = z.number().int();
+
+/** One round, counted by what happened to each claimed delivery. */
+export const RoundReport = z.object({
+  claimed: Count,
+  sent: Count,
+  retried: Count,
+  deferred: Count.describe("Not attempted: the target's breaker was open (no attempt spent)"),
+  released: Count.describe("Not attempted in time; given back unspent"),
+  failed: Count,
+  expired: Count,
+  dead: Count,
+  superseded: Count.describe("Not written: another dispatcher took the lease over"),
+  breaker_degraded: z.boolean().describe("The shared breaker store (Redis) is unreachable"),
+  ms: Count,
+});
+
+export const DeadLetters = z.object({
+  dead_letters: z.array(z.object({
+    id: z.uuid(),
+    notification_id: z.uuid(),
+    recipient_id: z.uuid().nullable(),
+    channel: z.enum(["push", "email", "webhook"]),
+    target: z.string().describe("The token, address or endpoint it was for"),
+    attempts: Count,
+    last_error: z.string().nullable(),
+    created_at: Timestamp,
+    died_at: Timestamp,
+    status: ReplayableStatus,
+  })),
+  next_before: Timestamp.nullable().describe("`before` for the next page; null on the last"),
+});
+
+export const Replayed = z.object({ replayed: Count, statuses: z.array(ReplayableStatus) });
 
 const QUERY = DeadLetterQuery.shape;
 
@@ -15,7 +52,8 @@ const OPERATIONS: Operation[] = [
     summary:
       "One bounded dispatch round: claim due deliveries, send them, write the outcomes back (pg_cron calls it every 5 s).",
     callers: "the dispatch key, the service-role key or a secret key",
-    responses: { 200: "The round's report: claimed, sent, retried, failed, dead, ms" },
+    responses: { 200: "The round's report" },
+    answers: { 200: RoundReport },
   },
   {
     method: "get",
@@ -29,7 +67,8 @@ const OPERATIONS: Operation[] = [
       schema: { type: name === "limit" ? "integer" : "string" },
       description: (schema as { description?: string }).description,
     })),
-    responses: { 200: "{dead_letters, next_before}" },
+    responses: { 200: "A page of dead letters" },
+    answers: { 200: DeadLetters },
   },
   {
     method: "post",
@@ -38,7 +77,8 @@ const OPERATIONS: Operation[] = [
       "Replay dead letters (or fixed permanent failures): named ids, a notification's, or all.",
     callers: "the dispatch key, the service-role key or a secret key",
     body: ReplayRequest,
-    responses: { 200: "{replayed, statuses}" },
+    responses: { 200: "How many were replayed" },
+    answers: { 200: Replayed },
   },
   DOCUMENT_OPERATION,
 ];
@@ -57,6 +97,13 @@ export function openApiDocument(slug = "dispatch"): Record<string, unknown> {
       413: "Body over 1 MB",
       415: "Body is not application/json",
       422: "Invalid field(s), named in `errors`",
+    },
+    gateway: {
+      403: "a caller outside HERALD_INTERNAL_CIDR (ip-restriction)",
+      413: "body over 1 MB (`Request size limit exceeded`)",
+      417: "`Expect: 100-continue` declaring a body over 1 MB",
+      502: "the functions' runtime did not answer",
+      504: "the functions' runtime timed out",
     },
     security: {
       type: "http",

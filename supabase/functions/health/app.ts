@@ -18,8 +18,8 @@ import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql, Tx } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
-import { serveOpenApi } from "../_shared/http/openapi.ts";
-import { openApiDocument } from "./openapi.ts";
+import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
+import { Liveness, openApiDocument } from "./openapi.ts";
 import { Problem, problemResponse } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import { type BreakerReport, readBreakerStates } from "../_shared/resilience/breaker_states.ts";
@@ -83,7 +83,7 @@ export function createApp(deps: HealthAppDeps) {
 
   // Liveness: the process answers. Touching Postgres or Redis here would let
   // their outage restart healthy instances.
-  app.get("/", (c) => c.json({ status: "ok" }));
+  app.get("/", (c) => c.json({ status: "ok" } satisfies Answer<typeof Liveness>));
 
   app.get("/ready", async (c) => {
     const detailed = presentedCredentials(c.req.raw.headers)

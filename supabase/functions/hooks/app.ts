@@ -15,8 +15,8 @@ import type { Logger } from "../_shared/log.ts";
 import { renderRule, type RuleTemplate } from "../_shared/webhooks/render_template.ts";
 import { createStandardWebhookVerifier } from "../_shared/webhooks/verify_standard_webhook.ts";
 import { DatabaseEventPayload } from "./schemas.ts";
-import { serveOpenApi } from "../_shared/http/openapi.ts";
-import { openApiDocument } from "./openapi.ts";
+import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
+import { EventOutcome, openApiDocument } from "./openapi.ts";
 
 /** What the hooks app needs. */
 export interface HooksDeps {
@@ -134,7 +134,7 @@ export function createApp(deps: HooksDeps) {
         n.notification_id ? [n.notification_id] : []
       ),
     });
-    return c.json({ event_id: id, ...result });
+    return c.json({ event_id: id, ...result } satisfies Answer<typeof EventOutcome>);
   });
 
   return app;

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { z } from "zod";
 import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
 import { DatabaseEventPayload } from "./schemas.ts";
 
@@ -15,6 +16,21 @@ const SIGNED = ["webhook-id", "webhook-timestamp", "webhook-signature"].map((nam
   schema: { type: "string" },
 }));
 
+/** What one event did: a notification per matching rule, or nothing for a repeat. */
+export const EventOutcome = z.object({
+  event_id: z.string().describe("Its webhook-id"),
+  duplicate: z.boolean().describe("Seen before: nothing was done again"),
+  notifications: z.array(z.object({
+    rule: z.string(),
+    notification_id: z.uuid().nullable().describe(
+      "Null when no recipient rendered to a user id, or herald.can_notify refused them all",
+    ),
+    deliveries: z.number().int(),
+    skipped: z.array(z.string()).describe("Rendered recipients that are not user ids"),
+    denied: z.array(z.uuid()).describe("Recipients herald.can_notify refused"),
+  })),
+});
+
 const OPERATIONS: Operation[] = [
   {
     method: "post",
@@ -25,6 +41,7 @@ const OPERATIONS: Operation[] = [
     body: DatabaseEventPayload,
     parameters: SIGNED,
     responses: { 200: "The event's outcome: notifications made, or why none" },
+    answers: { 200: EventOutcome },
     open: true,
   },
   DOCUMENT_OPERATION,
@@ -44,6 +61,12 @@ export function openApiDocument(slug = "hooks"): Record<string, unknown> {
       415: "Body is not application/json",
       422: "Not a database event",
       503: "No signing secret configured (HERALD_HOOK_SECRETS)",
+    },
+    gateway: {
+      413: "body over 1 MB (`Request size limit exceeded`)",
+      417: "`Expect: 100-continue` declaring a body over 1 MB",
+      502: "the functions' runtime did not answer",
+      504: "the functions' runtime timed out",
     },
     security: {
       type: "apiKey",

@@ -33,6 +33,11 @@ export function openApiDocument(slug = "metrics"): Record<string, unknown> {
     description: "Prometheus metrics from state that outlives isolates (docs/OBSERVABILITY.md).",
     operations: OPERATIONS,
     errors: { 401: "No key", 403: "A key that may not read metrics" },
+    gateway: {
+      403: "a caller outside HERALD_INTERNAL_CIDR (ip-restriction)",
+      502: "the functions' runtime did not answer",
+      504: "the functions' runtime timed out",
+    },
     security: {
       type: "http",
       scheme: "bearer",

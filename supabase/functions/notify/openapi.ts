@@ -7,9 +7,11 @@
  */
 import {
   buildOpenApi,
+  DOCUMENT_OPERATION,
   jsonSchema,
   type Operation as SharedOperation,
 } from "../_shared/http/openapi.ts";
+import * as A from "./answers.ts";
 import {
   BulkRequest,
   IdempotencyKey,
@@ -41,6 +43,7 @@ export const OPERATIONS: Operation[] = [
       201: "Created and attempted inline: `results` holds each delivery's status",
       202: "Accepted: deliveries wait for the dispatcher (scheduled, large, or quiet hours)",
     },
+    answers: { 201: A.AttemptedInline, 202: A.Accepted },
   },
   {
     method: "post",
@@ -50,6 +53,7 @@ export const OPERATIONS: Operation[] = [
     body: BulkRequest,
     idempotent: true,
     responses: { 202: "Accepted: the id is the job id; read progress at /bulk/{id}" },
+    answers: { 202: A.Accepted },
   },
   {
     method: "get",
@@ -57,6 +61,7 @@ export const OPERATIONS: Operation[] = [
     summary: "Progress of a bulk notification: deliveries counted by status.",
     callers: "users and services",
     responses: { 200: "Counts by status" },
+    answers: { 200: A.BulkProgress },
   },
   {
     method: "get",
@@ -64,6 +69,7 @@ export const OPERATIONS: Operation[] = [
     summary: "A notification with its deliveries (first 1000) and their attempts.",
     callers: "users and services",
     responses: { 200: "The notification, as its sender or a recipient sees it" },
+    answers: { 200: A.Notification },
   },
   {
     method: "post",
@@ -71,6 +77,7 @@ export const OPERATIONS: Operation[] = [
     summary: "Cancel what has not gone out yet (scheduled or pending deliveries).",
     callers: "users and services",
     responses: { 200: "How many deliveries were cancelled" },
+    answers: { 200: A.Cancelled },
   },
   {
     method: "put",
@@ -79,6 +86,7 @@ export const OPERATIONS: Operation[] = [
     callers: "users",
     body: RegisterDevice,
     responses: { 200: "The device" },
+    answers: { 200: A.Device },
   },
   {
     method: "get",
@@ -86,6 +94,7 @@ export const OPERATIONS: Operation[] = [
     summary: "The caller's devices.",
     callers: "users",
     responses: { 200: "The devices" },
+    answers: { 200: A.Devices },
   },
   {
     method: "delete",
@@ -100,6 +109,7 @@ export const OPERATIONS: Operation[] = [
     summary: "The caller's topic subscriptions.",
     callers: "users",
     responses: { 200: "The subscriptions" },
+    answers: { 200: A.Topics },
   },
   {
     method: "put",
@@ -107,6 +117,7 @@ export const OPERATIONS: Operation[] = [
     summary: "Subscribe the caller (services: ?user_id=) to a topic.",
     callers: "users and services",
     responses: { 200: "The subscription" },
+    answers: { 200: A.Subscription },
   },
   {
     method: "delete",
@@ -121,6 +132,7 @@ export const OPERATIONS: Operation[] = [
     summary: "The caller's time zone, quiet hours and opt-outs.",
     callers: "users",
     responses: { 200: "The preferences" },
+    answers: { 200: A.StoredPreferences },
   },
   {
     method: "put",
@@ -129,6 +141,7 @@ export const OPERATIONS: Operation[] = [
     callers: "users",
     body: Preferences,
     responses: { 200: "The stored preferences" },
+    answers: { 200: A.StoredPreferences },
   },
   {
     method: "post",
@@ -137,6 +150,7 @@ export const OPERATIONS: Operation[] = [
     callers: "users",
     body: WebhookEndpointRequest,
     responses: { 201: "The endpoint with its secret" },
+    answers: { 201: A.WebhookEndpointWithSecret },
   },
   {
     method: "get",
@@ -144,6 +158,7 @@ export const OPERATIONS: Operation[] = [
     summary: "The caller's webhook endpoints (without secrets).",
     callers: "users",
     responses: { 200: "The endpoints" },
+    answers: { 200: A.WebhookEndpoints },
   },
   {
     method: "delete",
@@ -160,6 +175,7 @@ export const OPERATIONS: Operation[] = [
     callers: "users",
     body: WebhookEndpointUpdate,
     responses: { 200: "The endpoint" },
+    answers: { 200: A.WebhookEndpoint },
   },
   {
     method: "post",
@@ -167,14 +183,9 @@ export const OPERATIONS: Operation[] = [
     summary: "New signing secret; the previous one keeps signing for 24 hours.",
     callers: "users",
     responses: { 200: "The endpoint with its new secret" },
+    answers: { 200: A.RotatedWebhookEndpoint },
   },
-  {
-    method: "get",
-    path: "/openapi.json",
-    summary: "This document.",
-    callers: "anyone with the anon key",
-    responses: { 200: "OpenAPI 3.1" },
-  },
+  { ...DOCUMENT_OPERATION, callers: "anyone with the anon key" },
 ];
 
 const ERRORS: Record<number, string> = {
@@ -235,5 +246,14 @@ export function openApiDocument(slug = "notify"): Record<string, unknown> {
     },
     pathParameters: { topic: Topic },
     gatewayKey: true,
+    gateway: {
+      401: "no API key, or one Kong does not know (`apikey`/`sb-api-key`)",
+      413: "body over 1 MB (`Request size limit exceeded`)",
+      417: "`Expect: 100-continue` declaring a body over 1 MB",
+      429:
+        "over 1,000 requests a minute from one address with the publishable/anon key; no Retry-After: retry when the minute turns",
+      502: "the functions' runtime did not answer",
+      504: "the functions' runtime timed out",
+    },
   });
 }

@@ -1,14 +1,22 @@
 /**
  * OpenAPI 3.1 documents for Herald's functions, generated from the zod
  * schemas the routes validate with (never written by hand): each function
- * lists its operations, this builds the document under the slug it was
- * called as. Errors are RFC 9457 problem+json everywhere.
+ * lists its operations with the schemas of what it answers, this builds the
+ * document under the slug it was called as. The function's errors are RFC
+ * 9457 problem+json; Kong's own refusals in front of it are Kong's JSON.
  *
  * @module
  */
 import type { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "./app.ts";
+
+/**
+ * A body as a route builds it, held to its answer schema's fields: `body
+ * satisfies Answer<typeof Schema>` fails to compile on a field missing or
+ * extra (values stay loose: dates are `Date`s until JSON).
+ */
+export type Answer<T extends z.ZodType> = { [K in keyof z.output<T>]: unknown };
 
 /** One documented operation. */
 export interface Operation {
@@ -23,6 +31,8 @@ export interface Operation {
   parameters?: Record<string, unknown>[];
   /** Status → description of the success answers. */
   responses: Record<number, string>;
+  /** Status → schema of each JSON success answer (every one but 204 and text needs one). */
+  answers?: Record<number, z.ZodType>;
   /** The success answer's media type. @default "application/json" */
   produces?: string;
   /** Which of the document's error statuses this operation can answer. @default all that apply */
@@ -40,6 +50,8 @@ export interface DocumentOptions {
   operations: Operation[];
   /** Status → description of the problems the function answers. */
   errors: Record<number, string>;
+  /** Status → when Kong, in front of the function, answers it itself (Kong's JSON, not problem+json). */
+  gateway?: Record<number, string>;
   /** How callers authenticate (an OpenAPI security scheme). */
   security: Record<string, unknown>;
   /** Schemas of path parameters other than UUIDs, by name. */
@@ -81,7 +93,17 @@ export const Problem = {
   },
 };
 
-/** Builds a function's document. */
+/** The body of an answer Kong makes itself (`kong.response.error`). */
+export const KongError = {
+  type: "object",
+  required: ["message", "request_id"],
+  properties: {
+    message: { type: "string" },
+    request_id: { type: "string", description: "Also in the x-kong-request-id header" },
+  },
+};
+
+/** Builds a function's document; throws when a JSON success answer has no schema. */
 export function buildOpenApi(options: DocumentOptions): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of options.operations) {
@@ -96,11 +118,16 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
     parameters.push(...(op.parameters ?? []));
     const responses: Record<string, unknown> = {};
     for (const [status, description] of Object.entries(op.responses)) {
+      const text = op.produces?.startsWith("text/");
+      const answer = op.answers?.[Number(status)];
+      if (status !== "204" && !text && !answer) {
+        throw new Error(`${op.method} ${op.path}: the ${status} answer has no schema`);
+      }
       responses[status] = status === "204" ? { description } : {
         description,
         content: {
           [op.produces ?? "application/json"]: {
-            schema: op.produces?.startsWith("text/") ? { type: "string" } : { type: "object" },
+            schema: text ? { type: "string" } : answerSchema(answer!),
           },
         },
       };
@@ -112,6 +139,19 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
         description,
         content: {
           "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } },
+        },
+      };
+    }
+    for (const [status, description] of Object.entries(options.gateway ?? {})) {
+      if (!op.body && ["413", "417"].includes(status)) continue;
+      const own = responses[status] as
+        | { description: string; content: Record<string, unknown> }
+        | undefined;
+      responses[status] = {
+        description: own ? `${own.description}; or, from Kong: ${description}` : description,
+        content: {
+          ...own?.content,
+          "application/json": { schema: { $ref: "#/components/schemas/KongError" } },
         },
       };
     }
@@ -135,7 +175,12 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
   }
   return {
     openapi: "3.1.0",
-    info: { title: options.title, version: "1.0.0", description: options.description },
+    info: {
+      title: options.title,
+      version: "1.0.0",
+      description: `${options.description} A path called with a method it does not list ` +
+        "answers 405 (problem+json) with `Allow`.",
+    },
     servers: [{ url: "/functions/v1" }],
     security: [options.gatewayKey ? { key: [], apikey: [] } : { key: [] }],
     paths,
@@ -144,9 +189,15 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
         key: options.security,
         ...(options.gatewayKey ? { apikey: API_KEY_SCHEME } : {}),
       },
-      schemas: { Problem },
+      schemas: { Problem, ...(options.gateway ? { KongError } : {}) },
     },
   };
+}
+
+/** JSON Schema (2020-12) of what an answer holds: every field, nothing else. */
+export function answerSchema(schema: z.ZodType): Record<string, unknown> {
+  const { $schema: _, ...json } = z.toJSONSchema(schema, { io: "output" });
+  return json;
 }
 
 /** JSON Schema (2020-12, as OpenAPI 3.1 uses) of what a request may send. */
@@ -180,6 +231,13 @@ export const DOCUMENT_OPERATION: Operation = {
   summary: "This document.",
   callers: "anyone",
   responses: { 200: "OpenAPI 3.1" },
+  answers: {
+    200: z.looseObject({
+      openapi: z.literal("3.1.0"),
+      info: z.looseObject({ title: z.string(), version: z.string() }),
+      paths: z.record(z.string(), z.unknown()),
+    }),
+  },
   errors: [],
   open: true,
 };

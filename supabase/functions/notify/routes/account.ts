@@ -8,9 +8,11 @@ import type { Hono } from "hono";
 import { type Caller, requireUser } from "../../_shared/auth/caller.ts";
 import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
 import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
+import type { Answer } from "../../_shared/http/openapi.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import { judgeLiterally, normaliseAllowedHost } from "../../_shared/net/ssrf_guard.ts";
 import type { NotifyDeps } from "../app.ts";
+import type { StoredPreferences } from "../answers.ts";
 import {
   IdParam,
   Preferences,
@@ -256,7 +258,7 @@ async function _readPreferences(tx: Tx) {
     time_zone: row.time_zone ?? "UTC",
     quiet_hours: row.quiet_start ? { start: row.quiet_start, end: row.quiet_end } : null,
     opt_outs: row.opt_outs,
-  };
+  } satisfies Answer<typeof StoredPreferences>;
 }
 
 /** Whose subscription: the user's own; a service must say whose. */

@@ -11,8 +11,10 @@ import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
 import { claimDue } from "../../_shared/outbox/outbox.ts";
 import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
+import type { Answer } from "../../_shared/http/openapi.ts";
 import { Problem } from "../../_shared/http/problem.ts";
 import type { NotifyDeps } from "../app.ts";
+import type { Accepted, BulkProgress, Cancelled, InlineResult } from "../answers.ts";
 import { callerScope, sha256Hex } from "../../_shared/auth/caller_scope.ts";
 import {
   claimKey,
@@ -161,12 +163,17 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         group by n.id`);
     if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
-    return c.json({
-      ...rest,
-      total,
-      counts: { pending, sent, failed, expired, cancelled, dead },
-      done: pending === 0,
-    });
+    return c.json(
+      {
+        id: rest.id,
+        audience: rest.audience,
+        created_at: rest.created_at,
+        send_at: rest.send_at,
+        total,
+        counts: { pending, sent, failed, expired, cancelled, dead },
+        done: pending === 0,
+      } satisfies Answer<typeof BulkProgress>,
+    );
   });
 
   app.get("/notifications/:id", async (c) => {
@@ -221,7 +228,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       notification_id: id,
       cancelled,
     });
-    return c.json({ id, cancelled });
+    return c.json({ id, cancelled } satisfies Answer<typeof Cancelled>);
   });
 }
 
@@ -281,7 +288,7 @@ function _accepted(enqueued: Enqueued, location: string) {
     deliveries: enqueued.deliveries,
     denied: enqueued.denied,
     denied_count: enqueued.denied_count,
-  };
+  } satisfies Answer<typeof Accepted>;
 }
 
 /** Nobody the caller named may be notified: a 403 naming each refused recipient. */
@@ -325,7 +332,7 @@ async function _attemptInline(
           status: r.status,
           last_error: r.error ?? null,
           next_attempt_at: r.status === "pending" ? r.nextAttemptAt?.toISOString() ?? null : null,
-        };
+        } satisfies Answer<typeof InlineResult>;
       });
     },
   }).catch((error) => {
