@@ -633,3 +633,45 @@ Deno.test("notify: services may target an FCM topic or condition; FCM fans out, 
     await byUser.body?.cancel();
   });
 });
+
+Deno.test("notify: ids Postgres takes but RFC 9562 does not (a seeded 00000000-…-0001-style user) are accepted everywhere, as hooks accept them", async () => {
+  const sql = adminSql();
+  // Version nibble 0 and variant nibble 0: z.uuid() refuses it, Postgres stores it.
+  const hex = crypto.randomUUID().replaceAll("-", "");
+  const id = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0${hex.slice(13, 16)}-0${hex.slice(17, 20)}-${
+    hex.slice(20, 32)
+  }`;
+  try {
+    await sql`insert into auth.users (id, aud, role, email, email_confirmed_at)
+      values (${id}, 'authenticated', 'authenticated', ${`seeded-${id}@example.test`}, now())`;
+    const [endpoint] = await sql`insert into herald.webhook_endpoints (id, owner_id, url, secret)
+      values (${id}, ${id}, 'https://hooks.example.invalid/seeded', ${"whsec_" + btoa(hex)})
+      returning id`;
+    await sql`insert into herald.device_tokens (user_id, token, platform)
+      values (${id}, ${`seeded-${id}`}, 'android')`;
+    const response = await call("notify", stack.serviceRoleKey, {
+      method: "POST",
+      body: JSON.stringify({
+        user_ids: [id],
+        targets: [{ channel: "webhook", endpoint_id: endpoint.id }],
+        title: "seeded",
+        send_at: new Date(Date.now() + 3_600_000).toISOString(),
+      }),
+    });
+    const accepted = await response.json();
+    assert.equal(response.status, 202, JSON.stringify(accepted));
+    const status = await call(`notify/notifications/${accepted.id}`, stack.serviceRoleKey);
+    assert.equal(status.status, 200);
+    assert.ok(
+      (await status.json()).deliveries.some((d: { recipient_id: string }) => d.recipient_id === id),
+    );
+    const subscribe = await call(`notify/topics/seeded-users?user_id=${id}`, stack.serviceRoleKey, {
+      method: "PUT",
+    });
+    assert.equal(subscribe.status, 200, await subscribe.text());
+    await sql`delete from herald.notifications where id = ${accepted.id}`;
+  } finally {
+    await sql`delete from auth.users where id = ${id}`;
+    await sql.end();
+  }
+});

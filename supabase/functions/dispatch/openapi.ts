@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { Uuid } from "../_shared/db/uuid.ts";
 import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
 import { DeadLetterQuery, ReplayableStatus, ReplayRequest } from "./schemas.ts";
 
@@ -27,9 +28,9 @@ export const RoundReport = z.object({
 
 export const DeadLetters = z.object({
   dead_letters: z.array(z.object({
-    id: z.uuid(),
-    notification_id: z.uuid(),
-    recipient_id: z.uuid().nullable(),
+    id: Uuid,
+    notification_id: Uuid,
+    recipient_id: Uuid.nullable(),
     channel: z.enum(["push", "email", "webhook"]),
     target: z.string().describe("The token, address or endpoint it was for"),
     attempts: Count,

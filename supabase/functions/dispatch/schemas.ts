@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { Uuid } from "../_shared/db/uuid.ts";
 
 /** What can be replayed: dead letters, and failures an operator has since fixed. */
 export const ReplayableStatus = z.enum(["dead", "failed"], {
@@ -19,15 +20,15 @@ export const DeadLetterQuery = z.strictObject({
   before: z.iso.datetime({ offset: true }).refine((at) => Date.parse(at) >= Date.UTC(2000, 0, 1), {
     message: "must be after 2000-01-01",
   }).optional(),
-  notification_id: z.uuid().optional(),
+  notification_id: Uuid.optional(),
 });
 
 /** `POST /dead-letters/replay`'s body. */
 export const ReplayRequest = z.strictObject({
   /** Which terminal states to replay. @default ["dead"] */
   statuses: z.array(ReplayableStatus).min(1).max(2).default(["dead"]),
-  delivery_ids: z.array(z.uuid()).min(1).max(10_000).optional(),
-  notification_id: z.uuid().optional(),
+  delivery_ids: z.array(Uuid).min(1).max(10_000).optional(),
+  notification_id: Uuid.optional(),
   /** Replaying every dead letter at once must be asked for explicitly. */
   all: z.literal(true).optional(),
 }).refine((r) => r.delivery_ids || r.notification_id || r.all, {

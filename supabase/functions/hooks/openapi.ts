@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { Uuid } from "../_shared/db/uuid.ts";
 import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
 import { DatabaseEventPayload } from "./schemas.ts";
 
@@ -22,12 +23,12 @@ export const EventOutcome = z.object({
   duplicate: z.boolean().describe("Seen before: nothing was done again"),
   notifications: z.array(z.object({
     rule: z.string(),
-    notification_id: z.uuid().nullable().describe(
+    notification_id: Uuid.nullable().describe(
       "Null when no recipient rendered to a user id, or herald.can_notify refused them all",
     ),
     deliveries: z.number().int(),
     skipped: z.array(z.string()).describe("Rendered recipients that are not user ids"),
-    denied: z.array(z.uuid()).describe("Recipients herald.can_notify refused"),
+    denied: z.array(Uuid).describe("Recipients herald.can_notify refused"),
   })),
 });
 

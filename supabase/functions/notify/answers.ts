@@ -7,11 +7,12 @@
  * @module
  */
 import { z } from "zod";
+import { Uuid } from "../_shared/db/uuid.ts";
 import { Channel, Platform } from "./schemas.ts";
 
 /** An instant: `…Z` from a column, `…+00:00` from inside a jsonb document. */
 export const Timestamp = z.iso.datetime({ offset: true });
-const Id = z.uuid();
+const Id = Uuid;
 const DeliveryStatus = z.enum([
   "pending",
   "sent",

@@ -58,7 +58,8 @@ export const OPERATIONS: Operation[] = [
   {
     method: "get",
     path: "/bulk/{id}",
-    summary: "Progress of a bulk notification: deliveries counted by status.",
+    summary:
+      "Progress of a bulk notification (or of one a user sent with POST /notify): deliveries counted by status.",
     callers: "users and services",
     responses: { 200: "Counts by status" },
     answers: { 200: A.BulkProgress },

@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { Uuid } from "../_shared/db/uuid.ts";
 import { buildFcmMessage, MAX_PAYLOAD_BYTES } from "../_shared/providers/fcm_message.ts";
 import { DataMap, MAX_TTL_SECONDS, overridesSchema } from "../_shared/providers/fcm_overrides.ts";
 
@@ -80,7 +81,7 @@ export const RawTarget = z.union([
   /** Devices whose topics satisfy the condition, e.g. `'news' in topics && !('muted' in topics)`. */
   z.strictObject({ channel: z.literal("push"), condition: FcmCondition }),
   z.strictObject({ channel: z.literal("email"), address: z.email().max(320) }),
-  z.strictObject({ channel: z.literal("webhook"), endpoint_id: z.uuid() }),
+  z.strictObject({ channel: z.literal("webhook"), endpoint_id: Uuid }),
 ], {
   error: "a target is {channel: push, token, platform}, {channel: push, topic}, " +
     "{channel: push, condition}, {channel: email, address} or {channel: webhook, endpoint_id}",
@@ -205,7 +206,7 @@ const NOTHING_TO_SAY = { message: "a notification needs a title, a body or data"
 
 /** `POST /notify`: notify users (and, for services, raw addresses). */
 export const NotifyRequest = z.strictObject({
-  user_ids: z.array(z.uuid()).max(1000).optional(),
+  user_ids: z.array(Uuid).max(1000).optional(),
   /** Service role only: device tokens, e-mail addresses, webhook endpoints. */
   targets: z.array(RawTarget).max(1000).optional(),
   ...Content,
@@ -223,7 +224,7 @@ export const MAX_BULK_USER_IDS = 10_000;
 
 /** `POST /notify/bulk`: one notification to many users or to a topic (services only). */
 export const BulkRequest = z.strictObject({
-  user_ids: z.array(z.uuid()).min(1).max(MAX_BULK_USER_IDS).optional(),
+  user_ids: z.array(Uuid).min(1).max(MAX_BULK_USER_IDS).optional(),
   topic: Topic.optional(),
   ...Content,
 })
@@ -259,10 +260,10 @@ export const Preferences = z.strictObject({
 });
 
 /** `PUT /notify/topics/{topic}` / `DELETE …`: services name the user in the query. */
-export const SubscriptionQuery = z.strictObject({ user_id: z.uuid().optional() });
+export const SubscriptionQuery = z.strictObject({ user_id: Uuid.optional() });
 
 /** A path parameter that must be a UUID. */
-export const IdParam = z.strictObject({ id: z.uuid() });
+export const IdParam = z.strictObject({ id: Uuid });
 
 /** A path parameter naming a topic. */
 export const TopicParam = z.strictObject({ topic: Topic });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { Uuid } from "../db/uuid.ts";
 
 /** A row event as Supabase Database Webhooks (and `herald.post_database_event`) send it. */
 export interface DatabaseEvent {
@@ -55,14 +56,13 @@ export type NotifyContent = {
 export interface RenderedRule {
   /** Distinct user ids (lower-case UUIDs). */
   recipients: string[];
-  /** Rendered recipients that are not UUIDs, as rendered (`""` for a missing path). */
+  /** Rendered recipients that are not UUIDs (Postgres's rule, db/uuid.ts), as rendered (`""` for a missing path). */
   skipped: string[];
   content: NotifyContent;
 }
 
 const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_$-]+)*)\s*\}\}/g;
 const WHOLE_PLACEHOLDER = new RegExp(`^\\s*${PLACEHOLDER.source}\\s*$`);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ROOTS = new Set(["type", "table", "schema", "record", "old_record"]);
 /** Keys that lead into the prototype chain rather than the data; they resolve to nothing. */
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
@@ -103,8 +103,10 @@ export function renderRule(template: RuleTemplate, event: DatabaseEvent): Render
       ? value.map((element) => _text(element).trim())
       : [renderTemplate(recipient, event).trim()];
   });
-  const recipients = [...new Set(rendered.filter((r) => UUID.test(r)).map((r) => r.toLowerCase()))];
-  const skipped = rendered.filter((r) => !UUID.test(r));
+  const recipients = [
+    ...new Set(rendered.filter((r) => Uuid.safeParse(r).success).map((r) => r.toLowerCase())),
+  ];
+  const skipped = rendered.filter((r) => !Uuid.safeParse(r).success);
   const optional = (value: string | undefined) => {
     const text = value === undefined ? "" : renderTemplate(value, event);
     return text === "" ? undefined : text;
