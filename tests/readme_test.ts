@@ -91,3 +91,60 @@ Deno.test("README: the Try-it block runs against the stack and answers what it s
   assert.match(fcm, /"token":"demo-device-1"/, "the FCM stand-in received the push");
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("README: the Vault and schedule_jobs block is what supabase/tests/schedule_jobs_test.sql runs (against Vault's and pg_net's signatures)", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  const block = readme.match(/```sql\n(select vault\.create_secret[\s\S]*?)```/)?.[1];
+  assert.ok(block, "the README has the Vault block");
+  const pgtap = await Deno.readTextFile(`${ROOT}supabase/tests/schedule_jobs_test.sql`);
+  const filled = block
+    .replace("https://<ref>.supabase.co", "https://example.supabase.co")
+    .replace("<HERALD_DISPATCH_KEY>", "sb_secret_stand_in");
+  assert.ok(pgtap.includes(filled), `schedule_jobs_test.sql runs:\n${filled}`);
+});
+
+Deno.test("SELF_HOSTING: the standalone-Kong command, as written, renders a file kong:validate passes", async () => {
+  const guide = await Deno.readTextFile(`${ROOT}docs/SELF_HOSTING.md`);
+  const block = guide.match(/## Standalone Kong[\s\S]*?```sh\n([\s\S]*?)```/)?.[1];
+  assert.ok(block && block.includes("--hosted <ref>"), "the guide's render command");
+  const dir = await Deno.makeTempDir({ prefix: "herald-self-hosting-" });
+  const out = `${dir}/kong.yml`;
+  const command = block.trim().replace("<ref>", "abcdefghijklmnopqrst").replace(
+    "/etc/kong/kong.yml",
+    out,
+  );
+  // The variables the guide's table lists, minus the two --hosted does without.
+  const env = {
+    PATH: Deno.env.get("PATH")!,
+    HOME: Deno.env.get("HOME")!,
+    SUPABASE_ANON_KEY: "anon-legacy-key",
+    SUPABASE_PUBLISHABLE_KEY: "sb_publishable_guide",
+    SUPABASE_SERVICE_KEY: "service-legacy-key",
+    SUPABASE_SECRET_KEY: "sb_secret_guide",
+    SUPABASE_API_KEY_ISSUER: "supabase",
+    SUPABASE_JWT_SECRET: "super-secret-jwt-token-with-at-least-32-characters-long",
+    SUPABASE_AUTH_ISSUER: "https://abcdefghijklmnopqrst.supabase.co/auth/v1",
+    HERALD_BACKEND_HMAC_SECRET: "backend-hmac-secret",
+    HERALD_KONG_REDIS_HOST: "redis",
+    HERALD_KONG_REDIS_PORT: "6379",
+    HERALD_KONG_REDIS_PASSWORD: "",
+    HERALD_INTERNAL_CIDR: "10.0.0.0/8",
+  };
+  try {
+    for (const line of [command, `npm run kong:validate -- ${out}`]) {
+      const run = await new Deno.Command("bash", {
+        args: ["-c", line],
+        cwd: ROOT,
+        env,
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(run.stderr);
+      assert.ok(run.success, `${line}\n${said}`);
+    }
+    assert.match(await Deno.readTextFile(out), /abcdefghijklmnopqrst\.supabase\.co/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -25,6 +25,12 @@ returns bigint language sql as $$ select 1::bigint $$;
 create schema vault;
 create table vault.secrets_stand_in (name text, decrypted_secret text);
 create view vault.decrypted_secrets as select name, decrypted_secret from vault.secrets_stand_in;
+-- Supabase Vault's signature, so the README's statements run here as written.
+create function vault.create_secret(new_secret text, new_name text default null,
+  new_description text default '', new_key_id uuid default null)
+returns uuid language sql as $$
+  insert into vault.secrets_stand_in values (new_name, new_secret);
+  select gen_random_uuid() $$;
 
 select matches((select note from herald.schedule_jobs() where job = 'herald-dispatch'),
   'herald_dispatch_url or herald_dispatch_key', 'Vault without the secrets: not scheduled, and why');
@@ -36,10 +42,11 @@ select is((select scheduled from herald.schedule_jobs() where job = 'herald-disp
 select is((select count(*)::integer from cron.job where jobname = 'herald-dispatch'), 0,
   'it is removed: it would post to nowhere');
 
-insert into vault.secrets_stand_in values
-  ('herald_dispatch_url', 'https://example.supabase.co/functions/v1/dispatch'),
-  ('herald_dispatch_key', 'sb_secret_stand_in');
 select cron.schedule('herald-dispatch', '* * * * *', 'select 1 /* old */');
+-- The README's block, as written (tests/readme_test.ts holds the two to each other).
+select vault.create_secret('https://example.supabase.co/functions/v1/dispatch', 'herald_dispatch_url');
+select vault.create_secret('sb_secret_stand_in', 'herald_dispatch_key');
+select * from herald.schedule_jobs();
 select is((select scheduled from herald.schedule_jobs() where job = 'herald-dispatch'), true,
   'with pg_net and both secrets the dispatch job is scheduled');
 select is((select count(*)::integer from cron.job where jobname = 'herald-dispatch'), 1,
