@@ -179,6 +179,19 @@ Deno.test("local kong: notify's limit is the anon consumer's; a secret key from 
   });
 });
 
+Deno.test("local kong: addressPerMinute (HERALD_LOCAL_KONG_ADDRESS_PER_MIN) replaces each per-address minute and adds no period", async () => {
+  const config: Config = await localKongConfig(stack, { addressPerMinute: 5 });
+  const limits = config.services.flatMap((s: Config) => [s, ...(s.routes ?? [])])
+    .flatMap((o: Config) => o.plugins ?? [])
+    .filter((p: Config) => p.name === "rate-limiting" && p.config.limit_by === "ip");
+  assert.ok(limits.length >= 2, "notify's and health's");
+  for (const { config: limit } of limits) {
+    assert.equal(limit.minute, 5);
+    assert.equal(limit.hour, undefined, "a period the file does not set costs a counter");
+    assert.equal(limit.day, undefined);
+  }
+});
+
 const UNIMPLEMENTED: [string, (config: Config) => void, RegExp][] = [
   [
     "cors origins other than *",

@@ -58,11 +58,11 @@ export async function localKongConfig(
       .flatMap((s) => [s, ...(s.routes ?? [])]);
     for (const plugin of routes.flatMap((r) => r.plugins ?? [])) {
       if (plugin.name === "rate-limiting" && plugin.config.limit_by === "ip") {
-        Object.assign(plugin.config, {
-          minute: perMinute,
-          hour: perMinute * 60,
-          day: perMinute * 1440,
-        });
+        // Only the periods the file sets: each one is a counter per request.
+        const scale = { minute: 1, hour: 60, day: 1440 } as const;
+        for (const [period, times] of Object.entries(scale)) {
+          if (plugin.config[period] !== undefined) plugin.config[period] = perMinute * times;
+        }
       }
     }
   }
