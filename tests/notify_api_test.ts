@@ -653,14 +653,18 @@ Deno.test("notify: ids Postgres takes but RFC 9562 does not (a seeded 00000000-â
       method: "POST",
       body: JSON.stringify({
         user_ids: [id],
-        targets: [{ channel: "webhook", endpoint_id: endpoint.id }],
+        // Upper case, as some clients print ids: the same endpoint.
+        targets: [{ channel: "webhook", endpoint_id: endpoint.id.toUpperCase() }],
         title: "seeded",
         send_at: new Date(Date.now() + 3_600_000).toISOString(),
       }),
     });
     const accepted = await response.json();
     assert.equal(response.status, 202, JSON.stringify(accepted));
-    const status = await call(`notify/notifications/${accepted.id}`, stack.serviceRoleKey);
+    const status = await call(
+      `notify/notifications/${accepted.id.toUpperCase()}`,
+      stack.serviceRoleKey,
+    );
     assert.equal(status.status, 200);
     assert.ok(
       (await status.json()).deliveries.some((d: { recipient_id: string }) => d.recipient_id === id),

@@ -4,7 +4,7 @@
 -- transaction (the signature of net.http_post and the vault.decrypted_secrets
 -- view the job reads), and rolled back.
 begin;
-select plan(12);
+select plan(14);
 
 select results_eq(
   $$select job, scheduled from herald.schedule_jobs() order by job$$,
@@ -62,6 +62,14 @@ select is((select schedule from cron.job where jobname = 'herald-dispatch'),
 -- The job's command runs: the secrets are read, the URL goes through the canary share.
 select lives_ok((select command from cron.job where jobname = 'herald-dispatch'),
   'the scheduled command runs');
+
+-- pg_cron preloaded but not created (enabled after the migrations ran): the
+-- procedure creates it, despite its own empty search_path, and schedules all.
+drop extension pg_cron;
+select is((select count(*)::integer from herald.schedule_jobs() where scheduled), 5,
+  'pg_cron created by the procedure: every job scheduled');
+select is((select extnamespace::regnamespace::text from pg_extension where extname = 'pg_cron'),
+  'pg_catalog', 'in the schema Supabase documents');
 
 select * from finish();
 rollback;
