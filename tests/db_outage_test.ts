@@ -11,9 +11,18 @@ import { databaseUnavailable } from "../supabase/functions/_shared/db/unavailabl
 import { dispatchBatch } from "../supabase/functions/_shared/dispatch/dispatcher.ts";
 import { testDispatcher } from "./support/dispatch.ts";
 import { eventually } from "./support/dispatcher_process.ts";
-import { adminSql, createUser, enqueue, fakeControl, parkPending, stack } from "./support/stack.ts";
+import {
+  adminSql,
+  createUser,
+  enqueue,
+  fakeControl,
+  parkPending,
+  stack,
+  userToken,
+} from "./support/stack.ts";
 import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { notifyApp } from "./support/notify_app.ts";
+import { createApp as createDispatchApp } from "../supabase/functions/dispatch/app.ts";
 import type { Logger } from "../supabase/functions/_shared/log.ts";
 import type { NotifyDeps } from "../supabase/functions/notify/app.ts";
 
@@ -225,6 +234,70 @@ Deno.test("notify: a frozen Postgres (SIGSTOP) → 503 outcome-unknown within th
       where title = ${`Frozen ${user.id}`}`;
     assert.equal(n, 1, "one notification for the calls that shared a key");
   } finally {
+    await close();
+  }
+});
+
+Deno.test("a frozen Postgres: a read answers 503 database-unavailable (nothing to have applied); dispatch's round, dead letters and replay answer 503 within the deadline, not a hang", async () => {
+  const { admin, proxy, sql, user, close } = await behindProxy("frozen-reads", {
+    statementTimeoutMs: 1_000,
+  });
+  const dispatcher = await testDispatcher({ sql });
+  const dispatch = createDispatchApp({ dispatcher, keys: [stack.serviceRoleKey], log: () => {} });
+  const notify = notifyApp(sql);
+  const token = await userToken(user.id);
+  await parkPending(admin); // the round, once thawed, claims nothing of other tests'
+  try {
+    await sql`select 1`;
+    proxy.freeze();
+    // A request either waits on the frozen connection (the deadline: 6 s) or
+    // cannot open one (postgres.js's connect timeout: 3 s, nothing was done).
+    const timed = async (what: string, answer: Response | Promise<Response>, types: string[]) => {
+      const started = performance.now();
+      const response = await answer;
+      const problem = await response.json();
+      const waited = performance.now() - started;
+      assert.equal(response.status, 503, `${what}: ${JSON.stringify(problem)}`);
+      assert.ok(types.some((t) => problem.type.endsWith(`/${t}`)), `${what}: ${problem.type}`);
+      assert.equal(response.headers.get("retry-after"), "5", what);
+      assert.ok(waited < 8_000, `${what} answered after ${waited} ms`);
+    };
+    const service = { authorization: `Bearer ${stack.serviceRoleKey}` };
+    await Promise.all([
+      timed(
+        "GET /preferences",
+        notify.request("/notify/preferences", { headers: { authorization: `Bearer ${token}` } }),
+        ["database-unavailable"],
+      ),
+      timed(
+        "GET /dead-letters",
+        dispatch.request("/dispatch/dead-letters", { headers: service }),
+        ["database-unavailable"],
+      ),
+      timed(
+        "POST / (a round's claim)",
+        dispatch.request("/dispatch", { method: "POST", headers: service }),
+        ["outcome-unknown", "database-unavailable"],
+      ),
+      timed(
+        "POST /dead-letters/replay",
+        dispatch.request("/dispatch/dead-letters/replay", {
+          method: "POST",
+          headers: { ...service, "content-type": "application/json" },
+          body: JSON.stringify({ notification_id: crypto.randomUUID() }),
+        }),
+        ["outcome-unknown", "database-unavailable"],
+      ),
+    ]);
+  } finally {
+    proxy.thaw();
+    // What was held finishes once thawed; the test ends after it.
+    await eventually("the held statements to finish", async () => {
+      const [{ n }] = await admin`select count(*)::int as n from pg_stat_activity
+        where application_name = 'herald-frozen-reads-test' and state <> 'idle'`;
+      return n === 0 ? true : undefined;
+    });
+    await dispatcher.close();
     await close();
   }
 });

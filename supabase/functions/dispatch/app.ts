@@ -7,6 +7,7 @@
  */
 import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
+import { withinDeadline } from "../_shared/db/sessions.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
 import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
@@ -68,7 +69,9 @@ export function createApp(deps: DispatchAppDeps) {
 
   app.get("/dead-letters", async (c) => {
     const query = validate(DeadLetterQuery, c.req.query());
-    const rows = await sql`
+    const rows = await withinDeadline(
+      sql,
+      sql`
       select id, notification_id, recipient_id, channel, target, attempts, last_error,
         created_at, updated_at as died_at, status
       from herald.deliveries
@@ -77,7 +80,9 @@ export function createApp(deps: DispatchAppDeps) {
         and (${query.notification_id ?? null}::uuid is null
              or notification_id = ${query.notification_id ?? null})
       order by updated_at desc
-      limit ${query.limit}`;
+      limit ${query.limit}`.execute(),
+      "read",
+    );
     return c.json(
       {
         dead_letters: rows,
@@ -88,10 +93,12 @@ export function createApp(deps: DispatchAppDeps) {
 
   app.post("/dead-letters/replay", async (c) => {
     const input = await readJson(c.req.raw, ReplayRequest);
-    const [{ replayed }] = await sql`
-      select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null}, ${
-      input.notification_id ?? null
-    }) as replayed`;
+    const [{ replayed }] = await withinDeadline(
+      sql,
+      sql`select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null},
+        ${input.notification_id ?? null}) as replayed`.execute(),
+      "write",
+    );
     return c.json({ replayed, statuses: input.statuses } satisfies Answer<typeof Replayed>);
   });
 

@@ -95,19 +95,67 @@ export class OutcomeUnknown extends Error {
 }
 
 /**
- * Runs `work` in a transaction as the caller: role `authenticated` with the
- * user's claims, or `service_role` for services.
- *
- * @throws {OutcomeUnknown} when the database went away during the commit,
- *   or the transaction did not end within the statement timeout plus 5 s
+ * The database did not answer a read within the deadline: nothing was
+ * changed, so it is an outage like any other (a 503 `database-unavailable`).
  */
-export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<T>): Promise<T> {
+export class NoAnswer extends Error {
+  /** What {@linkcode databaseUnavailable} reads as a connection that timed out. */
+  readonly code = "ETIMEDOUT";
+  constructor(deadlineMs: number) {
+    super(`the database did not answer within ${deadlineMs / 1000} s`);
+    this.name = "NoAnswer";
+  }
+}
+
+/**
+ * `work` (statements on `sql`), or an error once `sql`'s deadline passes: a
+ * frozen Postgres cancels nothing itself. A read that times out is
+ * {@linkcode NoAnswer}; a write is {@linkcode OutcomeUnknown} (a frozen
+ * Postgres may still commit when it resumes).
+ */
+export function withinDeadline<T>(
+  sql: Sql,
+  work: Promise<T>,
+  access: "read" | "write",
+): Promise<T> {
+  const deadlineMs = deadlines.get(sql);
+  if (deadlineMs === undefined) return work;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          access === "read"
+            ? new NoAnswer(deadlineMs)
+            : new OutcomeUnknown(`no answer within ${deadlineMs / 1000} s`),
+        ),
+      deadlineMs,
+    );
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs `work` in a transaction as the caller: role `authenticated` with the
+ * user's claims, or `service_role` for services. `access: "read"` makes it a
+ * read-only transaction, whose outage is never an unknown outcome.
+ *
+ * @throws {OutcomeUnknown} when the database went away during the commit of
+ *   a write, or a write did not end within the statement timeout plus 5 s
+ * @throws {NoAnswer} when a read did not end within that time
+ */
+export function asCaller<T>(
+  sql: Sql,
+  caller: Caller,
+  work: (tx: Tx) => Promise<T>,
+  access: "read" | "write" = "write",
+): Promise<T> {
   const role = caller.kind === "user" ? "authenticated" : "service_role";
   const claims = JSON.stringify(
     caller.kind === "user" ? caller.claims : { ...caller.claims, role: "service_role" },
   );
   let committing = false;
-  const transaction = (sql.begin(async (tx) => {
+  const body = async (tx: Tx) => {
     // Sent now and not awaited alone: it travels in the same round trip as
     // work's first query, which the connection runs after it.
     const identity = tx`select set_config('role', ${role}, true),
@@ -117,18 +165,15 @@ export function asCaller<T>(sql: Sql, caller: Caller, work: (tx: Tx) => Promise<
     await identity;
     committing = true; // only COMMIT is left
     return result;
-  }) as Promise<T>).catch((error) => {
-    const unavailable = committing ? databaseUnavailable(error) : undefined;
-    throw unavailable ? new OutcomeUnknown(`gone while committing (${unavailable})`, error) : error;
-  });
-  const deadlineMs = deadlines.get(sql);
-  if (deadlineMs === undefined) return transaction;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new OutcomeUnknown(`no answer within ${deadlineMs / 1000} s`)),
-      deadlineMs,
-    );
-  });
-  return Promise.race([transaction, deadline]).finally(() => clearTimeout(timer));
+  };
+  const transaction =
+    ((access === "read" ? sql.begin("read only", body) : sql.begin(body)) as Promise<
+      T
+    >).catch((error) => {
+      const unavailable = committing && access === "write" ? databaseUnavailable(error) : undefined;
+      throw unavailable
+        ? new OutcomeUnknown(`gone while committing (${unavailable})`, error)
+        : error;
+    });
+  return withinDeadline(sql, transaction, access);
 }

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { Sql } from "../db/sessions.ts";
+import { type Sql, withinDeadline } from "../db/sessions.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
@@ -117,12 +117,18 @@ export async function dispatchBatch(
   const deadline = now() + window;
   const cutOff = new AbortController();
   const timer = setTimeout(() => cutOff.abort(new Error("the round's lease is ending")), window);
-  const claimed = scope.claimed ?? await claimDue(deps.sql, {
-    limit: _claimLimit(deps, slots, window),
-    leaseMs,
-    notificationId: scope.notificationId,
-    holder: deps.holder,
-  }).catch((error) => {
+  // A frozen Postgres answers nothing: the claim gives up at the client's
+  // deadline (what it took, if it commits later, comes back at its lease).
+  const claimed = scope.claimed ?? await withinDeadline(
+    deps.sql,
+    claimDue(deps.sql, {
+      limit: _claimLimit(deps, slots, window),
+      leaseMs,
+      notificationId: scope.notificationId,
+      holder: deps.holder,
+    }),
+    "write",
+  ).catch((error) => {
     clearTimeout(timer);
     throw error;
   });

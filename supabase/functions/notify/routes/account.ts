@@ -30,8 +30,12 @@ const ENDPOINT_COLUMNS = "id, url, created_at, disabled_at, disabled_reason";
 /** Registers the account routes. */
 export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   const { sql } = deps;
-  const asUser = <T>(caller: Caller, what: string, work: (tx: Tx) => Promise<T>) =>
-    asCaller(sql, requireUser(caller, what), work);
+  const asUser = <T>(
+    caller: Caller,
+    what: string,
+    work: (tx: Tx) => Promise<T>,
+    access: "read" | "write" = "write",
+  ) => asCaller(sql, requireUser(caller, what), work, access);
 
   // Devices: register (or refresh last_seen_at by registering again), list, remove.
   app.put("/devices", async (c) => {
@@ -52,6 +56,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       "Devices",
       (tx) =>
         tx`select ${tx.unsafe(DEVICE_COLUMNS)} from herald.device_tokens order by created_at, id`,
+      "read",
     );
     return c.json({ devices });
   });
@@ -73,6 +78,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       c.get("caller"),
       "Topic subscriptions",
       (tx) => tx`select topic, created_at from herald.topic_subscriptions order by topic`,
+      "read",
     );
     return c.json({ topics });
   });
@@ -114,7 +120,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
 
   // Preferences: one document per user, replaced as a whole.
   app.get("/preferences", async (c) => {
-    const preferences = await asUser(c.get("caller"), "Preferences", _readPreferences);
+    const preferences = await asUser(c.get("caller"), "Preferences", _readPreferences, "read");
     return c.json(preferences);
   });
 
@@ -174,6 +180,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       (tx) =>
         tx`select ${tx.unsafe(ENDPOINT_COLUMNS)} from herald.webhook_endpoints
          order by created_at, id`,
+      "read",
     );
     return c.json({ webhook_endpoints: endpoints });
   });

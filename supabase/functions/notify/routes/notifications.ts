@@ -160,7 +160,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
         -- Progress is the sender's: a recipient (RLS lets them see the
         -- notification) would count only their own deliveries.
         where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
-        group by n.id`);
+        group by n.id`, "read");
     if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
     return c.json(
@@ -204,7 +204,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
                   from herald.deliveries d where d.notification_id = n.id
                   order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
         from herald.notifications n
-        where n.id = ${id}`);
+        where n.id = ${id}`, "read");
     if (!notification) {
       throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
     }
