@@ -78,6 +78,11 @@ const REFUSED_AUTHORIZATION: [string, () => Promise<string>][] = [
     "a user's token without a subject",
     async () => `Bearer ${await sign({ role: "authenticated", aud: "authenticated" })}`,
   ],
+  [
+    "a user's token whose subject is not a user id (a UUID)",
+    async () =>
+      `Bearer ${await sign({ role: "authenticated", aud: "authenticated", sub: "not-a-uuid" })}`,
+  ],
   ["garbage that is not a JWT", () => Promise.resolve("Bearer not-a-token")],
   ["garbage shaped like a JWT", () => Promise.resolve("Bearer aaa.bbb.ccc")],
   ["an unknown secret key", () => Promise.resolve("Bearer sb_secret_not_this_projects_000")],

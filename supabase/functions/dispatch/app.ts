@@ -68,7 +68,7 @@ export function createApp(deps: DispatchAppDeps) {
   });
 
   app.get("/dead-letters", async (c) => {
-    const query = validate(DeadLetterQuery, c.req.query());
+    const query = validate(DeadLetterQuery, c.req.query(), "(query)");
     const rows = await withinDeadline(
       sql,
       sql`

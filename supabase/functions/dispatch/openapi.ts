@@ -98,6 +98,8 @@ export function openApiDocument(slug = "dispatch"): Record<string, unknown> {
       413: "Body over 1 MB",
       415: "Body is not application/json",
       422: "Invalid field(s), named in `errors`",
+      503:
+        "The database is unavailable or did not answer a read in time (`database-unavailable`), or a write's outcome is unknown (`outcome-unknown`: a claim made comes back at its lease; a replay may be sent again); see Retry-After",
     },
     gateway: {
       403: "a caller outside HERALD_INTERNAL_CIDR (ip-restriction)",

@@ -59,9 +59,9 @@ export function openApiDocument(slug = "hooks"): Record<string, unknown> {
       400: "Malformed JSON",
       401: "Missing or invalid signature, or a timestamp outside 5 minutes",
       413: "Body over 1 MB",
-      415: "Body is not application/json",
       422: "Not a database event",
-      503: "No signing secret configured (HERALD_HOOK_SECRETS)",
+      503:
+        "No signing secret configured (HERALD_HOOK_SECRETS: `hooks-not-configured`), the database is unavailable (`database-unavailable`: nothing was recorded), or it went away while committing (`outcome-unknown`: send the event again; its webhook-id makes a repeat a no-op); see Retry-After",
     },
     gateway: {
       413: "body over 1 MB (`Request size limit exceeded`)",

@@ -25,7 +25,7 @@ const DeliveryStatus = z.enum([
 /** POST /notify, POST /bulk: what was accepted (202), and after an inline attempt (201). */
 export const Accepted = z.object({
   id: Id.describe("The notification's id"),
-  status_url: z.string().startsWith("/functions/v1/").describe(
+  status_url: z.string().regex(/^\/functions\/v1\//).describe(
     "Where its status is read: a path on the host called (also the Location header)",
   ),
   deliveries: z.number().int().describe("Deliveries created"),

@@ -44,6 +44,10 @@ export const OPERATIONS: Operation[] = [
       202: "Accepted: deliveries wait for the dispatcher (scheduled, large, or quiet hours)",
     },
     answers: { 201: A.AttemptedInline, 202: A.Accepted },
+    answerHeaders: {
+      201: ["Location", "Idempotent-Replayed"],
+      202: ["Location", "Idempotent-Replayed"],
+    },
   },
   {
     method: "post",
@@ -54,6 +58,7 @@ export const OPERATIONS: Operation[] = [
     idempotent: true,
     responses: { 202: "Accepted: the id is the job id; read progress at /bulk/{id}" },
     answers: { 202: A.Accepted },
+    answerHeaders: { 202: ["Location", "Idempotent-Replayed"] },
   },
   {
     method: "get",
@@ -152,6 +157,7 @@ export const OPERATIONS: Operation[] = [
     body: WebhookEndpointRequest,
     responses: { 201: "The endpoint with its secret" },
     answers: { 201: A.WebhookEndpointWithSecret },
+    answerHeaders: { 201: ["Location"] },
   },
   {
     method: "get",
@@ -247,6 +253,7 @@ export function openApiDocument(slug = "notify"): Record<string, unknown> {
     },
     pathParameters: { topic: Topic },
     gatewayKey: true,
+    rateLimited: true,
     gateway: {
       401: "no API key, or one Kong does not know (`apikey`/`sb-api-key`)",
       413: "body over 1 MB (`Request size limit exceeded`)",

@@ -271,7 +271,7 @@ export const TopicParam = z.strictObject({ topic: Topic });
 /** The `Idempotency-Key` header: 1–255 printable ASCII characters. */
 export const IdempotencyKey = z.string().regex(
   /^[\x21-\x7e]{1,255}$/,
-  "must be 1–255 printable ASCII characters",
+  "must be 1–255 printable ASCII characters, no spaces",
 );
 
 function _isTimeZone(zone: string): boolean {

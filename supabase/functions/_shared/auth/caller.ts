@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { Uuid } from "../db/uuid.ts";
 import { Problem } from "../http/problem.ts";
 import { sha256Hex } from "./caller_scope.ts";
 import { equalsAnyKey, matchingKey } from "./constant_time.ts";
@@ -151,20 +152,22 @@ async function _tokenCaller(
     throw new Problem(
       401,
       "invalid-token",
-      "The access token was refused: a user's token must name the user (sub) and the audience 'authenticated'.",
+      "The access token was refused: a user's token must name the user (sub, a UUID) and the audience 'authenticated'.",
     );
   }
   return undefined;
 }
 
-/** The user a verified token names: role `authenticated`, a `sub`, and the audience `authenticated`. */
+/**
+ * The user a verified token names: role `authenticated`, a `sub` that is a
+ * user id (a UUID: Supabase Auth's; anything else would reach SQL as one),
+ * and the audience `authenticated`.
+ */
 function _user(claims: Claims): Caller | undefined {
   const audience = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-  if (
-    claims.role === "authenticated" && typeof claims.sub === "string" && claims.sub &&
-    audience.includes("authenticated")
-  ) {
-    return { kind: "user", userId: claims.sub, claims };
+  const sub = Uuid.safeParse(claims.sub);
+  if (claims.role === "authenticated" && sub.success && audience.includes("authenticated")) {
+    return { kind: "user", userId: sub.data, claims };
   }
   return undefined;
 }

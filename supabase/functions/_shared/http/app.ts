@@ -368,15 +368,20 @@ function _unstorable(path: string[], message: string): never {
 }
 
 /**
- * Validates a value (body, params, query) against a schema.
+ * Validates a value (body, params, query) against a schema; `whole` names
+ * the value itself where an issue has no field (an unknown query key).
  *
  * @throws {Problem} 422 naming each field at fault
  */
-export function validate<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+export function validate<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  whole: "(body)" | "(query)" | "(path)" = "(body)",
+): z.output<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const errors = parsed.error.issues.map((issue) => ({
-    field: issue.path.length ? issue.path.join(".") : "(body)",
+    field: issue.path.length ? issue.path.join(".") : whole,
     message: issue.message,
   }));
   throw new Problem(

@@ -33,6 +33,8 @@ export interface Operation {
   responses: Record<number, string>;
   /** Status → schema of each JSON success answer (every one but 204 and text needs one). */
   answers?: Record<number, z.ZodType>;
+  /** Status → headers of `HEADERS` a success answer carries besides x-request-id. */
+  answerHeaders?: Record<number, (keyof typeof HEADERS)[]>;
   /** The success answer's media type. @default "application/json" */
   produces?: string;
   /** Which of the document's error statuses this operation can answer. @default all that apply */
@@ -52,6 +54,8 @@ export interface DocumentOptions {
   errors: Record<number, string>;
   /** Status → when Kong, in front of the function, answers it itself (Kong's JSON, not problem+json). */
   gateway?: Record<number, string>;
+  /** The function limits callers: its answers carry `RateLimit-*` (its 429 too). */
+  rateLimited?: boolean;
   /** How callers authenticate (an OpenAPI security scheme). */
   security: Record<string, unknown>;
   /** Schemas of path parameters other than UUIDs, by name. */
@@ -93,6 +97,42 @@ export const Problem = {
   },
 };
 
+/** The response headers Herald's answers carry, by name (`components.headers`). */
+export const HEADERS = {
+  "x-request-id": {
+    description: "The request's id, also in every log line and stored with what it created",
+    schema: { type: "string" },
+  },
+  "Retry-After": { description: "Seconds to wait before retrying", schema: { type: "integer" } },
+  "RateLimit-Limit": {
+    description: "Requests allowed per window for this caller",
+    schema: { type: "integer" },
+  },
+  "RateLimit-Remaining": {
+    description: "Requests left in the window",
+    schema: { type: "integer" },
+  },
+  "RateLimit-Reset": { description: "Seconds until the window frees", schema: { type: "integer" } },
+  "RateLimit-Policy": { description: "`<limit>;w=<window seconds>`", schema: { type: "string" } },
+  Location: { description: "Where the created resource is read", schema: { type: "string" } },
+  "Idempotent-Replayed": {
+    description: "`true` when this is the stored answer to an earlier request with the key",
+    schema: { type: "string", enum: ["true"] },
+  },
+} as const;
+
+/** Response `headers` objects naming `HEADERS` by reference. */
+function _headers(names: (keyof typeof HEADERS)[]): Record<string, unknown> {
+  return Object.fromEntries(names.map((n) => [n, { $ref: `#/components/headers/${n}` }]));
+}
+
+const RATE_LIMIT_HEADERS = [
+  "RateLimit-Limit",
+  "RateLimit-Remaining",
+  "RateLimit-Reset",
+  "RateLimit-Policy",
+] as const;
+
 /** The body of an answer Kong makes itself (`kong.response.error`). */
 export const KongError = {
   type: "object",
@@ -123,8 +163,14 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
       if (status !== "204" && !text && !answer) {
         throw new Error(`${op.method} ${op.path}: the ${status} answer has no schema`);
       }
-      responses[status] = status === "204" ? { description } : {
+      const headers = _headers([
+        "x-request-id",
+        ...(options.rateLimited && !op.open ? RATE_LIMIT_HEADERS : []),
+        ...(op.answerHeaders?.[Number(status)] ?? []),
+      ]);
+      responses[status] = status === "204" ? { description, headers } : {
         description,
+        headers,
         content: {
           [op.produces ?? "application/json"]: {
             schema: text ? { type: "string" } : answerSchema(answer!),
@@ -137,6 +183,11 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
       if (!op.body && ["400", "413", "415"].includes(status)) continue;
       responses[status] = {
         description,
+        headers: _headers([
+          "x-request-id",
+          ...(["429", "503"].includes(status) ? ["Retry-After" as const] : []),
+          ...(status === "429" && options.rateLimited ? RATE_LIMIT_HEADERS : []),
+        ]),
         content: {
           "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } },
         },
@@ -190,6 +241,7 @@ export function buildOpenApi(options: DocumentOptions): Record<string, unknown> 
         ...(options.gatewayKey ? { apikey: API_KEY_SCHEME } : {}),
       },
       schemas: { Problem, ...(options.gateway ? { KongError } : {}) },
+      headers: HEADERS,
     },
   };
 }

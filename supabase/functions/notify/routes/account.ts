@@ -62,7 +62,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.delete("/devices/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const deleted = await asUser(
       c.get("caller"),
       "Devices",
@@ -84,7 +84,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.put("/topics/:topic", async (c) => {
-    const { topic } = validate(TopicParam, c.req.param());
+    const { topic } = validate(TopicParam, c.req.param(), "(path)");
     const userId = _subscriber(c.get("caller"), c.req.query());
     const [row] = await asCaller(
       sql,
@@ -103,7 +103,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.delete("/topics/:topic", async (c) => {
-    const { topic } = validate(TopicParam, c.req.param());
+    const { topic } = validate(TopicParam, c.req.param(), "(path)");
     const userId = _subscriber(c.get("caller"), c.req.query());
     const deleted = await asCaller(
       sql,
@@ -186,7 +186,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.delete("/webhook-endpoints/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const deleted = await asUser(
       c.get("caller"),
       "Webhook endpoints",
@@ -201,7 +201,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   // Re-pointing (or re-enabling in place, once the receiver is fixed) clears a
   // disabled endpoint; the table's trigger checks the URL again.
   app.patch("/webhook-endpoints/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const input = await readJson(c.req.raw, WebhookEndpointUpdate);
     if (input.url !== undefined) {
       const verdict = judgeLiterally(input.url, allowHosts);
@@ -221,7 +221,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.post("/webhook-endpoints/:id/rotate-secret", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const [endpoint] = await asUser(
       c.get("caller"),
       "Webhook endpoints",
@@ -270,7 +270,7 @@ async function _readPreferences(tx: Tx) {
 
 /** Whose subscription: the user's own; a service must say whose. */
 function _subscriber(caller: Caller, query: Record<string, string>): string {
-  const { user_id: userId } = validate(SubscriptionQuery, query);
+  const { user_id: userId } = validate(SubscriptionQuery, query, "(query)");
   if (caller.kind === "user") {
     if (userId && userId !== caller.userId) {
       throw new Problem(403, "not-allowed", "Users manage only their own subscriptions.", [

@@ -144,7 +144,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.get("/bulk/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const [job] = await asCaller(sql, c.get("caller"), (tx) =>
       tx`
         select n.id, n.audience, n.created_at, n.send_at,
@@ -177,7 +177,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.get("/notifications/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const [notification] = await asCaller(sql, c.get("caller"), (tx) =>
       tx`
         select n.id, n.sender_id, n.title, n.body, n.image, n.data, n.category, n.priority,
@@ -212,7 +212,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   });
 
   app.post("/notifications/:id/cancel", async (c) => {
-    const { id } = validate(IdParam, c.req.param());
+    const { id } = validate(IdParam, c.req.param(), "(path)");
     const [{ cancelled }] = await asCaller(
       sql,
       c.get("caller"),
