@@ -62,8 +62,16 @@ Deno.test("dispatch: timeouts that fired because the dispatcher stood still open
       select ${user.id}, 'stall-' || ${user.id}::text || '-' || i, 'android'
       from generate_series(1, 10) i`; // all in flight at once (the adaptive limit starts at 16)
     const notification = await enqueue(sql, [user.id], { title: "Standing still" });
-    setTimeout(() => standStill(1_000), 100);
+    // Stand still once all ten sends are in flight, however long the claim
+    // took (a fixed 100 ms fell before the sends on a loaded machine).
+    const stoodStill = (async () => {
+      while ((await fakeControl("fcm", "requests")).total < 10) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      standStill(1_000);
+    })();
     const report = await dispatchBatch(deps);
+    await stoodStill;
     assert.equal(report.claimed, 10);
     assert.equal(report.retried, 10, JSON.stringify(report));
     assert.equal((await deps.breaker.admit("fcm:herald-local")).state, "closed");
