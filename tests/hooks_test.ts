@@ -15,7 +15,7 @@ import {
   renderRule,
   renderTemplate,
 } from "../supabase/functions/_shared/webhooks/render_template.ts";
-import { createStandardWebhookVerifier } from "../supabase/functions/_shared/webhooks/verify_standard_webhook.ts";
+import { createStandardWebhookVerifier } from "../supabase/functions/_shared/webhooks/standard_webhooks.ts";
 import { createApp } from "../supabase/functions/hooks/app.ts";
 import { adminSql, createUser, functionsUrl, stack } from "./support/stack.ts";
 

@@ -17,7 +17,7 @@
 import postgres from "postgres";
 import type { StackConfig } from "../config.ts";
 import { refuseOutsider } from "../internal_address.ts";
-import { createStandardWebhookVerifier } from "../../../supabase/functions/_shared/webhooks/verify_standard_webhook.ts";
+import { createStandardWebhookVerifier } from "../../../supabase/functions/_shared/webhooks/standard_webhooks.ts";
 import { emailItem, type Item, pushItem, type Recorded, webhookItem } from "./items.ts";
 
 const STATIC = new URL("./static/", import.meta.url);

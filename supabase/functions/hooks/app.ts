@@ -13,7 +13,7 @@ import { assertStorable, createHttpApp, validate } from "../_shared/http/app.ts"
 import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import { renderRule, type RuleTemplate } from "../_shared/webhooks/render_template.ts";
-import { createStandardWebhookVerifier } from "../_shared/webhooks/verify_standard_webhook.ts";
+import { createStandardWebhookVerifier } from "../_shared/webhooks/standard_webhooks.ts";
 import { DatabaseEventPayload } from "./schemas.ts";
 import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
 import { EventOutcome, openApiDocument } from "./openapi.ts";

@@ -15,6 +15,7 @@ import {
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import { retryAfterMs, type SendOutcome } from "./outcome.ts";
 import type { Provider } from "./provider.ts";
+import { signWebhook } from "../webhooks/standard_webhooks.ts";
 
 /** The `type` of every event Herald sends. */
 export const WEBHOOK_EVENT_TYPE = "notification.delivery";
@@ -79,35 +80,6 @@ export function classifyWebhook(status: number, headers: Headers, now: number): 
     reason: `the endpoint answered ${status}`,
     disableTarget: false,
   };
-}
-
-/**
- * The `webhook-signature` header value: one `v1,<base64>` HMAC-SHA256 of
- * `${id}.${timestamp}.${body}` per secret, space-separated, in the order given.
- *
- * @param secrets `whsec_`-prefixed (or bare) base64 signing secrets
- * @param timestamp unix seconds, as sent in `webhook-timestamp`
- * @throws {RangeError} when a secret is not base64 or is empty
- */
-export async function signWebhook(
-  secrets: readonly string[],
-  id: string,
-  timestamp: number,
-  body: string,
-): Promise<string> {
-  const content = new TextEncoder().encode(`${id}.${timestamp}.${body}`);
-  const signatures = await Promise.all(secrets.map(async (secret) => {
-    const key = await crypto.subtle.importKey(
-      "raw",
-      _secretBytes(secret),
-      { name: "HMAC", hash: "SHA-256" },
-      false,
-      ["sign"],
-    );
-    const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, content));
-    return `v1,${btoa(String.fromCharCode(...mac))}`;
-  }));
-  return signatures.join(" ");
 }
 
 /** Options for {@linkcode createWebhookProvider}. */
@@ -261,17 +233,6 @@ function _payload(delivery: ClaimedDelivery, at: number) {
       created_at: notification.createdAt.toISOString(),
     },
   };
-}
-
-function _secretBytes(secret: string): Uint8Array<ArrayBuffer> {
-  let binary: string;
-  try {
-    binary = atob(secret.replace(/^whsec_/, ""));
-  } catch {
-    throw new RangeError("Cannot sign webhook: a signing secret is not valid base64");
-  }
-  if (binary.length === 0) throw new RangeError("Cannot sign webhook: a signing secret is empty");
-  return Uint8Array.from(binary, (char) => char.charCodeAt(0));
 }
 
 /** The endpoint's host with its port: the breaker of a delivery that names no endpoint. */

@@ -1,8 +1,14 @@
 /**
- * Verification of inbound requests signed per Standard Webhooks: `webhook-id`,
- * `webhook-timestamp` (unix seconds) and `webhook-signature` (space-separated
- * `v1,<base64>` HMAC-SHA256 of `${id}.${timestamp}.${body}`), with a
- * timestamp tolerance and several secrets during a rotation.
+ * Standard Webhooks (standardwebhooks.com), both ways, in one place: the
+ * signature Herald puts on what it delivers and the one it checks on what
+ * it receives. `webhook-id`, `webhook-timestamp` (unix seconds) and
+ * `webhook-signature` (space-separated `v1,<base64>` HMAC-SHA256 of
+ * `${id}.${timestamp}.${body}`), a timestamp tolerance, and several secrets
+ * during a rotation.
+ *
+ * A secret is read as the reference libraries read it: an optional `whsec_`
+ * prefix, then standard base64 of at least one byte. Herald generates
+ * `whsec_` secrets; a bare one from another system works too.
  *
  * @module
  */
@@ -11,7 +17,7 @@ import { Problem } from "../http/problem.ts";
 
 /** Options for {@linkcode createStandardWebhookVerifier}. */
 export interface StandardWebhookVerifierOptions {
-  /** `whsec_`-prefixed base64 secrets; a signature made with any of them is accepted. */
+  /** Signing secrets (see the module); a signature made with any of them is accepted. */
   secrets: readonly string[];
   /** Largest gap between `webhook-timestamp` and now, either way. @default 300 */
   toleranceSeconds?: number;
@@ -40,7 +46,7 @@ export interface StandardWebhookVerifier {
   verify(headers: Headers, body: Uint8Array | string): Promise<VerifiedWebhook>;
 }
 
-const SECRET = /^whsec_([A-Za-z0-9+/]+={0,2})$/;
+const SECRET = /^(?:whsec_)?([A-Za-z0-9+/]+={0,2})$/;
 /** Printable ASCII, and no longer than `herald.hook_events.id` takes. */
 const MESSAGE_ID = /^[\x21-\x7e]{1,256}$/;
 const UNIX_SECONDS = /^\d{1,12}$/;
@@ -50,8 +56,8 @@ const encoder = new TextEncoder();
  * Creates a verifier for the given secrets; their keys are imported once, on
  * first use, and reused.
  *
- * @throws {RangeError} when there is no secret, a secret is not `whsec_`
- *   followed by base64, or the tolerance is not a positive integer
+ * @throws {RangeError} when there is no secret, a secret is not base64
+ *   (optionally `whsec_`-prefixed), or the tolerance is not a positive integer
  * @example
  * ```ts
  * const verifier = createStandardWebhookVerifier({ secrets: config.hookSecrets });
@@ -74,7 +80,10 @@ export function createStandardWebhookVerifier(
   // Decoded up front so a bad secret fails at start-up, not on the first request.
   // The messages say which secret, never what it is.
   const keyBytes = options.secrets.map((secret, i) =>
-    _secretBytes(secret, `secret ${i + 1} of ${options.secrets.length}`)
+    secretKey(
+      secret,
+      `Cannot create webhook verifier: secret ${i + 1} of ${options.secrets.length}`,
+    )
   );
   const now = options.now ?? Date.now;
   let keys: Promise<CryptoKey[]> | undefined;
@@ -175,20 +184,53 @@ function _signedContent(
   return content;
 }
 
-function _secretBytes(secret: string, which: string): Uint8Array<ArrayBuffer> {
+/**
+ * A signing secret's key bytes (see the module for the rule).
+ *
+ * @param what names the secret in the error, which never shows its value
+ * @throws {RangeError} when it is not base64 of at least one byte
+ */
+export function secretKey(secret: string, what: string): Uint8Array<ArrayBuffer> {
   const base64 = secret.match(SECRET)?.[1];
   let binary = "";
   try {
     if (base64) binary = atob(base64);
   } catch {
-    // Reported below, with the same message as a missing prefix.
+    // Reported below, with the same message as any other shape.
   }
   if (!binary) {
     throw new RangeError(
-      `Cannot create webhook verifier: ${which} must be 'whsec_' followed by non-empty base64`,
+      `${what} must be base64 of at least one byte, optionally 'whsec_'-prefixed`,
     );
   }
   return Uint8Array.from(binary, (char) => char.charCodeAt(0));
+}
+
+/**
+ * The `webhook-signature` header value: one `v1,<base64>` HMAC-SHA256 of
+ * `${id}.${timestamp}.${body}` per secret, space-separated, in the order given.
+ *
+ * @param timestamp unix seconds, as sent in `webhook-timestamp`
+ * @throws {RangeError} when a secret is not base64 of at least one byte
+ */
+export async function signWebhook(
+  secrets: readonly string[],
+  id: string,
+  timestamp: number,
+  body: Uint8Array | string,
+): Promise<string> {
+  const content = _signedContent(id, timestamp, body);
+  const signatures = await Promise.all(secrets.map(async (secret) => {
+    const key = await crypto.subtle.importKey(
+      "raw",
+      secretKey(secret, "Cannot sign webhook: a signing secret"),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    return `v1,${_base64(new Uint8Array(await crypto.subtle.sign("HMAC", key, content)))}`;
+  }));
+  return signatures.join(" ");
 }
 
 function _base64(bytes: Uint8Array): string {
