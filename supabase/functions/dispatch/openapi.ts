@@ -5,10 +5,14 @@
  */
 import { z } from "zod";
 import { Uuid } from "../_shared/db/uuid.ts";
-import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
+import {
+  buildOpenApi,
+  DOCUMENT_OPERATION,
+  type Operation,
+  Timestamp,
+} from "../_shared/http/openapi.ts";
 import { DeadLetterQuery, ReplayableStatus, ReplayRequest } from "./schemas.ts";
 
-const Timestamp = z.iso.datetime({ offset: true });
 const Count = z.number().int();
 
 /** One round, counted by what happened to each claimed delivery. */

@@ -4,9 +4,12 @@
  * @module
  */
 import { z } from "zod";
-import { buildOpenApi, DOCUMENT_OPERATION, type Operation } from "../_shared/http/openapi.ts";
-
-const Timestamp = z.iso.datetime({ offset: true });
+import {
+  buildOpenApi,
+  DOCUMENT_OPERATION,
+  type Operation,
+  Timestamp,
+} from "../_shared/http/openapi.ts";
 
 /** One dependency's check. */
 const Check = z.union([

@@ -8,10 +8,9 @@
  */
 import { z } from "zod";
 import { Uuid } from "../_shared/db/uuid.ts";
+import { Timestamp } from "../_shared/http/openapi.ts";
 import { Channel, Platform } from "./schemas.ts";
 
-/** An instant: `…Z` from a column, `…+00:00` from inside a jsonb document. */
-export const Timestamp = z.iso.datetime({ offset: true });
 const Id = Uuid;
 const DeliveryStatus = z.enum([
   "pending",

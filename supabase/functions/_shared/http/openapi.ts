@@ -97,6 +97,9 @@ export const Problem = {
   },
 };
 
+/** An instant in an answer: `…Z` from a column, `…+00:00` from inside a jsonb document. */
+export const Timestamp = z.iso.datetime({ offset: true });
+
 /** The response headers Herald's answers carry, by name (`components.headers`). */
 export const HEADERS = {
   "x-request-id": {

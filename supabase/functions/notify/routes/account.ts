@@ -156,11 +156,14 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
 
   // Webhook endpoints: the secret is shown once, when created or rotated.
   const allowHosts = new Set((deps.webhookAllowHosts ?? []).map(normaliseAllowedHost));
+  // Refused here and again by the table's trigger, which also guards PostgREST and SQL.
+  const refuseBlocked = (url: string) => {
+    const verdict = judgeLiterally(url, allowHosts);
+    if (verdict.kind === "blocked") _refuseUrl(verdict.reason);
+  };
   app.post("/webhook-endpoints", async (c) => {
     const input = await readJson(c.req.raw, WebhookEndpointRequest);
-    // Refused here and again by the table's trigger, which also guards PostgREST and SQL.
-    const verdict = judgeLiterally(input.url, allowHosts);
-    if (verdict.kind === "blocked") _refuseUrl(verdict.reason);
+    refuseBlocked(input.url);
     const [endpoint] = await asUser(
       c.get("caller"),
       "Webhook endpoints",
@@ -203,10 +206,7 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   app.patch("/webhook-endpoints/:id", async (c) => {
     const { id } = validate(IdParam, c.req.param(), "(path)");
     const input = await readJson(c.req.raw, WebhookEndpointUpdate);
-    if (input.url !== undefined) {
-      const verdict = judgeLiterally(input.url, allowHosts);
-      if (verdict.kind === "blocked") _refuseUrl(verdict.reason);
-    }
+    if (input.url !== undefined) refuseBlocked(input.url);
     const [endpoint] = await asUser(
       c.get("caller"),
       "Webhook endpoints",
