@@ -50,6 +50,7 @@ import { functionEnvironment } from "./stack/stack.ts";
 import { crashPostgres } from "./stack/postgres.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
 import type { StackConfig } from "./stack/config.ts";
+import { BREAKER_KEY_PREFIX } from "../supabase/functions/_shared/resilience/breaker.ts";
 
 const log = (message: string) => console.error(`chaos: ${message}`);
 Deno.env.set("HERALD_DATA_DIR", `${new URL("../", import.meta.url).pathname}.data/chaos`);
@@ -171,7 +172,7 @@ async function dispatcherStop() {
   let opened = false;
   const watching = (async () => {
     while (performance.now() - started < 300_000) {
-      if (await redis.hget("herald:breaker:{fcm:herald-local}", "open_until")) opened = true;
+      if (await redis.hget(`${BREAKER_KEY_PREFIX}{fcm:herald-local}`, "open_until")) opened = true;
       const [{ pending }] = await sql`select count(*)::integer as pending
         from herald.deliveries where notification_id = ${notification} and status = 'pending'`;
       if (pending === 0) return;
@@ -218,7 +219,7 @@ async function freshOutage() {
     let openedMs: number | undefined;
     try {
       await until(async () => {
-        const openUntil = await redis.hget("herald:breaker:{fcm:herald-local}", "open_until");
+        const openUntil = await redis.hget(`${BREAKER_KEY_PREFIX}{fcm:herald-local}`, "open_until");
         if (openUntil) openedMs = performance.now() - started;
         return openUntil !== null || performance.now() - started > 60_000;
       }, 70_000);
@@ -492,7 +493,7 @@ async function errorRate() {
   try {
     const watchUntil = performance.now() + 20_000;
     while (performance.now() < watchUntil) {
-      if (await redis.hget("herald:breaker:{fcm:herald-local}", "open_until")) {
+      if (await redis.hget(`${BREAKER_KEY_PREFIX}{fcm:herald-local}`, "open_until")) {
         openedDuringRetries = true;
       }
       await sleep(200);
@@ -630,7 +631,7 @@ async function redisHang() {
 async function forgetBreakers() {
   const redis = new Redis({ port: stack.ports.redis, lazyConnect: true });
   try {
-    const keys = await redis.keys("herald:breaker:*");
+    const keys = await redis.keys(`${BREAKER_KEY_PREFIX}*`);
     if (keys.length > 0) await redis.del(...keys);
   } finally {
     redis.disconnect();

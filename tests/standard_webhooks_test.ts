@@ -3,15 +3,18 @@
  * (`standardwebhooks`) and its published vector: what Herald signs the
  * library verifies, what the library signs Herald verifies, for a
  * `whsec_`-prefixed secret and the same secret bare; signing and verifying
- * take and refuse exactly the same secrets.
+ * take and refuse exactly the same secrets, and so does the database
+ * (`herald.standard_webhook_key`, `herald.sign_standard_webhook`).
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { Webhook } from "standardwebhooks";
 import {
   createStandardWebhookVerifier,
   secretKey,
   signWebhook,
 } from "../supabase/functions/_shared/webhooks/standard_webhooks.ts";
+import { withAdminSql } from "./support/stack.ts";
 
 // The reference libraries' test vector.
 const VECTOR = {
@@ -82,4 +85,46 @@ Deno.test("standard webhooks: signing and verifying refuse the same secrets, nev
     await assert.rejects(signWebhook([secret], "msg_1", 1, "{}"), quiet, JSON.stringify(secret));
     assert.throws(() => createStandardWebhookVerifier({ secrets: [secret] }), quiet);
   }
+});
+
+Deno.test("standard webhooks: the database takes exactly the secrets the functions take, and signs the reference vector", async () => {
+  const secrets = [
+    VECTOR.secret,
+    VECTOR.secret.slice("whsec_".length),
+    "QQ",
+    "QQ=",
+    "QQ==",
+    "QUI",
+    "QUI=",
+    "QR==",
+    "Q",
+    "QQ===",
+    "",
+    "whsec_",
+    "whsec_whsec_QQ==",
+    "plain-secret",
+    "whsec_not base64!",
+    "=====",
+  ];
+  await withAdminSql(async (sql) => {
+    for (const secret of secrets) {
+      let expected: string | null = null;
+      try {
+        expected = Buffer.from(secretKey(secret, "secret")).toString("hex");
+      } catch {
+        // refused: the database must refuse it too
+      }
+      const [{ key }] =
+        await sql`select encode(herald.standard_webhook_key(${secret}), 'hex') as key`;
+      assert.equal(key, expected, JSON.stringify(secret));
+    }
+    const [{ signature }] = await sql`
+      select herald.sign_standard_webhook(${VECTOR.secret.slice("whsec_".length)}, ${VECTOR.id},
+        ${VECTOR.timestamp}, ${VECTOR.body}) as signature`;
+    assert.equal(signature, VECTOR.signature);
+    await assert.rejects(
+      sql`select herald.sign_standard_webhook('plain-secret', 'msg_1', 1, '{}')`,
+      (error: Error & { code?: string }) => error.code === "22023",
+    );
+  });
 });

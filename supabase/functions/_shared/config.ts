@@ -6,6 +6,13 @@
 import { z } from "zod";
 import { BUILD } from "./build.ts";
 
+/**
+ * Notify's inline first attempt: tried when a request creates at most
+ * `maxDeliveries`, answered within `budgetMs` (HERALD_INLINE_MAX_DELIVERIES,
+ * HERALD_INLINE_BUDGET_MS).
+ */
+export const INLINE_SEND_DEFAULTS = { maxDeliveries: 10, budgetMs: 1_500 } as const;
+
 const optionalUrl = z.url().optional();
 const count = (fallback: number, max: number) =>
   z.coerce.number().int().min(1).max(max).default(fallback);
@@ -62,8 +69,9 @@ const Env = z.object({
   HERALD_HOOK_SECRETS: z.string().default(""),
   HERALD_RATE_LIMIT_USER_PER_MIN: count(600, 1_000_000),
   HERALD_RATE_LIMIT_SERVICE_PER_MIN: count(60_000, 10_000_000),
-  HERALD_INLINE_MAX_DELIVERIES: z.coerce.number().int().min(0).max(100).default(10),
-  HERALD_INLINE_BUDGET_MS: count(1_500, 10_000),
+  HERALD_INLINE_MAX_DELIVERIES: z.coerce.number().int().min(0).max(100)
+    .default(INLINE_SEND_DEFAULTS.maxDeliveries),
+  HERALD_INLINE_BUDGET_MS: count(INLINE_SEND_DEFAULTS.budgetMs, 10_000),
   HERALD_INSTANCE: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a short lowercase name")
     .optional(),
   HERALD_VERSION: z.string().max(64).optional(),

@@ -34,7 +34,7 @@ export interface DispatchAppDeps {
  * ```
  */
 export function createApp(deps: DispatchAppDeps) {
-  const app = createHttpApp("dispatch", deps.log);
+  const app = createHttpApp("dispatch", deps.log, { instance: deps.dispatcher.instance });
   const { sql } = deps.dispatcher;
   serveOpenApi(app, openApiDocument);
 

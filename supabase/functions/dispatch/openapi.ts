@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from "zod";
+import { CHANNEL_NAMES } from "../_shared/channels.ts";
 import { Uuid } from "../_shared/db/uuid.ts";
 import {
   buildOpenApi,
@@ -35,7 +36,7 @@ export const DeadLetters = z.object({
     id: Uuid,
     notification_id: Uuid,
     recipient_id: Uuid.nullable(),
-    channel: z.enum(["push", "email", "webhook"]),
+    channel: z.enum(CHANNEL_NAMES),
     target: z.string().describe("The token, address or endpoint it was for"),
     attempts: Count,
     last_error: z.string().nullable(),

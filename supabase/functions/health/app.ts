@@ -69,7 +69,7 @@ const STALLED_AFTER_S = 30;
  * ```
  */
 export function createApp(deps: HealthAppDeps) {
-  const app = createHttpApp("health", deps.log);
+  const app = createHttpApp("health", deps.log, { instance: deps.build?.instance });
   const { sql, redis } = deps;
   const timeoutMs = deps.timeoutMs ?? 2_000;
   const now = deps.now ?? Date.now;

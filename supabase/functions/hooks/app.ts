@@ -26,6 +26,8 @@ export interface HooksDeps {
   log: Logger;
   /** @default Date.now */
   now?: () => number;
+  /** Which deployment this is (`config.build.instance`), sent as `x-herald-instance`. */
+  instance?: string;
 }
 
 /** What one matching rule produced. */
@@ -55,7 +57,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function createApp(deps: HooksDeps) {
-  const app = createHttpApp("hooks", deps.log);
+  const app = createHttpApp("hooks", deps.log, { instance: deps.instance });
   const { sql } = deps;
   const verifier = deps.secrets.length
     ? createStandardWebhookVerifier({ secrets: deps.secrets, now: deps.now })

@@ -12,6 +12,7 @@ const app = createApp({
     statementTimeoutMs: config.dbStatementTimeoutMs,
   }),
   secrets: config.hookSecrets,
+  instance: config.build.instance,
   log: consoleLogger,
 });
 

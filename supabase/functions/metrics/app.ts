@@ -15,6 +15,7 @@ import type { Redis } from "@upstash/redis";
 import { presentedCredentials } from "../_shared/auth/caller.ts";
 import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
 import type { Sql } from "../_shared/db/sessions.ts";
+import { BREAKER_KINDS, CHANNEL_NAMES } from "../_shared/channels.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
 import { serveOpenApi } from "../_shared/http/openapi.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -22,7 +23,6 @@ import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import {
   ATTEMPT_BUCKETS,
-  CHANNELS,
   OUTCOMES,
   QUEUE_BUCKETS,
   REQUEST_BUCKETS,
@@ -65,7 +65,6 @@ const HISTOGRAMS = {
   },
 } as const;
 
-const BREAKER_KINDS = ["fcm", "email", "webhook"];
 const BREAKER_STATES = ["closed", "open", "half-open"] as const;
 
 /**
@@ -78,7 +77,7 @@ const BREAKER_STATES = ["closed", "open", "half-open"] as const;
  * ```
  */
 export function createApp(deps: MetricsAppDeps) {
-  const app = createHttpApp("metrics", deps.log);
+  const app = createHttpApp("metrics", deps.log, { instance: deps.build.instance });
   const timeoutMs = deps.timeoutMs ?? 2_000;
   const now = deps.now ?? Date.now;
   serveOpenApi(app, openApiDocument);
@@ -181,7 +180,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
     counter("deliveries").map((c) => [`${c.instance}|${c.channel}|${c.label}`, c.n]),
   );
   for (const instance of instances) {
-    for (const channel of CHANNELS) {
+    for (const channel of CHANNEL_NAMES) {
       for (const outcome of OUTCOMES) {
         const n = deliveries.get(`${instance}|${channel}|${outcome}`);
         if (n === undefined && instance !== own) continue;
@@ -202,7 +201,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
       deployment: c.instance,
     }, c.n);
   }
-  for (const channel of CHANNELS) {
+  for (const channel of CHANNEL_NAMES) {
     if (!counter("attempts").some((c) => c.channel === channel && c.instance === own)) {
       out.sample(
         "herald_delivery_attempts_total",
@@ -239,7 +238,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
       string,
       { instance: string; channel: string; counts: number[]; sum: number }
     >();
-    for (const channel of CHANNELS) {
+    for (const channel of CHANNEL_NAMES) {
       series.set(`${own}|${channel}`, { instance: own, channel, counts: [], sum: 0 });
     }
     for (const r of rows) {
@@ -277,7 +276,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
     "gauge",
     "Pending deliveries (due now, waiting for a retry, or scheduled) by channel and lane.",
   );
-  for (const channel of CHANNELS) {
+  for (const channel of CHANNEL_NAMES) {
     for (const lane of [0, 1, 2]) {
       const n = db.statuses.find((s) =>
         s.channel === channel && s.lane === lane && s.status === "pending"
@@ -290,7 +289,7 @@ function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
     "gauge",
     "Dead letters outstanding (attempts exhausted, not replayed), by channel.",
   );
-  for (const channel of CHANNELS) {
+  for (const channel of CHANNEL_NAMES) {
     const n = db.statuses.filter((s) => s.channel === channel && s.status === "dead")
       .reduce((sum, s) => sum + s.n, 0);
     out.sample("herald_dead_letters", { channel }, n);

@@ -25,7 +25,7 @@ export interface NotifyDeps {
   log: Logger;
   /** Sends the first attempt of small notifications inline; absent: everything waits for dispatch. */
   dispatcher?: DispatcherDeps;
-  /** @default { maxDeliveries: 10, budgetMs: 1500 } */
+  /** @default INLINE_SEND_DEFAULTS, in `_shared/config.ts` */
   inline?: { maxDeliveries: number; budgetMs: number };
   /** Per-user / per-key rate limit, run after authentication. */
   rateLimit?: MiddlewareHandler<AppEnv>;
@@ -33,6 +33,8 @@ export interface NotifyDeps {
   waitUntil?: (work: Promise<unknown>) => void;
   /** `HERALD_WEBHOOK_ALLOW_HOSTS`: hosts a webhook endpoint may name though not public. @default [] */
   webhookAllowHosts?: string[];
+  /** Which deployment this is (`config.build.instance`), sent as `x-herald-instance`. */
+  instance?: string;
   /** Counts each answered request for the metrics (Redis); absent: not counted. */
   countRequest?: (route: "notify" | "bulk" | "other", status: number, seconds: number) => void;
 }
@@ -49,6 +51,7 @@ export interface NotifyDeps {
 export function createApp(deps: NotifyDeps) {
   const count = deps.countRequest;
   const app = createHttpApp("notify", deps.log, {
+    instance: deps.instance,
     onAnswered: count && ((r) => count(_route(r.method, r.path), r.status, r.seconds)),
   });
   serveOpenApi(app, openApiDocument);

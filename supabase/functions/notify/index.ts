@@ -46,6 +46,7 @@ const app = createApp({
   }),
   waitUntil: edge ? (work) => edge.waitUntil(work) : undefined,
   webhookAllowHosts: config.webhooks.allowHosts,
+  instance: config.build.instance,
   countRequest: requestCounter &&
     ((route, status, seconds) =>
       requestCounter({ route, instance: config.build.instance, status, seconds })),

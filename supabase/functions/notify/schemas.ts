@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { CHANNEL_NAMES } from "../_shared/channels.ts";
 import { Uuid } from "../_shared/db/uuid.ts";
 import { buildFcmMessage, MAX_PAYLOAD_BYTES } from "../_shared/providers/fcm_message.ts";
 import { DataMap, MAX_TTL_SECONDS, overridesSchema } from "../_shared/providers/fcm_overrides.ts";
@@ -15,7 +16,7 @@ export const DataPayload = DataMap.meta({
 });
 
 /** A delivery channel. */
-export const Channel = z.enum(["push", "email", "webhook"]);
+export const Channel = z.enum(CHANNEL_NAMES);
 
 /** A category name: what users opt out of. */
 export const Category = z.string().regex(

@@ -9,11 +9,12 @@
  *
  * @module
  */
+import { type Channel, CHANNELS } from "../channels.ts";
 import { type Sql, withinDeadline } from "../db/sessions.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
-import type { Channel, ClaimedDelivery } from "../outbox/delivery.ts";
+import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import type { Provider, Providers } from "../providers/provider.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
 import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
@@ -268,7 +269,7 @@ function _settleWithoutSending(
       outcome: "failed",
       errorCode: "TARGET_DISABLED",
       error: `the ${
-        delivery.channel === "webhook" ? "webhook endpoint" : "device token"
+        CHANNELS[delivery.channel].target
       } was disabled after this notification was requested`,
     };
   }

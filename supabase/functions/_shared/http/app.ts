@@ -9,11 +9,11 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { z } from "zod";
 import type { Caller } from "../auth/caller.ts";
-import { BUILD } from "../build.ts";
 import { type Logger, withLogContext } from "../log.ts";
 import { Problem, problemResponse } from "./problem.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import { OutcomeUnknown } from "../db/sessions.ts";
+import { unexpectedRefusal } from "../db/refusals.ts";
 import { requestIdOf } from "./request_id.ts";
 
 /**
@@ -55,6 +55,8 @@ export function createHttpApp(
     onAnswered?: (
       answered: { method: string; path: string; status: number; seconds: number },
     ) => void;
+    /** Which deployment answers (stable, canary), sent as `x-herald-instance`: how a canary's share is seen from outside. */
+    instance?: string;
   } = {},
 ): Hono<AppEnv> {
   const app = new Hono<AppEnv>().basePath(`/${functionName}`);
@@ -74,8 +76,7 @@ export function createHttpApp(
     slugs.set(renamed, called[1]);
     return fetch(renamed, ...rest);
   };
-  // Which edge-runtime instance answered (stable, canary): how a canary's share is seen from outside.
-  const instance = BUILD.deployment || Deno.env.get("HERALD_INSTANCE");
+  const instance = options.instance;
   app.use(async (c, next) => {
     const started = performance.now();
     c.set("slug", slugs.get(c.req.raw) ?? functionName);
@@ -187,7 +188,7 @@ export function createHttpApp(
         requestId,
       );
     }
-    const refused = _refusedByDatabase(error);
+    const refused = unexpectedRefusal(error);
     if (refused) {
       log("warn", "database refused a request's value", {
         request_id: requestId,
@@ -234,28 +235,6 @@ function _pattern(routePath: string): RegExp {
 
 /** What a 503 for an unreachable database asks callers to wait, in seconds. */
 const DATABASE_RETRY_AFTER_S = 5;
-
-/**
- * The last line of input checking: a value our schemas let through but a
- * column, constraint or reference refuses (SQLSTATE classes 22 and 23) is the
- * request's fault — a 422, never a 500. Validation should catch these first;
- * this keeps a gap in it from becoming a server error.
- */
-function _refusedByDatabase(error: Error): Problem | undefined {
-  const code = (error as { code?: unknown }).code;
-  if (error.name !== "PostgresError" || typeof code !== "string") return undefined;
-  if (code === "23503") {
-    return new Problem(
-      422,
-      "unknown-reference",
-      "The request names a user or record that does not exist (a deleted account's token?).",
-    );
-  }
-  if (code.startsWith("22") || code.startsWith("23")) {
-    return new Problem(422, "validation", `A value was refused: ${error.message}.`);
-  }
-  return undefined;
-}
 
 /**
  * Middleware resolving the caller once per request (401/403 as problems) and

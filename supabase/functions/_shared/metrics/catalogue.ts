@@ -7,9 +7,6 @@
  * @module
  */
 
-/** Channels, as the outbox names them. */
-export const CHANNELS = ["push", "email", "webhook"] as const;
-
 /** Delivery outcomes counted by `herald_deliveries_total`. */
 export const OUTCOMES = [
   "sent",

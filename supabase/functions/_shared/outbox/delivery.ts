@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { Channel } from "../channels.ts";
 
 /** Per-channel additions to a notification. FCM blocks are `AndroidConfig`, `ApnsConfig`, `WebpushConfig` subsets. */
 export interface Overrides {
@@ -34,9 +35,6 @@ export interface NotificationContent {
   /** The correlation id of the request that asked for it. */
   requestId: string | null;
 }
-
-/** A channel Herald delivers on. */
-export type Channel = "push" | "email" | "webhook";
 
 /** A claimed delivery; `lease` fences the write-back against a later claimant. */
 export interface ClaimedDelivery {

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import type { Channel, ClaimedDelivery } from "../outbox/delivery.ts";
+import type { Channel } from "../channels.ts";
+import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import type { SendOutcome } from "./outcome.ts";
 
 /** Delivers one channel's deliveries. */

@@ -18,6 +18,9 @@
  */
 import { BREAKER_ADMIT, BREAKER_RECORD, runScript, type ScriptRedis } from "../redis/scripts.ts";
 
+/** Where breakers keep their state in Redis: `<prefix>{<target>}` and its `:failures`, `:recent`. */
+export const BREAKER_KEY_PREFIX = "herald:breaker:";
+
 /** What a caller may do with a target now. */
 export type Admission =
   | { state: "closed" }
@@ -86,7 +89,7 @@ export interface BreakerOptions {
   probeLeaseMs?: number;
   /** How soon callers that lost the probe look again. @default 1_000 */
   recheckMs?: number;
-  /** Redis key prefix. @default "herald:breaker:" */
+  /** Redis key prefix. @default BREAKER_KEY_PREFIX */
   prefix?: string;
   /** After Redis failed, how long the per-process breaker is used before Redis is tried again. @default 5_000 */
   redisRecheckMs?: number;
@@ -121,7 +124,7 @@ export function createBreaker(options: BreakerOptions = {}): CircuitBreaker {
   const trips = (failures: number, calls: number) =>
     failures >= settings.threshold &&
     (calls < settings.minimumCalls || failures >= settings.failureRate * calls);
-  const prefix = options.prefix ?? "herald:breaker:";
+  const prefix = options.prefix ?? BREAKER_KEY_PREFIX;
   const now = options.now ?? Date.now;
   const local = new LocalBreakerStore(settings, trips);
   const redisRecheckMs = _positive("redisRecheckMs", options.redisRecheckMs ?? 5_000);

@@ -12,6 +12,7 @@
  * @module
  */
 import type { Redis } from "@upstash/redis";
+import { BREAKER_KEY_PREFIX } from "./breaker.ts";
 
 /** One target's breaker as readiness reports it. */
 export interface BreakerReport {
@@ -30,7 +31,7 @@ export interface BreakerReport {
 
 /** Options for {@linkcode readBreakerStates}. */
 export interface BreakerStatesOptions {
-  /** Redis key prefix, as given to `createBreaker`. @default "herald:breaker:" */
+  /** Redis key prefix, as given to `createBreaker`. @default BREAKER_KEY_PREFIX */
   prefix?: string;
   /** The breakers' failure window, ms. @default 60_000 */
   windowMs?: number;
@@ -57,7 +58,7 @@ export async function readBreakerStates(
   redis: BreakerStatesRedis,
   options: BreakerStatesOptions = {},
 ): Promise<{ breakers: BreakerReport[]; truncated: boolean }> {
-  const prefix = options.prefix ?? "herald:breaker:";
+  const prefix = options.prefix ?? BREAKER_KEY_PREFIX;
   const windowMs = options.windowMs ?? 60_000;
   const limit = options.limit ?? 100;
   const targets = new Set<string>();

@@ -7,6 +7,7 @@
 import type { Hono } from "hono";
 import { type Caller, requireUser } from "../../_shared/auth/caller.ts";
 import { asCaller, type Tx } from "../../_shared/db/sessions.ts";
+import { refused } from "../../_shared/db/refusals.ts";
 import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
 import type { Answer } from "../../_shared/http/openapi.ts";
 import { Problem } from "../../_shared/http/problem.ts";
@@ -142,15 +143,14 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
           from jsonb_to_recordset(${tx.json(input.opt_outs)}) as o(category text, channel text)`;
       }
       return await _readPreferences(tx);
-    }).catch((error) => {
+    }).catch(refused({
       // Intl and Postgres may disagree on a rare zone name; Postgres decides.
-      if ((error as { code?: string }).code === "23514") {
-        throw new Problem(422, "validation", "Invalid time_zone: Postgres does not know it.", [
-          { field: "time_zone", message: "is not a time zone the database knows" },
-        ]);
-      }
-      throw error;
-    });
+      check_violation: {
+        detail: "Invalid time_zone: Postgres does not know it.",
+        field: "time_zone",
+        message: "is not a time zone the database knows",
+      },
+    }));
     return c.json(preferences);
   });
 
@@ -228,22 +228,22 @@ export function accountRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       (tx) =>
         tx`select ${tx.unsafe(ENDPOINT_COLUMNS)}, secret, previous_secret_expires_at
          from herald.rotate_webhook_secret(${id})`,
-    ).catch((error) => {
-      if ((error as { code?: string }).code === "P0002") {
-        throw new Problem(404, "not-found", `You have no webhook endpoint ${id}.`);
-      }
-      throw error;
-    });
+    ).catch(refused({ no_data_found: { detail: `You have no webhook endpoint ${id}.` } }));
     return c.json(endpoint);
   });
 }
 
-/** The table's trigger refused the URL (22023): the same 422 as the route's own check. */
-function _refusedByTrigger(error: unknown): never {
-  if ((error as { code?: string }).code === "22023") {
-    _refuseUrl(String((error as Error).message).replace(/^webhook URL refused: /, ""));
-  }
-  throw error;
+/** The table's trigger refused the URL: the same 422 as the route's own check. */
+const _refusedByTrigger = refused({
+  invalid_parameter_value: {
+    detail: (message) => `The webhook URL is refused: ${_triggerReason(message)}.`,
+    field: "url",
+    message: _triggerReason,
+  },
+});
+
+function _triggerReason(message: string): string {
+  return message.replace(/^webhook URL refused: /, "");
 }
 
 function _refuseUrl(reason: string): never {
@@ -287,18 +287,14 @@ function _subscriber(caller: Caller, query: Record<string, string>): string {
   return userId;
 }
 
-function _subscriptionRefused(error: unknown): never {
-  if ((error as { code?: string }).code === "42501") {
-    throw new Problem(
-      403,
-      "not-allowed",
+const _subscriptionRefused = refused({
+  insufficient_privilege: {
+    detail:
       "You may not join this topic yourself (herald.can_subscribe): topics with a ':' are managed by services.",
-    );
-  }
-  if ((error as { code?: string }).code === "23503") {
-    throw new Problem(422, "validation", "Invalid user_id: no such user.", [
-      { field: "user_id", message: "no such user" },
-    ]);
-  }
-  throw error;
-}
+  },
+  foreign_key_violation: {
+    detail: "Invalid user_id: no such user.",
+    field: "user_id",
+    message: "no such user",
+  },
+});

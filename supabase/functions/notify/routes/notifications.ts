@@ -6,6 +6,8 @@
 import type { Context, Hono } from "hono";
 import { type Caller, requireService } from "../../_shared/auth/caller.ts";
 import { asCaller, OutcomeUnknown, type Tx } from "../../_shared/db/sessions.ts";
+import { refused } from "../../_shared/db/refusals.ts";
+import { INLINE_SEND_DEFAULTS } from "../../_shared/config.ts";
 import { databaseUnavailable } from "../../_shared/db/unavailable.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
@@ -37,7 +39,7 @@ interface Enqueued {
 /** Registers the notification routes. */
 export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
   const { sql } = deps;
-  const inline = deps.inline ?? { maxDeliveries: 10, budgetMs: 1_500 };
+  const inline = deps.inline ?? INLINE_SEND_DEFAULTS;
 
   app.post("/", async (c) => {
     const caller = c.get("caller");
@@ -217,12 +219,7 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
       sql,
       c.get("caller"),
       (tx) => tx`select herald.cancel_notification(${id}) as cancelled`,
-    ).catch((error) => {
-      if ((error as { code?: string }).code === "P0002") {
-        throw new Problem(404, "not-found", `You sent no notification ${id}.`);
-      }
-      throw error;
-    });
+    ).catch(refused({ no_data_found: { detail: `You sent no notification ${id}.` } }));
     deps.log("info", "notification cancelled", {
       request_id: c.get("requestId"),
       notification_id: id,
@@ -383,14 +380,12 @@ function _reply(c: Ctx, answer: StoredAnswer, replayed: boolean) {
   return c.json(answer.body, answer.status as 201 | 202 | 403, headers);
 }
 
-/** SQL refusals that are the caller's doing. */
-function _sqlToProblem(error: unknown): never {
-  const code = (error as { code?: string }).code;
-  if (code === "42501") throw new Problem(403, "not-allowed", (error as Error).message);
-  if (code === "22023") {
-    throw new Problem(422, "validation", `Invalid request: ${(error as Error).message}.`, [
-      { field: "targets", message: (error as Error).message },
-    ]);
-  }
-  throw error;
-}
+/** What `herald.enqueue` refuses that is the caller's doing. */
+const _sqlToProblem = refused({
+  insufficient_privilege: { detail: (message) => message },
+  invalid_parameter_value: {
+    detail: (message) => `Invalid request: ${message}.`,
+    field: "targets",
+    message: (message) => message,
+  },
+});
