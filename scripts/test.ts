@@ -270,7 +270,8 @@ try {
   stop = running.stop;
   if (!only.length) await dbLint();
   if (!only.length || only.some((f) => f.endsWith(".ts"))) {
-    await denoTests();
+    // A per-test time limit (tests/support/time_limit.ts); the edge lane's Deno has no --preload.
+    await denoTests(undefined, undefined, ["--preload", "tests/support/time_limit.ts"]);
     await edgeRuntimeTests();
   }
   if (!only.length || only.some((f) => f.endsWith(".sql"))) await pgTapTests();

@@ -267,3 +267,25 @@ Deno.test("openapi: every documented request body forbids unknown fields, and th
     }
   });
 });
+
+Deno.test("openapi: ttl_seconds is at most 28 days in the document, and the live API refuses more by that field's name", async () => {
+  const document = await servedDocument();
+  const body = document.paths["/notify"].post.requestBody!.content!["application/json"].schema!;
+  const resolved = (body.$ref ? resolvePointer(document, body.$ref as string) : body) as JsonSchema;
+  const ttl = (resolved.properties as Record<string, JsonSchema>).ttl_seconds;
+  assert.deepEqual([ttl.minimum, ttl.maximum], [0, 2_419_200]);
+  await withUser(async (user) => {
+    for (const [seconds, status] of [[2_419_200, 202], [2_419_201, 422]] as const) {
+      const response = await fetch(`${API}/notify`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ user_ids: [user.id], title: "ttl", ttl_seconds: seconds }),
+      });
+      const problem = await response.json();
+      assert.equal(response.status, status, JSON.stringify(problem));
+      if (status === 422) {
+        assert.deepEqual(problem.errors.map((e: { field: string }) => e.field), ["ttl_seconds"]);
+      }
+    }
+  });
+});
