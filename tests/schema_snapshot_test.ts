@@ -1,14 +1,15 @@
 /**
  * `supabase/schema.sql` is the schema the migrations build, in one file to
- * read: the `herald` schema of the stack's database (migrated by the CLI's
- * `db push`) as the Supabase CLI's own `db dump -s herald` dumps it — its
- * pg_dump script, taken from `--dry-run`, run with Debian's pg_dump, since
- * the CLI would run it in Docker. `npm run schema` rewrites the file.
+ * read: the `herald` schema of a fresh database migrated by the CLI's `db
+ * push` (not the stack's, which other tests add to), as the Supabase CLI's
+ * own `db dump -s herald` dumps it — its pg_dump script, taken from
+ * `--dry-run`, run with Debian's pg_dump, since the CLI would run it in
+ * Docker. `npm run schema` rewrites the file.
  */
 import assert from "node:assert/strict";
 import { postgresBinDir } from "../scripts/stack/postgres.ts";
-import { supabaseCli, withoutTls } from "../scripts/stack/supabase_cli.ts";
-import { stack } from "./support/stack.ts";
+import { applyMigrations, supabaseCli, withoutTls } from "../scripts/stack/supabase_cli.ts";
+import { scratchDatabase } from "./support/stack.ts";
 
 const SNAPSHOT = new URL("../supabase/schema.sql", import.meta.url).pathname;
 const HEADER = [
@@ -19,12 +20,12 @@ const HEADER = [
   "",
 ].join("\n");
 
-async function dumpHerald(): Promise<string> {
+async function dumpHerald(dbUrl: string): Promise<string> {
   const dry = await supabaseCli([
     "db",
     "dump",
     "--db-url",
-    withoutTls(stack.dbUrl),
+    withoutTls(dbUrl),
     "-s",
     "herald",
     "--dry-run",
@@ -42,15 +43,23 @@ async function dumpHerald(): Promise<string> {
 }
 
 Deno.test("schema: supabase/schema.sql is what the migrations build, as the Supabase CLI dumps it", async () => {
-  const dumped = await dumpHerald();
+  const dumped = await scratchDatabase(async (url) => {
+    await applyMigrations(url);
+    return await dumpHerald(url);
+  });
   assert.match(dumped, /CREATE OR REPLACE FUNCTION "herald"\."enqueue"/);
   if (Deno.env.get("HERALD_WRITE_SCHEMA") === "1") {
     await Deno.writeTextFile(SNAPSHOT, dumped);
     return;
   }
-  const committed = await Deno.readTextFile(SNAPSHOT).catch(() => "");
+  const committed = (await Deno.readTextFile(SNAPSHOT).catch(() => "")).split("\n");
+  const lines = dumped.split("\n");
+  const at = lines.findIndex((line, i) => line !== committed[i]);
   assert.ok(
-    committed === dumped,
-    "supabase/schema.sql differs from what the migrations build: run `npm run schema` and commit it",
+    at === -1 && lines.length === committed.length,
+    "supabase/schema.sql differs from what the migrations build: run `npm run schema` and " +
+      `commit it. First difference at line ${at + 1}:\n` +
+      `  built:     ${lines.slice(at, at + 3).join("\n             ")}\n` +
+      `  committed: ${committed.slice(at, at + 3).join("\n             ")}`,
   );
 });
