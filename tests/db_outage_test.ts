@@ -24,7 +24,7 @@ import { startTcpProxy } from "./support/tcp_proxy.ts";
 import { notifyApp } from "./support/notify_app.ts";
 import { createApp as createDispatchApp } from "../supabase/functions/dispatch/app.ts";
 import type { Logger } from "../supabase/functions/_shared/log.ts";
-import type { NotifyDeps } from "../supabase/functions/notify/app.ts";
+import type { NotifyDeps } from "../supabase/functions/notify/deps.ts";
 
 /**
  * A pool that reaches Postgres through a proxy the test cuts, mutes or

@@ -9,7 +9,8 @@ import { createCallerResolver } from "../../supabase/functions/_shared/auth/call
 import { createJwtVerifier } from "../../supabase/functions/_shared/auth/jwt.ts";
 import type { Sql } from "../../supabase/functions/_shared/db/sessions.ts";
 import type { Logger } from "../../supabase/functions/_shared/log.ts";
-import { createApp, type NotifyDeps } from "../../supabase/functions/notify/app.ts";
+import { createApp } from "../../supabase/functions/notify/app.ts";
+import type { NotifyDeps } from "../../supabase/functions/notify/deps.ts";
 import { stack } from "./stack.ts";
 
 /**

@@ -6,38 +6,16 @@
  *
  * @module
  */
-import type { MiddlewareHandler } from "hono";
-import type { Caller } from "../_shared/auth/caller.ts";
-import type { Sql } from "../_shared/db/sessions.ts";
-import type { DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
-import { type AppEnv, authenticate, createHttpApp } from "../_shared/http/app.ts";
-import type { Logger } from "../_shared/log.ts";
-import { openApiDocument } from "./openapi.ts";
+import { authenticate, createHttpApp } from "../_shared/http/app.ts";
 import { serveOpenApi } from "../_shared/http/openapi.ts";
-import { accountRoutes } from "./routes/account.ts";
+import type { NotifyDeps } from "./deps.ts";
+import { openApiDocument } from "./openapi.ts";
+import { deviceRoutes } from "./routes/devices.ts";
+import { notificationStatusRoutes } from "./routes/notification_status.ts";
 import { notificationRoutes } from "./routes/notifications.ts";
-
-/** What the notify app needs. */
-export interface NotifyDeps {
-  /** The pool; user paths run through `asCaller`, so RLS applies. */
-  sql: Sql;
-  resolveCaller: (headers: Headers) => Promise<Caller>;
-  log: Logger;
-  /** Sends the first attempt of small notifications inline; absent: everything waits for dispatch. */
-  dispatcher?: DispatcherDeps;
-  /** @default INLINE_SEND_DEFAULTS, in `_shared/config.ts` */
-  inline?: { maxDeliveries: number; budgetMs: number };
-  /** Per-user / per-key rate limit, run after authentication. */
-  rateLimit?: MiddlewareHandler<AppEnv>;
-  /** Keeps work alive after the response (EdgeRuntime.waitUntil on Supabase). */
-  waitUntil?: (work: Promise<unknown>) => void;
-  /** `HERALD_WEBHOOK_ALLOW_HOSTS`: hosts a webhook endpoint may name though not public. @default [] */
-  webhookAllowHosts?: string[];
-  /** Which deployment this is (`config.build.instance`), sent as `x-herald-instance`. */
-  instance?: string;
-  /** Counts each answered request for the metrics (Redis); absent: not counted. */
-  countRequest?: (route: "notify" | "bulk" | "other", status: number, seconds: number) => void;
-}
+import { preferenceRoutes } from "./routes/preferences.ts";
+import { topicRoutes } from "./routes/topics.ts";
+import { webhookEndpointRoutes } from "./routes/webhook_endpoints.ts";
 
 /**
  * Builds the notify app.
@@ -58,8 +36,12 @@ export function createApp(deps: NotifyDeps) {
 
   app.use(authenticate(deps.resolveCaller));
   if (deps.rateLimit) app.use(deps.rateLimit);
-  notificationRoutes(app, deps);
-  accountRoutes(app, deps);
+  app.route("/", notificationRoutes(deps));
+  app.route("/", notificationStatusRoutes(deps));
+  app.route("/", deviceRoutes(deps));
+  app.route("/", topicRoutes(deps));
+  app.route("/", preferenceRoutes(deps));
+  app.route("/", webhookEndpointRoutes(deps));
   return app;
 }
 

@@ -52,39 +52,99 @@ export function createHttpApp(
   log: Logger,
   options: {
     /** Sees every answered request (the metrics' request counts), after its access line. */
-    onAnswered?: (
-      answered: { method: string; path: string; status: number; seconds: number },
-    ) => void;
+    onAnswered?: (answered: Answered) => void;
     /** Which deployment answers (stable, canary), sent as `x-herald-instance`: how a canary's share is seen from outside. */
     instance?: string;
   } = {},
 ): Hono<AppEnv> {
-  const app = new Hono<AppEnv>().basePath(`/${functionName}`);
   // A function deployed under another slug (`notify-canary`) gets paths
-  // starting with that slug: its routes are the same, under any slug.
-  const slugs = new WeakMap<Request, string>();
-  const fetch = app.fetch;
-  const own = new RegExp(`^[a-z]+://[^/]+/${functionName}(?:[/?#]|$)`);
-  app.fetch = (request, ...rest) => {
-    // Every request pays this check: a regular expression, no URL parse, when called by name.
-    if (own.test(request.url)) return fetch(request, ...rest);
-    const url = new URL(request.url);
-    const called = url.pathname.match(SLUG);
-    if (!called || called[1] === functionName) return fetch(request, ...rest);
-    url.pathname = `/${functionName}${called[2] ?? ""}`;
-    const renamed = new Request(url, request);
-    slugs.set(renamed, called[1]);
-    return fetch(renamed, ...rest);
-  };
-  const instance = options.instance;
-  app.use(async (c, next) => {
+  // starting with that slug: it is routed as if called by name.
+  const app = new Hono<AppEnv>({
+    getPath: (request, env) => _asCalledByName(HONO_PATH(request, env), functionName),
+  }).basePath(`/${functionName}`);
+  app.use(_correlateAndLog(functionName, log, options));
+  // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.
+  app.use(cors({
+    origin: "*",
+    allowMethods: ["GET", "PUT", "POST", "PATCH", "DELETE"],
+    allowHeaders: CORS_ALLOW_HEADERS,
+    exposeHeaders: CORS_EXPOSE_HEADERS,
+    maxAge: 86_400,
+  }));
+  app.use(bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new Problem(
+        413,
+        "body-too-large",
+        `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`,
+      );
+    },
+  }));
+  app.notFound((c) => {
+    const allowed = _allowedMethods(app, c.req.path);
+    const problem = allowed.length
+      ? new Problem(
+        405,
+        "method-not-allowed",
+        `${c.req.method} is not allowed on ${c.req.path}; use ${allowed.join(", ")}.`,
+        [],
+        { allow: allowed.join(", ") },
+      )
+      : new Problem(404, "not-found", `No route for ${c.req.method} ${c.req.path}.`);
+    return problemResponse(problem, c.get("requestId") ?? requestIdOf(c.req.raw.headers));
+  });
+  app.onError((error, c) => {
+    const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
+    return problemResponse(_problemFor(error, requestId, log), requestId);
+  });
+  return app;
+}
+
+/** One answered request, as `onAnswered` sees it. */
+interface Answered {
+  method: string;
+  path: string;
+  status: number;
+  seconds: number;
+}
+
+/** Hono's own path reading (decoding included); `getPath` wraps it. */
+const HONO_PATH = new Hono().getPath;
+
+/** `/notify-canary/x` → `/notify/x` for the function `notify`; its own paths unchanged. */
+function _asCalledByName(path: string, functionName: string): string {
+  if (path.startsWith(`/${functionName}`)) {
+    const next = path.charAt(functionName.length + 1);
+    if (next === "" || next === "/") return path;
+  }
+  const called = path.match(SLUG);
+  return called ? `/${functionName}${called[2] ?? ""}` : path;
+}
+
+/** The slug the request called, e.g. `notify-canary`; the function's name when it called that. */
+function _slugOf(request: Request, functionName: string): string {
+  return HONO_PATH(request).match(SLUG)?.[1] ?? functionName;
+}
+
+/**
+ * The first middleware: the correlation id (and the slug called) for the
+ * handlers and every log line, `x-request-id` and `x-herald-instance` on the
+ * answer, one access line, and the answer counted.
+ */
+function _correlateAndLog(
+  functionName: string,
+  log: Logger,
+  options: { onAnswered?: (answered: Answered) => void; instance?: string },
+): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
     const started = performance.now();
-    c.set("slug", slugs.get(c.req.raw) ?? functionName);
+    c.set("slug", _slugOf(c.req.raw, functionName));
     const requestId = requestIdOf(c.req.raw.headers);
     c.set("requestId", requestId);
     await withLogContext({ request_id: requestId }, next);
     c.res.headers.set("x-request-id", requestId);
-    if (instance) c.res.headers.set("x-herald-instance", instance);
+    if (options.instance) c.res.headers.set("x-herald-instance", options.instance);
     const ms = performance.now() - started;
     // One access line per request; the path never holds secrets, the query may not be logged.
     log("info", "request", {
@@ -105,109 +165,76 @@ export function createHttpApp(
       // Counting is never worth an answer: the request is done, say why it went uncounted.
       log("error", "a request could not be counted", { error: (error as Error).message });
     }
-  });
-  // Browsers call with `Authorization: Bearer`, never cookies, so any origin may.
-  app.use(cors({
-    origin: "*",
-    allowMethods: ["GET", "PUT", "POST", "PATCH", "DELETE"],
-    allowHeaders: CORS_ALLOW_HEADERS,
-    exposeHeaders: [
-      "x-request-id",
-      "location",
-      "retry-after",
-      "idempotent-replayed",
-      "ratelimit-limit",
-      "ratelimit-remaining",
-      "ratelimit-reset",
-      "ratelimit-policy",
-    ],
-    maxAge: 86_400,
-  }));
-  app.use(bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: () => {
-      throw new Problem(
-        413,
-        "body-too-large",
-        `Request bodies are limited to ${MAX_BODY_BYTES} bytes.`,
-      );
-    },
-  }));
-  app.notFound((c) => {
-    const path = new URL(c.req.url).pathname;
-    const allowed = _allowedMethods(app, path);
-    const problem = allowed.length
-      ? new Problem(
-        405,
-        "method-not-allowed",
-        `${c.req.method} is not allowed on ${path}; use ${allowed.join(", ")}.`,
-        [],
-        { allow: allowed.join(", ") },
-      )
-      : new Problem(404, "not-found", `No route for ${c.req.method} ${path}.`);
-    return problemResponse(problem, c.get("requestId") ?? requestIdOf(c.req.raw.headers));
-  });
-  app.onError((error, c) => {
-    const requestId = c.get("requestId") ?? requestIdOf(c.req.raw.headers);
-    if (error instanceof Problem) return problemResponse(error, requestId);
-    if (error instanceof OutcomeUnknown) {
-      log("warn", "database did not finish a transaction", {
-        request_id: requestId,
-        reason: error.reason,
-        error: error.cause?.message,
-      });
-      return problemResponse(
-        new Problem(
-          503,
-          "outcome-unknown",
-          `The database did not finish the request (${error.reason}): it may have been ` +
-            "applied. Retry with the same Idempotency-Key header: if it was applied you get " +
-            "its first answer, otherwise it is applied once. Without one, check before retrying " +
-            "(GET the status URL or list the resource).",
-          [],
-          { "Retry-After": String(DATABASE_RETRY_AFTER_S) },
-        ),
-        requestId,
-      );
-    }
-    const unavailable = databaseUnavailable(error);
-    if (unavailable) {
-      log("warn", "database unavailable", {
-        request_id: requestId,
-        code: (error as { code?: string }).code,
-        error: error.message,
-      });
-      return problemResponse(
-        new Problem(
-          503,
-          "database-unavailable",
-          `The database is unavailable (${unavailable}); nothing was accepted. Retry shortly.`,
-          [],
-          { "Retry-After": String(DATABASE_RETRY_AFTER_S) },
-        ),
-        requestId,
-      );
-    }
-    const refused = unexpectedRefusal(error);
-    if (refused) {
-      log("warn", "database refused a request's value", {
-        request_id: requestId,
-        code: (error as { code?: string }).code,
-        error: error.message,
-      });
-      return problemResponse(refused, requestId);
-    }
-    log("error", "unhandled error", {
+  };
+}
+
+/** Headers a browser may read from Herald's answers. */
+const CORS_EXPOSE_HEADERS = [
+  "x-request-id",
+  "location",
+  "retry-after",
+  "idempotent-replayed",
+  "ratelimit-limit",
+  "ratelimit-remaining",
+  "ratelimit-reset",
+  "ratelimit-policy",
+];
+
+/**
+ * The problem an error becomes: its own, a 503 for a database that did not
+ * answer (or may have applied the request), a 422 for a value the database
+ * refused; anything else is logged and becomes a 500 that names nothing.
+ */
+function _problemFor(error: Error, requestId: string, log: Logger): Problem {
+  if (error instanceof Problem) return error;
+  const retryAfter = { "Retry-After": String(DATABASE_RETRY_AFTER_S) };
+  if (error instanceof OutcomeUnknown) {
+    log("warn", "database did not finish a transaction", {
       request_id: requestId,
-      error: error.message,
-      stack: error.stack,
+      reason: error.reason,
+      error: error.cause?.message,
     });
-    return problemResponse(
-      new Problem(500, "internal", "Something went wrong on our side; quote the request id."),
-      requestId,
+    return new Problem(
+      503,
+      "outcome-unknown",
+      `The database did not finish the request (${error.reason}): it may have been ` +
+        "applied. Retry with the same Idempotency-Key header: if it was applied you get " +
+        "its first answer, otherwise it is applied once. Without one, check before retrying " +
+        "(GET the status URL or list the resource).",
+      [],
+      retryAfter,
     );
+  }
+  const unavailable = databaseUnavailable(error);
+  if (unavailable) {
+    log("warn", "database unavailable", {
+      request_id: requestId,
+      code: (error as { code?: string }).code,
+      error: error.message,
+    });
+    return new Problem(
+      503,
+      "database-unavailable",
+      `The database is unavailable (${unavailable}); nothing was accepted. Retry shortly.`,
+      [],
+      retryAfter,
+    );
+  }
+  const refused = unexpectedRefusal(error);
+  if (refused) {
+    log("warn", "database refused a request's value", {
+      request_id: requestId,
+      code: (error as { code?: string }).code,
+      error: error.message,
+    });
+    return refused;
+  }
+  log("error", "unhandled error", {
+    request_id: requestId,
+    error: error.message,
+    stack: error.stack,
   });
-  return app;
+  return new Problem(500, "internal", "Something went wrong on our side; quote the request id.");
 }
 
 /** Methods of the routes (not middleware) whose path pattern matches `path`. */

@@ -3,20 +3,22 @@
  *
  * @module
  */
-import type { Context, Hono } from "hono";
+import { type Context, Hono } from "hono";
+import type { z } from "zod";
 import { type Caller, requireService } from "../../_shared/auth/caller.ts";
 import { asCaller, OutcomeUnknown, type Tx } from "../../_shared/db/sessions.ts";
 import { refused } from "../../_shared/db/refusals.ts";
+import { withinMs } from "../../_shared/resilience/time_limit.ts";
 import { INLINE_SEND_DEFAULTS } from "../../_shared/config.ts";
 import { databaseUnavailable } from "../../_shared/db/unavailable.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
 import { claimDue } from "../../_shared/outbox/outbox.ts";
-import { type AppEnv, publicBase, readJson, validate } from "../../_shared/http/app.ts";
+import { type AppEnv, publicBase, readJson } from "../../_shared/http/app.ts";
 import type { Answer } from "../../_shared/http/openapi.ts";
 import { Problem } from "../../_shared/http/problem.ts";
-import type { NotifyDeps } from "../app.ts";
-import type { Accepted, BulkProgress, Cancelled, InlineResult } from "../answers.ts";
+import type { NotifyDeps } from "../deps.ts";
+import type { Accepted, InlineResult } from "../answers.ts";
 import { callerScope, sha256Hex } from "../../_shared/auth/caller_scope.ts";
 import {
   claimKey,
@@ -24,7 +26,7 @@ import {
   storeAnswer,
   type StoredAnswer,
 } from "../idempotency.ts";
-import { BulkRequest, IdempotencyKey, IdParam, NotifyRequest } from "../schemas.ts";
+import { BulkRequest, IdempotencyKey, NotifyRequest } from "../schemas.ts";
 
 type Ctx = Context<AppEnv>;
 
@@ -36,95 +38,32 @@ interface Enqueued {
   denied_count: number;
 }
 
-/** Registers the notification routes. */
-export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
+/** The notification routes, mounted at the function's root. */
+export function notificationRoutes(deps: NotifyDeps): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
   const { sql } = deps;
   const inline = deps.inline ?? INLINE_SEND_DEFAULTS;
 
-  app.post("/", async (c) => {
+  // POST /notify in five steps: who may ask for what, once per key, accepted
+  // (and, when small, claimed) in one transaction, logged, tried inline.
+  routes.post("/", async (c) => {
     const caller = c.get("caller");
     const input = await readJson(c.req.raw, NotifyRequest);
-    if (input.targets?.length && caller.kind !== "service") {
-      throw new Problem(403, "service-required", "Only the service role may notify raw targets.", [
-        { field: "targets", message: "needs the service-role key" },
-      ]);
-    }
-    if (input.overrides?.email && caller.kind !== "service") {
-      throw new Problem(
-        403,
-        "service-required",
-        "Only the service role may set an e-mail's subject or HTML.",
-        [{ field: "overrides.email", message: "needs the service-role key" }],
-      );
-    }
-    const { user_ids: userIds = [], targets, ...content } = input;
+    _refuseServiceOnlyFields(caller, input);
     const idempotent = await _idempotentRequest(c, input);
-    const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
-    const answer = await asCaller(sql, caller, async (tx) => {
-      const accepted = await _acceptOnce(
-        tx,
-        idempotent,
-        () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId")),
-        `${publicBase(c)}/notifications`,
-      );
-      if (accepted.replayed) return accepted;
-      const { enqueued } = accepted;
-      // A small notification is claimed before commit, so no dispatcher woken
-      // by the commit can take it from the inline attempt. Claiming writes the
-      // outbox, which only the dispatcher may: our code, not the caller's.
-      let claimed: ClaimedDelivery[] = [];
-      const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
-      if (deps.dispatcher && due && inlineable) {
-        // Back to the dispatcher's own role, in the same round trip as the claim.
-        const asDispatcher = tx`select set_config('role', 'none', true)`.execute();
-        asDispatcher.catch(() => {}); // a failure surfaces through the claim and the await below
-        claimed = await claimDue(tx, {
-          limit: inline.maxDeliveries,
-          leaseMs: deps.dispatcher.leaseMs ?? 60_000,
-          notificationId: enqueued.notification_id!,
-        });
-        await asDispatcher;
-      }
-      return { ...accepted, claimed };
-    }).catch(_sqlToProblem);
-
+    const answer = await _acceptAndClaim(c, deps, inline, input, idempotent);
     if (answer.replayed) return _reply(c, answer, true);
-    const id = answer.body.id as string;
     deps.log("info", "notification accepted", {
       request_id: c.get("requestId"),
-      notification_id: id,
+      notification_id: answer.body.id,
       deliveries: answer.body.deliveries,
       denied: answer.body.denied_count,
     });
-    if (!("claimed" in answer) || answer.claimed.length === 0) return _reply(c, answer, false);
-    // Committed: nothing after this may answer as if it were not (a 503 "nothing was
-    // accepted" would be retried into a duplicate). Without the attempt's results the
-    // answer is the plain acceptance, which the key already holds.
-    try {
-      const results = await _attemptInline(
-        deps,
-        id,
-        answer.claimed,
-        answer.body.deliveries as number,
-        inline.budgetMs,
-      );
-      const settled = { status: 201, body: { ...answer.body, results } };
-      if (idempotent) {
-        await asCaller(sql, caller, (tx) => storeAnswer(tx, idempotent, settled));
-      }
-      return _reply(c, settled, false);
-    } catch (error) {
-      const outage = error instanceof OutcomeUnknown || databaseUnavailable(error);
-      deps.log(outage ? "warn" : "error", "accepted; the inline attempt's results are unknown", {
-        request_id: c.get("requestId"),
-        notification_id: id,
-        error: (error as Error).message,
-      });
-      return _reply(c, answer, false);
-    }
+    if (answer.claimed.length === 0) return _reply(c, answer, false);
+    return await _answerAfterInlineAttempt(c, deps, inline, answer, idempotent);
   });
 
-  app.post("/bulk", async (c) => {
+  routes.post("/bulk", async (c) => {
     const caller = requireService(c.get("caller"), "Bulk fan-out");
     const input = await readJson(c.req.raw, BulkRequest);
     const { user_ids: userIds, topic, ...content } = input;
@@ -145,88 +84,106 @@ export function notificationRoutes(app: Hono<AppEnv>, deps: NotifyDeps): void {
     return _reply(c, answer, answer.replayed);
   });
 
-  app.get("/bulk/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param(), "(path)");
-    const [job] = await asCaller(sql, c.get("caller"), (tx) =>
-      tx`
-        select n.id, n.audience, n.created_at, n.send_at,
-          count(d.id)::int as total,
-          count(d.id) filter (where d.status = 'pending')::int as pending,
-          count(d.id) filter (where d.status = 'sent')::int as sent,
-          count(d.id) filter (where d.status = 'failed')::int as failed,
-          count(d.id) filter (where d.status = 'expired')::int as expired,
-          count(d.id) filter (where d.status = 'cancelled')::int as cancelled,
-          count(d.id) filter (where d.status = 'dead')::int as dead
-        from herald.notifications n
-        left join herald.deliveries d on d.notification_id = n.id
-        -- Progress is the sender's: a recipient (RLS lets them see the
-        -- notification) would count only their own deliveries.
-        where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
-        group by n.id`, "read");
-    if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
-    const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
-    return c.json(
-      {
-        id: rest.id,
-        audience: rest.audience,
-        created_at: rest.created_at,
-        send_at: rest.send_at,
-        total,
-        counts: { pending, sent, failed, expired, cancelled, dead },
-        done: pending === 0,
-      } satisfies Answer<typeof BulkProgress>,
+  return routes;
+}
+
+/** Raw targets and an e-mail's subject or HTML are the service role's alone. */
+function _refuseServiceOnlyFields(caller: Caller, input: z.output<typeof NotifyRequest>): void {
+  if (input.targets?.length && caller.kind !== "service") {
+    throw new Problem(403, "service-required", "Only the service role may notify raw targets.", [
+      { field: "targets", message: "needs the service-role key" },
+    ]);
+  }
+  if (input.overrides?.email && caller.kind !== "service") {
+    throw new Problem(
+      403,
+      "service-required",
+      "Only the service role may set an e-mail's subject or HTML.",
+      [{ field: "overrides.email", message: "needs the service-role key" }],
     );
-  });
+  }
+}
 
-  app.get("/notifications/:id", async (c) => {
-    const { id } = validate(IdParam, c.req.param(), "(path)");
-    const [notification] = await asCaller(sql, c.get("caller"), (tx) =>
-      tx`
-        select n.id, n.sender_id, n.title, n.body, n.image, n.data, n.category, n.priority,
-          n.critical, n.overrides, n.send_at, n.expires_at, n.audience, n.request_id, n.created_at,
-          (select count(*)::int from herald.deliveries d where d.notification_id = n.id)
-            as delivery_count,
-          coalesce((
-            select jsonb_agg(jsonb_build_object(
-              'id', d.id, 'recipient_id', d.recipient_id, 'channel', d.channel,
-              'platform', d.platform, 'status', d.status, 'attempts', d.attempts,
-              'next_attempt_at', case when d.status = 'pending' then d.next_attempt_at end,
-              'last_error', d.last_error, 'provider_message_id', d.provider_message_id,
-              'sent_at', d.sent_at,
-              'attempt_log', coalesce((
-                select jsonb_agg(jsonb_build_object(
-                  'attempt', a.attempt, 'at', a.at, 'outcome', a.outcome,
-                  'status_code', a.status_code, 'error_code', a.error_code,
-                  'error', a.error, 'latency_ms', a.latency_ms, 'request_id', a.request_id)
-                  order by a.id)
-                from herald.delivery_attempts a where a.delivery_id = d.id), '[]'::jsonb)
-            ) order by d.created_at, d.id)
-            from (select d.id, d.recipient_id, d.channel, d.platform, d.status, d.attempts,
-                    d.next_attempt_at, d.last_error, d.provider_message_id, d.sent_at, d.created_at
-                  from herald.deliveries d where d.notification_id = n.id
-                  order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
-        from herald.notifications n
-        where n.id = ${id}`, "read");
-    if (!notification) {
-      throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
+/**
+ * Enqueues the notification (or replays the key's earlier answer) as the
+ * caller, and claims a small, due one for the inline attempt in the same
+ * transaction: claimed before commit, no dispatcher woken by the commit can
+ * take it from the inline attempt.
+ */
+async function _acceptAndClaim(
+  c: Ctx,
+  deps: NotifyDeps,
+  inline: { maxDeliveries: number },
+  input: z.output<typeof NotifyRequest>,
+  idempotent: IdempotentRequest | undefined,
+) {
+  const { user_ids: userIds = [], targets, ...content } = input;
+  const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
+  return await asCaller(deps.sql, c.get("caller"), async (tx) => {
+    const accepted = await _acceptOnce(
+      tx,
+      idempotent,
+      () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId")),
+      `${publicBase(c)}/notifications`,
+    );
+    if (accepted.replayed) return accepted;
+    const { enqueued } = accepted;
+    let claimed: ClaimedDelivery[] = [];
+    const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
+    if (deps.dispatcher && due && inlineable) {
+      // Claiming writes the outbox, which only the dispatcher may: our code,
+      // not the caller's. Back to the dispatcher's own role, in the same
+      // round trip as the claim.
+      const asDispatcher = tx`select set_config('role', 'none', true)`.execute();
+      asDispatcher.catch(() => {}); // a failure surfaces through the claim and the await below
+      claimed = await claimDue(tx, {
+        limit: inline.maxDeliveries,
+        leaseMs: deps.dispatcher.leaseMs ?? 60_000,
+        notificationId: enqueued.notification_id!,
+      });
+      await asDispatcher;
     }
-    return c.json(notification);
-  });
+    return { ...accepted, claimed };
+  }).catch(_sqlToProblem);
+}
 
-  app.post("/notifications/:id/cancel", async (c) => {
-    const { id } = validate(IdParam, c.req.param(), "(path)");
-    const [{ cancelled }] = await asCaller(
-      sql,
-      c.get("caller"),
-      (tx) => tx`select herald.cancel_notification(${id}) as cancelled`,
-    ).catch(refused({ no_data_found: { detail: `You sent no notification ${id}.` } }));
-    deps.log("info", "notification cancelled", {
+/**
+ * The answer once the inline attempt has had its budget: 201 with each
+ * delivery's result. The notification is committed, so nothing here may
+ * answer as if it were not (a 503 "nothing was accepted" would be retried
+ * into a duplicate); without the attempt's results the answer is the plain
+ * acceptance, which the key already holds.
+ */
+async function _answerAfterInlineAttempt(
+  c: Ctx,
+  deps: NotifyDeps,
+  inline: { budgetMs: number },
+  answer: StoredAnswer & { claimed: ClaimedDelivery[] },
+  idempotent: IdempotentRequest | undefined,
+) {
+  const id = answer.body.id as string;
+  try {
+    const results = await _attemptInline(
+      deps,
+      id,
+      answer.claimed,
+      answer.body.deliveries as number,
+      inline.budgetMs,
+    );
+    const settled = { status: 201, body: { ...answer.body, results } };
+    if (idempotent) {
+      await asCaller(deps.sql, c.get("caller"), (tx) => storeAnswer(tx, idempotent, settled));
+    }
+    return _reply(c, settled, false);
+  } catch (error) {
+    const outage = error instanceof OutcomeUnknown || databaseUnavailable(error);
+    deps.log(outage ? "warn" : "error", "accepted; the inline attempt's results are unknown", {
       request_id: c.get("requestId"),
       notification_id: id,
-      cancelled,
+      error: (error as Error).message,
     });
-    return c.json({ id, cancelled } satisfies Answer<typeof Cancelled>);
-  });
+    return _reply(c, answer, false);
+  }
 }
 
 async function _enqueue(
@@ -338,13 +295,8 @@ async function _attemptInline(
       error: (error as Error).message,
     });
   });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const outOfTime = new Promise<"timeout">((resolve) => {
-    timer = setTimeout(() => resolve("timeout"), budgetMs);
-  });
-  const finished = await Promise.race([attempt.then(() => "done" as const), outOfTime]);
-  clearTimeout(timer);
-  if (finished === "timeout") deps.waitUntil?.(attempt);
+  const inTime = await withinMs(budgetMs, attempt).then(() => true, () => false);
+  if (!inTime) deps.waitUntil?.(attempt);
   // Every delivery was claimed and written: answer from memory, no read-back.
   if (settled?.length === total) return settled;
   return await deps.sql`
