@@ -19,7 +19,7 @@ import type { Provider, Providers } from "../providers/provider.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
 import { backoffMs, type BackoffOptions } from "../resilience/backoff.ts";
 import type { CircuitBreaker } from "../resilience/breaker.ts";
-import { createSendSlots, type SendSlots } from "./send_slots.ts";
+import { createSendSlots, type Lane, type SendSlots } from "./send_slots.ts";
 import type { StallWatch } from "./stall_watch.ts";
 
 /** What a dispatcher needs. */
@@ -84,6 +84,9 @@ export interface BatchReport {
 /** Due again this soon after being given back, so dispatchers do not spin on them. */
 const RELEASE_DELAY_MS = 1_000;
 
+/** Waits between tries of a write-back while the database is unreachable. */
+const WRITE_BACK_RETRY = { baseMs: 200, capMs: 2_000 };
+
 /** Permanent failures logged one by one per round; the rest are counted. */
 const LOGGED_FAILURES = 20;
 
@@ -133,6 +136,38 @@ export async function dispatchBatch(
     clearTimeout(timer);
     throw error;
   });
+  const { results, groups } = _byTarget(claimed, deps, now);
+  const round: Round = {
+    ...deps,
+    slots,
+    deadline,
+    window,
+    signal: cutOff.signal,
+    releases: [],
+  };
+  try {
+    const sent = await Promise.all(
+      [...groups].map(([target, group]) => _sendGroup(target, group, round, now)),
+    );
+    results.push(...sent.flat());
+  } finally {
+    clearTimeout(timer);
+  }
+
+  const [recorded] = await Promise.all([
+    _writeBack(deps, results, deadline + leaseMs, now),
+    Promise.all(round.releases),
+  ]);
+  scope.onRecorded?.(claimed, results);
+  if (deps.log) _logFailures(deps.log, claimed, results);
+  return _report(claimed.length, results, recorded);
+}
+
+/**
+ * The claimed deliveries grouped by provider target, and the results of
+ * those settled without a send (expired, target disabled, no provider).
+ */
+function _byTarget(claimed: ClaimedDelivery[], deps: DispatcherDeps, now: () => number) {
   const results: DeliveryResult[] = [];
   const groups = new Map<string, { provider: Provider; deliveries: ClaimedDelivery[] }>();
   for (const delivery of claimed) {
@@ -147,23 +182,13 @@ export async function dispatchBatch(
     group.deliveries.push(delivery);
     groups.set(target, group);
   }
-  const round = { slots, deadline, window, signal: cutOff.signal, releases: [] as Promise<void>[] };
-  try {
-    const sent = await Promise.all(
-      [...groups].map(([target, group]) => _sendGroup(target, group, { ...deps, ...round }, now)),
-    );
-    results.push(...sent.flat());
-  } finally {
-    clearTimeout(timer);
-  }
+  return { results, groups };
+}
 
-  const [recorded] = await Promise.all([
-    _writeBack(deps, results, deadline + leaseMs, now),
-    Promise.all(round.releases),
-  ]);
-  scope.onRecorded?.(claimed, results);
+/** A round's counts, by what happened to each delivery. */
+function _report(claimed: number, results: DeliveryResult[], recorded: number): BatchReport {
   const report: BatchReport = {
-    claimed: claimed.length,
+    claimed,
     sent: 0,
     retried: 0,
     deferred: 0,
@@ -179,7 +204,6 @@ export async function dispatchBatch(
     else if (r.status === "pending") report.retried++;
     else report[r.status]++;
   }
-  if (deps.log) _logFailures(deps.log, claimed, results);
   return report;
 }
 
@@ -196,11 +220,12 @@ async function _writeBack(
   until: number,
   now: () => number,
 ): Promise<number> {
-  for (let wait = 100;; wait = Math.min(2 * wait, 2_000)) {
+  for (let attempt = 1;; attempt++) {
     try {
       return await recordResults(deps.sql, results, { instance: deps.instance });
     } catch (error) {
       const unavailable = databaseUnavailable(error);
+      const wait = backoffMs(attempt, WRITE_BACK_RETRY);
       if (!unavailable || now() + wait > until) throw error;
       deps.log?.("warn", "writing a round's results failed; retrying", {
         results: results.length,
@@ -293,196 +318,260 @@ function _settleWithoutSending(
   return undefined;
 }
 
-/** Sends one target's deliveries as the breaker, the slots and the lease allow. */
+/** What a round shares with each target's sends. */
+type Round = DispatcherDeps & {
+  slots: SendSlots;
+  deadline: number;
+  window: number;
+  signal: AbortSignal;
+  releases: Promise<void>[];
+};
+
+/** One target's share of a round, once admitted: what its steps below read. */
+interface TargetSends {
+  target: string;
+  provider: Provider;
+  lane: Lane;
+  round: Round;
+  now: () => number;
+}
+
+/** One send's outcome and the result to write; `stalled`: this process stood still, not the target. */
+interface Attempted {
+  outcome: SendOutcome;
+  stalled: boolean;
+  result: DeliveryResult;
+}
+
+/**
+ * Sends one target's deliveries as the breaker, the slots and the lease
+ * allow: admitted (or deferred while the breaker is open), probed when the
+ * breaker is half-open, then sent.
+ */
 async function _sendGroup(
   target: string,
   group: { provider: Provider; deliveries: ClaimedDelivery[] },
-  deps: DispatcherDeps & {
-    slots: SendSlots;
-    deadline: number;
-    window: number;
-    signal: AbortSignal;
-    releases: Promise<void>[];
-  },
+  round: Round,
   now: () => number,
 ): Promise<DeliveryResult[]> {
-  const { breaker, slots, deadline, signal } = deps;
   const { provider } = group;
-  const base = (delivery: ClaimedDelivery) => ({
-    id: delivery.id,
-    lease: delivery.lease,
-    attempt: delivery.attempt,
-  });
-  const defer = (delivery: ClaimedDelivery, retryAt: number): DeliveryResult =>
-    provider.breakerScope === "destination"
-      // The receiver is the delivery's own: waiting for it counts as a failed
-      // attempt, so a receiver that never recovers ends in a dead letter.
-      ? _result(
-        base(delivery),
-        {
-          kind: "retry",
-          code: "BREAKER_OPEN",
-          reason: `circuit breaker for ${target} is open (recent attempts failed)`,
-          afterMs: Math.max(0, retryAt - now()),
-        },
-        undefined,
-        deps,
-        now,
-      )
-      : {
-        ...base(delivery),
-        status: "pending",
-        outcome: "deferred",
-        nextAttemptAt: new Date(retryAt),
-        error: `circuit breaker for ${target} is open`,
-      };
-  const release = (delivery: ClaimedDelivery): DeliveryResult => ({
-    ...base(delivery),
-    status: "pending",
-    outcome: "released",
-    nextAttemptAt: new Date(now() + RELEASE_DELAY_MS),
-  });
-  const attempt = async (delivery: ClaimedDelivery) => {
-    const started = performance.now();
-    let outcome: SendOutcome;
-    try {
-      outcome = await provider.send(delivery, { signal });
-    } catch (error) {
-      // A provider bug must cost one attempt, not the round.
-      deps.log?.("error", "provider threw instead of answering", {
-        delivery_id: delivery.id,
-        target,
-        error: (error as Error).message,
-      });
-      outcome = { kind: "retry", code: "INTERNAL", reason: (error as Error).message };
-    }
-    const latency = performance.now() - started;
-    const stalledMs = outcome.kind === "retry" && outcome.code === "TIMEOUT"
-      ? deps.stalls?.stalledSince(started) ?? 0
-      : 0;
-    if (stalledMs > 0 && outcome.kind === "retry") {
-      // This process stood still, not the target: its timer fired on waking.
-      // Tried again soon, the attempt unspent (a stall must not dead-letter it).
-      const stalled = {
-        ...outcome,
-        code: "DISPATCHER_STALLED",
-        reason: `this dispatcher stood still ${
-          Math.round(stalledMs)
-        } ms while the send was in flight; the receiver may have got it`,
-        afterMs: RELEASE_DELAY_MS,
-      };
-      const result: DeliveryResult = delivery.notification.nowOrNever
-        ? _result(base(delivery), stalled, latency, deps, now, true)
-        : {
-          ...base(delivery),
-          status: "pending",
-          outcome: "retry",
-          errorCode: stalled.code,
-          error: stalled.reason,
-          latencyMs: latency,
-          refundAttempt: true,
-          nextAttemptAt: new Date(now() + RELEASE_DELAY_MS),
-        };
-      return { outcome, stalled: true, result };
-    }
-    slots.observe(latency);
-    // A send cut off by the round's own deadline says nothing about the target.
-    lane.observe(latency, outcome.kind === "retry" && !signal.aborted);
-    return {
-      outcome,
-      stalled: false,
-      result: _result(
-        base(delivery),
-        outcome,
-        latency,
-        deps,
-        now,
-        delivery.notification.nowOrNever,
-      ),
-    };
-  };
-  /** Starts `delivery`'s send if a slot frees up in time; undefined when it did not. */
-  const inTime = (delivery: ClaimedDelivery, go: () => boolean = () => true) =>
-    lane.run(() =>
-      go() && now() + _startBudget(provider, slots, deps.window) <= deadline
-        ? attempt(delivery)
-        : Promise.resolve(undefined)
-    );
-
   // Both ask Redis: in parallel, so the slots cost no round trip of their own.
   const [admission, lane] = await Promise.all([
-    breaker.admit(target),
-    slots.enter(target, provider.maxInFlight),
+    round.breaker.admit(target),
+    round.slots.enter(target, provider.maxInFlight),
   ]);
-  if (admission.state === "open") {
-    deps.releases.push(lane.leave());
-    return group.deliveries.map((d) => defer(d, admission.retryAt));
-  }
+  const sends: TargetSends = { target, provider, lane, round, now };
   try {
-    const results: DeliveryResult[] = [];
-    let queue = group.deliveries;
-    if (admission.state === "probe") {
-      // Any one of them, not the first due: that is the one a failed probe deferred least
-      // (its own backoff, its attempt refunded), a poison token that would probe forever.
-      const pick = Math.floor(Math.random() * queue.length);
-      const first = queue[pick];
-      const rest = queue.filter((_, i) => i !== pick);
-      const probe = await inTime(first);
-      if (!probe) {
-        // No slot or no time for the probe: let the next caller probe.
-        await breaker.record(target, { failures: 0, successes: 0, probe: true });
-        return queue.map(release);
-      }
-      const fault = probe.outcome.kind === "retry" && !probe.stalled;
-      // A provider-wide outage is not the delivery's fault: a failed probe spends no attempt.
-      if (fault && provider.breakerScope === "provider") probe.result.refundAttempt = true;
-      results.push(probe.result);
-      const state = await breaker.record(target, {
-        failures: fault ? 1 : 0,
-        successes: fault || probe.stalled ? 0 : 1,
-        probe: true,
-        // The probe speaks for the target: any wait it asked for holds for everyone.
-        retryAfterMs: probe.outcome.kind === "retry" ? probe.outcome.afterMs : undefined,
-      });
-      if (state.state === "open") return [...results, ...rest.map((d) => defer(d, state.retryAt))];
-      queue = rest;
+    if (admission.state === "open") {
+      return group.deliveries.map((d) => _defer(sends, d, admission.retryAt));
     }
-
-    // Closed: send all, but stop starting new sends once this round alone has
-    // seen enough faults to open the breaker, or the target asked to be left alone.
-    let failures = 0;
-    let successes = 0;
-    let retryAfterMs: number | undefined;
-    let waitMs = 0;
-    const going = () =>
-      retryAfterMs === undefined && !breaker.trips(failures, failures + successes);
-    const outcomes = await Promise.all(queue.map(async (delivery) => {
-      const sent = await inTime(delivery, going);
-      if (!sent) return undefined;
-      if (sent.stalled) return sent.result;
-      if (sent.outcome.kind === "retry") {
-        // Only a first attempt's failure counts against the target. A delivery failing
-        // again says more about itself (a poison token among healthy ones) than about
-        // the provider: the retries of a 2 % brownout, arriving alone, opened it.
-        if (delivery.attempt === 1) failures++;
-        waitMs = Math.max(waitMs, sent.outcome.afterMs ?? 0);
-      } else successes++;
-      retryAfterMs ??= _throttle(sent.outcome);
-      return sent.result;
-    }));
-    const state = failures + successes > 0
-      ? await breaker.record(target, { failures, successes, probe: false, retryAfterMs, waitMs })
-      : { state: "closed" as const };
-    outcomes.forEach((result, i) => {
-      if (result) results.push(result);
-      else if (state.state === "open") results.push(defer(queue[i], state.retryAt));
-      else results.push(release(queue[i]));
-    });
-    return results;
+    if (admission.state === "closed") return await _sendAll(sends, group.deliveries);
+    const probed = await _probe(sends, group.deliveries);
+    return "settled" in probed
+      ? probed.settled
+      : [probed.probe, ...await _sendAll(sends, probed.rest)];
   } finally {
     // Given back while the results are written, not before.
-    deps.releases.push(lane.leave());
+    round.releases.push(lane.leave());
   }
+}
+
+/**
+ * Half-open: one delivery tries the target. Any one of them, not the first
+ * due: that is the one a failed probe deferred least (its own backoff, its
+ * attempt refunded), a poison token that would probe forever.
+ */
+async function _probe(
+  sends: TargetSends,
+  queue: ClaimedDelivery[],
+): Promise<{ settled: DeliveryResult[] } | { probe: DeliveryResult; rest: ClaimedDelivery[] }> {
+  const { target, provider, round: { breaker } } = sends;
+  const pick = Math.floor(Math.random() * queue.length);
+  const rest = queue.filter((_, i) => i !== pick);
+  const probe = await _sendInTime(sends, queue[pick]);
+  if (!probe) {
+    // No slot or no time for the probe: let the next caller probe.
+    await breaker.record(target, { failures: 0, successes: 0, probe: true });
+    return { settled: queue.map((d) => _release(sends, d)) };
+  }
+  const fault = probe.outcome.kind === "retry" && !probe.stalled;
+  // A provider-wide outage is not the delivery's fault: a failed probe spends no attempt.
+  if (fault && provider.breakerScope === "provider") probe.result.refundAttempt = true;
+  const state = await breaker.record(target, {
+    failures: fault ? 1 : 0,
+    successes: fault || probe.stalled ? 0 : 1,
+    probe: true,
+    // The probe speaks for the target: any wait it asked for holds for everyone.
+    retryAfterMs: probe.outcome.kind === "retry" ? probe.outcome.afterMs : undefined,
+  });
+  if (state.state === "open") {
+    return { settled: [probe.result, ...rest.map((d) => _defer(sends, d, state.retryAt))] };
+  }
+  return { probe: probe.result, rest };
+}
+
+/**
+ * Closed: sends all, but starts no new send once this round alone has seen
+ * enough faults to open the breaker, or the target asked to be left alone.
+ */
+async function _sendAll(sends: TargetSends, queue: ClaimedDelivery[]): Promise<DeliveryResult[]> {
+  const { target, round: { breaker } } = sends;
+  let failures = 0;
+  let successes = 0;
+  let retryAfterMs: number | undefined;
+  let waitMs = 0;
+  const going = () => retryAfterMs === undefined && !breaker.trips(failures, failures + successes);
+  const outcomes = await Promise.all(queue.map(async (delivery) => {
+    const sent = await _sendInTime(sends, delivery, going);
+    if (!sent) return undefined;
+    if (sent.stalled) return sent.result;
+    if (sent.outcome.kind === "retry") {
+      // Only a first attempt's failure counts against the target. A delivery failing
+      // again says more about itself (a poison token among healthy ones) than about
+      // the provider: the retries of a 2 % brownout, arriving alone, opened it.
+      if (delivery.attempt === 1) failures++;
+      waitMs = Math.max(waitMs, sent.outcome.afterMs ?? 0);
+    } else successes++;
+    retryAfterMs ??= _throttle(sent.outcome);
+    return sent.result;
+  }));
+  const state = failures + successes > 0
+    ? await breaker.record(target, { failures, successes, probe: false, retryAfterMs, waitMs })
+    : { state: "closed" as const };
+  return outcomes.map((result, i) =>
+    result ??
+      (state.state === "open" ? _defer(sends, queue[i], state.retryAt) : _release(sends, queue[i]))
+  );
+}
+
+/** Starts `delivery`'s send if a slot frees up in time (and `go` still says so); undefined when not. */
+function _sendInTime(
+  sends: TargetSends,
+  delivery: ClaimedDelivery,
+  go: () => boolean = () => true,
+): Promise<Attempted | undefined> {
+  const { provider, lane, round, now } = sends;
+  return lane.run(() =>
+    go() && now() + _startBudget(provider, round.slots, round.window) <= round.deadline
+      ? _attempt(sends, delivery)
+      : Promise.resolve(undefined)
+  );
+}
+
+/** One send, its latency learned by the slots and the lane, and the result to write. */
+async function _attempt(sends: TargetSends, delivery: ClaimedDelivery): Promise<Attempted> {
+  const { target, provider, lane, round, now } = sends;
+  const started = performance.now();
+  let outcome: SendOutcome;
+  try {
+    outcome = await provider.send(delivery, { signal: round.signal });
+  } catch (error) {
+    // A provider bug must cost one attempt, not the round.
+    round.log?.("error", "provider threw instead of answering", {
+      delivery_id: delivery.id,
+      target,
+      error: (error as Error).message,
+    });
+    outcome = { kind: "retry", code: "INTERNAL", reason: (error as Error).message };
+  }
+  const latency = performance.now() - started;
+  const stalledMs = outcome.kind === "retry" && outcome.code === "TIMEOUT"
+    ? round.stalls?.stalledSince(started) ?? 0
+    : 0;
+  if (stalledMs > 0 && outcome.kind === "retry") {
+    return {
+      outcome,
+      stalled: true,
+      result: _stalled(sends, delivery, outcome, stalledMs, latency),
+    };
+  }
+  round.slots.observe(latency);
+  // A send cut off by the round's own deadline says nothing about the target.
+  lane.observe(latency, outcome.kind === "retry" && !round.signal.aborted);
+  const { nowOrNever } = delivery.notification;
+  return {
+    outcome,
+    stalled: false,
+    result: _result(_base(delivery), outcome, latency, round, now, nowOrNever),
+  };
+}
+
+/**
+ * A send that timed out while this process stood still: its timer fired on
+ * waking, so the target is not to blame. Tried again soon, the attempt
+ * unspent (a stall must not dead-letter it).
+ */
+function _stalled(
+  sends: TargetSends,
+  delivery: ClaimedDelivery,
+  outcome: SendOutcome & { kind: "retry" },
+  stalledMs: number,
+  latency: number,
+): DeliveryResult {
+  const { round, now } = sends;
+  const stalled = {
+    ...outcome,
+    code: "DISPATCHER_STALLED",
+    reason: `this dispatcher stood still ${
+      Math.round(stalledMs)
+    } ms while the send was in flight; the receiver may have got it`,
+    afterMs: RELEASE_DELAY_MS,
+  };
+  if (delivery.notification.nowOrNever) {
+    return _result(_base(delivery), stalled, latency, round, now, true);
+  }
+  return {
+    ..._base(delivery),
+    status: "pending",
+    outcome: "retry",
+    errorCode: stalled.code,
+    error: stalled.reason,
+    latencyMs: latency,
+    refundAttempt: true,
+    nextAttemptAt: new Date(now() + RELEASE_DELAY_MS),
+  };
+}
+
+/** Not sent because the target's breaker is open. */
+function _defer(sends: TargetSends, delivery: ClaimedDelivery, retryAt: number): DeliveryResult {
+  const { target, provider, round, now } = sends;
+  if (provider.breakerScope === "destination") {
+    // The receiver is the delivery's own: waiting for it counts as a failed
+    // attempt, so a receiver that never recovers ends in a dead letter.
+    return _result(
+      _base(delivery),
+      {
+        kind: "retry",
+        code: "BREAKER_OPEN",
+        reason: `circuit breaker for ${target} is open (recent attempts failed)`,
+        afterMs: Math.max(0, retryAt - now()),
+      },
+      undefined,
+      round,
+      now,
+    );
+  }
+  return {
+    ..._base(delivery),
+    status: "pending",
+    outcome: "deferred",
+    nextAttemptAt: new Date(retryAt),
+    error: `circuit breaker for ${target} is open`,
+  };
+}
+
+/** Not sent in time (the lease's end, or no free slot): given back unspent. */
+function _release(sends: TargetSends, delivery: ClaimedDelivery): DeliveryResult {
+  return {
+    ..._base(delivery),
+    status: "pending",
+    outcome: "released",
+    nextAttemptAt: new Date(sends.now() + RELEASE_DELAY_MS),
+  };
+}
+
+function _base(delivery: ClaimedDelivery): Pick<DeliveryResult, "id" | "lease" | "attempt"> {
+  return { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
 }
 
 /** The wait a target asked of every caller, if this outcome carries one. */
