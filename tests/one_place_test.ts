@@ -1,7 +1,7 @@
 /**
  * Concepts written down once: the channel list, SQLSTATE meanings, the
  * breaker key prefix, the inline-send defaults, where configuration is read,
- * how secrets are compared. Each rule reads the function code for a second
+ * how secrets and keys are compared, how long anything is waited for. Each rule reads the function code for a second
  * copy and is shown finding one planted in a sample; the channel list is
  * also held equal between TypeScript and the live schema, where no function
  * body or CHECK may spell it out a second time.
@@ -50,6 +50,16 @@ const RULES: Rule[] = [
     home: (path) => path === "_shared/auth/constant_time.ts",
     found:
       /\b\w*(signature|digest|hmac|secret|apikey|api_key|presented)\w*\s*[!=]==|[!=]==\s*\w*(signature|digest|hmac|secret|apikey|api_key|presented)\w*\b(?!\.length)/i,
+  },
+  {
+    what: "a hand-made time limit (withinMs in resilience/time_limit.ts, or AbortSignal.timeout)",
+    home: (path) => path === "_shared/resilience/time_limit.ts",
+    found: /Promise\.race\(/,
+  },
+  {
+    what: "a key check by hand (requireKey / holdsKey in auth/require_key.ts)",
+    home: (path) => path === "_shared/auth/require_key.ts" || path === "_shared/auth/caller.ts",
+    found: /presentedCredentials\(/,
   },
 ];
 
@@ -106,6 +116,8 @@ Deno.test("one place: each rule finds a second copy planted in a sample", () => 
     ["_shared/http/app.ts", `const instance = Deno.env.get("HERALD_INSTANCE");`],
     ["hooks/app.ts", "if (expectedSignature === header) return true;"],
     ["dispatch/app.ts", "return presented !== key;"],
+    ["health/app.ts", "const value = await Promise.race([work(), timeout]);"],
+    ["metrics/app.ts", "const presented = presentedCredentials(c.req.raw.headers);"],
   ]);
   const findings = secondPlaces(planted);
   assert.equal(findings.length, planted.size, findings.join("\n"));
@@ -158,4 +170,36 @@ Deno.test("one place: the README's 'Adding a channel' names files that exist, th
     assert.ok(await Deno.stat(new URL(`../${path}`, import.meta.url)).catch(() => false), path);
   }
   assert.match(section, /herald\.channel_names\(\)/);
+});
+
+/** Top-level functions longer than `limit` lines whose doc comment does not say why they are one piece. */
+function longFunctions(files: Map<string, string>, limit = 80): string[] {
+  const found: string[] = [];
+  for (const [path, text] of files) {
+    const lines = text.split("\n");
+    lines.forEach((line, start) => {
+      if (!/^(export )?(async )?function /.test(line)) return;
+      const end = lines.findIndex((l, i) => i > start && l === "}");
+      let doc = start - 1;
+      while (doc >= 0 && !lines[doc].startsWith("/**")) doc--;
+      const comment = doc >= 0 ? lines.slice(doc, start).join("\n") : "";
+      if (end - start > limit && !comment.includes("One piece:")) {
+        found.push(`${path}:${start + 1}: ${end - start} lines: ${line.trim()}`);
+      }
+    });
+  }
+  return found;
+}
+
+Deno.test("small units: no function in supabase/functions is over 80 lines without saying why it is one piece", async () => {
+  assert.deepEqual(longFunctions(await functionSources()), []);
+  const long = [
+    "/** Does a lot. */",
+    "export function big() {",
+    ..."  x();\n".repeat(81).split("\n"),
+    "}",
+  ];
+  assert.equal(longFunctions(new Map([["a.ts", long.join("\n")]])).length, 1);
+  long[0] = "/**\n * Does a lot.\n *\n * One piece: a reason.\n */";
+  assert.equal(longFunctions(new Map([["a.ts", long.join("\n")]])).length, 0);
 });

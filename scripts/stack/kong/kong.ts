@@ -11,8 +11,9 @@
  * @module
  */
 import { Redis } from "ioredis";
+import { withinMs } from "../../../supabase/functions/_shared/resilience/time_limit.ts";
 import { validateKongConfig } from "../../kong/validate.ts";
-import type { EdgeRequest } from "../gateway.ts";
+import type { EdgeRequest } from "../edge_gateway.ts";
 import {
   type Consumer,
   createPlugin,
@@ -402,7 +403,7 @@ export function startKong(options: KongOptions): RunningKong {
       const local = options.inProcess?.[target];
       // In-process too, Kong's read_timeout bounds the wait for the answer (504).
       const response = local
-        ? await _within(
+        ? await withinMs(
           service.readTimeout,
           local({ method: request.method, url: new URL(upstreamUrl), headers, body }),
         )
@@ -810,20 +811,4 @@ function _unsupported(config: Json): string[] {
     if (u.hash_on !== undefined && u.hash_on !== "none") out.push(`${at}.hash_on: ${u.hash_on}`);
   });
   return out;
-}
-
-/** `answer`, or a TimeoutError (as `AbortSignal.timeout` gives fetch) after `ms`. */
-async function _within(ms: number, answer: Promise<Response>): Promise<Response> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new DOMException(`no answer within ${ms} ms`, "TimeoutError")),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([answer, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

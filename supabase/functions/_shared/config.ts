@@ -148,6 +148,8 @@ export interface Config {
 /**
  * Validates the environment and shapes it into {@linkcode Config}.
  *
+ * One piece: one mapping from the environment to Config, a field per line, so each variable is found in one place.
+ *
  * @throws {RangeError} naming every variable that is missing or malformed
  * @example
  * ```ts

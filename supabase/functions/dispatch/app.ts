@@ -5,15 +5,13 @@
  *
  * @module
  */
-import { presentedCredentials } from "../_shared/auth/caller.ts";
-import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
+import { requireKey } from "../_shared/auth/require_key.ts";
 import { withinDeadline } from "../_shared/db/sessions.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
 import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
 import { DeadLetters, openApiDocument, Replayed, RoundReport } from "./openapi.ts";
 import { DeadLetterQuery, ReplayRequest } from "./schemas.ts";
-import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 
 /** What the dispatch app needs. */
@@ -38,20 +36,10 @@ export function createApp(deps: DispatchAppDeps) {
   const { sql } = deps.dispatcher;
   serveOpenApi(app, openApiDocument);
 
-  app.use(async (c, next) => {
-    const presented = presentedCredentials(c.req.raw.headers);
-    if (presented.length === 0) {
-      throw new Problem(
-        401,
-        "unauthenticated",
-        "Send 'Authorization: Bearer <dispatch key>' or a secret key in 'apikey'.",
-      );
-    }
-    if (!presented.some((key) => equalsAnyKey(key, deps.keys))) {
-      throw new Problem(403, "forbidden", "This key may not dispatch.");
-    }
-    await next();
-  });
+  app.use(requireKey(deps.keys, {
+    missing: "Send 'Authorization: Bearer <dispatch key>' or a secret key in 'apikey'.",
+    refused: "This key may not dispatch.",
+  }));
 
   app.post("/", async (c) => {
     const started = performance.now();

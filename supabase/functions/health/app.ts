@@ -14,8 +14,8 @@
  * @module
  */
 import type { Redis } from "@upstash/redis";
-import { presentedCredentials } from "../_shared/auth/caller.ts";
-import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
+import { holdsKey } from "../_shared/auth/require_key.ts";
+import { withinMs } from "../_shared/resilience/time_limit.ts";
 import type { Sql, Tx } from "../_shared/db/sessions.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
 import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
@@ -62,6 +62,8 @@ const STALLED_AFTER_S = 30;
 /**
  * Builds the health app.
  *
+ * One piece: the route table; each route is its own handler, the checks are functions below.
+ *
  * @example
  * ```ts
  * const app = createApp({ sql, redis, keys: config.serviceKeys, log: consoleLogger });
@@ -86,8 +88,7 @@ export function createApp(deps: HealthAppDeps) {
   app.get("/", (c) => c.json({ status: "ok" } satisfies Answer<typeof Liveness>));
 
   app.get("/ready", async (c) => {
-    const detailed = presentedCredentials(c.req.raw.headers)
-      .some((key) => equalsAnyKey(key, deps.keys));
+    const detailed = holdsKey(c.req.raw.headers, deps.keys);
     const skipped = Promise.resolve(undefined);
     // Every caller gets the same status; only key holders see what it rests on.
     const [postgres, redisPing, queue, breakers, problems] = await Promise.all([
@@ -177,19 +178,13 @@ async function _timed<T>(
   work: () => Promise<T>,
 ): Promise<{ check: Check; value?: T }> {
   const started = performance.now();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
   try {
-    const value = await Promise.race([work(), timeout]);
+    const value = await withinMs(timeoutMs, work());
     return { check: { status: "ok", duration_ms: _since(started) }, value };
   } catch (error) {
     return {
       check: { status: "failed", duration_ms: _since(started), error: _message(error) },
     };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

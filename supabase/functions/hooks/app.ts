@@ -49,6 +49,8 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 /**
  * Builds the hooks app.
  *
+ * One piece: the route table; each route is its own handler, the rule matching is below.
+ *
  * @throws {RangeError} when a secret is not `whsec_` followed by base64
  * @example
  * ```ts

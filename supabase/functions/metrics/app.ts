@@ -12,14 +12,13 @@
  * @module
  */
 import type { Redis } from "@upstash/redis";
-import { presentedCredentials } from "../_shared/auth/caller.ts";
-import { equalsAnyKey } from "../_shared/auth/constant_time.ts";
+import { requireKey } from "../_shared/auth/require_key.ts";
+import { withinMs } from "../_shared/resilience/time_limit.ts";
 import type { Sql } from "../_shared/db/sessions.ts";
 import { BREAKER_KINDS, CHANNEL_NAMES } from "../_shared/channels.ts";
 import { createHttpApp } from "../_shared/http/app.ts";
 import { serveOpenApi } from "../_shared/http/openapi.ts";
 import { openApiDocument } from "./openapi.ts";
-import { Problem } from "../_shared/http/problem.ts";
 import type { Logger } from "../_shared/log.ts";
 import {
   ATTEMPT_BUCKETS,
@@ -82,19 +81,11 @@ export function createApp(deps: MetricsAppDeps) {
   const now = deps.now ?? Date.now;
   serveOpenApi(app, openApiDocument);
 
-  app.get("/", async (c) => {
-    // As the dispatch function answers: no key is 401, a key that may not scrape is 403.
-    const presented = presentedCredentials(c.req.raw.headers);
-    if (presented.length === 0) {
-      throw new Problem(
-        401,
-        "unauthenticated",
-        "Send 'Authorization: Bearer <key>' with the service-role key or the dispatch key.",
-      );
-    }
-    if (!presented.some((key) => equalsAnyKey(key, deps.keys))) {
-      throw new Problem(403, "forbidden", "This key may not read metrics.");
-    }
+  const scraper = requireKey(deps.keys, {
+    missing: "Send 'Authorization: Bearer <key>' with the service-role key or the dispatch key.",
+    refused: "This key may not read metrics.",
+  });
+  app.get("/", scraper, async (c) => {
     const started = performance.now();
     const [database, redis] = await Promise.all([
       _bounded(timeoutMs, () => readDatabase(deps.sql, timeoutMs)),
@@ -165,6 +156,8 @@ function _up(
  * The database's series. `deployment` is the writer's HERALD_INSTANCE
  * (Prometheus's own `instance` label names the scrape target); `own`, the
  * answering function's, gets every outcome at 0 so rates see the series.
+ *
+ * One piece: the families in exposition order, one block each, all reading the same snapshot; split, the order would be spread over functions.
  */
 function _database(out: Exposition, db: DatabaseSnapshot, own: string) {
   const counter = (metric: string) => db.counters.filter((c) => c.metric === metric);
@@ -369,15 +362,9 @@ type Bounded<T> = { value: T } | { error: string };
 
 /** Runs `work` within `timeoutMs`; failure is data, not an exception. */
 async function _bounded<T>(timeoutMs: number, work: () => Promise<T>): Promise<Bounded<T>> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
   try {
-    return { value: await Promise.race([work(), timeout]) };
+    return { value: await withinMs(timeoutMs, work()) };
   } catch (error) {
     return { error: (error as Error).message || String(error) };
-  } finally {
-    clearTimeout(timer);
   }
 }

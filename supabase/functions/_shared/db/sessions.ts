@@ -9,6 +9,7 @@ import postgres from "postgres";
 import type { Caller } from "../auth/caller.ts";
 import { guardedSocket } from "./guarded_socket.ts";
 import { databaseUnavailable } from "./unavailable.ts";
+import { withinMs } from "../resilience/time_limit.ts";
 
 /** A postgres.js client. */
 export type Sql = postgres.Sql;
@@ -120,19 +121,14 @@ export function withinDeadline<T>(
 ): Promise<T> {
   const deadlineMs = deadlines.get(sql);
   if (deadlineMs === undefined) return work;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          access === "read"
-            ? new NoAnswer(deadlineMs)
-            : new OutcomeUnknown(`no answer within ${deadlineMs / 1000} s`),
-        ),
-      deadlineMs,
-    );
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+  return withinMs(
+    deadlineMs,
+    work,
+    () =>
+      access === "read"
+        ? new NoAnswer(deadlineMs)
+        : new OutcomeUnknown(`no answer within ${deadlineMs / 1000} s`),
+  );
 }
 
 /**

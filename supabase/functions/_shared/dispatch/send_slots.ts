@@ -88,6 +88,8 @@ export interface SendSlotsOptions {
 /**
  * Creates a process's send slots.
  *
+ * One piece: the returned methods share this closure's per-target lanes and Redis state; splitting would pass that state around.
+ *
  * @throws {RangeError} when `limit` or `holdMs` is not a positive integer
  * @example
  * ```ts

@@ -146,7 +146,11 @@ export const KongError = {
   },
 };
 
-/** Builds a function's document; throws when a JSON success answer has no schema. */
+/**
+ * Builds a function's document; throws when a JSON success answer has no schema.
+ *
+ * One piece: the document in the order OpenAPI lays it out, one block per part.
+ */
 export function buildOpenApi(options: DocumentOptions): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const op of options.operations) {

@@ -54,6 +54,8 @@ type LimitResult = Awaited<ReturnType<Ratelimit["limit"]>>;
  *
  * Over the limit it throws a 429 `rate-limited` problem with `Retry-After`.
  *
+ * One piece: the middleware and the Redis-down fallback share this closure's local windows and the degraded flag.
+ *
  * @throws {RangeError} when a limit is not a positive integer
  * @example
  * ```ts

@@ -172,6 +172,8 @@ export interface DeliveryResult {
  * over by another dispatcher, or that was cancelled meanwhile, is left alone
  * and not counted.
  *
+ * One piece: one SQL statement (results, attempt log, target hygiene and counters in one round trip) and the arrays it is given; its length is the statement's.
+ *
  * @returns how many deliveries were updated
  */
 export async function recordResults(

@@ -71,6 +71,8 @@ export type FcmMessageResult =
  * Anything else is `alert`. `ttl_seconds: 0` ("now or never") goes out as
  * Android `ttl: "0s"`, web `TTL: 0` and `apns-expiration: 0`.
  *
+ * One piece: FCM's message, built field by field in the order of its schema so it reads against Google's reference.
+ *
  * @param now the time the remaining TTL is measured from (ms since the epoch)
  * @returns `ok: false` for content FCM would refuse; nothing about it changes on retry
  *

@@ -110,6 +110,8 @@ export interface WebhookProviderOptions {
 /**
  * Creates the webhook provider.
  *
+ * One piece: the provider's methods share this closure's options, resolver and signing.
+ *
  * @throws {RangeError} when an `allowHosts` entry is not a host, or `timeoutMs` or `maxInFlight` is not positive
  *
  * @example

@@ -103,6 +103,8 @@ export interface BreakerOptions {
 /**
  * Creates a breaker.
  *
+ * One piece: the returned methods share this closure's local fallback state, script runner and hooks.
+ *
  * @throws {RangeError} when a numeric option is not a positive integer
  * @example
  * ```ts
