@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT } from "jose";
-import { discoverFunctions, startGateway } from "../scripts/stack/gateway.ts";
+import { discoverFunctions, startGateway } from "../scripts/stack/edge_gateway.ts";
 import { adminSql, apiHeaders, createUser, stack, userToken } from "./support/stack.ts";
 
 /** Through the API port (the local Kong), as supabase-js calls: with an apikey. */

@@ -8,7 +8,7 @@
 import { exportJWK, generateKeyPair } from "jose";
 import { createServiceAccount } from "../../tests/fakes/google_oauth.ts";
 import { LOCAL_HOOK_SECRET, type StackConfig } from "./config.ts";
-import { discoverFunctions, type RoutedFunction } from "./gateway.ts";
+import { discoverFunctions, type RoutedFunction } from "./edge_gateway.ts";
 import { ensureServices } from "./packages.ts";
 import { bootstrap, ensureCluster, migrate, psql, startPostgres } from "./postgres.ts";
 import { startPrometheus } from "./prometheus.ts";

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { fromAddress, loopbackAddress } from "../support/from_address.ts";
-import { startKong } from "../../scripts/stack/kong/gateway.ts";
+import { startKong } from "../../scripts/stack/kong/kong.ts";
 import { localKongConfig } from "../../scripts/stack/kong/main.ts";
 import { stack } from "../support/stack.ts";
 

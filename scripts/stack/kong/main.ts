@@ -9,9 +9,9 @@
  */
 import { renderKongConfig } from "../../kong/render.ts";
 import { loadStackConfig, type StackConfig } from "../config.ts";
-import { discoverFunctions, type EdgeRequest, startGateway } from "../gateway.ts";
+import { discoverFunctions, type EdgeRequest, startGateway } from "../edge_gateway.ts";
 import { INTERNAL_ADDRESS } from "../internal_address.ts";
-import { startKong } from "./gateway.ts";
+import { startKong } from "./kong.ts";
 
 type Plugin = { name: string; config: Record<string, unknown> };
 
