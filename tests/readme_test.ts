@@ -148,3 +148,44 @@ Deno.test("SELF_HOSTING: the standalone-Kong command, as written, renders a file
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("README: `npm run schema`, run as written in a copy of the checkout, writes the schema.sql that is committed", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}README.md`);
+  assert.match(readme, /`npm run schema` rewrites `supabase\/schema.sql`/);
+  const copy = await Deno.makeTempDir({ prefix: "herald-schema-" });
+  await Deno.chmod(copy, 0o755); // its cluster's owner (postgres, when we are root) reads it
+  try {
+    const listed = await new Deno.Command("git", {
+      args: ["ls-files", "-co", "--exclude-standard", "-z"],
+      cwd: ROOT,
+    }).output();
+    const files = new TextDecoder().decode(listed.stdout).split("\0").filter(Boolean);
+    for (const file of files) {
+      const from = `${ROOT}${file}`;
+      if (!(await Deno.stat(from).catch(() => undefined))?.isFile) continue;
+      await Deno.mkdir(`${copy}/${file}`.replace(/\/[^/]+$/, ""), { recursive: true });
+      await Deno.copyFile(from, `${copy}/${file}`);
+    }
+    await Deno.symlink(`${ROOT}node_modules`, `${copy}/node_modules`);
+    await Deno.writeTextFile(`${copy}/supabase/schema.sql`, "stale\n");
+    // Its own test stack, on ports and in a directory of its own beside this run's.
+    const run = await new Deno.Command("npm", {
+      args: ["run", "schema"],
+      cwd: copy,
+      env: {
+        HERALD_PORT_BASE: String(stack.ports.gateway + 2000),
+        HERALD_DATA_DIR: `${copy}/.data`,
+      },
+      stdin: "null",
+    }).output();
+    const output = new TextDecoder().decode(run.stdout) + new TextDecoder().decode(run.stderr);
+    assert.ok(run.success, output.slice(-3000));
+    assert.match(output, /^1 passed, 0 failed$/m);
+    assert.equal(
+      await Deno.readTextFile(`${copy}/supabase/schema.sql`),
+      await Deno.readTextFile(`${ROOT}supabase/schema.sql`),
+    );
+  } finally {
+    await Deno.remove(copy, { recursive: true });
+  }
+});

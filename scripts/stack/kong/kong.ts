@@ -1,10 +1,11 @@
 /**
  * The local Kong: serves a rendered `kong.yml` the way Kong 3.9 (DB-less)
  * does, for what Herald's configuration uses — prefix routes, services on a
- * weighted round-robin upstream with active and passive health checks,
- * consumers and their credentials, the plugins of `plugins.ts` in Kong's
- * priority order (a route's plugin may be scoped to a consumer), Kong's proxy headers and error bodies, and Prometheus
- * metrics on a status port. The configuration is first validated against
+ * weighted round-robin upstream with active and passive health checks
+ * (`balancer.ts`), consumers and their credentials, the plugins of
+ * `plugins.ts` in Kong's priority order (a route's plugin may be scoped to a
+ * consumer), Kong's proxy headers and error bodies, and Prometheus metrics on
+ * a status port (`metrics.ts`). The configuration is first validated against
  * Kong 3.9's schemas; anything valid that this gateway does not implement
  * (a plugin, a field, a route matcher) makes it refuse to start, naming it.
  *
@@ -13,6 +14,8 @@
 import { Redis } from "ioredis";
 import { withinMs } from "../../../supabase/functions/_shared/resilience/time_limit.ts";
 import { validateKongConfig } from "../../kong/validate.ts";
+import { Balancer } from "./balancer.ts";
+import { Metrics } from "./metrics.ts";
 import type { EdgeRequest } from "../edge_gateway.ts";
 import {
   type Consumer,
@@ -93,34 +96,6 @@ const HOP_BY_HOP = [
   "te",
   "trailer",
 ];
-const LATENCY_BUCKETS = [
-  1,
-  2,
-  5,
-  7,
-  10,
-  15,
-  20,
-  25,
-  30,
-  40,
-  50,
-  60,
-  70,
-  80,
-  90,
-  100,
-  200,
-  300,
-  400,
-  500,
-  1000,
-  2000,
-  5000,
-  10000,
-  30000,
-  60000,
-];
 
 /**
  * Starts the local Kong on `options.port`.
@@ -137,8 +112,55 @@ export function startKong(options: KongOptions): RunningKong {
   if (unsupported.length) {
     throw new Error(`the local Kong does not implement:\n${unsupported.join("\n")}`);
   }
-  const now = options.now ?? Date.now;
   const redisClients = new Map<string, Redis>();
+  const context = _pluginContext(config, options.now ?? Date.now, redisClients);
+  const gateway = _gateway(config, context, options);
+  const server = Deno.serve({
+    port: options.port,
+    hostname: options.hostname ?? "127.0.0.1",
+    onListen: () => {},
+  }, (request, info) => _proxy(gateway, request, info));
+  const { metricsOn, promConfig, metrics, upstreams } = gateway;
+  const status = metricsOn && options.statusPort !== undefined
+    ? Deno.serve(
+      { port: options.statusPort, hostname: "127.0.0.1", onListen: () => {} },
+      (request) =>
+        new URL(request.url).pathname === "/metrics"
+          ? new Response(metrics.render(promConfig ?? {}, upstreams), {
+            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+          })
+          : new Response("Not Found", { status: 404 }),
+    )
+    : undefined;
+
+  return {
+    async close() {
+      for (const b of upstreams.values()) b.stop();
+      await Promise.all([server.shutdown(), status?.shutdown()]);
+      for (const client of redisClients.values()) client.disconnect();
+    },
+  };
+}
+
+/** What serving a request needs, built once from the configuration. */
+interface Gateway {
+  routes: Route[];
+  globals: Plugin[];
+  /** The global plugins in priority order: what runs when no route matches. */
+  globalChain: Link[];
+  upstreams: Map<string, Balancer>;
+  metrics: Metrics;
+  metricsOn: boolean;
+  promConfig?: Json;
+  options: KongOptions;
+}
+
+/** Consumers and their credentials, and Redis clients, as the plugins look them up. */
+function _pluginContext(
+  config: Json,
+  now: () => number,
+  redisClients: Map<string, Redis>,
+): PluginContext {
   const consumers = new Map<string, Consumer>();
   const context: PluginContext = {
     consumers,
@@ -190,6 +212,16 @@ export function startKong(options: KongOptions): RunningKong {
     }
   }
 
+  return context;
+}
+
+/**
+ * Services, routes and upstreams, each route's plugin chain resolved in
+ * Kong's order (route+consumer > route > service > global per name, then
+ * priority).
+ */
+function _gateway(config: Json, context: PluginContext, options: KongOptions): Gateway {
+  const consumers = context.consumers;
   const enabled = (entity: Json) =>
     ((entity.plugins ?? []) as Json[]).filter((p) => p.enabled !== false);
   const pluginsOf = (entity: Json) =>
@@ -266,458 +298,212 @@ export function startKong(options: KongOptions): RunningKong {
     route.chain = chainOf([globals, route.service.plugins, route.plugins], route.byConsumer);
   }
 
-  const metrics = new Metrics();
-  const match = (method: string, path: string) => {
-    let best: { route: Route; prefix: string } | undefined;
-    for (const route of routes) {
-      if (route.methods && !route.methods.includes(method)) continue;
-      for (const prefix of route.paths) {
-        if (path.startsWith(prefix) && (!best || prefix.length > best.prefix.length)) {
-          best = { route, prefix };
-        }
-      }
-    }
-    return best;
-  };
-
-  const server = Deno.serve({
-    port: options.port,
-    hostname: options.hostname ?? "127.0.0.1",
-    onListen: () => {},
-  }, async (request, info) => {
-    const started = performance.now();
-    const url = new URL(request.url);
-    const requestId = _requestId();
-    const found = match(request.method, url.pathname);
-    let bodyBytes: Uint8Array<ArrayBuffer> | undefined;
-    const x: Exchange = {
-      request,
-      url,
-      upstream: new Headers(request.headers),
-      clientIp: (info.remoteAddr as Deno.NetAddr).hostname,
-      requestId,
-      body: async () => (bodyBytes ??= new Uint8Array(await request.arrayBuffer())),
-      scope: { route: ZERO_UUID, service: ZERO_UUID },
-    };
-    const finish = (response: Response, proxied: boolean, upstreamMs = 0) => {
-      // A response made in this process (an in-process upstream, Kong's own) is
-      // changed in place; one from fetch has immutable headers and is copied.
-      let headers = response.headers;
-      let mutable = true;
-      try {
-        headers.set("x-kong-request-id", requestId);
-      } catch {
-        headers = new Headers(response.headers);
-        mutable = false;
-      }
-      for (const plugin of ran) plugin.headerFilter?.(x, headers);
-      if (x.responseHeaders) {
-        for (const [name, value] of x.responseHeaders) headers.set(name, value);
-      }
-      const totalMs = Math.round(performance.now() - started);
-      if (proxied) {
-        headers.set("x-kong-upstream-latency", String(Math.round(upstreamMs)));
-        headers.set("x-kong-proxy-latency", String(Math.max(0, totalMs - Math.round(upstreamMs))));
-        headers.set(
-          "via",
-          headers.has("via") ? `${headers.get("via")}, 1.1 ${SERVER}` : `1.1 ${SERVER}`,
-        );
-        if (!headers.has("server")) headers.set("server", SERVER);
-      } else {
-        headers.set("x-kong-response-latency", String(totalMs));
-        headers.set("server", SERVER);
-      }
-      headers.set("x-kong-request-id", requestId);
-      if (metricsOn) {
-        metrics.record({
-          service: found?.route.service.name ?? "",
-          route: found?.route.name ?? "",
-          code: response.status,
-          source: proxied ? "service" : "kong",
-          totalMs,
-          upstreamMs: proxied ? upstreamMs : undefined,
-        });
-      }
-      return mutable ? response : new Response(response.body, {
-        status: response.status,
-        statusText: response.statusText,
-        headers,
-      });
-    };
-    // Plugins in priority order, the most specific instance of each name for
-    // the consumer known when its turn comes.
-    const chain = found ? found.route.chain : globalChain;
-    const ran: Plugin[] = [];
-    if (!found) {
-      // Only global plugins run on a 404.
-      for (const link of chain) {
-        ran.push(link.plugin!);
-        await link.plugin!.access?.({ ...x, scope: x.scope });
-      }
-      return finish(kongError(x, 404, "no Route matched with those values"), false);
-    }
-    const { route, prefix } = found;
-    for (const link of chain) {
-      const plugin = (x.consumer && link.byConsumer?.get(x.consumer.id)) || link.plugin;
-      if (!plugin) continue;
-      ran.push(plugin);
-      x.scope = _scopeOf(plugin, route, globals);
-      let answer: Response | undefined;
-      try {
-        answer = await plugin.access?.(x);
-      } catch (error) {
-        console.error(`kong: ${plugin.name} failed: ${(error as Error).message}`);
-        answer = kongError(x, 500, "An unexpected error occurred");
-      }
-      if (answer) return finish(answer, false);
-    }
-
-    const service = route.service;
-    const balancer = upstreams.get(service.host);
-    const target = balancer ? balancer.pick() : `${service.host}:${service.port}`;
-    if (!target) {
-      return finish(kongError(x, 503, "failure to get a peer from the ring-balancer"), false);
-    }
-    const rest = route.stripPath ? url.pathname.slice(prefix.length) : url.pathname;
-    const path = _joinPath(service.path, rest);
-    const headers = x.upstream;
-    for (const name of HOP_BY_HOP) headers.delete(name);
-    const forwardedFor = request.headers.get("x-forwarded-for");
-    headers.set("x-forwarded-for", forwardedFor ? `${forwardedFor}, ${x.clientIp}` : x.clientIp);
-    headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
-    headers.set("x-forwarded-host", url.hostname);
-    headers.set("x-forwarded-port", url.port || (url.protocol === "https:" ? "443" : "80"));
-    headers.set("x-forwarded-path", url.pathname);
-    headers.set("x-forwarded-prefix", prefix);
-    headers.set("x-real-ip", x.clientIp);
-    headers.set("x-kong-request-id", requestId);
-    headers.set("via", `1.1 ${SERVER}`);
-    const host = route.preserveHost ? url.host : (balancer?.hostHeader ?? service.host);
-    headers.set("host", host);
-    const upstreamStarted = performance.now();
-    try {
-      const upstreamUrl = `${service.protocol}://${target}${path}${url.search}`;
-      const body = request.method === "GET" || request.method === "HEAD"
-        ? undefined
-        : await x.body();
-      const local = options.inProcess?.[target];
-      // In-process too, Kong's read_timeout bounds the wait for the answer (504).
-      const response = local
-        ? await withinMs(
-          service.readTimeout,
-          local({ method: request.method, url: new URL(upstreamUrl), headers, body }),
-        )
-        : await fetch(upstreamUrl, {
-          method: request.method,
-          headers,
-          body,
-          redirect: "manual",
-          signal: AbortSignal.timeout(service.readTimeout),
-        });
-      balancer?.report(target, response.status);
-      return finish(response, true, performance.now() - upstreamStarted);
-    } catch (error) {
-      console.error(`kong: ${service.name} → ${target}: ${(error as Error).message}`);
-      balancer?.report(target, (error as Error).name === "TimeoutError" ? "timeout" : "tcp");
-      return finish(
-        (error as Error).name === "TimeoutError"
-          ? kongError(x, 504, "The upstream server is timing out")
-          : kongError(x, 502, "An invalid response was received from the upstream server"),
-        false,
-      );
-    }
-  });
-
-  const status = metricsOn && options.statusPort !== undefined
-    ? Deno.serve(
-      { port: options.statusPort, hostname: "127.0.0.1", onListen: () => {} },
-      (request) =>
-        new URL(request.url).pathname === "/metrics"
-          ? new Response(metrics.render(promConfig ?? {}, upstreams), {
-            headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-          })
-          : new Response("Not Found", { status: 404 }),
-    )
-    : undefined;
-
   return {
-    async close() {
-      for (const b of upstreams.values()) b.stop();
-      await Promise.all([server.shutdown(), status?.shutdown()]);
-      for (const client of redisClients.values()) client.disconnect();
-    },
+    routes,
+    globals,
+    globalChain,
+    upstreams,
+    metrics: new Metrics(),
+    metricsOn: metricsOn !== undefined,
+    promConfig,
+    options,
   };
 }
 
-/** Weighted round-robin over an upstream's healthy targets, with Kong's health checks. */
-class Balancer {
-  readonly hostHeader?: string;
-  #targets: ({
-    target: string;
-    weight: number;
-    current: number;
-  } & _Health)[];
-  #passive: Json;
-  #timer?: ReturnType<typeof setInterval>;
-
-  #inProcess: Record<string, (request: EdgeRequest) => Promise<Response>>;
-
-  constructor(
-    upstream: Json,
-    inProcess: Record<string, (request: EdgeRequest) => Promise<Response>>,
-  ) {
-    this.#inProcess = inProcess;
-    this.hostHeader = upstream.host_header as string | undefined;
-    this.#targets = ((upstream.targets ?? []) as Json[]).map((t) => ({
-      target: String(t.target),
-      weight: Number(t.weight ?? 100),
-      current: 0,
-      healthy: true,
-      successes: 0,
-      http: 0,
-      tcp: 0,
-      timeout: 0,
-    }));
-    const checks = (upstream.healthchecks ?? {}) as Json;
-    this.#passive = (checks.passive ?? {}) as Json;
-    const active = (checks.active ?? {}) as Json;
-    const healthyInterval = Number((active.healthy as Json)?.interval ?? 0);
-    const unhealthyInterval = Number((active.unhealthy as Json)?.interval ?? 0);
-    const interval = Math.min(...[healthyInterval, unhealthyInterval].filter((i) => i > 0));
-    if (Number.isFinite(interval)) {
-      const timer = setInterval(() => this.#probe(active), interval * 1000);
-      Deno.unrefTimer(timer);
-      this.#timer = timer;
+/** The route whose longest path prefix matches, among those allowing `method`. */
+function _match(routes: Route[], method: string, path: string) {
+  let best: { route: Route; prefix: string } | undefined;
+  for (const route of routes) {
+    if (route.methods && !route.methods.includes(method)) continue;
+    for (const prefix of route.paths) {
+      if (path.startsWith(prefix) && (!best || prefix.length > best.prefix.length)) {
+        best = { route, prefix };
+      }
     }
   }
-
-  /** Nginx's smooth weighted round-robin: Kong's ring spreads weights the same way over time. */
-  pick(): string | undefined {
-    const live = this.#targets.filter((t) => t.weight > 0 && t.healthy);
-    if (live.length === 0) return undefined;
-    const total = live.reduce((sum, t) => sum + t.weight, 0);
-    let best = live[0];
-    for (const t of live) {
-      t.current += t.weight;
-      if (t.current > best.current) best = t;
-    }
-    best.current -= total;
-    return best.target;
-  }
-
-  /** Passive health: counts what proxied requests came to. */
-  report(target: string, outcome: Outcome) {
-    const t = this.#targets.find((x) => x.target === target);
-    if (t) _count(t, outcome, this.#passive, PASSIVE_DEFAULTS);
-  }
-
-  get states(): { target: string; healthy: boolean }[] {
-    return this.#targets.map((t) => ({ target: t.target, healthy: t.healthy }));
-  }
-
-  async #probe(active: Json) {
-    await Promise.all(
-      this.#targets.filter((t) => t.weight > 0).map(async (t) => {
-        let outcome: Outcome;
-        try {
-          const url = `${active.type ?? "http"}://${t.target}${active.http_path ?? "/"}`;
-          const headers = new Headers(this.hostHeader ? { host: this.hostHeader } : {});
-          const local = this.#inProcess[t.target];
-          const response = local
-            ? await local({ method: "GET", url: new URL(url), headers })
-            : await fetch(url, {
-              headers,
-              signal: AbortSignal.timeout(Number(active.timeout ?? 1) * 1000),
-            });
-          await response.body?.cancel();
-          outcome = response.status;
-        } catch (error) {
-          outcome = (error as Error).name === "TimeoutError" ? "timeout" : "tcp";
-        }
-        _count(t, outcome, active, ACTIVE_DEFAULTS);
-      }),
-    );
-  }
-
-  stop() {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-  }
+  return best;
 }
-
-/** What one request or probe to a target came to: a status, or a failure to get one. */
-type Outcome = number | "tcp" | "timeout";
-
-/** A target's health and its counters, as lua-resty-healthcheck keeps them. */
-interface _Health {
-  healthy: boolean;
-  successes: number;
-  http: number;
-  tcp: number;
-  timeout: number;
-}
-
-/** Kong 3.9's default status lists (kong/db/schema/entities/upstreams.lua). */
-const PASSIVE_DEFAULTS = {
-  healthy: [
-    200,
-    201,
-    202,
-    203,
-    204,
-    205,
-    206,
-    207,
-    208,
-    226,
-    300,
-    301,
-    302,
-    303,
-    304,
-    305,
-    306,
-    307,
-    308,
-  ],
-  unhealthy: [429, 500, 503],
-};
-const ACTIVE_DEFAULTS = {
-  healthy: [200, 302],
-  unhealthy: [429, 404, 500, 501, 502, 503, 504, 505],
-};
 
 /**
- * Counts one outcome as lua-resty-healthcheck does: a status in the healthy
- * list is a success, one in the unhealthy list an HTTP failure, any other is
- * not counted; each kind of failure has its own counter and limit (0: not
- * counted), a success clears the failure counters and a failure the successes.
+ * One request: the plugins in priority order (the most specific instance of
+ * each name for the consumer known when its turn comes), then the upstream.
  */
-function _count(
-  t: _Health,
-  outcome: Outcome,
-  check: Json,
-  defaults: { healthy: number[]; unhealthy: number[] },
-) {
-  const healthy = (check.healthy ?? {}) as Json;
-  const unhealthy = (check.unhealthy ?? {}) as Json;
-  const kind = outcome === "tcp" || outcome === "timeout"
-    ? outcome
-    : ((healthy.http_statuses ?? defaults.healthy) as number[]).includes(outcome)
-    ? "success"
-    : ((unhealthy.http_statuses ?? defaults.unhealthy) as number[]).includes(outcome)
-    ? "http"
-    : undefined;
-  if (kind === undefined) return;
-  if (kind === "success") {
-    t.http = t.tcp = t.timeout = 0;
-    const limit = Number(healthy.successes ?? 0);
-    if (!t.healthy && limit > 0 && ++t.successes >= limit) {
-      t.healthy = true;
-      t.successes = 0;
+async function _proxy(
+  gateway: Gateway,
+  request: Request,
+  info: Deno.ServeHandlerInfo,
+): Promise<Response> {
+  const { routes, globals, globalChain } = gateway;
+  const started = performance.now();
+  const url = new URL(request.url);
+  const requestId = _requestId();
+  const found = _match(routes, request.method, url.pathname);
+  let bodyBytes: Uint8Array<ArrayBuffer> | undefined;
+  const x: Exchange = {
+    request,
+    url,
+    upstream: new Headers(request.headers),
+    clientIp: (info.remoteAddr as Deno.NetAddr).hostname,
+    requestId,
+    body: async () => (bodyBytes ??= new Uint8Array(await request.arrayBuffer())),
+    scope: { route: ZERO_UUID, service: ZERO_UUID },
+  };
+  const ran: Plugin[] = [];
+  const finish = (response: Response, proxied: boolean, upstreamMs = 0) =>
+    _finish(gateway, { x, found, ran, started }, response, proxied, upstreamMs);
+  // Plugins in priority order, the most specific instance of each name for
+  // the consumer known when its turn comes.
+  const chain = found ? found.route.chain : globalChain;
+  if (!found) {
+    // Only global plugins run on a 404.
+    for (const link of chain) {
+      ran.push(link.plugin!);
+      await link.plugin!.access?.({ ...x, scope: x.scope });
     }
-    return;
+    return finish(kongError(x, 404, "no Route matched with those values"), false);
   }
-  t.successes = 0;
-  const limit = Number(
-    kind === "tcp"
-      ? unhealthy.tcp_failures
-      : kind === "timeout"
-      ? unhealthy.timeouts
-      : unhealthy.http_failures,
-  ) || 0;
-  if (t.healthy && limit > 0 && ++t[kind] >= limit) {
-    t.healthy = false;
-    t.http = t.tcp = t.timeout = 0;
+  const { route } = found;
+  for (const link of chain) {
+    const plugin = (x.consumer && link.byConsumer?.get(x.consumer.id)) || link.plugin;
+    if (!plugin) continue;
+    ran.push(plugin);
+    x.scope = _scopeOf(plugin, route, globals);
+    let answer: Response | undefined;
+    try {
+      answer = await plugin.access?.(x);
+    } catch (error) {
+      console.error(`kong: ${plugin.name} failed: ${(error as Error).message}`);
+      answer = kongError(x, 500, "An unexpected error occurred");
+    }
+    if (answer) return finish(answer, false);
+  }
+
+  return await _forward(gateway, x, found, finish);
+}
+
+/** Sends the request upstream (or to an in-process target), as Kong's proxy does. */
+async function _forward(
+  gateway: Gateway,
+  x: Exchange,
+  { route, prefix }: { route: Route; prefix: string },
+  finish: (response: Response, proxied: boolean, upstreamMs?: number) => Response,
+): Promise<Response> {
+  const { upstreams, options } = gateway;
+  const { request, url, requestId } = x;
+  const service = route.service;
+  const balancer = upstreams.get(service.host);
+  const target = balancer ? balancer.pick() : `${service.host}:${service.port}`;
+  if (!target) {
+    return finish(kongError(x, 503, "failure to get a peer from the ring-balancer"), false);
+  }
+  const rest = route.stripPath ? url.pathname.slice(prefix.length) : url.pathname;
+  const path = _joinPath(service.path, rest);
+  const headers = x.upstream;
+  for (const name of HOP_BY_HOP) headers.delete(name);
+  const forwardedFor = request.headers.get("x-forwarded-for");
+  headers.set("x-forwarded-for", forwardedFor ? `${forwardedFor}, ${x.clientIp}` : x.clientIp);
+  headers.set("x-forwarded-proto", url.protocol.slice(0, -1));
+  headers.set("x-forwarded-host", url.hostname);
+  headers.set("x-forwarded-port", url.port || (url.protocol === "https:" ? "443" : "80"));
+  headers.set("x-forwarded-path", url.pathname);
+  headers.set("x-forwarded-prefix", prefix);
+  headers.set("x-real-ip", x.clientIp);
+  headers.set("x-kong-request-id", requestId);
+  headers.set("via", `1.1 ${SERVER}`);
+  const host = route.preserveHost ? url.host : (balancer?.hostHeader ?? service.host);
+  headers.set("host", host);
+  const upstreamStarted = performance.now();
+  try {
+    const upstreamUrl = `${service.protocol}://${target}${path}${url.search}`;
+    const body = request.method === "GET" || request.method === "HEAD" ? undefined : await x.body();
+    const local = options.inProcess?.[target];
+    // In-process too, Kong's read_timeout bounds the wait for the answer (504).
+    const response = local
+      ? await withinMs(
+        service.readTimeout,
+        local({ method: request.method, url: new URL(upstreamUrl), headers, body }),
+      )
+      : await fetch(upstreamUrl, {
+        method: request.method,
+        headers,
+        body,
+        redirect: "manual",
+        signal: AbortSignal.timeout(service.readTimeout),
+      });
+    balancer?.report(target, response.status);
+    return finish(response, true, performance.now() - upstreamStarted);
+  } catch (error) {
+    console.error(`kong: ${service.name} → ${target}: ${(error as Error).message}`);
+    balancer?.report(target, (error as Error).name === "TimeoutError" ? "timeout" : "tcp");
+    return finish(
+      (error as Error).name === "TimeoutError"
+        ? kongError(x, 504, "The upstream server is timing out")
+        : kongError(x, 502, "An invalid response was received from the upstream server"),
+      false,
+    );
   }
 }
 
-/** Kong's Prometheus plugin's main series, as its exporter names them. */
-class Metrics {
-  #requests = new Map<string, number>();
-  #latency = new Map<string, number[]>();
-
-  record(
-    r: {
-      service: string;
-      route: string;
-      code: number;
-      source: string;
-      totalMs: number;
-      upstreamMs?: number;
-    },
-  ) {
-    const labels =
-      `service="${r.service}",route="${r.route}",code="${r.code}",source="${r.source}",workspace="default",consumer=""`;
-    this.#requests.set(labels, (this.#requests.get(labels) ?? 0) + 1);
-    const base = `service="${r.service}",route="${r.route}",workspace="default"`;
-    this.#observe(`kong_request_latency_ms{${base}`, r.totalMs);
-    if (r.upstreamMs !== undefined) {
-      this.#observe(`kong_upstream_latency_ms{${base}`, r.upstreamMs);
-      this.#observe(`kong_kong_latency_ms{${base}`, Math.max(0, r.totalMs - r.upstreamMs));
-    }
+/**
+ * Kong's response headers on whatever answered (a plugin, Kong itself, the
+ * upstream): each plugin's header filter, the latencies, `via`, `server`, the
+ * request id; and the request counted for the status port's metrics.
+ */
+function _finish(
+  { metrics, metricsOn }: Gateway,
+  { x, found, ran, started }: {
+    x: Exchange;
+    found?: { route: Route };
+    ran: Plugin[];
+    started: number;
+  },
+  response: Response,
+  proxied: boolean,
+  upstreamMs = 0,
+): Response {
+  // A response made in this process (an in-process upstream, Kong's own) is
+  // changed in place; one from fetch has immutable headers and is copied.
+  let headers = response.headers;
+  let mutable = true;
+  try {
+    headers.set("x-kong-request-id", x.requestId);
+  } catch {
+    headers = new Headers(response.headers);
+    mutable = false;
   }
-
-  #observe(series: string, value: number) {
-    let counts = this.#latency.get(series);
-    if (!counts) {
-      counts = new Array(LATENCY_BUCKETS.length + 2).fill(0); // per bucket, over the last, sum
-      this.#latency.set(series, counts);
-    }
-    // One count in the first bucket that holds it; render() accumulates.
-    let i = 0;
-    while (i < LATENCY_BUCKETS.length && value > LATENCY_BUCKETS[i]) i++;
-    counts[i]++;
-    counts[LATENCY_BUCKETS.length + 1] += value;
+  for (const plugin of ran) plugin.headerFilter?.(x, headers);
+  if (x.responseHeaders) {
+    for (const [name, value] of x.responseHeaders) headers.set(name, value);
   }
-
-  render(config: Json, upstreams: Map<string, Balancer>): string {
-    const lines: string[] = [];
-    if (config.status_code_metrics) {
-      lines.push(
-        "# HELP kong_http_requests_total HTTP status codes per consumer/service/route in Kong",
-      );
-      lines.push("# TYPE kong_http_requests_total counter");
-      for (const [labels, n] of this.#requests) {
-        lines.push(`kong_http_requests_total{${labels}} ${n}`);
-      }
-    }
-    if (config.latency_metrics) {
-      const names = new Set([...this.#latency.keys()].map((k) => k.slice(0, k.indexOf("{"))));
-      for (const name of names) {
-        lines.push(`# TYPE ${name} histogram`);
-        for (const [series, counts] of this.#latency) {
-          if (!series.startsWith(`${name}{`)) continue;
-          const labels = series.slice(name.length + 1);
-          let cumulative = 0;
-          LATENCY_BUCKETS.forEach((le, i) => {
-            cumulative += counts[i];
-            lines.push(
-              `${name}_bucket{${labels},le="${String(le).padStart(5, "0")}"} ${cumulative}`,
-            );
-          });
-          const total = cumulative + counts[LATENCY_BUCKETS.length];
-          lines.push(`${name}_bucket{${labels},le="+Inf"} ${total}`);
-          lines.push(`${name}_count{${labels}} ${total}`);
-          lines.push(`${name}_sum{${labels}} ${counts[LATENCY_BUCKETS.length + 1]}`);
-        }
-      }
-    }
-    if (config.upstream_health_metrics) {
-      lines.push("# TYPE kong_upstream_target_health gauge");
-      for (const [name, balancer] of upstreams) {
-        for (const t of balancer.states) {
-          for (const state of ["healthchecks_off", "healthy", "unhealthy", "dns_error"]) {
-            const on = state === (t.healthy ? "healthy" : "unhealthy") ? 1 : 0;
-            lines.push(
-              `kong_upstream_target_health{upstream="${name}",target="${t.target}",address="${t.target}",state="${state}",subsystem="http"} ${on}`,
-            );
-          }
-        }
-      }
-    }
-    lines.push("# TYPE kong_datastore_reachable gauge", "kong_datastore_reachable 1");
-    return `${lines.join("\n")}\n`;
+  const totalMs = Math.round(performance.now() - started);
+  if (proxied) {
+    headers.set("x-kong-upstream-latency", String(Math.round(upstreamMs)));
+    headers.set("x-kong-proxy-latency", String(Math.max(0, totalMs - Math.round(upstreamMs))));
+    headers.set(
+      "via",
+      headers.has("via") ? `${headers.get("via")}, 1.1 ${SERVER}` : `1.1 ${SERVER}`,
+    );
+    if (!headers.has("server")) headers.set("server", SERVER);
+  } else {
+    headers.set("x-kong-response-latency", String(totalMs));
+    headers.set("server", SERVER);
   }
+  headers.set("x-kong-request-id", x.requestId);
+  if (metricsOn) {
+    metrics.record({
+      service: found?.route.service.name ?? "",
+      route: found?.route.name ?? "",
+      code: response.status,
+      source: proxied ? "service" : "kong",
+      totalMs,
+      upstreamMs: proxied ? upstreamMs : undefined,
+    });
+  }
+  return mutable ? response : new Response(response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
 }
 
 /** Kong's request id: 32 lowercase hex characters. */

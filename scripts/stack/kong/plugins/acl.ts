@@ -1,6 +1,7 @@
 /**
  * Kong's acl plugin: consumer groups allowed or denied, as Kong 3.9.3 does it
- * (`kong/plugins/acl/handler.lua` (PRIORITY 950); kong/schema/kong-3.9-behaviour.md, section 4).
+ * (`kong/plugins/acl/handler.lua` (PRIORITY 950);
+ * kong/schema/kong-3.9-behaviour.md, section 4).
  *
  * @module
  */

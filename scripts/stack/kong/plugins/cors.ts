@@ -1,6 +1,7 @@
 /**
  * Kong's cors plugin: CORS, preflights answered by Kong, as Kong 3.9.3 does it
- * (`kong/plugins/cors/handler.lua` (PRIORITY 2000); kong/schema/kong-3.9-behaviour.md, section 5).
+ * (`kong/plugins/cors/handler.lua` (PRIORITY 2000);
+ * kong/schema/kong-3.9-behaviour.md, section 5).
  *
  * @module
  */

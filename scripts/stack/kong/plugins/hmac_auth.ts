@@ -1,6 +1,7 @@
 /**
- * Kong's hmac-auth plugin: HMAC-signed requests (draft-cavage HTTP signatures), as Kong 3.9.3 does it
- * (`kong/plugins/hmac-auth/access.lua` (PRIORITY 1030); kong/schema/kong-3.9-behaviour.md, section 3).
+ * Kong's hmac-auth plugin: HMAC-signed requests (draft-cavage HTTP
+ * signatures), as Kong 3.9.3 does it (`kong/plugins/hmac-auth/access.lua`
+ * (PRIORITY 1030); kong/schema/kong-3.9-behaviour.md, section 3).
  *
  * @module
  */

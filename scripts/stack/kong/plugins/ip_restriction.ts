@@ -1,6 +1,7 @@
 /**
- * Kong's ip-restriction plugin: client addresses allowed or denied, as Kong 3.9.3 does it
- * (`kong/plugins/ip-restriction/handler.lua` (PRIORITY 990); kong/schema/kong-3.9-behaviour.md, section 7).
+ * Kong's ip-restriction plugin: client addresses allowed or denied, as Kong
+ * 3.9.3 does it (`kong/plugins/ip-restriction/handler.lua` (PRIORITY 990);
+ * kong/schema/kong-3.9-behaviour.md, section 7).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * Kong's jwt plugin: JWTs verified against a consumer's secret or public key, as Kong 3.9.3 does it
- * (`kong/plugins/jwt/handler.lua` and `jwt_parser.lua` (PRIORITY 1450); kong/schema/kong-3.9-behaviour.md, section 2).
+ * Kong's jwt plugin: JWTs verified against a consumer's secret or public key,
+ * as Kong 3.9.3 does it (`kong/plugins/jwt/handler.lua` and `jwt_parser.lua`
+ * (PRIORITY 1450); kong/schema/kong-3.9-behaviour.md, section 2).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * Kong's key-auth plugin: API keys in a header or the query, as Kong 3.9.3 does it
- * (`kong/plugins/key-auth/handler.lua` (PRIORITY 1250); kong/schema/kong-3.9-behaviour.md, section 1).
+ * Kong's key-auth plugin: API keys in a header or the query, as Kong 3.9.3
+ * does it (`kong/plugins/key-auth/handler.lua` (PRIORITY 1250);
+ * kong/schema/kong-3.9-behaviour.md, section 1).
  *
  * @module
  */

@@ -1,6 +1,7 @@
 /**
- * Kong's rate-limiting plugin: requests counted per period in Redis, as Kong 3.9.3 does it
- * (`kong/plugins/rate-limiting/handler.lua`, `policies/init.lua` (PRIORITY 910); kong/schema/kong-3.9-behaviour.md, section 9).
+ * Kong's rate-limiting plugin: requests counted per period in Redis, as Kong
+ * 3.9.3 does it (`kong/plugins/rate-limiting/handler.lua`, `policies/init.lua`
+ * (PRIORITY 910); kong/schema/kong-3.9-behaviour.md, section 9).
  *
  * @module
  */

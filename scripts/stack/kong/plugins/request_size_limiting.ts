@@ -1,6 +1,7 @@
 /**
- * Kong's request-size-limiting plugin: request bodies over a size refused, as Kong 3.9.3 does it
- * (`kong/plugins/request-size-limiting/handler.lua` (PRIORITY 951); kong/schema/kong-3.9-behaviour.md, section 6).
+ * Kong's request-size-limiting plugin: request bodies over a size refused, as
+ * Kong 3.9.3 does it (`kong/plugins/request-size-limiting/handler.lua`
+ * (PRIORITY 951); kong/schema/kong-3.9-behaviour.md, section 6).
  *
  * @module
  */
