@@ -342,3 +342,23 @@ Deno.test("gateway: a body that is not valid UTF-8 is a 400, not silently repair
     await sql.end();
   }
 });
+
+Deno.test("gateway: TRACE, which fetch cannot forward, is a 405 problem, not a failed start", async () => {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: stack.ports.gateway });
+  try {
+    await conn.write(new TextEncoder().encode(
+      "TRACE /functions/v1/notify/devices HTTP/1.1\r\nhost: 127.0.0.1\r\n" +
+        `apikey: ${stack.anonKey}\r\nconnection: close\r\n\r\n`,
+    ));
+    let raw = "";
+    const buffer = new Uint8Array(16_384);
+    for (let n; (n = await conn.read(buffer)) !== null;) {
+      raw += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    assert.match(raw, /^HTTP\/1\.1 405 /);
+    assert.match(raw, /content-type: application\/problem\+json/i);
+    assert.match(raw, /TRACE cannot be forwarded/);
+  } finally {
+    conn.close();
+  }
+});

@@ -56,3 +56,42 @@ Deno.test("time limit: a test waiting on an answer that never comes fails by nam
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("time limit: HERALD_TEST_LIMIT_S that is not a usable number of seconds stops the run, saying so", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "herald-time-limit-" });
+  try {
+    await Deno.writeTextFile(`${dir}/quick_test.ts`, 'Deno.test("quick", () => {});\n');
+    for (const value of ["0", "abc", "1.5", "3000000"]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "test",
+          "-A",
+          "--no-check",
+          "--preload",
+          `${ROOT}tests/support/time_limit.ts`,
+          "quick_test.ts",
+        ],
+        cwd: dir,
+        env: { HERALD_TEST_LIMIT_S: value, NO_COLOR: "1" },
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assert.equal(out.success, false, value);
+      assert.match(text, /HERALD_TEST_LIMIT_S must be a whole number of seconds from 1 to 2147483/);
+    }
+    const unset = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "test",
+        "-A",
+        "--no-check",
+        "--preload",
+        `${ROOT}tests/support/time_limit.ts`,
+        "quick_test.ts",
+      ],
+      cwd: dir,
+      env: { HERALD_TEST_LIMIT_S: "", NO_COLOR: "1" },
+    }).output();
+    assert.equal(unset.success, true, "empty means the default");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

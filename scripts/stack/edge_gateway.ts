@@ -12,6 +12,9 @@ import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify
 import { parse } from "smol-toml";
 import { refuseOutsider } from "./internal_address.ts";
 
+/** Methods fetch refuses to send (WHATWG Fetch: forbidden methods). */
+const FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
+
 /** A function the gateway routes to. */
 export interface RoutedFunction {
   name: string;
@@ -106,6 +109,19 @@ export function startGateway(
           status: 401,
         });
       }
+    }
+    if (FORBIDDEN_METHODS.has(request.method.toUpperCase())) {
+      // fetch cannot send these (WHATWG's forbidden methods): say so, as a
+      // problem, rather than call it a failed start.
+      return new Response(
+        JSON.stringify({
+          type: "https://herald.dev/problems/method-not-allowed",
+          title: "Method Not Allowed",
+          status: 405,
+          detail: `${request.method} cannot be forwarded to a function (fetch refuses it).`,
+        }),
+        { status: 405, headers: { "content-type": "application/problem+json" } },
+      );
     }
     const headers = request.headers;
     for (const name of HOP_BY_HOP) headers.delete(name);

@@ -4,7 +4,8 @@
 -- list is CHANNELS in supabase/functions/_shared/channels.ts, and a test holds
 -- the two equal. Adding a channel redefines this function (and the target
 -- checks in herald.enqueue that are the channel's own); the CHECKs on
--- deliveries and opt_outs and enqueue's channel check follow it.
+-- deliveries, opt_outs and hook rules' templates and enqueue's channel check
+-- follow it.
 create function herald.channel_names()
 returns text[]
 language sql immutable parallel safe set search_path = ''
@@ -23,6 +24,32 @@ alter table herald.opt_outs drop constraint opt_outs_channel_check;
 alter table herald.opt_outs add constraint opt_outs_channel_check
   check (channel = any (herald.channel_names())) not valid;
 alter table herald.opt_outs validate constraint opt_outs_channel_check;
+-- A hook rule's template may name only channels herald.enqueue knows. The
+-- check is the one the database-webhooks migration made, with the channel
+-- list read from herald.channel_names().
+alter table herald.hook_rules drop constraint hook_rules_template_check;
+alter table herald.hook_rules add constraint hook_rules_template_check check (
+    jsonb_typeof(template) = 'object'
+    -- IS NOT DISTINCT FROM: a missing key must fail the check, not make it null (and pass).
+    and jsonb_typeof(template -> 'recipients') is not distinct from 'array'
+    and not jsonb_path_exists(template, '$.recipients[*] ? (@.type() != "string")')
+    and coalesce(jsonb_typeof(template -> 'title'), 'string') = 'string'
+    and coalesce(jsonb_typeof(template -> 'body'), 'string') = 'string'
+    and coalesce(jsonb_typeof(template -> 'image'), 'string') = 'string'
+    and coalesce(jsonb_typeof(template -> 'category'), 'string') = 'string'
+    and coalesce(jsonb_typeof(template -> 'data'), 'object') = 'object'
+    and not jsonb_path_exists(template, '$.data.* ? (@.type() != "string")')
+    -- The channels herald.enqueue knows; an unknown one would fail every event.
+    and coalesce(jsonb_typeof(template -> 'channels'), 'array') = 'array'
+    and coalesce(template -> 'channels' <@ to_jsonb(herald.channel_names()), true)
+    and coalesce(template ->> 'priority', 'normal') in ('normal', 'high')
+    and coalesce(jsonb_typeof(template -> 'critical'), 'boolean') = 'boolean'
+    -- A CASE, because AND does not promise to skip the cast for a non-number.
+    and case jsonb_typeof(template -> 'ttl_seconds')
+      when 'number' then (template ->> 'ttl_seconds')::numeric between 0 and 2419200
+      else template -> 'ttl_seconds' is null end
+) not valid;
+alter table herald.hook_rules validate constraint hook_rules_template_check;
 
 -- The key of a Standard Webhooks secret, or null when it is not one: base64 of
 -- at least one byte, optionally after 'whsec_' (the spec's prefix). The rule

@@ -62,8 +62,6 @@ const STALLED_AFTER_S = 30;
 /**
  * Builds the health app.
  *
- * One piece: the route table; each route is its own handler, the checks are functions below.
- *
  * @example
  * ```ts
  * const app = createApp({ sql, redis, keys: config.serviceKeys, log: consoleLogger });
@@ -72,7 +70,6 @@ const STALLED_AFTER_S = 30;
  */
 export function createApp(deps: HealthAppDeps) {
   const app = createHttpApp("health", deps.log, { instance: deps.build?.instance });
-  const { sql, redis } = deps;
   const timeoutMs = deps.timeoutMs ?? 2_000;
   const now = deps.now ?? Date.now;
   let lastStatus: string | undefined;
@@ -89,35 +86,7 @@ export function createApp(deps: HealthAppDeps) {
 
   app.get("/ready", async (c) => {
     const detailed = holdsKey(c.req.raw.headers, deps.keys);
-    const skipped = Promise.resolve(undefined);
-    // Every caller gets the same status; only key holders see what it rests on.
-    const [postgres, redisPing, queue, breakers, problems] = await Promise.all([
-      _timed(timeoutMs, () => sql`select 1`),
-      redis ? _timed(timeoutMs, () => redis.ping()) : skipped,
-      _timed(timeoutMs, () => _queue(sql, timeoutMs)),
-      redis
-        ? _timed(timeoutMs, () =>
-          readBreakerStates(redis, {
-            prefix: deps.breaker?.prefix,
-            windowMs: deps.breaker?.windowMs,
-            now,
-          }))
-        : skipped,
-      deps.configurationProblems?.().catch((error) => [_message(error)]) ?? [],
-    ]);
-    const checks = {
-      postgres: postgres.check,
-      redis: redisPing?.check ?? { status: "not-configured" as const },
-    };
-    const reasons = [
-      ...problems,
-      ..._degradedBecause(checks.redis, queue.value, breakers?.value?.breakers ?? []),
-    ];
-    const status = checks.postgres.status !== "ok"
-      ? "unavailable"
-      : reasons.length > 0
-      ? "degraded"
-      : "ok";
+    const { status, checks, reasons, details } = await _readiness(deps, timeoutMs, now);
     // Load balancers ask every few seconds: log changes, not every answer.
     if (status !== lastStatus) {
       deps.log(status === "ok" ? "info" : "warn", `readiness: ${status}`, {
@@ -128,28 +97,6 @@ export function createApp(deps: HealthAppDeps) {
       });
       lastStatus = status;
     }
-    const details = {
-      ...(deps.build
-        ? {
-          build: {
-            version: deps.build.version,
-            git_sha: deps.build.gitSha,
-            deployment: deps.build.instance,
-          },
-        }
-        : {}),
-      checks,
-      ...(reasons.length > 0 ? { reasons } : {}),
-      queue: queue.value ?? { error: _errorOf(queue.check) },
-      // null: Redis is not configured, so there are no shared breakers to read.
-      breakers: !breakers ? null : breakers.value
-        ? {
-          targets: breakers.value.breakers.map((b) => _breakerJson(b, now())),
-          truncated: breakers.value.truncated,
-        }
-        : { error: _errorOf(breakers.check) },
-    };
-
     if (checks.postgres.status === "failed") {
       const problem = new Problem(
         503,
@@ -158,6 +105,8 @@ export function createApp(deps: HealthAppDeps) {
           ? `Postgres is unreachable (${checks.postgres.error}); ` +
             "notifications can be neither accepted nor delivered."
           : "Herald is not ready; retry shortly.",
+        [],
+        { "Retry-After": "5" },
       );
       const response = problemResponse(problem, c.get("requestId"));
       if (!detailed) return response;
@@ -170,6 +119,63 @@ export function createApp(deps: HealthAppDeps) {
   });
 
   return app;
+}
+
+/** What readiness rests on: each check timed, the reasons it is degraded, the details key holders see. */
+async function _readiness(deps: HealthAppDeps, timeoutMs: number, now: () => number) {
+  const { sql, redis } = deps;
+  const skipped = Promise.resolve(undefined);
+  // Every caller gets the same status; only key holders see what it rests on.
+  const [postgres, redisPing, queue, breakers, problems] = await Promise.all([
+    _timed(timeoutMs, () => sql`select 1`),
+    redis ? _timed(timeoutMs, () => redis.ping()) : skipped,
+    _timed(timeoutMs, () => _queue(sql, timeoutMs)),
+    redis
+      ? _timed(timeoutMs, () =>
+        readBreakerStates(redis, {
+          prefix: deps.breaker?.prefix,
+          windowMs: deps.breaker?.windowMs,
+          now,
+        }))
+      : skipped,
+    deps.configurationProblems?.().catch((error) => [_message(error)]) ?? [],
+  ]);
+  const checks = {
+    postgres: postgres.check,
+    redis: redisPing?.check ?? { status: "not-configured" as const },
+  };
+  const reasons = [
+    ...problems,
+    ..._degradedBecause(checks.redis, queue.value, breakers?.value?.breakers ?? []),
+  ];
+  const status = checks.postgres.status !== "ok"
+    ? "unavailable"
+    : reasons.length > 0
+    ? "degraded"
+    : "ok";
+  const details = {
+    ...(deps.build
+      ? {
+        build: {
+          version: deps.build.version,
+          git_sha: deps.build.gitSha,
+          deployment: deps.build.instance,
+        },
+      }
+      : {}),
+    checks,
+    ...(reasons.length > 0 ? { reasons } : {}),
+    queue: queue.value ?? { error: _errorOf(queue.check) },
+    // null: Redis is not configured, so there are no shared breakers to read.
+    breakers: !breakers ? null : breakers.value
+      ? {
+        targets: breakers.value.breakers.map((b) => _breakerJson(b, now())),
+        truncated: breakers.value.truncated,
+      }
+      : { error: _errorOf(breakers.check) },
+  };
+
+  return { status, checks, reasons, details };
 }
 
 /** Runs `work` within `timeoutMs`, timing it; failure is data, not an exception. */

@@ -95,9 +95,12 @@ const Content = {
   image: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   data: DataPayload.optional(),
   /** Channels to deliver on; each recipient gets every one they have an address for. */
-  channels: z.array(Channel).min(1).max(3).refine((c) => new Set(c).size === c.length, {
-    message: "must not repeat a channel",
-  }).default(["push"]),
+  channels: z.array(Channel).min(1).max(CHANNEL_NAMES.length).refine(
+    (c) => new Set(c).size === c.length,
+    {
+      message: "must not repeat a channel",
+    },
+  ).default(["push"]),
   overrides: Overrides.optional(),
   category: Category.optional(),
   priority: z.enum(["normal", "high"]).default("normal"),
