@@ -738,12 +738,14 @@ $$;
 ALTER FUNCTION "herald"."post_database_event"() OWNER TO "postgres";
 
 
-CREATE OR REPLACE FUNCTION "herald"."prune_device_token_moves"("p_retention" interval DEFAULT '90 days'::interval) RETURNS integer
+CREATE OR REPLACE FUNCTION "herald"."prune_device_token_moves"("p_retention" interval DEFAULT NULL::interval) RETURNS integer
     LANGUAGE "sql" SECURITY DEFINER
     SET "search_path" TO ''
     AS $$
   with gone as (
-    delete from herald.device_token_moves m where m.moved_at < now() - p_retention returning 1
+    delete from herald.device_token_moves m
+    where m.moved_at < now() - coalesce(p_retention, herald.retention_of('device_token_moves'))
+    returning 1
   )
   select count(*)::integer from gone;
 $$;
@@ -752,7 +754,7 @@ $$;
 ALTER FUNCTION "herald"."prune_device_token_moves"("p_retention" interval) OWNER TO "postgres";
 
 
-CREATE OR REPLACE FUNCTION "herald"."prune_device_tokens"("p_retention" interval DEFAULT '30 days'::interval) RETURNS TABLE("disabled" integer, "deleted" integer)
+CREATE OR REPLACE FUNCTION "herald"."prune_device_tokens"("p_retention" interval DEFAULT NULL::interval) RETURNS TABLE("disabled" integer, "deleted" integer)
     LANGUAGE "plpgsql"
     SET "search_path" TO ''
     AS $$
@@ -764,7 +766,8 @@ begin
   set disabled_at = now(), disabled_reason = 'STALE'
   where t.disabled_at is null and t.last_seen_at < now() - interval '270 days';
   get diagnostics stale = row_count;
-  delete from herald.device_tokens t where t.disabled_at < now() - p_retention;
+  delete from herald.device_tokens t
+  where t.disabled_at < now() - coalesce(p_retention, herald.retention_of('device_tokens'));
   get diagnostics pruned = row_count;
   return query select stale, pruned;
 end;
@@ -774,14 +777,15 @@ $$;
 ALTER FUNCTION "herald"."prune_device_tokens"("p_retention" interval) OWNER TO "postgres";
 
 
-CREATE OR REPLACE FUNCTION "herald"."prune_hook_events"("p_keep" interval DEFAULT '7 days'::interval) RETURNS integer
+CREATE OR REPLACE FUNCTION "herald"."prune_hook_events"("p_keep" interval DEFAULT NULL::interval) RETURNS integer
     LANGUAGE "plpgsql"
     SET "search_path" TO ''
     AS $$
 declare
   pruned integer;
 begin
-  delete from herald.hook_events e where e.received_at < now() - p_keep;
+  delete from herald.hook_events e
+  where e.received_at < now() - coalesce(p_keep, herald.retention_of('hook_events'));
   get diagnostics pruned = row_count;
   return pruned;
 end;
@@ -936,6 +940,25 @@ $$;
 
 
 ALTER FUNCTION "herald"."replay_deliveries"("p_statuses" "text"[], "p_delivery_ids" "uuid"[], "p_notification_id" "uuid") OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."retention_of"("p_name" "text") RETURNS interval
+    LANGUAGE "plpgsql" STABLE SECURITY DEFINER
+    SET "search_path" TO ''
+    AS $$
+declare
+  v_keep interval;
+begin
+  select r.keep into v_keep from herald.retention r where r.name = p_name;
+  if v_keep is null then
+    raise exception 'no retention setting named %', p_name using errcode = 'P0002';
+  end if;
+  return v_keep;
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."retention_of"("p_name" "text") OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."rotate_webhook_secret"("p_endpoint_id" "uuid", "p_overlap" interval DEFAULT '24:00:00'::interval) RETURNS "herald"."webhook_endpoints"
@@ -1116,6 +1139,20 @@ $_$;
 
 
 ALTER FUNCTION "herald"."standard_webhook_key"("p_secret" "text") OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."touch_retention"() RETURNS "trigger"
+    LANGUAGE "plpgsql"
+    SET "search_path" TO ''
+    AS $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."touch_retention"() OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."webhook_url_problem"("p_url" "text") RETURNS "text"
@@ -1581,6 +1618,22 @@ ALTER TABLE "herald"."releases" ALTER COLUMN "id" ADD GENERATED ALWAYS AS IDENTI
 
 
 
+CREATE TABLE IF NOT EXISTS "herald"."retention" (
+    "name" "text" NOT NULL,
+    "keep" interval NOT NULL,
+    "updated_at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    CONSTRAINT "retention_keep_check" CHECK ((("keep" >= '01:00:00'::interval) AND ("keep" <= '10 years'::interval))),
+    CONSTRAINT "retention_name_check" CHECK (("name" = ANY (ARRAY['device_tokens'::"text", 'device_token_moves'::"text", 'hook_events'::"text"])))
+);
+
+
+ALTER TABLE "herald"."retention" OWNER TO "postgres";
+
+
+COMMENT ON TABLE "herald"."retention" IS 'How long each kind of history is kept: device_tokens (disabled ones), device_token_moves, hook_events. Change a row to change it; read by the herald.prune_* functions. Service role and the database owner only.';
+
+
+
 CREATE TABLE IF NOT EXISTS "herald"."topic_subscriptions" (
     "topic" "text" NOT NULL,
     "user_id" "uuid" NOT NULL,
@@ -1691,6 +1744,11 @@ ALTER TABLE ONLY "herald"."releases"
 
 
 
+ALTER TABLE ONLY "herald"."retention"
+    ADD CONSTRAINT "retention_pkey" PRIMARY KEY ("name");
+
+
+
 ALTER TABLE ONLY "herald"."topic_subscriptions"
     ADD CONSTRAINT "topic_subscriptions_pkey" PRIMARY KEY ("topic", "user_id");
 
@@ -1790,6 +1848,10 @@ CREATE OR REPLACE TRIGGER "deliveries_counted_insert" AFTER INSERT ON "herald"."
 
 
 CREATE OR REPLACE TRIGGER "deliveries_counted_update" AFTER UPDATE ON "herald"."deliveries" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "herald"."deliveries_counted"();
+
+
+
+CREATE OR REPLACE TRIGGER "retention_touched" BEFORE UPDATE ON "herald"."retention" FOR EACH ROW EXECUTE FUNCTION "herald"."touch_retention"();
 
 
 
@@ -1960,6 +2022,9 @@ CREATE POLICY "preferences: owner can update" ON "herald"."preferences" FOR UPDA
 
 
 ALTER TABLE "herald"."releases" ENABLE ROW LEVEL SECURITY;
+
+
+ALTER TABLE "herald"."retention" ENABLE ROW LEVEL SECURITY;
 
 
 ALTER TABLE "herald"."topic_subscriptions" ENABLE ROW LEVEL SECURITY;
@@ -2138,6 +2203,11 @@ GRANT ALL ON FUNCTION "herald"."replay_deliveries"("p_statuses" "text"[], "p_del
 
 
 
+REVOKE ALL ON FUNCTION "herald"."retention_of"("p_name" "text") FROM PUBLIC;
+GRANT ALL ON FUNCTION "herald"."retention_of"("p_name" "text") TO "service_role";
+
+
+
 REVOKE ALL ON FUNCTION "herald"."rotate_webhook_secret"("p_endpoint_id" "uuid", "p_overlap" interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION "herald"."rotate_webhook_secret"("p_endpoint_id" "uuid", "p_overlap" interval) TO "authenticated";
 GRANT ALL ON FUNCTION "herald"."rotate_webhook_secret"("p_endpoint_id" "uuid", "p_overlap" interval) TO "service_role";
@@ -2294,6 +2364,10 @@ GRANT ALL ON TABLE "herald"."opt_outs" TO "service_role";
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE "herald"."preferences" TO "authenticated";
 GRANT ALL ON TABLE "herald"."preferences" TO "service_role";
+
+
+
+GRANT SELECT,UPDATE ON TABLE "herald"."retention" TO "service_role";
 
 
 

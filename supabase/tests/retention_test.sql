@@ -1,0 +1,49 @@
+-- herald.retention: how long history is kept, changed by updating a row.
+-- The prune functions follow it without an argument, an argument still wins,
+-- nonsense is refused, and only the service role may read or change it.
+begin;
+select plan(13);
+
+select results_eq($$select name, keep from herald.retention order by name$$,
+  $$values ('device_token_moves', interval '90 days'), ('device_tokens', interval '30 days'),
+           ('hook_events', interval '7 days')$$,
+  'the defaults: disabled device tokens 30 days, token moves 90 days, hook events 7 days');
+
+-- A row changed is what the next prune keeps.
+insert into herald.hook_events (id, received_at) values
+  ('msg_retention_3d', now() - interval '3 days'), ('msg_retention_1h', now() - interval '1 hour');
+select is(herald.prune_hook_events(), 0, 'under the 7-day default, a 3-day-old event stays');
+update herald.retention set keep = interval '2 days' where name = 'hook_events';
+select is(herald.prune_hook_events(), 1, 'kept 2 days, the 3-day-old event goes');
+select results_eq($$select id from herald.hook_events where id like 'msg_retention_%'$$,
+  $$values ('msg_retention_1h')$$, 'and the recent one stays');
+select is(herald.prune_hook_events(interval '30 minutes'), 1, 'an explicit window still wins');
+
+update herald.retention set keep = interval '1 day' where name = 'device_token_moves';
+select is(herald.retention_of('device_token_moves'), interval '1 day', 'retention_of reads the row');
+select ok((select updated_at = now() from herald.retention where name = 'device_token_moves'),
+  'a change is stamped');
+
+select throws_ok($$update herald.retention set keep = interval '5 minutes' where name = 'hook_events'$$,
+  '23514', null, 'less than an hour is refused');
+select throws_ok($$insert into herald.retention (name, keep) values ('deliverys', interval '1 day')$$,
+  '23514', null, 'an unknown kind of history is refused');
+select throws_ok($$select herald.retention_of('nothing')$$, 'P0002', null,
+  'retention_of names a setting that does not exist');
+
+-- Only the service role (and the owner) may see or change it.
+set local request.jwt.claims to '{"sub":"11111111-1111-4111-8111-111111111111","role":"authenticated"}';
+set local role authenticated;
+select throws_ok('select * from herald.retention', '42501', null, 'authenticated cannot read it');
+reset role;
+set local role anon;
+select throws_ok($$update herald.retention set keep = interval '1 hour'$$, '42501', null,
+  'anon cannot change it');
+reset role;
+set local role service_role;
+select lives_ok($$update herald.retention set keep = interval '45 days' where name = 'device_tokens'$$,
+  'the service role changes it');
+reset role;
+
+select * from finish();
+rollback;
