@@ -85,10 +85,12 @@ try {
   await _closedLoop(clients, WARMUP_SECONDS, notify);
   log(`notify: ${CLIENTS} clients for ${SECONDS} s (db pool ${DB_POOL} per function process)`);
   const notifyCpu = componentCpu(running, COMPONENTS);
+  await bench.statements(1); // starts counting (HERALD_BENCH_STATEMENTS=1)
   await notifyCpu.start();
   let clientCpu = await cpuNs(Deno.pid);
   const loaded = await _closedLoop(clients, SECONDS, notify);
   const notifyCpuMs = { ...await notifyCpu.stop(), bench_client: await _msSince(clientCpu) };
+  const statements = await bench.statements(loaded.requests);
 
   log(`peer: GET /functions/v1/notify/devices, warming up for ${WARMUP_SECONDS} s`);
   await _closedLoop(clients, WARMUP_SECONDS, devices);
@@ -155,6 +157,7 @@ try {
       cpu_ms_per_request: perRequest(peerCpuMs, peer.requests),
     },
     cores: navigator.hardwareConcurrency,
+    ...(statements ? { postgres_statements_per_request: statements } : {}),
   };
   console.log(JSON.stringify(figures));
 } finally {

@@ -14,6 +14,13 @@ export interface BenchStack {
   stack: StackConfig;
   running: RunningStack;
   sql: postgres.Sql;
+  /**
+   * Where Postgres spent its time, by statement, since the last call (the
+   * first call starts counting): only with `HERALD_BENCH_STATEMENTS=1`, which
+   * preloads pg_stat_statements (it costs a few per cent, so figures compared
+   * across commits are taken without it). Undefined otherwise.
+   */
+  statements(perOperation: number): Promise<StatementCost[] | undefined>;
   /** Stops the SQL client and the stack. */
   stop(): Promise<void>;
 }
@@ -31,17 +38,49 @@ export async function startBenchStack(
   const stack = await loadStackConfig();
   await Deno.remove(stack.dataDir, { recursive: true }).catch(() => {}); // absent on a first run
   log(`starting the bench stack in ${stack.dataDir}`);
-  const running = await startStack(stack, { logToFiles: true });
+  const statementStats = Deno.env.get("HERALD_BENCH_STATEMENTS") === "1";
+  const running = await startStack(stack, { logToFiles: true, statementStats });
   const sql = postgres(stack.dbUrl, { max: 4, onnotice: () => {} });
+  if (statementStats) await sql`create extension if not exists pg_stat_statements`;
   return {
     stack,
     running,
     sql,
+    statements: (perOperation) =>
+      statementStats ? _statementCosts(sql, perOperation) : Promise.resolve(undefined),
     stop: async () => {
       await sql.end();
       await running.stop();
     },
   };
+}
+
+/** One statement's share of Postgres's time over a measured phase. */
+export interface StatementCost {
+  /** The normalised statement, shortened. */
+  query: string;
+  calls_per_op: number;
+  /** Execution time per operation (wall time inside Postgres, ms). */
+  ms_per_op: number;
+  rows_per_call: number;
+}
+
+/** The ten costliest statements since the last reset, per operation; then resets. */
+async function _statementCosts(sql: postgres.Sql, perOperation: number): Promise<StatementCost[]> {
+  const rows = await sql<{ query: string; calls: number; ms: number; rows: number }[]>`
+    select regexp_replace(query, '[[:space:]]+', ' ', 'g') as query, calls::float8 as calls,
+      total_exec_time as ms, rows::float8 as rows
+    from pg_stat_statements
+    where dbid = (select oid from pg_database where datname = current_database())
+    order by total_exec_time desc limit 10`;
+  await sql`select pg_stat_statements_reset()`;
+  const per = Math.max(perOperation, 1);
+  return rows.map((r) => ({
+    query: r.query.length > 160 ? `${r.query.slice(0, 157)}...` : r.query,
+    calls_per_op: Math.round((r.calls / per) * 100) / 100,
+    ms_per_op: Math.round((r.ms / per) * 1000) / 1000,
+    rows_per_call: Math.round((r.rows / Math.max(r.calls, 1)) * 10) / 10,
+  }));
 }
 
 /** Makes the FCM stand-in answer after `latencyMs`. */

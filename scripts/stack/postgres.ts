@@ -85,7 +85,11 @@ export async function ensureCluster(stack: Pick<StackConfig, "dataDir">): Promis
 export async function startPostgres(
   stack: Pick<StackConfig, "name" | "dataDir" | "ports">,
   supervisor: Supervisor,
-  options: { preloadCron?: boolean } = {},
+  options: {
+    preloadCron?: boolean;
+    /** Also preload pg_stat_statements (benchmarks' per-statement costs). */
+    statementStats?: boolean;
+  } = {},
 ): Promise<void> {
   const bin = await postgresBinDir();
   const pgdata = `${stack.dataDir}/pg`;
@@ -118,7 +122,7 @@ export async function startPostgres(
     // workers, so no job needs a password to connect.
     ...(options.preloadCron === false ? [] : [
       "-c",
-      "shared_preload_libraries=pg_cron",
+      `shared_preload_libraries=pg_cron${options.statementStats ? ",pg_stat_statements" : ""}`,
       "-c",
       "cron.database_name=postgres",
       "-c",

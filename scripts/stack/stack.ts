@@ -25,6 +25,8 @@ export interface StartOptions {
   dispatcher?: boolean;
   /** Run Prometheus beside the stack with Herald's rules (`npm run observe`). */
   observe?: boolean;
+  /** Preload pg_stat_statements (`HERALD_BENCH_STATEMENTS=1` for a benchmark). */
+  statementStats?: boolean;
 }
 
 /** A running stack. */
@@ -72,7 +74,7 @@ export async function startStack(
   });
   try {
     await ensureCluster(stack);
-    await startPostgres(stack, supervisor);
+    await startPostgres(stack, supervisor, { statementStats: options.statementStats });
     await bootstrap(stack);
     const migrationsApplied = await migrate(stack);
     // The webhook_endpoints trigger reads the same allow-list as the send-time guard.
