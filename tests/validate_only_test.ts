@@ -63,7 +63,13 @@ Deno.test("validate_only: true reaches FCM as validate_only: true, nothing is de
 for (const [label, extra] of [["absent", {}], ["false", { validate_only: false }]] as const) {
   Deno.test(`validate_only: ${label}, FCM gets no validate_only field and the message is delivered`, async () => {
     const token = `deliver-${crypto.randomUUID()}`;
+    const before = (await fakeControl("fcm", "messages")).received as number;
     await pushTo(token, extra);
+    const after = (await fakeControl("fcm", "messages")).received as number;
+    assert.ok(
+      after >= before + 1,
+      `the stand-in counts every message it accepts: ${before} → ${after}`,
+    );
     const [sent] = await fcmBodiesFor(token);
     assert.ok(!("validate_only" in sent), JSON.stringify(sent));
     const [row] = await withAdminSql((sql) =>

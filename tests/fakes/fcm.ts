@@ -6,8 +6,9 @@
  *
  * Shorthand for the behaviour queue: `{ "fcm_error": "UNREGISTERED", "retry_after"?: 30 }`.
  * Per-token errors: `POST /_control/tokens {"token": "...", "fcm_error": "UNREGISTERED"}`.
- * Accepted messages: `GET /_control/messages` → `{ total, messages: [{ name, message }] }`,
- * the messages FCM would deliver — `validate_only` dry runs are answered but not listed.
+ * Accepted messages: `GET /_control/messages` → `{ total, received, messages: [{ name, message }] }`,
+ * the messages FCM would deliver (the latest 10,000; `received` counts every one since the
+ * last reset) — `validate_only` dry runs are answered but not listed.
  *
  * @module
  */
@@ -251,15 +252,18 @@ const MAX_ACCEPTED = 10_000;
 export function fcmHandler(options: { tokens: TokenRegistry; control: FakeControl }): FakeHandler {
   const tokenErrors = new Map<string, FcmErrorCode>();
   let accepted: AcceptedMessage[] = [];
+  // Every message accepted since the last reset; `accepted` keeps only the latest.
+  let received = 0;
   const previousReset = options.control.onReset;
   options.control.onReset = () => {
     previousReset();
     tokenErrors.clear();
     accepted = [];
+    received = 0;
   };
   options.control.routes.set(
     "GET /_control/messages",
-    () => Promise.resolve(Response.json({ total: accepted.length, messages: accepted })),
+    () => Promise.resolve(Response.json({ total: accepted.length, received, messages: accepted })),
   );
   options.control.routes.set("POST /_control/tokens", async (request) => {
     const body = await request.json().catch(() => undefined) as {
@@ -362,6 +366,7 @@ export function fcmHandler(options: { tokens: TokenRegistry; control: FakeContro
     }
     const name = `projects/${route[1]}/messages/0:${Date.now()}%${(++sequence).toString(16)}`;
     accepted.push({ name, message: json && (json as { message: unknown }).message });
+    received++;
     // Trimmed in chunks, as the request log is.
     if (accepted.length > MAX_ACCEPTED * 1.25) accepted.splice(0, accepted.length - MAX_ACCEPTED);
     return Response.json({ name });
