@@ -94,3 +94,19 @@ Deno.test("send slots: with Redis unreachable each process keeps the limit, and 
   assert.equal(reports.length, 1);
   assert.ok(reports[0] instanceof Error);
 });
+
+Deno.test("send slots: what a round can use is the share Redis granted, not the whole limit", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const a = createSendSlots({ limit: 8, initialLimit: 8, redis, prefix });
+  const b = createSendSlots({ limit: 8, initialLimit: 8, redis, prefix });
+  assert.equal(b.widestLimit, 8, "before any round: the limit");
+  const laneA = await a.enter("fcm:p", 6);
+  assert.equal(a.widestLimit, 6, "alone, its own lower limit");
+  const laneB = await b.enter("fcm:p");
+  assert.equal(b.widestLimit, 2, "what the other holder left it");
+  await laneA.leave();
+  await laneB.leave();
+  const again = await b.enter("fcm:p");
+  assert.equal(b.widestLimit, 8, "the whole limit once it is alone again");
+  await again.leave();
+});

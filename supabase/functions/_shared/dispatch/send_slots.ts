@@ -55,7 +55,11 @@ export interface SendSlots {
   readonly limit: number;
   /** What `target`'s adaptive limit allows in this process now (the ceiling before its first send). */
   adaptiveLimit(target: string): number;
-  /** The widest adaptive limit this process has learned (the ceiling before any): what a round can use. */
+  /**
+   * What a round can use: the widest of this process's targets' adaptive
+   * limits, each no more than the slots Redis last granted it there (other
+   * processes hold the rest); the ceiling before any.
+   */
   readonly widestLimit: number;
   /** Observes one send's latency (ms): the basis of {@linkcode SendSlots.typicalLatencyMs}. */
   observe(latencyMs: number): void;
@@ -112,11 +116,17 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   const targets = new Map<string, _Target>();
   // Learned per target and kept when its rounds end: the next round starts where the last left off.
   const adaptive = new Map<string, AdaptiveLimit>();
+  // The slots last granted per target: a process sizes its claims by its share, not the
+  // whole limit (8 dispatchers each claiming for all of it released most of every claim).
+  const granted = new Map<string, number>();
   const adaptiveFor = (target: string, cap: number) => {
     let learned = adaptive.get(target);
     if (!learned || learned.ceiling !== cap) {
       // Webhook endpoints are many: forget them all rather than grow without bound.
-      if (adaptive.size >= MAX_LEARNED_TARGETS) adaptive.clear();
+      if (adaptive.size >= MAX_LEARNED_TARGETS) {
+        adaptive.clear();
+        granted.clear();
+      }
       learned = new AdaptiveLimit({ ceiling: cap, initial: Math.min(cap, initialLimit) });
       adaptive.set(target, learned);
     }
@@ -171,8 +181,10 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
   let renewing: ReturnType<typeof setInterval> | undefined;
   const renew = () => {
     for (const [target, state] of targets) {
-      claim(target, state.cap, state.cap).then((granted) => {
-        if (targets.get(target) === state) state.setCapacity(granted);
+      claim(target, state.cap, state.cap).then((slots) => {
+        if (targets.get(target) !== state) return;
+        state.setCapacity(slots);
+        granted.set(target, slots);
       }, () => {});
     }
   };
@@ -188,9 +200,12 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
     limit,
     adaptiveLimit: (target) => adaptive.get(target)?.limit ?? limit,
     get widestLimit() {
+      if (adaptive.size === 0) return limit;
       let widest = 0;
-      for (const learned of adaptive.values()) widest = Math.max(widest, learned.limit);
-      return widest || limit;
+      for (const [target, learned] of adaptive) {
+        widest = Math.max(widest, Math.min(learned.limit, granted.get(target) ?? learned.limit));
+      }
+      return widest;
     },
     get typicalLatencyMs() {
       return typicalLatencyMs;
@@ -211,7 +226,9 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       state.rounds++;
       state.cap = cap;
       // Every round tops the process's slots up.
-      state.setCapacity(await claim(target, cap, cap));
+      const slots = await claim(target, cap, cap);
+      state.setCapacity(slots);
+      granted.set(target, slots);
       const entered = state;
       let left = false;
       return {
