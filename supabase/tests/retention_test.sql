@@ -2,7 +2,7 @@
 -- The prune functions follow it without an argument, an argument still wins,
 -- nonsense is refused, and only the service role may read or change it.
 begin;
-select plan(13);
+select plan(15);
 
 select results_eq($$select name, keep from herald.retention order by name$$,
   $$values ('device_token_moves', interval '90 days'), ('device_tokens', interval '30 days'),
@@ -18,6 +18,16 @@ select is(herald.prune_hook_events(), 1, 'kept 2 days, the 3-day-old event goes'
 select results_eq($$select id from herald.hook_events where id like 'msg_retention_%'$$,
   $$values ('msg_retention_1h')$$, 'and the recent one stays');
 select is(herald.prune_hook_events(interval '30 minutes'), 1, 'an explicit window still wins');
+
+-- Disabled device tokens follow their row the same way.
+insert into auth.users (id, email) values ('33333333-3333-4333-8333-333333333333', null);
+insert into herald.device_tokens (user_id, token, platform, disabled_at) values
+  ('33333333-3333-4333-8333-333333333333', 'retention-disabled-3d', 'ios', now() - interval '3 days');
+select is((select deleted from herald.prune_device_tokens()), 0,
+  'under the 30-day default, a token disabled 3 days ago stays');
+update herald.retention set keep = interval '2 days' where name = 'device_tokens';
+select is((select deleted from herald.prune_device_tokens()), 1,
+  'kept 2 days, it is deleted');
 
 update herald.retention set keep = interval '1 day' where name = 'device_token_moves';
 select is(herald.retention_of('device_token_moves'), interval '1 day', 'retention_of reads the row');
