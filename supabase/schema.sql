@@ -2,6 +2,11 @@
 -- `npm run schema` (the Supabase CLI's `db dump -s herald`) and held equal
 -- to the migrations by tests/schema_snapshot_test.ts. Change the schema with a
 -- new migration in supabase/migrations/, never here.
+--
+-- Left out: the outbox's day partitions (<table>_pYYYYMMDD), which
+-- herald.maintain_outbox() makes and drops as days pass. The date where they
+-- begin (herald.partitioned_since(), the legacy partitions' upper bound) is
+-- each database's own; it reads 2000-01-01 00:00:00+00 here.
 
 
 
@@ -222,6 +227,34 @@ $$;
 
 ALTER FUNCTION "herald"."check_webhook_endpoint"() OWNER TO "postgres";
 
+
+CREATE OR REPLACE FUNCTION "herald"."create_day_partition"("p_table" "text", "p_day" "date") RETURNS "text"
+    LANGUAGE "plpgsql"
+    SET "search_path" TO ''
+    AS $$
+declare
+  name text := p_table || '_p' || to_char(p_day, 'YYYYMMDD');
+begin
+  if p_table not in ('notifications', 'deliveries', 'delivery_attempts') then
+    raise exception 'not a partitioned outbox table: %', p_table using errcode = '22023';
+  end if;
+  if pg_catalog.to_regclass(format('herald.%I', name)) is not null then
+    return null;
+  end if;
+  execute format('create table herald.%I (like herald.%I including defaults including constraints)',
+    name, p_table);
+  execute format('alter table herald.%I add primary key (id)', name);
+  execute format('alter table herald.%I enable row level security', name);
+  execute format('revoke all on herald.%I from public, anon, authenticated, service_role', name);
+  execute format('alter table herald.%I attach partition herald.%I for values from (%L) to (%L)',
+    p_table, name, p_day::timestamp at time zone 'UTC', (p_day + 1)::timestamp at time zone 'UTC');
+  return name;
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."create_day_partition"("p_table" "text", "p_day" "date") OWNER TO "postgres";
+
 SET default_tablespace = '';
 
 SET default_table_access_method = "heap";
@@ -282,28 +315,32 @@ declare
 begin
   -- Each branch names only the transition tables its event has.
   if tg_op = 'INSERT' then
-    insert into herald.delivery_status_counts as c (channel, lane, status, shard, n)
-    select channel, lane, status, pg_backend_pid(), count(*) from new_rows
-    group by 1, 2, 3 order by 1, 2, 3
-    on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n;
+    insert into herald.delivery_status_counts as c (channel, lane, status, day, shard, n)
+    select channel, lane, status, herald.outbox_day(created_at), pg_backend_pid(), count(*)
+    from new_rows
+    group by 1, 2, 3, 4 order by 1, 2, 3, 4
+    on conflict (channel, lane, status, day, shard) do update set n = c.n + excluded.n;
   elsif tg_op = 'DELETE' then
-    insert into herald.delivery_status_counts as c (channel, lane, status, shard, n)
-    select channel, lane, status, pg_backend_pid(), -count(*) from old_rows
-    group by 1, 2, 3 order by 1, 2, 3
-    on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n;
+    insert into herald.delivery_status_counts as c (channel, lane, status, day, shard, n)
+    select channel, lane, status, herald.outbox_day(created_at), pg_backend_pid(), -count(*)
+    from old_rows
+    group by 1, 2, 3, 4 order by 1, 2, 3, 4
+    on conflict (channel, lane, status, day, shard) do update set n = c.n + excluded.n;
   else
     -- One statement for the counts; the cancel join only when something was cancelled
     -- (a claim's update, which changes no status, costs one aggregate and nothing else).
     with delta as materialized (
-      select channel, lane, status, sum(n) as n from (
-        select channel, lane, status, count(*) as n from new_rows group by 1, 2, 3
+      select channel, lane, status, day, sum(n) as n from (
+        select channel, lane, status, herald.outbox_day(created_at) as day, count(*) as n
+        from new_rows group by 1, 2, 3, 4
         union all
-        select channel, lane, status, -count(*) from old_rows group by 1, 2, 3
-      ) d group by 1, 2, 3 having sum(n) <> 0
+        select channel, lane, status, herald.outbox_day(created_at), -count(*)
+        from old_rows group by 1, 2, 3, 4
+      ) d group by 1, 2, 3, 4 having sum(n) <> 0
     ), counted as (
-      insert into herald.delivery_status_counts as c (channel, lane, status, shard, n)
-      select channel, lane, status, pg_backend_pid(), n from delta order by 1, 2, 3
-      on conflict (channel, lane, status, shard) do update set n = c.n + excluded.n
+      insert into herald.delivery_status_counts as c (channel, lane, status, day, shard, n)
+      select channel, lane, status, day, pg_backend_pid(), n from delta order by 1, 2, 3, 4
+      on conflict (channel, lane, status, day, shard) do update set n = c.n + excluded.n
     )
     select coalesce(bool_or(status = 'cancelled' and n > 0), false) into cancelled from delta;
     if cancelled then
@@ -588,11 +625,11 @@ begin
   with gone as (
     delete from herald.delivery_status_counts s
     where s.shard <> 0 and not exists (select 1 from pg_stat_activity a where a.pid = s.shard)
-    returning channel, lane, status, n
+    returning channel, lane, status, day, n
   )
-  insert into herald.delivery_status_counts as s (channel, lane, status, shard, n)
-  select channel, lane, status, 0, sum(n) from gone group by 1, 2, 3 order by 1, 2, 3
-  on conflict (channel, lane, status, shard) do update set n = s.n + excluded.n;
+  insert into herald.delivery_status_counts as s (channel, lane, status, day, shard, n)
+  select channel, lane, status, day, 0, sum(n) from gone group by 1, 2, 3, 4 order by 1, 2, 3, 4
+  on conflict (channel, lane, status, day, shard) do update set n = s.n + excluded.n;
   get diagnostics moved = row_count;
   return folded + moved;
 end;
@@ -657,6 +694,98 @@ $$;
 ALTER FUNCTION "herald"."is_time_zone"("p_zone" "text") OWNER TO "postgres";
 
 
+CREATE OR REPLACE FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone DEFAULT "now"()) RETURNS TABLE("action" "text", "partition_name" "text", "note" "text")
+    LANGUAGE "plpgsql" SECURITY DEFINER
+    SET "search_path" TO ''
+    AS $_$
+declare
+  since constant date := (herald.partitioned_since() at time zone 'UTC')::date;
+  today constant date := (p_now at time zone 'UTC')::date;
+  outbox_before constant timestamptz := p_now - herald.retention_of('notifications');
+  attempts_before constant timestamptz := p_now - herald.retention_of('delivery_attempts');
+  t text;
+  d date;
+  made text;
+  p record;
+  pending bigint;
+begin
+  -- One run at a time: two would race to create the same partition.
+  if not pg_try_advisory_xact_lock(hashtext('herald.maintain_outbox')) then
+    return query select 'skipped'::text, null::text, 'another run is in progress'::text;
+    return;
+  end if;
+  perform set_config('lock_timeout', '1s', true);
+  for d in select generate_series(greatest(today, since), today + 7, interval '1 day')::date loop
+    foreach t in array array['notifications', 'deliveries', 'delivery_attempts'] loop
+      made := herald.create_day_partition(t, d);
+      if made is not null then
+        return query select 'created'::text, made, null::text;
+      end if;
+    end loop;
+  end loop;
+
+  -- Partitions past retention, oldest first; the legacy ones end where the days begin.
+  for p in
+    select c.relname::text as name, parent.relname::text as parent,
+      case when c.relname::text like '%\_legacy' then '-infinity'::date
+        else to_date(right(c.relname::text, 8), 'YYYYMMDD') end as day,
+      case when c.relname::text like '%\_legacy' then herald.partitioned_since()
+        else (to_date(right(c.relname::text, 8), 'YYYYMMDD') + 1)::timestamp at time zone 'UTC'
+      end as ends
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    join pg_catalog.pg_class parent on parent.oid = i.inhparent
+    where parent.relnamespace = 'herald'::regnamespace
+      and parent.relname in ('deliveries', 'delivery_attempts')
+    order by 3, 2
+  loop
+    if p.parent = 'delivery_attempts' then
+      continue when p.ends > attempts_before;
+    else
+      continue when p.ends > outbox_before;
+      -- A pending delivery keeps its day (and its notification). Checked
+      -- first without a lock, then again under the lock the drop takes.
+      execute format($q$select (select count(*) from herald.%1$I where status = 'pending' and lane < 2)
+        + (select count(*) from herald.%1$I where status = 'pending' and lane = 2)$q$, p.name)
+        into pending;
+      if pending > 0 then
+        return query select 'kept'::text, p.name,
+          format('%s deliveries not yet delivered, cancelled or dead', pending);
+        continue;
+      end if;
+    end if;
+    begin
+      if p.parent = 'delivery_attempts' then
+        lock table herald.delivery_attempts in access exclusive mode;
+        execute format('drop table herald.%I', p.name);
+        return query select 'dropped'::text, p.name, null::text;
+      else
+        lock table herald.notifications, herald.deliveries in access exclusive mode;
+        execute format($q$select count(*) from herald.%I where status = 'pending'$q$, p.name)
+          into pending;
+        if pending > 0 then
+          return query select 'kept'::text, p.name, 'a delivery was replayed meanwhile'::text;
+          continue;
+        end if;
+        execute format('drop table herald.%I', p.name);
+        delete from herald.delivery_status_counts s where s.day = p.day;
+        return query select 'dropped'::text, p.name, null::text;
+        execute format('drop table if exists herald.%I',
+          'notifications' || substr(p.name, length('deliveries') + 1));
+        return query select 'dropped'::text,
+          'notifications' || substr(p.name, length('deliveries') + 1), null::text;
+      end if;
+    exception when lock_not_available then
+      return query select 'busy'::text, p.name, 'locked by others past lock_timeout; next run'::text;
+    end;
+  end loop;
+end;
+$_$;
+
+
+ALTER FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) OWNER TO "postgres";
+
+
 CREATE OR REPLACE FUNCTION "herald"."new_webhook_secret"() RETURNS "text"
     LANGUAGE "sql"
     SET "search_path" TO ''
@@ -664,6 +793,47 @@ CREATE OR REPLACE FUNCTION "herald"."new_webhook_secret"() RETURNS "text"
 
 
 ALTER FUNCTION "herald"."new_webhook_secret"() OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zone) RETURNS "date"
+    LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
+    SET "search_path" TO ''
+    AS $$
+  select case when p_created_at < herald.partitioned_since() then '-infinity'::date
+    else (p_created_at at time zone 'UTC')::date end
+$$;
+
+
+ALTER FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zone) OWNER TO "postgres";
+
+
+COMMENT ON FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zone) IS 'The day partition a created_at falls in (-infinity: the legacy partition).';
+
+
+
+CREATE OR REPLACE FUNCTION "herald"."partitioned_since"() RETURNS timestamp with time zone
+    LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
+    SET "search_path" TO ''
+    AS $$ select '2000-01-01 00:00:00+00'::timestamptz $$;
+
+
+ALTER FUNCTION "herald"."partitioned_since"() OWNER TO "postgres";
+
+
+COMMENT ON FUNCTION "herald"."partitioned_since"() IS 'Where the outbox''s day partitions begin: rows created earlier are in the *_legacy partitions.';
+
+
+
+CREATE OR REPLACE FUNCTION "herald"."past_retention"("p_id" "uuid") RETURNS timestamp with time zone
+    LANGUAGE "sql" STABLE SECURITY DEFINER
+    SET "search_path" TO ''
+    AS $$
+  select t from (select herald.uuid_v7_time(p_id) as t) x
+  where t < now() - herald.retention_of('notifications')
+$$;
+
+
+ALTER FUNCTION "herald"."past_retention"("p_id" "uuid") OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."post_database_event"() RETURNS "trigger"
@@ -999,7 +1169,8 @@ declare
     ['herald-prune-device-tokens', '17 3 * * *', 'select herald.prune_device_tokens()'],
     ['herald-prune-hook-events', '41 3 * * *', 'select herald.prune_hook_events()'],
     ['herald-prune-idempotency-keys', '23 * * * *', 'select herald.prune_idempotency_keys()'],
-    ['herald-prune-device-token-moves', '29 3 * * *', 'select herald.prune_device_token_moves()']
+    ['herald-prune-device-token-moves', '29 3 * * *', 'select herald.prune_device_token_moves()'],
+    ['herald-maintain-outbox', '7 * * * *', 'select herald.maintain_outbox()']
   ];
   dispatch_command constant text := $job$
     select net.http_post(
@@ -1032,7 +1203,7 @@ begin
     end if;
   end if;
   if missing is not null then
-    raise notice '%: no Herald job is scheduled; call the herald.prune_* functions from your own scheduler', missing;
+    raise notice '%: no Herald job is scheduled; call herald.maintain_outbox() and the herald.prune_* functions from your own scheduler', missing;
     for i in 1 .. array_length(upkeep, 1) loop
       return query select upkeep[i][1], upkeep[i][2], false, missing;
     end loop;
@@ -1155,6 +1326,36 @@ $$;
 ALTER FUNCTION "herald"."touch_retention"() OWNER TO "postgres";
 
 
+CREATE OR REPLACE FUNCTION "herald"."uuid_v7"("p_at" timestamp with time zone DEFAULT "now"()) RETURNS "uuid"
+    LANGUAGE "sql" PARALLEL SAFE
+    SET "search_path" TO ''
+    AS $$
+  select encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+    placing substring(int8send(floor(extract(epoch from p_at) * 1000)::bigint) from 3)
+    from 1 for 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
+
+
+ALTER FUNCTION "herald"."uuid_v7"("p_at" timestamp with time zone) OWNER TO "postgres";
+
+
+COMMENT ON FUNCTION "herald"."uuid_v7"("p_at" timestamp with time zone) IS 'A UUIDv7 (RFC 9562) whose time is p_at, to the millisecond.';
+
+
+
+CREATE OR REPLACE FUNCTION "herald"."uuid_v7_time"("p_id" "uuid") RETURNS timestamp with time zone
+    LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
+    SET "search_path" TO ''
+    AS $$
+  select case when substr(p_id::text, 15, 1) = '7' then
+    to_timestamp((('x' || substr(replace(p_id::text, '-', ''), 1, 12))::bit(48)::bigint) / 1000.0)
+  end
+$$;
+
+
+ALTER FUNCTION "herald"."uuid_v7_time"("p_id" "uuid") OWNER TO "postgres";
+
+
 CREATE OR REPLACE FUNCTION "herald"."webhook_url_problem"("p_url" "text") RETURNS "text"
     LANGUAGE "plpgsql" STABLE
     SET "search_path" TO ''
@@ -1259,13 +1460,14 @@ CREATE TABLE IF NOT EXISTS "herald"."deliveries" (
     CONSTRAINT "deliveries_lane_check" CHECK ((("lane" >= 0) AND ("lane" <= 2))),
     CONSTRAINT "deliveries_platform_check" CHECK (("platform" = ANY (ARRAY['ios'::"text", 'android'::"text", 'web'::"text"]))),
     CONSTRAINT "deliveries_status_check" CHECK (("status" = ANY (ARRAY['pending'::"text", 'sent'::"text", 'failed'::"text", 'expired'::"text", 'cancelled'::"text", 'dead'::"text"])))
-);
+)
+PARTITION BY RANGE ("created_at");
 
 
 ALTER TABLE "herald"."deliveries" OWNER TO "postgres";
 
 
-COMMENT ON TABLE "herald"."deliveries" IS 'The outbox. Recipients and senders read their deliveries; only the dispatcher (service role) writes.';
+COMMENT ON TABLE "herald"."deliveries" IS 'The outbox, partitioned by UTC day of created_at (its notification''s). Recipients and senders read their deliveries; only the dispatcher (service role) writes.';
 
 
 
@@ -1294,8 +1496,85 @@ COMMENT ON VIEW "herald"."dead_letters" IS 'Deliveries that exhausted their atte
 
 
 
+CREATE TABLE IF NOT EXISTS "herald"."deliveries_legacy" (
+    "id" "uuid" DEFAULT "gen_random_uuid"() NOT NULL,
+    "notification_id" "uuid" NOT NULL,
+    "recipient_id" "uuid",
+    "channel" "text" NOT NULL,
+    "device_token_id" "uuid",
+    "target" "text" NOT NULL,
+    "platform" "text",
+    "status" "text" DEFAULT 'pending'::"text" NOT NULL,
+    "attempts" integer DEFAULT 0 NOT NULL,
+    "next_attempt_at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    "locked_until" timestamp with time zone,
+    "last_error" "text",
+    "provider_message_id" "text",
+    "created_at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    "updated_at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    "sent_at" timestamp with time zone,
+    "webhook_endpoint_id" "uuid",
+    "lane" smallint DEFAULT 1 NOT NULL,
+    "locked_by" "uuid",
+    CONSTRAINT "deliveries_channel_check" CHECK (("channel" = ANY ("herald"."channel_names"()))),
+    CONSTRAINT "deliveries_lane_check" CHECK ((("lane" >= 0) AND ("lane" <= 2))),
+    CONSTRAINT "deliveries_platform_check" CHECK (("platform" = ANY (ARRAY['ios'::"text", 'android'::"text", 'web'::"text"]))),
+    CONSTRAINT "deliveries_status_check" CHECK (("status" = ANY (ARRAY['pending'::"text", 'sent'::"text", 'failed'::"text", 'expired'::"text", 'cancelled'::"text", 'dead'::"text"])))
+);
+
+
+ALTER TABLE "herald"."deliveries_legacy" OWNER TO "postgres";
+
+
+COMMENT ON TABLE "herald"."deliveries_legacy" IS 'The outbox. Recipients and senders read their deliveries; only the dispatcher (service role) writes.';
+
+
+
+COMMENT ON COLUMN "herald"."deliveries_legacy"."locked_by" IS 'The dispatcher (herald.dispatchers.id) holding the current lease; null for function invocations.';
+
+
+
 CREATE TABLE IF NOT EXISTS "herald"."delivery_attempts" (
     "id" bigint NOT NULL,
+    "delivery_id" "uuid" NOT NULL,
+    "attempt" integer NOT NULL,
+    "at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    "outcome" "text" NOT NULL,
+    "status_code" integer,
+    "error_code" "text",
+    "error" "text",
+    "latency_ms" integer,
+    "request_id" "text",
+    CONSTRAINT "delivery_attempts_outcome_check" CHECK (("outcome" = ANY (ARRAY['sent'::"text", 'retry'::"text", 'failed'::"text", 'expired'::"text", 'dead'::"text", 'unknown'::"text"]))),
+    CONSTRAINT "delivery_attempts_request_id_check" CHECK (("length"("request_id") <= 128))
+)
+PARTITION BY RANGE ("at");
+
+
+ALTER TABLE "herald"."delivery_attempts" OWNER TO "postgres";
+
+
+COMMENT ON TABLE "herald"."delivery_attempts" IS 'Attempt log, partitioned by UTC day of at. Readable by whoever may read the delivery; written by the dispatcher only.';
+
+
+
+CREATE SEQUENCE IF NOT EXISTS "herald"."delivery_attempts_id_seq"
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+ALTER TABLE "herald"."delivery_attempts_id_seq" OWNER TO "postgres";
+
+
+ALTER SEQUENCE "herald"."delivery_attempts_id_seq" OWNED BY "herald"."delivery_attempts"."id";
+
+
+
+CREATE TABLE IF NOT EXISTS "herald"."delivery_attempts_legacy" (
+    "id" bigint DEFAULT NULL NOT NULL,
     "delivery_id" "uuid" NOT NULL,
     "attempt" integer NOT NULL,
     "at" timestamp with time zone DEFAULT "now"() NOT NULL,
@@ -1310,21 +1589,10 @@ CREATE TABLE IF NOT EXISTS "herald"."delivery_attempts" (
 );
 
 
-ALTER TABLE "herald"."delivery_attempts" OWNER TO "postgres";
+ALTER TABLE "herald"."delivery_attempts_legacy" OWNER TO "postgres";
 
 
-COMMENT ON TABLE "herald"."delivery_attempts" IS 'Attempt log. Readable by whoever may read the delivery; written by the dispatcher only.';
-
-
-
-ALTER TABLE "herald"."delivery_attempts" ALTER COLUMN "id" ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME "herald"."delivery_attempts_id_seq"
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1
-);
+COMMENT ON TABLE "herald"."delivery_attempts_legacy" IS 'Attempt log. Readable by whoever may read the delivery; written by the dispatcher only.';
 
 
 
@@ -1333,11 +1601,16 @@ CREATE TABLE IF NOT EXISTS "herald"."delivery_status_counts" (
     "lane" smallint NOT NULL,
     "status" "text" NOT NULL,
     "shard" integer NOT NULL,
-    "n" bigint DEFAULT 0 NOT NULL
+    "n" bigint DEFAULT 0 NOT NULL,
+    "day" "date" NOT NULL
 );
 
 
 ALTER TABLE "herald"."delivery_status_counts" OWNER TO "postgres";
+
+
+COMMENT ON COLUMN "herald"."delivery_status_counts"."day" IS 'UTC day of the deliveries'' created_at (their partition); -infinity for the legacy partition.';
+
 
 
 CREATE TABLE IF NOT EXISTS "herald"."device_token_moves" (
@@ -1513,7 +1786,45 @@ COMMENT ON VIEW "herald"."my_delivery_targets" IS 'The caller''s own delivery ad
 
 
 CREATE TABLE IF NOT EXISTS "herald"."notifications" (
-    "id" "uuid" DEFAULT "gen_random_uuid"() NOT NULL,
+    "id" "uuid" DEFAULT "herald"."uuid_v7"() NOT NULL,
+    "sender_id" "uuid",
+    "title" "text",
+    "body" "text",
+    "image" "text",
+    "data" "jsonb" DEFAULT '{}'::"jsonb" NOT NULL,
+    "category" "text",
+    "priority" "text" DEFAULT 'normal'::"text" NOT NULL,
+    "overrides" "jsonb" DEFAULT '{}'::"jsonb" NOT NULL,
+    "expires_at" timestamp with time zone,
+    "request_id" "text",
+    "created_at" timestamp with time zone DEFAULT "now"() NOT NULL,
+    "critical" boolean DEFAULT false NOT NULL,
+    "send_at" timestamp with time zone,
+    "audience" "jsonb" DEFAULT '{}'::"jsonb" NOT NULL,
+    "now_or_never" boolean DEFAULT false NOT NULL,
+    "validate_only" boolean DEFAULT false NOT NULL,
+    CONSTRAINT "notifications_audience_check" CHECK (("jsonb_typeof"("audience") = 'object'::"text")),
+    CONSTRAINT "notifications_body_check" CHECK (("length"("body") <= 4096)),
+    CONSTRAINT "notifications_category_check" CHECK (("length"("category") <= 64)),
+    CONSTRAINT "notifications_data_check" CHECK (("jsonb_typeof"("data") = 'object'::"text")),
+    CONSTRAINT "notifications_image_check" CHECK (("length"("image") <= 2048)),
+    CONSTRAINT "notifications_overrides_check" CHECK (("jsonb_typeof"("overrides") = 'object'::"text")),
+    CONSTRAINT "notifications_priority_check" CHECK (("priority" = ANY (ARRAY['normal'::"text", 'high'::"text"]))),
+    CONSTRAINT "notifications_request_id_check" CHECK (("length"("request_id") <= 128)),
+    CONSTRAINT "notifications_title_check" CHECK (("length"("title") <= 1024))
+)
+PARTITION BY RANGE ("created_at");
+
+
+ALTER TABLE "herald"."notifications" OWNER TO "postgres";
+
+
+COMMENT ON TABLE "herald"."notifications" IS 'Requested notifications, partitioned by UTC day of created_at. Senders and recipients read them; only herald.enqueue and the service role write.';
+
+
+
+CREATE TABLE IF NOT EXISTS "herald"."notifications_legacy" (
+    "id" "uuid" DEFAULT "herald"."uuid_v7"() NOT NULL,
     "sender_id" "uuid",
     "title" "text",
     "body" "text",
@@ -1542,10 +1853,10 @@ CREATE TABLE IF NOT EXISTS "herald"."notifications" (
 );
 
 
-ALTER TABLE "herald"."notifications" OWNER TO "postgres";
+ALTER TABLE "herald"."notifications_legacy" OWNER TO "postgres";
 
 
-COMMENT ON TABLE "herald"."notifications" IS 'Requested notifications. Senders and recipients read them; only herald.enqueue and the service role write.';
+COMMENT ON TABLE "herald"."notifications_legacy" IS 'Requested notifications. Senders and recipients read them; only herald.enqueue and the service role write.';
 
 
 
@@ -1623,14 +1934,14 @@ CREATE TABLE IF NOT EXISTS "herald"."retention" (
     "keep" interval NOT NULL,
     "updated_at" timestamp with time zone DEFAULT "now"() NOT NULL,
     CONSTRAINT "retention_keep_check" CHECK ((("keep" >= '01:00:00'::interval) AND ("keep" <= '10 years'::interval))),
-    CONSTRAINT "retention_name_check" CHECK (("name" = ANY (ARRAY['device_tokens'::"text", 'device_token_moves'::"text", 'hook_events'::"text"])))
+    CONSTRAINT "retention_name_check" CHECK (("name" = ANY (ARRAY['device_tokens'::"text", 'device_token_moves'::"text", 'hook_events'::"text", 'notifications'::"text", 'delivery_attempts'::"text"])))
 );
 
 
 ALTER TABLE "herald"."retention" OWNER TO "postgres";
 
 
-COMMENT ON TABLE "herald"."retention" IS 'How long each kind of history is kept: device_tokens (disabled ones), device_token_moves, hook_events. Change a row to change it; read by the herald.prune_* functions. Service role and the database owner only.';
+COMMENT ON TABLE "herald"."retention" IS 'How long each kind of history is kept: notifications (with their deliveries), delivery_attempts, device_tokens (disabled ones), device_token_moves, hook_events. Change a row to change it; read by herald.maintain_outbox() and the herald.prune_* functions. Service role and the database owner only.';
 
 
 
@@ -1649,18 +1960,34 @@ COMMENT ON TABLE "herald"."topic_subscriptions" IS 'Topic subscriptions. Users s
 
 
 
-ALTER TABLE ONLY "herald"."deliveries"
-    ADD CONSTRAINT "deliveries_pkey" PRIMARY KEY ("id");
+ALTER TABLE ONLY "herald"."deliveries" ATTACH PARTITION "herald"."deliveries_legacy" FOR VALUES FROM (MINVALUE) TO ('2000-01-01 00:00:00+00');
 
 
 
-ALTER TABLE ONLY "herald"."delivery_attempts"
-    ADD CONSTRAINT "delivery_attempts_pkey" PRIMARY KEY ("id");
+ALTER TABLE ONLY "herald"."delivery_attempts" ATTACH PARTITION "herald"."delivery_attempts_legacy" FOR VALUES FROM (MINVALUE) TO ('2000-01-01 00:00:00+00');
+
+
+
+ALTER TABLE ONLY "herald"."notifications" ATTACH PARTITION "herald"."notifications_legacy" FOR VALUES FROM (MINVALUE) TO ('2000-01-01 00:00:00+00');
+
+
+
+ALTER TABLE ONLY "herald"."delivery_attempts" ALTER COLUMN "id" SET DEFAULT "nextval"('"herald"."delivery_attempts_id_seq"'::"regclass");
+
+
+
+ALTER TABLE ONLY "herald"."deliveries_legacy"
+    ADD CONSTRAINT "deliveries_legacy_pkey" PRIMARY KEY ("id");
+
+
+
+ALTER TABLE ONLY "herald"."delivery_attempts_legacy"
+    ADD CONSTRAINT "delivery_attempts_legacy_pkey" PRIMARY KEY ("id");
 
 
 
 ALTER TABLE ONLY "herald"."delivery_status_counts"
-    ADD CONSTRAINT "delivery_status_counts_pkey" PRIMARY KEY ("channel", "lane", "status", "shard");
+    ADD CONSTRAINT "delivery_status_counts_pkey" PRIMARY KEY ("channel", "lane", "status", "day", "shard");
 
 
 
@@ -1724,8 +2051,8 @@ ALTER TABLE ONLY "herald"."metric_histograms"
 
 
 
-ALTER TABLE ONLY "herald"."notifications"
-    ADD CONSTRAINT "notifications_pkey" PRIMARY KEY ("id");
+ALTER TABLE ONLY "herald"."notifications_legacy"
+    ADD CONSTRAINT "notifications_legacy_pkey" PRIMARY KEY ("id");
 
 
 
@@ -1759,43 +2086,83 @@ ALTER TABLE ONLY "herald"."webhook_endpoints"
 
 
 
-CREATE INDEX "deliveries_dead_idx" ON "herald"."deliveries" USING "btree" ("updated_at" DESC) WHERE ("status" = 'dead'::"text");
+CREATE INDEX "deliveries_dead_idx" ON ONLY "herald"."deliveries" USING "btree" ("updated_at" DESC) WHERE ("status" = 'dead'::"text");
 
 
 
-CREATE INDEX "deliveries_device_token_id_idx" ON "herald"."deliveries" USING "btree" ("device_token_id") WHERE ("device_token_id" IS NOT NULL);
+CREATE INDEX "deliveries_device_token_id_idx" ON ONLY "herald"."deliveries" USING "btree" ("device_token_id") WHERE ("device_token_id" IS NOT NULL);
 
 
 
-CREATE INDEX "deliveries_failed_idx" ON "herald"."deliveries" USING "btree" ("updated_at" DESC) WHERE ("status" = 'failed'::"text");
+CREATE INDEX "deliveries_failed_idx" ON ONLY "herald"."deliveries" USING "btree" ("updated_at" DESC) WHERE ("status" = 'failed'::"text");
 
 
 
-CREATE INDEX "deliveries_fan_out_due_idx" ON "herald"."deliveries" USING "btree" ("next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" = 2));
+CREATE INDEX "deliveries_fan_out_due_idx" ON ONLY "herald"."deliveries" USING "btree" ("next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" = 2));
 
 
 
-CREATE INDEX "deliveries_locked_by_idx" ON "herald"."deliveries" USING "btree" ("locked_by") WHERE (("locked_by" IS NOT NULL) AND ("status" = 'pending'::"text"));
+CREATE INDEX "deliveries_legacy_dead_idx" ON "herald"."deliveries_legacy" USING "btree" ("updated_at" DESC) WHERE ("status" = 'dead'::"text");
 
 
 
-CREATE INDEX "deliveries_notification_id_idx" ON "herald"."deliveries" USING "btree" ("notification_id");
+CREATE INDEX "deliveries_legacy_device_token_id_idx" ON "herald"."deliveries_legacy" USING "btree" ("device_token_id") WHERE ("device_token_id" IS NOT NULL);
 
 
 
-CREATE INDEX "deliveries_recipient_id_idx" ON "herald"."deliveries" USING "btree" ("recipient_id");
+CREATE INDEX "deliveries_legacy_failed_idx" ON "herald"."deliveries_legacy" USING "btree" ("updated_at" DESC) WHERE ("status" = 'failed'::"text");
 
 
 
-CREATE INDEX "deliveries_urgent_due_idx" ON "herald"."deliveries" USING "btree" ("lane", "next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" < 2));
+CREATE INDEX "deliveries_legacy_fan_out_due_idx" ON "herald"."deliveries_legacy" USING "btree" ("next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" = 2));
 
 
 
-CREATE INDEX "deliveries_webhook_endpoint_id_idx" ON "herald"."deliveries" USING "btree" ("webhook_endpoint_id") WHERE ("webhook_endpoint_id" IS NOT NULL);
+CREATE INDEX "deliveries_locked_by_idx" ON ONLY "herald"."deliveries" USING "btree" ("locked_by") WHERE (("locked_by" IS NOT NULL) AND ("status" = 'pending'::"text"));
 
 
 
-CREATE INDEX "delivery_attempts_delivery_id_idx" ON "herald"."delivery_attempts" USING "btree" ("delivery_id");
+CREATE INDEX "deliveries_legacy_locked_by_idx" ON "herald"."deliveries_legacy" USING "btree" ("locked_by") WHERE (("locked_by" IS NOT NULL) AND ("status" = 'pending'::"text"));
+
+
+
+CREATE INDEX "deliveries_notification_id_idx" ON ONLY "herald"."deliveries" USING "btree" ("notification_id");
+
+
+
+CREATE INDEX "deliveries_legacy_notification_id_idx" ON "herald"."deliveries_legacy" USING "btree" ("notification_id");
+
+
+
+CREATE INDEX "deliveries_recipient_id_idx" ON ONLY "herald"."deliveries" USING "btree" ("recipient_id");
+
+
+
+CREATE INDEX "deliveries_legacy_recipient_id_idx" ON "herald"."deliveries_legacy" USING "btree" ("recipient_id");
+
+
+
+CREATE INDEX "deliveries_urgent_due_idx" ON ONLY "herald"."deliveries" USING "btree" ("lane", "next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" < 2));
+
+
+
+CREATE INDEX "deliveries_legacy_urgent_due_idx" ON "herald"."deliveries_legacy" USING "btree" ("lane", "next_attempt_at") WHERE (("status" = 'pending'::"text") AND ("lane" < 2));
+
+
+
+CREATE INDEX "deliveries_webhook_endpoint_id_idx" ON ONLY "herald"."deliveries" USING "btree" ("webhook_endpoint_id") WHERE ("webhook_endpoint_id" IS NOT NULL);
+
+
+
+CREATE INDEX "deliveries_legacy_webhook_endpoint_id_idx" ON "herald"."deliveries_legacy" USING "btree" ("webhook_endpoint_id") WHERE ("webhook_endpoint_id" IS NOT NULL);
+
+
+
+CREATE INDEX "delivery_attempts_delivery_id_idx" ON ONLY "herald"."delivery_attempts" USING "btree" ("delivery_id");
+
+
+
+CREATE INDEX "delivery_attempts_legacy_delivery_id_idx" ON "herald"."delivery_attempts_legacy" USING "btree" ("delivery_id");
 
 
 
@@ -1819,7 +2186,11 @@ CREATE INDEX "idempotency_keys_created_at_idx" ON "herald"."idempotency_keys" US
 
 
 
-CREATE INDEX "notifications_sender_id_idx" ON "herald"."notifications" USING "btree" ("sender_id");
+CREATE INDEX "notifications_sender_id_idx" ON ONLY "herald"."notifications" USING "btree" ("sender_id");
+
+
+
+CREATE INDEX "notifications_legacy_sender_id_idx" ON "herald"."notifications_legacy" USING "btree" ("sender_id");
 
 
 
@@ -1836,6 +2207,50 @@ CREATE INDEX "topic_subscriptions_user_id_idx" ON "herald"."topic_subscriptions"
 
 
 CREATE INDEX "webhook_endpoints_owner_id_idx" ON "herald"."webhook_endpoints" USING "btree" ("owner_id");
+
+
+
+ALTER INDEX "herald"."deliveries_dead_idx" ATTACH PARTITION "herald"."deliveries_legacy_dead_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_device_token_id_idx" ATTACH PARTITION "herald"."deliveries_legacy_device_token_id_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_failed_idx" ATTACH PARTITION "herald"."deliveries_legacy_failed_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_fan_out_due_idx" ATTACH PARTITION "herald"."deliveries_legacy_fan_out_due_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_locked_by_idx" ATTACH PARTITION "herald"."deliveries_legacy_locked_by_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_notification_id_idx" ATTACH PARTITION "herald"."deliveries_legacy_notification_id_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_recipient_id_idx" ATTACH PARTITION "herald"."deliveries_legacy_recipient_id_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_urgent_due_idx" ATTACH PARTITION "herald"."deliveries_legacy_urgent_due_idx";
+
+
+
+ALTER INDEX "herald"."deliveries_webhook_endpoint_id_idx" ATTACH PARTITION "herald"."deliveries_legacy_webhook_endpoint_id_idx";
+
+
+
+ALTER INDEX "herald"."delivery_attempts_delivery_id_idx" ATTACH PARTITION "herald"."delivery_attempts_legacy_delivery_id_idx";
+
+
+
+ALTER INDEX "herald"."notifications_sender_id_idx" ATTACH PARTITION "herald"."notifications_legacy_sender_id_idx";
 
 
 
@@ -1859,28 +2274,18 @@ CREATE OR REPLACE TRIGGER "webhook_endpoints_check_url" BEFORE INSERT OR UPDATE 
 
 
 
-ALTER TABLE ONLY "herald"."deliveries"
+ALTER TABLE ONLY "herald"."deliveries_legacy"
     ADD CONSTRAINT "deliveries_device_token_id_fkey" FOREIGN KEY ("device_token_id") REFERENCES "herald"."device_tokens"("id") ON DELETE SET NULL;
 
 
 
-ALTER TABLE ONLY "herald"."deliveries"
-    ADD CONSTRAINT "deliveries_notification_id_fkey" FOREIGN KEY ("notification_id") REFERENCES "herald"."notifications"("id") ON DELETE CASCADE;
-
-
-
-ALTER TABLE ONLY "herald"."deliveries"
+ALTER TABLE ONLY "herald"."deliveries_legacy"
     ADD CONSTRAINT "deliveries_recipient_id_fkey" FOREIGN KEY ("recipient_id") REFERENCES "auth"."users"("id") ON DELETE SET NULL;
 
 
 
-ALTER TABLE ONLY "herald"."deliveries"
+ALTER TABLE ONLY "herald"."deliveries_legacy"
     ADD CONSTRAINT "deliveries_webhook_endpoint_id_fkey" FOREIGN KEY ("webhook_endpoint_id") REFERENCES "herald"."webhook_endpoints"("id") ON DELETE SET NULL;
-
-
-
-ALTER TABLE ONLY "herald"."delivery_attempts"
-    ADD CONSTRAINT "delivery_attempts_delivery_id_fkey" FOREIGN KEY ("delivery_id") REFERENCES "herald"."deliveries"("id") ON DELETE CASCADE;
 
 
 
@@ -1889,7 +2294,7 @@ ALTER TABLE ONLY "herald"."device_tokens"
 
 
 
-ALTER TABLE ONLY "herald"."notifications"
+ALTER TABLE ONLY "herald"."notifications_legacy"
     ADD CONSTRAINT "notifications_sender_id_fkey" FOREIGN KEY ("sender_id") REFERENCES "auth"."users"("id") ON DELETE SET NULL;
 
 
@@ -1921,6 +2326,13 @@ CREATE POLICY "deliveries: recipient or sender can select" ON "herald"."deliveri
 
 
 
+CREATE POLICY "deliveries: recipient or sender can select" ON "herald"."deliveries_legacy" FOR SELECT TO "authenticated" USING ((("recipient_id" = ( SELECT "auth"."uid"() AS "uid")) OR "herald"."is_sender"("notification_id")));
+
+
+
+ALTER TABLE "herald"."deliveries_legacy" ENABLE ROW LEVEL SECURITY;
+
+
 ALTER TABLE "herald"."delivery_attempts" ENABLE ROW LEVEL SECURITY;
 
 
@@ -1928,6 +2340,9 @@ CREATE POLICY "delivery_attempts: whoever sees the delivery can select" ON "hera
    FROM "herald"."deliveries" "d"
   WHERE ("d"."id" = "delivery_attempts"."delivery_id"))));
 
+
+
+ALTER TABLE "herald"."delivery_attempts_legacy" ENABLE ROW LEVEL SECURITY;
 
 
 ALTER TABLE "herald"."delivery_status_counts" ENABLE ROW LEVEL SECURITY;
@@ -1985,6 +2400,13 @@ ALTER TABLE "herald"."notifications" ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY "notifications: sender or recipient can select" ON "herald"."notifications" FOR SELECT TO "authenticated" USING ((("sender_id" = ( SELECT "auth"."uid"() AS "uid")) OR "herald"."is_recipient"("id")));
 
+
+
+CREATE POLICY "notifications: sender or recipient can select" ON "herald"."notifications_legacy" FOR SELECT TO "authenticated" USING ((("sender_id" = ( SELECT "auth"."uid"() AS "uid")) OR "herald"."is_recipient"("id")));
+
+
+
+ALTER TABLE "herald"."notifications_legacy" ENABLE ROW LEVEL SECURITY;
 
 
 ALTER TABLE "herald"."opt_outs" ENABLE ROW LEVEL SECURITY;
@@ -2082,6 +2504,10 @@ REVOKE ALL ON FUNCTION "herald"."check_content"("p_content" "jsonb", "p_recipien
 
 
 
+REVOKE ALL ON FUNCTION "herald"."create_day_partition"("p_table" "text", "p_day" "date") FROM PUBLIC;
+
+
+
 GRANT SELECT,DELETE ON TABLE "herald"."webhook_endpoints" TO "authenticated";
 GRANT ALL ON TABLE "herald"."webhook_endpoints" TO "service_role";
 
@@ -2150,7 +2576,18 @@ GRANT ALL ON FUNCTION "herald"."is_time_zone"("p_zone" "text") TO "service_role"
 
 
 
+REVOKE ALL ON FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) TO "service_role";
+
+
+
 REVOKE ALL ON FUNCTION "herald"."new_webhook_secret"() FROM PUBLIC;
+
+
+
+REVOKE ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") FROM PUBLIC;
+GRANT ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") TO "authenticated";
+GRANT ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") TO "service_role";
 
 
 
@@ -2309,8 +2746,12 @@ GRANT SELECT ON TABLE "herald"."dead_letters" TO "service_role";
 
 
 
-GRANT SELECT ON TABLE "herald"."delivery_attempts" TO "authenticated";
 GRANT ALL ON TABLE "herald"."delivery_attempts" TO "service_role";
+GRANT SELECT ON TABLE "herald"."delivery_attempts" TO "authenticated";
+
+
+
+GRANT USAGE ON SEQUENCE "herald"."delivery_attempts_id_seq" TO "service_role";
 
 
 
@@ -2352,8 +2793,8 @@ GRANT SELECT ON TABLE "herald"."my_delivery_targets" TO "service_role";
 
 
 
-GRANT SELECT ON TABLE "herald"."notifications" TO "authenticated";
 GRANT ALL ON TABLE "herald"."notifications" TO "service_role";
+GRANT SELECT ON TABLE "herald"."notifications" TO "authenticated";
 
 
 

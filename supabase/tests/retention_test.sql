@@ -5,9 +5,10 @@ begin;
 select plan(15);
 
 select results_eq($$select name, keep from herald.retention order by name$$,
-  $$values ('device_token_moves', interval '90 days'), ('device_tokens', interval '30 days'),
-           ('hook_events', interval '7 days')$$,
-  'the defaults: disabled device tokens 30 days, token moves 90 days, hook events 7 days');
+  $$values ('delivery_attempts', interval '14 days'), ('device_token_moves', interval '90 days'),
+           ('device_tokens', interval '30 days'), ('hook_events', interval '7 days'),
+           ('notifications', interval '30 days')$$,
+  'the defaults: notifications with their deliveries 30 days, the attempt log 14, disabled device tokens 30, token moves 90, hook events 7');
 
 -- A row changed is what the next prune keeps.
 insert into herald.hook_events (id, received_at) values

@@ -2,7 +2,8 @@
  * The long-running dispatcher (for `npm start` and self-hosting): rounds back
  * to back while there is work, then sleeps until `enqueue` NOTIFYs
  * `herald_outbox` or the poll interval passes (retries come due silently).
- * Its heartbeat lets the others take its claims over if it dies mid-round.
+ * Its heartbeat lets the others take its claims over if it dies mid-round;
+ * it also runs the outbox's hourly upkeep (`upkeep.ts`).
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { type Logger, withLogContext } from "../log.ts";
 import { dispatchBatch, type DispatcherDeps } from "./dispatcher.ts";
 import { startHeartbeat } from "./heartbeat.ts";
 import { startStallWatch } from "./stall_watch.ts";
+import { startUpkeep } from "./upkeep.ts";
 
 /** Options for {@linkcode runWorker}. */
 export interface WorkerOptions extends DispatcherDeps {
@@ -71,6 +73,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   // A claim made before the first beat names a dispatcher nobody could find silent.
   await heartbeat.started;
   const stalls = startStallWatch();
+  const upkeep = startUpkeep({ sql, log });
   const deps = { ...options, holder: heartbeat.id, stalls };
   // Rounds that could send nothing (every slot held elsewhere) pause every loop, wake-ups or not.
   let starved = 0;
@@ -112,6 +115,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
     stalls.stop();
+    upkeep.stop();
+    await upkeep.started;
     await heartbeat.stop();
     await listener?.unlisten();
   }

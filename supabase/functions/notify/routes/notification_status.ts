@@ -6,7 +6,8 @@
  * @module
  */
 import { Hono } from "hono";
-import { refused } from "../../_shared/db/refusals.ts";
+import { SqlState, sqlState } from "../../_shared/db/refusals.ts";
+import type { Caller } from "../../_shared/auth/caller.ts";
 import { asCaller } from "../../_shared/db/sessions.ts";
 import { type AppEnv, validate } from "../../_shared/http/app.ts";
 import type { Answer } from "../../_shared/http/openapi.ts";
@@ -42,7 +43,7 @@ export function notificationStatusRoutes(
         -- notification) would count only their own deliveries.
         where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
         group by n.id`, "read");
-    if (!job) throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
+    if (!job) throw await _notFound(sql, c.get("caller"), id);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
     return c.json(
       {
@@ -86,9 +87,7 @@ export function notificationStatusRoutes(
                   order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
         from herald.notifications n
         where n.id = ${id}`, "read");
-    if (!notification) {
-      throw new Problem(404, "not-found", `No notification ${id} is visible to you.`);
-    }
+    if (!notification) throw await _notFound(sql, c.get("caller"), id);
     return c.json(notification);
   });
 
@@ -98,7 +97,10 @@ export function notificationStatusRoutes(
       sql,
       c.get("caller"),
       (tx) => tx`select herald.cancel_notification(${id}) as cancelled`,
-    ).catch(refused({ no_data_found: { detail: `You sent no notification ${id}.` } }));
+    ).catch(async (error) => {
+      if (sqlState(error) !== SqlState.no_data_found) throw error;
+      throw await _notFound(sql, c.get("caller"), id, `You sent no notification ${id}.`);
+    });
     log("info", "notification cancelled", {
       request_id: c.get("requestId"),
       notification_id: id,
@@ -107,4 +109,31 @@ export function notificationStatusRoutes(
     return c.json({ id, cancelled } satisfies Answer<typeof Cancelled>);
   });
   return routes;
+}
+
+/**
+ * Why a notification is not there: its id (UUIDv7) says it was created before
+ * what the outbox keeps (`past-retention`, with when), or it is not visible
+ * to the caller or never existed (`not-found`).
+ */
+async function _notFound(
+  sql: NotifyDeps["sql"],
+  caller: Caller,
+  id: string,
+  detail = `No notification ${id} is visible to you.`,
+): Promise<Problem> {
+  const [{ created }] = await asCaller(
+    sql,
+    caller,
+    (tx) => tx`select herald.past_retention(${id}) as created`,
+    "read",
+  );
+  if (!created) return new Problem(404, "not-found", detail);
+  return new Problem(
+    404,
+    "past-retention",
+    `Notification ${id} was created at ${
+      (created as Date).toISOString()
+    }, longer ago than Herald keeps notifications (herald.retention 'notifications'); its record is gone.`,
+  );
 }

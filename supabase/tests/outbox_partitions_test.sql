@@ -1,0 +1,148 @@
+-- The partitioned outbox's whole cycle on a fake clock (herald.maintain_outbox's
+-- p_now): partitions made ahead, days past retention dropped with their
+-- notifications, attempt-log days dropped sooner, and a day holding a
+-- delivery still scheduled 30 days ahead or in back-off kept until it ends.
+-- Nothing else is lost, and the outbox gauge's counts stay exact.
+begin;
+select plan(22);
+
+create temporary table clock on commit drop as
+  select (herald.partitioned_since() at time zone 'UTC')::date as since;
+
+select ok((select count(*) = 3 * 6 from pg_inherits i join pg_class c on c.oid = i.inhrelid
+           where c.relname ~ '^(notifications|deliveries|delivery_attempts)_p\d{8}$'
+             and to_date(right(c.relname, 8), 'YYYYMMDD')
+                 between (select since from clock) and (select since from clock) + 5),
+  'the migration made each table''s partitions ahead, from where the days begin');
+select is((select count(*)::int from herald.maintain_outbox() m where m.action = 'created'), 0,
+  'a second run makes nothing: it is idempotent');
+select results_eq($$select c.relname::text collate "default" from pg_inherits i join pg_class c on c.oid = i.inhrelid
+                    where c.relname like '%\_legacy' order by 1$$,
+  $$values ('deliveries_legacy'), ('delivery_attempts_legacy'), ('notifications_legacy')$$,
+  'what existed before is one legacy partition per table');
+
+-- Partitions are reached only through their tables (and so through RLS).
+select 'deliveries_p' || to_char(since + 5, 'YYYYMMDD') as day_partition from clock \gset
+set local request.jwt.claims to '{"sub":"11111111-1111-4111-8111-111111111111","role":"authenticated"}';
+set local role authenticated;
+select throws_ok(format('select * from herald.%I', :'day_partition'),
+  '42501', null, 'a user cannot read a partition directly');
+select throws_ok('select * from herald.deliveries_legacy', '42501', null,
+  'nor the legacy one');
+select throws_ok('select * from herald.maintain_outbox()', '42501', null,
+  'nor run the upkeep');
+reset role;
+
+
+-- Day 1: a notification with one delivery sent and one scheduled 30 days ahead.
+-- Day 2: one in back-off. Day 3: everything ended (sent, dead).
+insert into herald.notifications (id, title, created_at)
+select ('00000000-0000-4000-8000-00000000000' || n)::uuid, 'day ' || n,
+  (since + n)::timestamp at time zone 'UTC' + interval '1 hour'
+from clock, generate_series(1, 3) n;
+insert into herald.deliveries (id, notification_id, channel, target, status, attempts,
+  next_attempt_at, created_at)
+select ('00000000-0000-4000-8000-0000000000' || d.id)::uuid,
+  ('00000000-0000-4000-8000-00000000000' || d.day)::uuid, 'email', d.id || '@example.com',
+  d.status, d.attempts, c.created_at + d.due, c.created_at
+from clock, lateral (values
+  ('11', 1, 'sent', 1, interval '0'), ('12', 1, 'pending', 0, interval '30 days'),
+  ('21', 2, 'pending', 3, interval '2 hours'),
+  ('31', 3, 'sent', 1, interval '0'), ('32', 3, 'dead', 8, interval '0')
+) d(id, day, status, attempts, due),
+lateral (select (since + d.day)::timestamp at time zone 'UTC' + interval '1 hour' as created_at) c;
+insert into herald.delivery_attempts (delivery_id, attempt, outcome, at)
+select ('00000000-0000-4000-8000-0000000000' || a.id)::uuid, 1, a.outcome,
+  (since + a.day)::timestamp at time zone 'UTC' + interval '2 hours'
+from clock, (values ('11', 1, 'sent'), ('21', 2, 'retry'), ('32', 3, 'dead')) a(id, day, outcome);
+
+select results_eq($$select c.relname::text collate "default" from herald.deliveries d
+                    join pg_class c on c.oid = d.tableoid order by d.id$$,
+  $$select 'deliveries_p' || to_char(since + d, 'YYYYMMDD')
+    from clock, unnest(array[1, 1, 2, 3, 3]) d$$,
+  'each delivery lives in its day''s partition');
+
+create function pg_temp.counts_are_exact() returns boolean language sql as $$
+  select not exists (
+    (select channel, lane, status, sum(n)::bigint from herald.delivery_status_counts
+     group by 1, 2, 3 having sum(n) <> 0
+     except
+     select channel, lane, status, count(*) from herald.deliveries group by 1, 2, 3)
+    union all
+    (select channel, lane, status, count(*) from herald.deliveries group by 1, 2, 3
+     except
+     select channel, lane, status, sum(n)::bigint from herald.delivery_status_counts
+     group by 1, 2, 3 having sum(n) <> 0))
+$$;
+select ok(pg_temp.counts_are_exact(), 'the outbox gauge''s counts match the rows');
+
+-- 20 days after day 3: the attempt log (14 days) goes, the outbox (30) stays.
+create temporary table run1 on commit drop as
+  select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
+select ok((select count(*) = 3 from run1 where action = 'dropped'
+           and partition_name in (select 'delivery_attempts_p' || to_char(since + d, 'YYYYMMDD')
+                                  from clock, generate_series(1, 3) d)),
+  'attempt-log days past their 14 days are dropped');
+select is((select count(*)::int from run1 where action = 'dropped'
+           and partition_name !~ '^delivery_attempts_'), 0,
+  'no outbox day is dropped before its 30 days');
+select ok((select count(*) = 3 * 8 from run1 where action = 'created'),
+  'the days ahead of the new date are made, eight for each table');
+select is((select count(*)::int from herald.deliveries where id::text like '00000000-0000-4000-8000-0000000000%'), 5,
+  'every delivery is still there');
+
+-- 40 days on: day 3 goes with its notification; days 1 and 2 stay for their pending deliveries.
+create temporary table run2 on commit drop as
+  select * from herald.maintain_outbox((select (since + 40)::timestamp at time zone 'UTC' from clock));
+select results_eq($$select partition_name from run2
+                    where action = 'dropped' and partition_name ~ '_p\d{8}$'
+                      and to_date(right(partition_name, 8), 'YYYYMMDD')
+                          between (select since + 1 from clock) and (select since + 3 from clock)
+                    order by 1$$,
+  $$select 'deliveries_p' || to_char(since + 3, 'YYYYMMDD') from clock
+    union all select 'notifications_p' || to_char(since + 3, 'YYYYMMDD') from clock$$,
+  'the day whose deliveries all ended is dropped, notifications with it');
+select results_eq($$select partition_name, note from run2 where action = 'kept'
+                    and partition_name <> 'deliveries_legacy' order by 1$$,
+  $$select 'deliveries_p' || to_char(since + 1, 'YYYYMMDD'),
+      '1 deliveries not yet delivered, cancelled or dead' from clock
+    union all
+    select 'deliveries_p' || to_char(since + 2, 'YYYYMMDD'),
+      '1 deliveries not yet delivered, cancelled or dead' from clock$$,
+  'a day with a delivery scheduled 30 days ahead, and one with a delivery in back-off, are kept and reported');
+select results_eq($$select id::text from herald.deliveries
+                    where id::text like '00000000-0000-4000-8000-0000000000%' order by 1$$,
+  $$values ('00000000-0000-4000-8000-000000000011'), ('00000000-0000-4000-8000-000000000012'),
+           ('00000000-0000-4000-8000-000000000021')$$,
+  'the kept days keep every row, terminal ones included');
+select results_eq($$select title from herald.notifications where title like 'day %' order by 1$$,
+  $$values ('day 1'), ('day 2')$$, 'and their notifications');
+select ok(pg_temp.counts_are_exact(), 'the gauge lost exactly what was dropped');
+select is((select sum(n)::int from herald.delivery_status_counts
+           where day = (select since + 3 from clock)), null, 'and holds nothing of the dropped day');
+
+-- The scheduled delivery is sent, the one in back-off dies: the next run drops both days.
+update herald.deliveries set status = 'sent', sent_at = now()
+where id = '00000000-0000-4000-8000-000000000012';
+update herald.deliveries set status = 'dead'
+where id = '00000000-0000-4000-8000-000000000021';
+create temporary table run3 on commit drop as
+  select * from herald.maintain_outbox((select (since + 41)::timestamp at time zone 'UTC' from clock));
+select ok((select count(*) = 4 from run3 where action = 'dropped'
+           and partition_name in (select t || to_char(since + d, 'YYYYMMDD')
+                                  from clock, generate_series(1, 2) d,
+                                  unnest(array['deliveries_p', 'notifications_p']) t)),
+  'once they end, their days go');
+select is((select count(*)::int from herald.deliveries where id::text like '00000000-0000-4000-8000-0000000000%'), 0,
+  'nothing of those days is left');
+select ok(pg_temp.counts_are_exact(), 'the counts still match');
+
+-- A retention change applies on the next run, no migration.
+update herald.retention set keep = interval '50 days' where name = 'notifications';
+select is((select count(*)::int from herald.maintain_outbox(
+             (select (since + 42)::timestamp at time zone 'UTC' from clock)) m
+           where m.action = 'dropped' and m.partition_name !~ '^delivery_attempts_'), 0,
+  'kept 50 days, nothing more of the outbox is dropped');
+
+select * from finish();
+rollback;
