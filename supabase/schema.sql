@@ -2274,17 +2274,17 @@ CREATE OR REPLACE TRIGGER "webhook_endpoints_check_url" BEFORE INSERT OR UPDATE 
 
 
 
-ALTER TABLE ONLY "herald"."deliveries_legacy"
+ALTER TABLE "herald"."deliveries"
     ADD CONSTRAINT "deliveries_device_token_id_fkey" FOREIGN KEY ("device_token_id") REFERENCES "herald"."device_tokens"("id") ON DELETE SET NULL;
 
 
 
-ALTER TABLE ONLY "herald"."deliveries_legacy"
+ALTER TABLE "herald"."deliveries"
     ADD CONSTRAINT "deliveries_recipient_id_fkey" FOREIGN KEY ("recipient_id") REFERENCES "auth"."users"("id") ON DELETE SET NULL;
 
 
 
-ALTER TABLE ONLY "herald"."deliveries_legacy"
+ALTER TABLE "herald"."deliveries"
     ADD CONSTRAINT "deliveries_webhook_endpoint_id_fkey" FOREIGN KEY ("webhook_endpoint_id") REFERENCES "herald"."webhook_endpoints"("id") ON DELETE SET NULL;
 
 
@@ -2294,7 +2294,7 @@ ALTER TABLE ONLY "herald"."device_tokens"
 
 
 
-ALTER TABLE ONLY "herald"."notifications_legacy"
+ALTER TABLE "herald"."notifications"
     ADD CONSTRAINT "notifications_sender_id_fkey" FOREIGN KEY ("sender_id") REFERENCES "auth"."users"("id") ON DELETE SET NULL;
 
 

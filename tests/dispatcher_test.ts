@@ -173,6 +173,13 @@ Deno.test("dispatch: attempts exhausted → dead with the reason; the service ro
       body: JSON.stringify({ delivery_ids: [dead.id] }),
     });
     assert.deepEqual(await replay.json(), { replayed: 1, statuses: ["dead"] });
+    const [{ gone }] = await sql`select herald.uuid_v7(now() - interval '40 days') as gone`;
+    const late = await dispatch("/dead-letters/replay", {
+      method: "POST",
+      body: JSON.stringify({ notification_id: gone }),
+    });
+    assert.equal(late.status, 404, "a notification past retention");
+    assert.match((await late.json()).type, /past-retention$/);
     const [revived] =
       await sql`select status, attempts from herald.deliveries where id = ${dead.id}`;
     assert.deepEqual(revived, { status: "pending", attempts: 0 });

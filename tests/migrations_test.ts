@@ -61,6 +61,7 @@ Deno.test("pg_cron: the stack preloads it and the migrations schedule Herald's j
     sql`select jobname, schedule, command, database from cron.job order by jobname`
   );
   assert.deepEqual(jobs.map((j) => j.jobname), [
+    "herald-maintain-outbox",
     "herald-prune-device-token-moves",
     "herald-prune-device-tokens",
     "herald-prune-hook-events",

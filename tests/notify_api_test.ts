@@ -679,3 +679,36 @@ Deno.test("notify: ids Postgres takes but RFC 9562 does not (a seeded 00000000-â
     await sql.end();
   }
 });
+
+Deno.test("notify: a notification older than the outbox keeps is a 404 past-retention, with when it was made; others stay not-found", async () => {
+  await withUsers(1, async (sql, [user]) => {
+    const [ids] = await sql`select
+      herald.uuid_v7(now() - interval '40 days') as gone,
+      herald.uuid_v7(now()) as recent,
+      gen_random_uuid() as v4,
+      (now() - interval '40 days') as made`;
+    const v7 = await call(`notify/notifications/${ids.recent}`, user.token);
+    assert.equal(v7.status, 404);
+    assert.equal((await v7.json()).type.endsWith("not-found"), true, "a recent id not there");
+    const v4 = await call(`notify/notifications/${ids.v4}`, user.token);
+    assert.equal(
+      (await v4.json()).type.endsWith("not-found"),
+      true,
+      "an id that does not say when",
+    );
+    for (
+      const [path, init] of [
+        [`notify/notifications/${ids.gone}`, {}],
+        [`notify/bulk/${ids.gone}`, {}],
+        [`notify/notifications/${ids.gone}/cancel`, { method: "POST" }],
+      ] as const
+    ) {
+      const response = await call(path, user.token, init);
+      assert.equal(response.status, 404, path);
+      const problem = await response.json();
+      assert.match(problem.type, /past-retention$/, path);
+      const day = (ids.made as Date).toISOString().slice(0, 10);
+      assert.match(problem.detail, new RegExp(`created at ${day}T`), path);
+    }
+  });
+});

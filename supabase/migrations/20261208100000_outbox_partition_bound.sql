@@ -19,7 +19,27 @@ do $$
 declare
   since timestamptz :=
     (date_trunc('day', now() at time zone 'UTC') + interval '2 days') at time zone 'UTC';
+  tries integer := 0;
 begin
+  -- Every lock at once, or none: waiting while holding one could deadlock with
+  -- the running release (the write-back takes deliveries before notifications,
+  -- enqueue the other way round). Each try waits at most 100 ms, under the
+  -- deadlock detector's second, so the running release's statements wait at
+  -- most that long for any one try.
+  perform set_config('lock_timeout', '100ms', true);
+  loop
+    begin
+      lock table herald.notifications, herald.deliveries, herald.delivery_attempts in access exclusive mode;
+      exit;
+    exception when lock_not_available then
+      tries := tries + 1;
+      if tries >= 600 then
+        raise;
+      end if;
+      perform pg_sleep(0.02 + random() * 0.08);
+    end;
+  end loop;
+  perform set_config('lock_timeout', '5s', true);
   execute format($f$
     create function herald.partitioned_since() returns timestamptz
     language sql immutable parallel safe set search_path = ''

@@ -14,16 +14,37 @@
 --     a day's partitions are dropped together by herald.maintain_outbox(),
 --     and a key referring to a partitioned table would make every drop scan
 --     the referring table.
+--   * The foreign keys to users, device tokens and webhook endpoints come
+--     back in the next file, on the partitioned tables: attaching the legacy
+--     partitions' keys swaps their triggers on auth.users, device_tokens and
+--     webhook_endpoints, which takes exclusive locks on those; a transaction
+--     of its own keeps that to an instant.
 set lock_timeout = '5s';
 
--- All three at once, in the order the write paths take them (enqueue, then
--- the write-back), so no running statement and this one wait on each other.
--- In a DO block: db push sends a file as one implicit transaction, where a
--- bare LOCK TABLE is refused.
 do $$
+declare
+  tries integer := 0;
 begin
-  lock table herald.notifications, herald.deliveries, herald.delivery_attempts
-    in access exclusive mode;
+  -- Every lock at once, or none: waiting while holding one could deadlock with
+  -- the running release (the write-back takes deliveries before notifications,
+  -- enqueue the other way round). Each try waits at most 100 ms, under the
+  -- deadlock detector's second, so the running release's statements wait at
+  -- most that long for any one try.
+  perform set_config('lock_timeout', '100ms', true);
+  loop
+    begin
+      lock table herald.dead_letters, herald.my_delivery_targets, herald.notifications,
+        herald.deliveries, herald.delivery_attempts, herald.delivery_status_counts in access exclusive mode;
+      exit;
+    exception when lock_not_available then
+      tries := tries + 1;
+      if tries >= 600 then
+        raise;
+      end if;
+      perform pg_sleep(0.02 + random() * 0.08);
+    end;
+  end loop;
+  perform set_config('lock_timeout', '5s', true);
 end;
 $$;
 

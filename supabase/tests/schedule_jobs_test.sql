@@ -8,13 +8,14 @@ select plan(14);
 
 select results_eq(
   $$select job, scheduled from herald.schedule_jobs() order by job$$,
-  $$values ('herald-dispatch', false), ('herald-prune-device-token-moves', true),
+  $$values ('herald-dispatch', false), ('herald-maintain-outbox', true),
+           ('herald-prune-device-token-moves', true),
            ('herald-prune-device-tokens', true), ('herald-prune-hook-events', true),
            ('herald-prune-idempotency-keys', true)$$,
   'without pg_net every upkeep job is scheduled, the dispatch job is not');
 select is((select note from herald.schedule_jobs() where job = 'herald-dispatch'),
   'pg_net is not installed', 'and it says why');
-select is((select count(*)::integer from cron.job where jobname like 'herald-%'), 4,
+select is((select count(*)::integer from cron.job where jobname like 'herald-%'), 5,
   'called twice, still one job each');
 
 -- Stand-ins for pg_net's function and Vault's view.
@@ -66,7 +67,7 @@ select lives_ok((select command from cron.job where jobname = 'herald-dispatch')
 -- pg_cron preloaded but not created (enabled after the migrations ran): the
 -- procedure creates it, despite its own empty search_path, and schedules all.
 drop extension pg_cron;
-select is((select count(*)::integer from herald.schedule_jobs() where scheduled), 5,
+select is((select count(*)::integer from herald.schedule_jobs() where scheduled), 6,
   'pg_cron created by the procedure: every job scheduled');
 select is((select extnamespace::regnamespace::text from pg_extension where extname = 'pg_cron'),
   'pg_catalog', 'in the schema Supabase documents');

@@ -9,6 +9,7 @@ import { requireKey } from "../_shared/auth/require_key.ts";
 import { withinDeadline } from "../_shared/db/sessions.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
+import { Problem } from "../_shared/http/problem.ts";
 import { type Answer, serveOpenApi } from "../_shared/http/openapi.ts";
 import { DeadLetters, openApiDocument, Replayed, RoundReport } from "./openapi.ts";
 import { DeadLetterQuery, ReplayRequest } from "./schemas.ts";
@@ -81,12 +82,22 @@ export function createApp(deps: DispatchAppDeps) {
 
   app.post("/dead-letters/replay", async (c) => {
     const input = await readJson(c.req.raw, ReplayRequest);
-    const [{ replayed }] = await withinDeadline(
+    const [{ replayed, past_retention }] = await withinDeadline(
       sql,
       sql`select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null},
-        ${input.notification_id ?? null}) as replayed`.execute(),
+          ${input.notification_id ?? null}) as replayed,
+        herald.past_retention(${input.notification_id ?? null}) as past_retention`.execute(),
       "write",
     );
+    if (replayed === 0 && past_retention) {
+      throw new Problem(
+        404,
+        "past-retention",
+        `Notification ${input.notification_id} was created at ${
+          (past_retention as Date).toISOString()
+        }, longer ago than Herald keeps notifications (herald.retention 'notifications'): nothing of it is left to replay.`,
+      );
+    }
     return c.json({ replayed, statuses: input.statuses } satisfies Answer<typeof Replayed>);
   });
 

@@ -199,7 +199,8 @@ const ERRORS: Record<number, string> = {
   400: "Malformed JSON",
   401: "Missing or invalid access token",
   403: "Not allowed (wrong kind of caller, or can_notify refused every recipient)",
-  404: "Not found or not visible to the caller",
+  404:
+    "Not found or not visible to the caller (`not-found`), or a notification older than Herald keeps (`past-retention`, saying when it was created)",
   413: "Body over 1 MB",
   415: "Body is not application/json",
   422: "Invalid field(s), named in `errors`",

@@ -13,7 +13,8 @@ import type { Logger } from "../log.ts";
 export interface Upkeep {
   /** Settles once the first run ended (done or failed). */
   readonly started: Promise<void>;
-  stop(): void;
+  /** Stops the timer; settles once a run in progress ended. */
+  stop(): Promise<void>;
 }
 
 /** Runs the upkeep now, then every `intervalMs` (an hour by default). */
@@ -37,7 +38,13 @@ export function startUpkeep(
       });
     }
   };
-  const started = run();
-  const timer = setInterval(run, options.intervalMs ?? 3_600_000);
-  return { started, stop: () => clearInterval(timer) };
+  let running = run();
+  const timer = setInterval(() => running = run(), options.intervalMs ?? 3_600_000);
+  return {
+    started: running,
+    stop: () => {
+      clearInterval(timer);
+      return running;
+    },
+  };
 }

@@ -48,9 +48,8 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     notified++;
     sleepers.forEach((wake) => wake());
   };
-  // Wake-ups are an optimisation: without them (the database unreachable at start) the
-  // worker polls, and asks again each round until it listens; postgres.js re-listens itself
-  // after a reconnect once it has.
+  // Wake-ups are an optimisation: without them (the database unreachable at start) the worker
+  // polls and asks again each round; postgres.js re-listens itself after a reconnect.
   let listener: { unlisten(): Promise<void> } | undefined;
   let asking: Promise<void> | undefined;
   let polling = false;
@@ -115,8 +114,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     await Promise.all(Array.from({ length: options.rounds ?? 2 }, loop));
   } finally {
     stalls.stop();
-    upkeep.stop();
-    await upkeep.started;
+    await upkeep.stop();
     await heartbeat.stop();
     await listener?.unlisten();
   }

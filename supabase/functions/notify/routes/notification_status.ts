@@ -42,7 +42,7 @@ export function notificationStatusRoutes(
         -- Progress is the sender's: a recipient (RLS lets them see the
         -- notification) would count only their own deliveries.
         where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
-        group by n.id`, "read");
+        group by n.id, n.audience, n.created_at, n.send_at`, "read");
     if (!job) throw await _notFound(sql, c.get("caller"), id);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
     return c.json(
