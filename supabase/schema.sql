@@ -312,9 +312,18 @@ CREATE OR REPLACE FUNCTION "herald"."deliveries_counted"() RETURNS "trigger"
     AS $$
 declare
   cancelled boolean;
+  orphan uuid;
 begin
   -- Each branch names only the transition tables its event has.
   if tg_op = 'INSERT' then
+    select d.notification_id into orphan from new_rows d
+    where not exists (select 1 from herald.notifications n
+                      where n.id = d.notification_id and n.created_at = d.created_at)
+    limit 1;
+    if found then
+      raise exception 'a delivery must belong to a notification created at the same instant (notification %)',
+        orphan using errcode = '23503';
+    end if;
     insert into herald.delivery_status_counts as c (channel, lane, status, day, shard, n)
     select channel, lane, status, herald.outbox_day(created_at), pg_backend_pid(), count(*)
     from new_rows
@@ -406,7 +415,7 @@ begin
   set next_attempt_at = least(now(), greatest(d.created_at, n.send_at)), updated_at = now()
   from herald.notifications n
   where d.locked_by = any(silent) and d.status = 'pending' and d.locked_until > now()
-    and n.id = d.notification_id;
+    and n.id = d.notification_id and n.created_at = d.created_at;
   get diagnostics deliveries = row_count;
   if deliveries > 0 then
     perform pg_notify('herald_outbox', '');
@@ -793,6 +802,25 @@ CREATE OR REPLACE FUNCTION "herald"."new_webhook_secret"() RETURNS "text"
 
 
 ALTER FUNCTION "herald"."new_webhook_secret"() OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."notifications_deleted"() RETURNS "trigger"
+    LANGUAGE "plpgsql" SECURITY DEFINER
+    SET "search_path" TO ''
+    AS $$
+begin
+  with gone as (
+    delete from herald.deliveries d using old_rows o
+    where d.notification_id = o.id and d.created_at = o.created_at
+    returning d.id
+  )
+  delete from herald.delivery_attempts a using gone where a.delivery_id = gone.id;
+  return null;
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."notifications_deleted"() OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zone) RETURNS "date"
@@ -1468,6 +1496,10 @@ ALTER TABLE "herald"."deliveries" OWNER TO "postgres";
 
 
 COMMENT ON TABLE "herald"."deliveries" IS 'The outbox, partitioned by UTC day of created_at (its notification''s). Recipients and senders read their deliveries; only the dispatcher (service role) writes.';
+
+
+
+COMMENT ON COLUMN "herald"."deliveries"."created_at" IS 'Its notification''s created_at (one now() in enqueue; the insert trigger holds it): the partition key, and how the claim and the write-back find the notification.';
 
 
 
@@ -2263,6 +2295,10 @@ CREATE OR REPLACE TRIGGER "deliveries_counted_insert" AFTER INSERT ON "herald"."
 
 
 CREATE OR REPLACE TRIGGER "deliveries_counted_update" AFTER UPDATE ON "herald"."deliveries" REFERENCING OLD TABLE AS "old_rows" NEW TABLE AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "herald"."deliveries_counted"();
+
+
+
+CREATE OR REPLACE TRIGGER "notifications_deleted" AFTER DELETE ON "herald"."notifications" REFERENCING OLD TABLE AS "old_rows" FOR EACH STATEMENT EXECUTE FUNCTION "herald"."notifications_deleted"();
 
 
 

@@ -83,8 +83,9 @@ async function _attemptAt(admin: ReturnType<typeof adminSql>, at: string) {
   const [{ id }] =
     await admin`insert into herald.notifications (title) values ('attempt') returning id`;
   const [delivery] = await admin`insert into herald.deliveries
-      (notification_id, channel, target, status)
-    values (${id}, 'webhook', 'https://receiver.example/seen', 'sent') returning id`;
+      (notification_id, created_at, channel, target, status)
+    select id, created_at, 'webhook', 'https://receiver.example/seen', 'sent'
+    from herald.notifications where id = ${id} returning id`;
   await admin.unsafe(
     `insert into herald.delivery_attempts (delivery_id, attempt, outcome, at)
      values ($1, 1, 'sent', ${at})`,
@@ -125,12 +126,12 @@ Deno.test("health: readiness through the gateway shows the service-role key ever
 
 Deno.test("health: readiness reports the age of the oldest due and oldest pending delivery", async () => {
   const admin = adminSql();
-  const [{ id }] =
-    await admin`insert into herald.notifications (title) values ('lag') returning id`;
+  const [{ id }] = await admin`insert into herald.notifications (title, created_at)
+      values ('lag', now() - interval '2 hours') returning id`;
   try {
     await admin`insert into herald.deliveries (notification_id, channel, target, next_attempt_at, created_at)
-      values (${id}, 'webhook', 'https://receiver.example/lag',
-        now() - interval '1 hour', now() - interval '2 hours')`;
+      select id, 'webhook', 'https://receiver.example/lag', now() - interval '1 hour', created_at
+      from herald.notifications where id = ${id}`;
     await withApp({}, async (app) => {
       const body = await (await ready(app, dispatchKey)).json();
       assert.ok(body.queue.due >= 1, JSON.stringify(body.queue));
@@ -149,8 +150,9 @@ Deno.test("health: work due with no dispatcher attempting anything is degraded, 
     await admin`insert into herald.notifications (title) values ('stalled') returning id`;
   try {
     await quietOutbox();
-    await admin`insert into herald.deliveries (notification_id, channel, target, next_attempt_at)
-      values (${id}, 'webhook', 'https://receiver.example/stalled', now() - interval '1 minute')`;
+    await admin`insert into herald.deliveries (notification_id, created_at, channel, target, next_attempt_at)
+      select id, created_at, 'webhook', 'https://receiver.example/stalled', now() - interval '1 minute'
+      from herald.notifications where id = ${id}`;
     await _attemptAt(admin, "now() - interval '2 minutes'");
     await withApp({}, async (app) => {
       assert.deepEqual(await (await ready(app)).json(), { status: "degraded" });
@@ -178,8 +180,9 @@ Deno.test("health: rows whose lease ran out without a result count as due", asyn
   try {
     await parkPending(admin);
     await _attemptAt(admin, "now()");
-    await admin`insert into herald.deliveries (notification_id, channel, target)
-      values (${id}, 'webhook', 'https://receiver.example/leased')`;
+    await admin`insert into herald.deliveries (notification_id, created_at, channel, target)
+      select id, created_at, 'webhook', 'https://receiver.example/leased'
+      from herald.notifications where id = ${id}`;
     await claimDue(admin, { limit: 1, leaseMs: 1_000, notificationId: id });
     await withApp({}, async (app) => {
       const leased = await (await ready(app, dispatchKey)).json();

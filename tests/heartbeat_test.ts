@@ -19,9 +19,10 @@ async function deliveries(sql: Sql, count: number) {
   const [{ id }] = await sql`insert into herald.notifications (title) values ('heartbeat test')
     returning id`;
   await sql`insert into herald.deliveries
-      (notification_id, recipient_id, channel, device_token_id, target, platform)
-    select ${id}, user_id, 'push', t.id, token, platform from herald.device_tokens t
-    where user_id = ${user.id}`;
+      (notification_id, created_at, recipient_id, channel, device_token_id, target, platform)
+    select n.id, n.created_at, user_id, 'push', t.id, token, platform
+    from herald.device_tokens t, herald.notifications n
+    where t.user_id = ${user.id} and n.id = ${id}`;
   return id as string;
 }
 

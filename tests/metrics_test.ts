@@ -556,6 +556,7 @@ Deno.test("metrics: a latency exactly on a bound counts in that bound's bucket (
       writer,
       claimed.map((c, i) => ({
         id: c.id,
+        createdAt: c.createdAt,
         lease: c.lease,
         attempt: c.attempt,
         status: "sent" as const,

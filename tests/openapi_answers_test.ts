@@ -207,10 +207,10 @@ Deno.test("openapi answers: dispatch (a round, dead letters, replay), health, ho
     const [{ id }] = await sql`
       insert into herald.notifications (title, audience) values ('answers, dead', '{}')
       returning id`;
-    await sql`insert into herald.deliveries
-        (notification_id, recipient_id, channel, platform, target, status, attempts, last_error)
-      values (${id}, ${user.id}, 'push', 'android', ${`answers-dead-${id}`}, 'dead', 8,
-        'UNAVAILABLE')`;
+    await sql`insert into herald.deliveries (notification_id, created_at, recipient_id, channel,
+        platform, target, status, attempts, last_error)
+      select id, created_at, ${user.id}, 'push', 'android', ${`answers-dead-${id}`}, 'dead', 8,
+        'UNAVAILABLE' from herald.notifications where id = ${id}`;
     const page = await call("get", "/dispatch/dead-letters", {
       path: `/dispatch/dead-letters?notification_id=${id}`,
       headers: SERVICE,

@@ -37,12 +37,12 @@ try {
   const [{ id }] = await sql`insert into herald.notifications (title, body, data, overrides)
     values ('bench', 'metrics', '{}', '{}') returning id`;
   await sql`insert into herald.deliveries
-      (notification_id, channel, target, status, attempts, next_attempt_at, lane)
-    select ${id}, (array['push', 'email', 'webhook'])[1 + i % 3], 'bench-target-' || i,
+      (notification_id, created_at, channel, target, status, attempts, next_attempt_at, lane)
+    select n.id, n.created_at, (array['push', 'email', 'webhook'])[1 + i % 3], 'bench-target-' || i,
       case when i % 100 < 80 then 'sent' when i % 100 < 95 then 'pending'
            when i % 100 < 98 then 'dead' else 'failed' end,
       1, now() - make_interval(secs => i % 600), (i / 3) % 3
-    from generate_series(1, ${ROWS}) i`;
+    from generate_series(1, ${ROWS}) i, herald.notifications n where n.id = ${id}`;
   const insertS = (performance.now() - started) / 1000;
   log(`inserted in ${insertS.toFixed(1)} s; vacuum analyze`);
   await sql`vacuum analyze herald.deliveries`;

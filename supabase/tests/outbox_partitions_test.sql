@@ -4,7 +4,7 @@
 -- delivery still scheduled 30 days ahead or in back-off kept until it ends.
 -- Nothing else is lost, and the outbox gauge's counts stay exact.
 begin;
-select plan(22);
+select plan(25);
 
 create temporary table clock on commit drop as
   select (herald.partitioned_since() at time zone 'UTC')::date as since;
@@ -62,6 +62,26 @@ select results_eq($$select c.relname::text collate "default" from herald.deliver
   $$select 'deliveries_p' || to_char(since + d, 'YYYYMMDD')
     from clock, unnest(array[1, 1, 2, 3, 3]) d$$,
   'each delivery lives in its day''s partition');
+
+select throws_ok($$insert into herald.deliveries (notification_id, channel, target, created_at)
+                    values ('00000000-0000-4000-8000-000000000001', 'email', 'x@example.com', now())$$,
+  '23503', null, 'a delivery not created at its notification''s instant is refused (the claim finds notifications by it)');
+select throws_ok($$insert into herald.deliveries (notification_id, channel, target)
+                    values (gen_random_uuid(), 'email', 'x@example.com')$$,
+  '23503', null, 'and one whose notification does not exist, as the foreign key refused it');
+
+-- Deleting a notification deletes its deliveries and their attempts, as the foreign keys did.
+create temporary table doomed (id uuid) on commit drop;
+with n as (insert into herald.notifications (title) values ('to delete') returning id, created_at),
+d as (insert into herald.deliveries (notification_id, created_at, channel, target)
+      select id, created_at, 'email', 'gone@example.com' from n returning id)
+insert into doomed select id from d;
+insert into herald.delivery_attempts (delivery_id, attempt, outcome) select id, 1, 'retry' from doomed;
+delete from herald.notifications where title = 'to delete';
+select is((select count(*)::int from herald.deliveries where id in (select id from doomed))
+          + (select count(*)::int from herald.delivery_attempts
+             where delivery_id in (select id from doomed)),
+  0, 'deleting a notification deletes its deliveries and their attempt log');
 
 create function pg_temp.counts_are_exact() returns boolean language sql as $$
   select not exists (

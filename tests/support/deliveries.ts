@@ -17,6 +17,7 @@ export function claimedDelivery(fields: DeliveryFields = {}): ClaimedDelivery {
   const { notification, ...delivery } = fields;
   return {
     id: "d-1",
+    createdAt: "2026-11-22 12:00:00.000001+00",
     attempt: 1,
     channel: "push",
     target: "device-token",

@@ -166,6 +166,7 @@ function _pushFits(n: PushContent, ctx: z.RefinementCtx): void {
     const size = (overrides: Record<string, unknown>) => {
       const built = buildFcmMessage({
         id: "",
+        createdAt: "",
         attempt: 1,
         channel: "push",
         target: "size-check",

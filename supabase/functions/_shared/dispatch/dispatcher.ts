@@ -274,7 +274,7 @@ function _settleWithoutSending(
   deps: DispatcherDeps,
   now: () => number,
 ): DeliveryResult | undefined {
-  const base = { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
+  const base = _base(delivery);
   const { expiresAt, nowOrNever } = delivery.notification;
   // "Now or never" gets its one attempt however late it is claimed; FCM then
   // delivers it only if the device is reachable at once.
@@ -570,8 +570,11 @@ function _release(sends: TargetSends, delivery: ClaimedDelivery): DeliveryResult
   };
 }
 
-function _base(delivery: ClaimedDelivery): Pick<DeliveryResult, "id" | "lease" | "attempt"> {
-  return { id: delivery.id, lease: delivery.lease, attempt: delivery.attempt };
+function _base(
+  delivery: ClaimedDelivery,
+): Pick<DeliveryResult, "id" | "createdAt" | "lease" | "attempt"> {
+  const { id, createdAt, lease, attempt } = delivery;
+  return { id, createdAt, lease, attempt };
 }
 
 /** The wait a target asked of every caller, if this outcome carries one. */
@@ -602,7 +605,7 @@ function _logFailures(log: Logger, claimed: ClaimedDelivery[], results: Delivery
 }
 
 function _result(
-  base: Pick<DeliveryResult, "id" | "lease" | "attempt">,
+  base: Pick<DeliveryResult, "id" | "createdAt" | "lease" | "attempt">,
   outcome: SendOutcome,
   latencyMs: number | undefined,
   deps: DispatcherDeps,

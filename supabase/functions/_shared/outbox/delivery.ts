@@ -39,6 +39,11 @@ export interface NotificationContent {
 /** A claimed delivery; `lease` fences the write-back against a later claimant. */
 export interface ClaimedDelivery {
   id: string;
+  /**
+   * Its `created_at` as text (exact to the microsecond): the partition key,
+   * which the write-back needs with the id to find the row in one partition.
+   */
+  createdAt: string;
   /** Attempts including this one. */
   attempt: number;
   channel: Channel;

@@ -39,12 +39,12 @@ function _byLane(sql: Sql | Tx, options: ClaimOptions) {
   // a literal, so even a generic plan can use the urgent lanes' partial index.
   const lane = (n: 0 | 1 | 2) =>
     sql`lane${sql.unsafe(String(n))} as materialized (
-      select id, locked_until, ${sql.unsafe(String(n))} as lane, next_attempt_at
+      select id, created_at, locked_until, ${sql.unsafe(String(n))} as lane, next_attempt_at
       from herald.deliveries
       where status = 'pending' and lane = ${sql.unsafe(String(n))} and next_attempt_at <= now()
       order by next_attempt_at limit ${options.limit} for update skip locked)`;
   return sql`${lane(0)}, ${lane(1)}, ${lane(2)}, due as (
-    select id, locked_until as unreported_lease from (
+    select id, created_at, locked_until as unreported_lease from (
       select *, row_number() over (partition by lane order by next_attempt_at) as rank
       from (select * from lane0 union all select * from lane1 union all select * from lane2) l
     ) ranked
@@ -55,7 +55,7 @@ function _byLane(sql: Sql | Tx, options: ClaimOptions) {
 /** One notification's due rows, from its own index (notify's inline first attempt). */
 function _oneNotification(sql: Sql | Tx, options: ClaimOptions) {
   return sql`due as (
-    select id, locked_until as unreported_lease from herald.deliveries
+    select id, created_at, locked_until as unreported_lease from herald.deliveries
     where status = 'pending' and next_attempt_at <= now()
       and notification_id = ${options.notificationId!}
     limit ${options.limit}
@@ -78,8 +78,10 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
           locked_by = ${options.holder ?? null}::uuid,
           updated_at = now()
       from due, herald.notifications n
-      where d.id = due.id and n.id = d.notification_id
-      returning d.id, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
+      -- By (id, created_at): each lookup prunes to one day's partition.
+      where d.id = due.id and d.created_at = due.created_at
+        and n.id = d.notification_id and n.created_at = d.created_at
+      returning d.id, d.created_at::text as row_created_at, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
         d.webhook_endpoint_id, due.unreported_lease, d.locked_until::text as lease,
         case d.channel
           when 'push' then coalesce((select t.disabled_at is not null from herald.device_tokens t
@@ -112,6 +114,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
     select * from claimed`;
   return rows.map((r) => ({
     id: r.id,
+    createdAt: r.row_created_at,
     attempt: r.attempts,
     channel: r.channel,
     target: r.target,
@@ -142,6 +145,8 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
 /** What happened to one claimed delivery. */
 export interface DeliveryResult {
   id: string;
+  /** The claim's `createdAt`: with the id, where the row is. */
+  createdAt: string;
   lease: string;
   attempt: number;
   /** The delivery's new status; `pending` means "try again at nextAttemptAt". */
@@ -184,6 +189,7 @@ export async function recordResults(
   if (results.length === 0) return 0;
   const rows = results.map((r) => ({
     id: r.id,
+    created_at: r.createdAt,
     lease: r.lease,
     attempt: r.attempt,
     status: r.status,
@@ -202,7 +208,7 @@ export async function recordResults(
   const [{ recorded }] = await sql`
     with r as (
       select * from jsonb_to_recordset(${sql.json(rows)}) as r(
-        id uuid, lease timestamptz, attempt integer, status text, outcome text,
+        id uuid, created_at timestamptz, lease timestamptz, attempt integer, status text, outcome text,
         next_attempt_at timestamptz, provider_message_id text, error text,
         status_code integer, error_code text, latency_ms integer, disable_target boolean,
         refund boolean, error_class text)
@@ -218,8 +224,8 @@ export async function recordResults(
           sent_at = case when r.status = 'sent' then now() else d.sent_at end,
           updated_at = now()
       from r, herald.notifications n
-      where d.id = r.id and d.locked_until = r.lease and d.status = 'pending'
-        and n.id = d.notification_id
+      where d.id = r.id and d.created_at = r.created_at and d.locked_until = r.lease
+        and d.status = 'pending' and n.id = d.notification_id and n.created_at = d.created_at
       returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
         r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
         d.channel, r.error_class, r.refund, n.request_id,
