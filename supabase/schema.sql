@@ -58,18 +58,19 @@ CREATE OR REPLACE FUNCTION "herald"."cancel_notification"("p_notification_id" "u
     AS $$
 declare
   cancelled integer;
+  made timestamptz;
 begin
-  if not exists (
-    select 1 from herald.notifications n
-    where n.id = p_notification_id
-      and (herald.is_service() or (n.sender_id is not null and n.sender_id = auth.uid()))
-  ) then
+  select n.created_at into made from herald.notifications n
+  where n.id = p_notification_id
+    and n.created_at >= herald.notification_since(p_notification_id)
+    and (herald.is_service() or (n.sender_id is not null and n.sender_id = auth.uid()));
+  if not found then
     raise exception 'no notification % sent by you', p_notification_id using errcode = 'P0002';
   end if;
   update herald.deliveries d
   set status = 'cancelled', last_error = 'cancelled by the sender', locked_until = null,
     updated_at = now()
-  where d.notification_id = p_notification_id and d.status = 'pending'
+  where d.notification_id = p_notification_id and d.created_at = made and d.status = 'pending'
     and (d.locked_until is null or d.locked_until < now());
   get diagnostics cancelled = row_count;
   return cancelled;
@@ -649,13 +650,16 @@ ALTER FUNCTION "herald"."fold_metric_shards"() OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."is_recipient"("p_notification_id" "uuid") RETURNS boolean
-    LANGUAGE "sql" STABLE SECURITY DEFINER
+    LANGUAGE "plpgsql" STABLE SECURITY DEFINER
     SET "search_path" TO ''
     AS $$
-  select exists (
+begin
+  return exists (
     select 1 from herald.deliveries d
-    where d.notification_id = p_notification_id and d.recipient_id = (select auth.uid())
-  )
+    where d.notification_id = p_notification_id
+      and d.created_at >= herald.notification_since(p_notification_id)
+      and d.recipient_id = (select auth.uid()));
+end;
 $$;
 
 
@@ -663,13 +667,15 @@ ALTER FUNCTION "herald"."is_recipient"("p_notification_id" "uuid") OWNER TO "pos
 
 
 CREATE OR REPLACE FUNCTION "herald"."is_sender"("p_notification_id" "uuid") RETURNS boolean
-    LANGUAGE "sql" STABLE SECURITY DEFINER
+    LANGUAGE "plpgsql" STABLE SECURITY DEFINER
     SET "search_path" TO ''
     AS $$
-  select exists (
+begin
+  return exists (
     select 1 from herald.notifications n
-    where n.id = p_notification_id and n.sender_id = (select auth.uid())
-  )
+    where n.id = p_notification_id and n.created_at >= herald.notification_since(p_notification_id)
+      and n.sender_id = (select auth.uid()));
+end;
 $$;
 
 
@@ -802,6 +808,15 @@ CREATE OR REPLACE FUNCTION "herald"."new_webhook_secret"() RETURNS "text"
 
 
 ALTER FUNCTION "herald"."new_webhook_secret"() OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."notification_since"("p_id" "uuid") RETURNS timestamp with time zone
+    LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
+    SET "search_path" TO ''
+    AS $$ select coalesce(date_trunc('milliseconds', herald.uuid_v7_time(p_id)), '-infinity') $$;
+
+
+ALTER FUNCTION "herald"."notification_since"("p_id" "uuid") OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."notifications_deleted"() RETURNS "trigger"
@@ -1127,7 +1142,8 @@ begin
       updated_at = now()
   where d.status = any (p_statuses)
     and (p_delivery_ids is null or d.id = any (p_delivery_ids))
-    and (p_notification_id is null or d.notification_id = p_notification_id);
+    and (p_notification_id is null or (d.notification_id = p_notification_id
+         and d.created_at >= herald.notification_since(p_notification_id)));
   get diagnostics replayed = row_count;
   if replayed > 0 then
     perform pg_notify('herald_outbox', '');

@@ -58,6 +58,7 @@ function _oneNotification(sql: Sql | Tx, options: ClaimOptions) {
     select id, created_at, locked_until as unreported_lease from herald.deliveries
     where status = 'pending' and next_attempt_at <= now()
       and notification_id = ${options.notificationId!}
+      and created_at >= herald.notification_since(${options.notificationId!})
     limit ${options.limit}
     for update skip locked)`;
 }

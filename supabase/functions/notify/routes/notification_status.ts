@@ -38,10 +38,11 @@ export function notificationStatusRoutes(
           count(d.id) filter (where d.status = 'cancelled')::int as cancelled,
           count(d.id) filter (where d.status = 'dead')::int as dead
         from herald.notifications n
-        left join herald.deliveries d on d.notification_id = n.id
+        left join herald.deliveries d on d.notification_id = n.id and d.created_at = n.created_at
         -- Progress is the sender's: a recipient (RLS lets them see the
         -- notification) would count only their own deliveries.
-        where n.id = ${id} and (herald.is_service() or n.sender_id = auth.uid())
+        where n.id = ${id} and n.created_at >= herald.notification_since(${id})
+          and (herald.is_service() or n.sender_id = auth.uid())
         group by n.id, n.audience, n.created_at, n.send_at`, "read");
     if (!job) throw await _notFound(sql, c.get("caller"), id);
     const { total, pending, sent, failed, expired, cancelled, dead, ...rest } = job;
@@ -64,8 +65,8 @@ export function notificationStatusRoutes(
       tx`
         select n.id, n.sender_id, n.title, n.body, n.image, n.data, n.category, n.priority,
           n.critical, n.overrides, n.send_at, n.expires_at, n.audience, n.request_id, n.created_at,
-          (select count(*)::int from herald.deliveries d where d.notification_id = n.id)
-            as delivery_count,
+          (select count(*)::int from herald.deliveries d
+           where d.notification_id = n.id and d.created_at = n.created_at) as delivery_count,
           coalesce((
             select jsonb_agg(jsonb_build_object(
               'id', d.id, 'recipient_id', d.recipient_id, 'channel', d.channel,
@@ -79,14 +80,17 @@ export function notificationStatusRoutes(
                   'status_code', a.status_code, 'error_code', a.error_code,
                   'error', a.error, 'latency_ms', a.latency_ms, 'request_id', a.request_id)
                   order by a.id)
-                from herald.delivery_attempts a where a.delivery_id = d.id), '[]'::jsonb)
+                from herald.delivery_attempts a
+                where a.delivery_id = d.id and a.at >= d.created_at), '[]'::jsonb)
             ) order by d.created_at, d.id)
             from (select d.id, d.recipient_id, d.channel, d.platform, d.status, d.attempts,
                     d.next_attempt_at, d.last_error, d.provider_message_id, d.sent_at, d.created_at
-                  from herald.deliveries d where d.notification_id = n.id
+                  from herald.deliveries d
+                  where d.notification_id = n.id and d.created_at = n.created_at
                   order by d.created_at, d.id limit 1000) d), '[]'::jsonb) as deliveries
         from herald.notifications n
-        where n.id = ${id}`, "read");
+        -- Its days only: the id says when it was made (herald.notification_since).
+        where n.id = ${id} and n.created_at >= herald.notification_since(${id})`, "read");
     if (!notification) throw await _notFound(sql, c.get("caller"), id);
     return c.json(notification);
   });

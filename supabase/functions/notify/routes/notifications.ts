@@ -305,7 +305,9 @@ async function _attemptInline(
       last_error,
       case when status = 'pending' and locked_until is null then next_attempt_at end
         as next_attempt_at
-    from herald.deliveries where notification_id = ${notificationId}
+    from herald.deliveries
+    where notification_id = ${notificationId}
+      and created_at >= herald.notification_since(${notificationId})
     order by created_at, id`;
 }
 
