@@ -43,6 +43,22 @@ $$;
 ALTER FUNCTION "herald"."can_notify"("p_sender" "uuid", "p_recipient" "uuid") OWNER TO "postgres";
 
 
+CREATE OR REPLACE FUNCTION "herald"."can_see_delivery"("p_delivery_id" "uuid", "p_at" timestamp with time zone) RETURNS boolean
+    LANGUAGE "plpgsql" STABLE SECURITY DEFINER
+    SET "search_path" TO ''
+    AS $$
+begin
+  return exists (
+    select 1 from herald.deliveries d
+    where d.id = p_delivery_id and d.created_at <= p_at
+      and (d.recipient_id = (select auth.uid()) or herald.is_sender(d.notification_id)));
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."can_see_delivery"("p_delivery_id" "uuid", "p_at" timestamp with time zone) OWNER TO "postgres";
+
+
 CREATE OR REPLACE FUNCTION "herald"."can_subscribe"("p_user" "uuid", "p_topic" "text") RETURNS boolean
     LANGUAGE "sql" STABLE
     SET "search_path" TO ''
@@ -2388,9 +2404,7 @@ ALTER TABLE "herald"."deliveries_legacy" ENABLE ROW LEVEL SECURITY;
 ALTER TABLE "herald"."delivery_attempts" ENABLE ROW LEVEL SECURITY;
 
 
-CREATE POLICY "delivery_attempts: whoever sees the delivery can select" ON "herald"."delivery_attempts" FOR SELECT TO "authenticated" USING ((EXISTS ( SELECT 1
-   FROM "herald"."deliveries" "d"
-  WHERE ("d"."id" = "delivery_attempts"."delivery_id"))));
+CREATE POLICY "delivery_attempts: whoever sees the delivery can select" ON "herald"."delivery_attempts" FOR SELECT TO "authenticated" USING ("herald"."can_see_delivery"("delivery_id", "at"));
 
 
 
@@ -2538,6 +2552,11 @@ GRANT USAGE ON SCHEMA "herald" TO "service_role";
 
 GRANT ALL ON FUNCTION "herald"."can_notify"("p_sender" "uuid", "p_recipient" "uuid") TO "authenticated";
 GRANT ALL ON FUNCTION "herald"."can_notify"("p_sender" "uuid", "p_recipient" "uuid") TO "service_role";
+
+
+
+REVOKE ALL ON FUNCTION "herald"."can_see_delivery"("p_delivery_id" "uuid", "p_at" timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION "herald"."can_see_delivery"("p_delivery_id" "uuid", "p_at" timestamp with time zone) TO "authenticated";
 
 
 
