@@ -84,18 +84,20 @@ async function fillHistory() {
             from generate_series(0, ${perDay - 1}) i) s`;
     await sql`
       with tokens as materialized (
-        select array_agg(id) as ids, array_agg(user_id) as users, array_agg(token) as tokens,
-          count(*)::int as n from herald.device_tokens)
+        select row_number() over (order by id) - 1 as j, id, user_id, token
+        from herald.device_tokens
+      ), n_tokens as (select count(*)::int as n from tokens)
       insert into herald.deliveries (notification_id, recipient_id, channel, device_token_id,
         target, platform, status, attempts, next_attempt_at, created_at, updated_at, sent_at,
         provider_message_id, last_error)
-      select n.id, k.users[j], 'push', k.ids[j], k.tokens[j], 'android', s.status, 1,
+      select n.id, t.user_id, 'push', t.id, t.token, 'android', s.status, 1,
         n.created_at, n.created_at, n.created_at + interval '1 second',
         case when s.status = 'sent' then n.created_at + interval '1 second' end,
         case when s.status = 'sent' then 'projects/bench/messages/' || n.id || '-' || m end,
         case when s.status <> 'sent' then 'UNREGISTERED' end
-      from herald.notifications n, tokens k, generate_series(1, 10) m,
-        lateral (select 1 + abs(hashint4(m) # hashtext(n.id::text)) % k.n as j) r,
+      from herald.notifications n, n_tokens k, generate_series(1, 10) m,
+        lateral (select abs(hashint4(m) # hashtext(n.id::text)) % k.n as j) r
+        join tokens t on t.j = r.j,
         lateral (select case when m = 10 and r.j % 25 = 0 then 'dead'
                              when m = 10 and r.j % 25 = 1 then 'failed'
                              when m = 10 and r.j % 50 = 2 then 'expired'
