@@ -78,11 +78,11 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
           next_attempt_at = now() + make_interval(secs => ${options.leaseMs / 1000}),
           locked_by = ${options.holder ?? null}::uuid,
           updated_at = now()
-      from due, herald.notifications n
+      from due
       -- By (id, created_at): each lookup prunes to one day's partition.
       where d.id = due.id and d.created_at = due.created_at
-        and n.id = d.notification_id and n.created_at = d.created_at
-      returning d.id, d.created_at::text as row_created_at, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
+      returning d.id, d.created_at::text as row_created_at, d.created_at as made,
+        d.notification_id as of_notification, d.attempts, d.channel, d.target, d.platform, d.recipient_id,
         d.webhook_endpoint_id, due.unreported_lease, d.locked_until::text as lease,
         case d.channel
           when 'push' then coalesce((select t.disabled_at is not null from herald.device_tokens t
@@ -100,9 +100,16 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
                     case when e.previous_secret_expires_at > now() then e.previous_secret end],
                     null))
            from herald.webhook_endpoints e where e.id = d.webhook_endpoint_id)
-        end as secrets,
-        n.id as notification_id, n.title, n.body, n.image, n.data, n.category, n.priority,
-        n.overrides, n.expires_at, n.now_or_never, n.validate_only, n.created_at, n.request_id
+        end as secrets
+    ), content as (
+      -- Each notification by (id, created_at), one lookup per row: a join
+      -- would let the planner match every notification's created_at first.
+      select c.*, n.id as notification_id, n.title, n.body, n.image, n.data, n.category,
+        n.priority, n.overrides, n.expires_at, n.now_or_never, n.validate_only, n.created_at,
+        n.request_id
+      from claimed c cross join lateral (
+        select * from herald.notifications n
+        where n.id = c.of_notification and n.created_at = c.made limit 1) n
     ), unreported as (
       -- A lease that ran out without a write-back: that attempt's outcome is
       -- unknown (the provider may have received it), and the log says so.
@@ -110,9 +117,9 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       select c.id, c.attempts - 1, 'unknown',
         'the dispatcher holding this attempt never reported its outcome (it stopped, went ' ||
         'silent or overran its lease); the receiver may have got it', c.request_id
-      from claimed c where c.unreported_lease is not null
+      from content c where c.unreported_lease is not null
     )
-    select * from claimed`;
+    select * from content`;
   return rows.map((r) => ({
     id: r.id,
     createdAt: r.row_created_at,
@@ -213,7 +220,7 @@ export async function recordResults(
         next_attempt_at timestamptz, provider_message_id text, error text,
         status_code integer, error_code text, latency_ms integer, disable_target boolean,
         refund boolean, error_class text)
-    ), updated as (
+    ), written as (
       update herald.deliveries d
       set status = r.status,
           attempts = d.attempts - r.refund::integer,
@@ -224,14 +231,20 @@ export async function recordResults(
           provider_message_id = coalesce(r.provider_message_id, d.provider_message_id),
           sent_at = case when r.status = 'sent' then now() else d.sent_at end,
           updated_at = now()
-      from r, herald.notifications n
+      from r
       where d.id = r.id and d.created_at = r.created_at and d.locked_until = r.lease
-        and d.status = 'pending' and n.id = d.notification_id and n.created_at = d.created_at
+        and d.status = 'pending'
       returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
         r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
-        d.channel, r.error_class, r.refund, n.request_id,
+        d.channel, r.error_class, r.refund, d.notification_id, d.created_at
+    ), updated as (
+      -- Each notification by (id, created_at), one lookup per row (see claimDue).
+      select w.*, n.request_id,
         -- When the delivery was first due: enqueued, or the requested send time.
-        greatest(d.created_at, n.send_at) as due_from
+        greatest(w.created_at, n.send_at) as due_from
+      from written w cross join lateral (
+        select n.request_id, n.send_at from herald.notifications n
+        where n.id = w.notification_id and n.created_at = w.created_at limit 1) n
     ), logged as (
       insert into herald.delivery_attempts
         (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms, request_id)
