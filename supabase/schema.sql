@@ -830,7 +830,6 @@ ALTER FUNCTION "herald"."new_webhook_secret"() OWNER TO "postgres";
 
 CREATE OR REPLACE FUNCTION "herald"."notification_since"("p_id" "uuid") RETURNS timestamp with time zone
     LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
-    SET "search_path" TO ''
     AS $$ select coalesce(date_trunc('milliseconds', herald.uuid_v7_time(p_id)), '-infinity') $$;
 
 
@@ -858,7 +857,6 @@ ALTER FUNCTION "herald"."notifications_deleted"() OWNER TO "postgres";
 
 CREATE OR REPLACE FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zone) RETURNS "date"
     LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
-    SET "search_path" TO ''
     AS $$
   select case when p_created_at < herald.partitioned_since() then '-infinity'::date
     else (p_created_at at time zone 'UTC')::date end
@@ -874,7 +872,6 @@ COMMENT ON FUNCTION "herald"."outbox_day"("p_created_at" timestamp with time zon
 
 CREATE OR REPLACE FUNCTION "herald"."partitioned_since"() RETURNS timestamp with time zone
     LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
-    SET "search_path" TO ''
     AS $$ select '2000-01-01 00:00:00+00'::timestamptz $$;
 
 
@@ -1407,7 +1404,6 @@ COMMENT ON FUNCTION "herald"."uuid_v7"("p_at" timestamp with time zone) IS 'A UU
 
 CREATE OR REPLACE FUNCTION "herald"."uuid_v7_time"("p_id" "uuid") RETURNS timestamp with time zone
     LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
-    SET "search_path" TO ''
     AS $$
   select case when substr(p_id::text, 15, 1) = '7' then
     to_timestamp((('x' || substr(replace(p_id::text, '-', ''), 1, 12))::bit(48)::bigint) / 1000.0)

@@ -57,7 +57,7 @@ async function partitionedFor31Days() {
     // Immutable by contract: pinned to its value now, as the migration writes it.
     const [{ since }] = await tx`select herald.partitioned_since()::text as since`;
     await tx.unsafe(`create or replace function herald.partitioned_since() returns timestamptz
-      language sql immutable parallel safe set search_path = ''
+      language sql immutable parallel safe
       as $$ select '${since}'::timestamptz $$`);
     for (const table of ["notifications", "deliveries", "delivery_attempts"]) {
       await tx.unsafe(`create table herald.${table}_legacy
