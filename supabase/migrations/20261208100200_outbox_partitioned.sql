@@ -207,14 +207,28 @@ $$;
 comment on function herald.outbox_day(timestamptz) is
   'The day partition a created_at falls in (-infinity: the legacy partition).';
 
+-- The insert branch also holds what the dropped foreign key to notifications
+-- held, and more: a delivery's created_at is its notification's (see
+-- 20261208100400).
 create or replace function herald.deliveries_counted() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
 declare
   cancelled boolean;
+  orphan uuid;
 begin
   -- Each branch names only the transition tables its event has.
   if tg_op = 'INSERT' then
+    -- Per notification, not per row: a fan-out's 100,000 rows ask once.
+    select d.notification_id into orphan
+    from (select distinct r.notification_id, r.created_at from new_rows r) d
+    where not exists (select 1 from herald.notifications n
+                      where n.id = d.notification_id and n.created_at = d.created_at)
+    limit 1;
+    if found then
+      raise exception 'a delivery must belong to a notification created at the same instant (notification %)',
+        orphan using errcode = '23503';
+    end if;
     insert into herald.delivery_status_counts as c (channel, lane, status, day, shard, n)
     select channel, lane, status, herald.outbox_day(created_at), pg_backend_pid(), count(*)
     from new_rows
