@@ -98,9 +98,13 @@ ALTER FUNCTION "herald"."cancel_notification"("p_notification_id" "uuid") OWNER 
 
 
 CREATE OR REPLACE FUNCTION "herald"."channel_names"() RETURNS "text"[]
-    LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
+    LANGUAGE "plpgsql" IMMUTABLE PARALLEL SAFE
     SET "search_path" TO ''
-    AS $$ select array['push', 'email', 'webhook'] $$;
+    AS $$
+begin
+  return array['push', 'email', 'webhook'];
+end;
+$$;
 
 
 ALTER FUNCTION "herald"."channel_names"() OWNER TO "postgres";
@@ -449,6 +453,22 @@ ALTER FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text"
 CREATE OR REPLACE FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text" DEFAULT NULL::"text", "p_topic" "text" DEFAULT NULL::"text") RETURNS TABLE("notification_id" "uuid", "deliveries" integer, "denied" "uuid"[], "denied_count" integer)
     LANGUAGE "plpgsql" SECURITY DEFINER
     SET "search_path" TO ''
+    AS $$
+begin
+  return query
+  select e.notification_id, e.deliveries, e.denied, e.denied_count
+  from herald.enqueue_and_claim(p_recipients, p_content, p_request_id, p_topic) e;
+end;
+$$;
+
+
+ALTER FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text") OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."enqueue_and_claim"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text" DEFAULT NULL::"text", "p_topic" "text" DEFAULT NULL::"text", "p_inline_lease" interval DEFAULT NULL::interval, "p_inline_max" integer DEFAULT 10) RETURNS TABLE("notification_id" "uuid", "deliveries" integer, "denied" "uuid"[], "denied_count" integer, "claimed" "jsonb")
+    LANGUAGE "plpgsql" SECURITY DEFINER
+    SET "search_path" TO ''
+    SET "plan_cache_mode" TO 'force_generic_plan'
     AS $_$
 #variable_conflict use_column
 declare
@@ -475,6 +495,17 @@ begin
   if not v_service and p_content -> 'overrides' ? 'email' then
     raise exception 'only the service role may set an e-mail''s subject or HTML (overrides.email)'
       using errcode = '42501';
+  end if;
+  -- Claiming is the dispatcher's: the login (not the role a request switched
+  -- to) must be one that may update the outbox.
+  if p_inline_lease is not null
+     and not has_table_privilege(session_user, 'herald.deliveries', 'UPDATE') then
+    raise exception 'only the dispatcher''s login may claim deliveries for an inline attempt'
+      using errcode = '42501';
+  end if;
+  if p_inline_lease <= interval '0' or p_inline_lease > interval '1 hour' then
+    raise exception 'an inline lease is more than 0 and at most an hour (HERALD_LEASE_MS)'
+      using errcode = '22023';
   end if;
   perform herald.check_content(p_content, p_recipients);
   v_critical := coalesce((p_content ->> 'critical')::boolean, false);
@@ -508,7 +539,6 @@ begin
       using errcode = '22023';
   end if;
 
-  return query
   with audience as materialized (
     select a.user_id, herald.can_notify(sender, a.user_id) as allowed
     from (
@@ -541,7 +571,8 @@ begin
         'targets', nullif(jsonb_array_length(v_targets), 0)))
     where exists (select 1 from audience where allowed) or jsonb_array_length(v_targets) > 0
       or p_topic is not null
-    returning id
+    returning id, title, body, image, data, category, priority, overrides, expires_at,
+      now_or_never, validate_only, created_at, request_id
   ), allowed as materialized (
     -- An array, looked up with "= any": a join against the audience let the
     -- planner (or a cached generic plan) scan every device token per call.
@@ -593,28 +624,59 @@ begin
     left join herald.webhook_endpoints e on x.channel = 'webhook' and e.id = x.endpoint_id
     where coalesce(x.token, x.topic, x.condition, x.address, e.url) is not null
       and tok.disabled_at is null
+  ), inline as (
+    -- Claimed as they are written when the caller attempts them inline: every
+    -- one of at most p_inline_max, each only if due now. The claim's update,
+    -- in one statement less.
+    select p_inline_lease is not null and (select count(*) from wanted) <= p_inline_max as claim
   ), created as (
     insert into herald.deliveries
       (notification_id, recipient_id, channel, device_token_id, webhook_endpoint_id, target,
-       platform, next_attempt_at, lane)
+       platform, next_attempt_at, lane, attempts, locked_until)
     select n.id, w.user_id, w.channel, w.device_token_id, w.webhook_endpoint_id, w.target,
-      w.platform, w.due_at, v_lane
-    from notification n, wanted w
-    returning 1
+      w.platform, case when c.now then now() + p_inline_lease else w.due_at end, v_lane,
+      c.now::integer, case when c.now then now() + p_inline_lease end
+    from notification n, wanted w, inline i,
+      lateral (select i.claim and w.due_at <= now() as now) c
+    returning id, created_at, channel, target, platform, recipient_id, webhook_endpoint_id,
+      attempts, locked_until
   )
   select
     (select n.id from notification n),
     (select count(*)::integer from created),
     coalesce((select array_agg(d.user_id) from (
       select a.user_id from audience a where not a.allowed limit 1000) d), '{}'),
-    (select count(*)::integer from audience a where not a.allowed);
+    (select count(*)::integer from audience a where not a.allowed),
+    -- What claimDue answers for each row, as JSON.
+    (select jsonb_agg(jsonb_build_object(
+        'id', d.id, 'row_created_at', d.created_at::text, 'attempts', d.attempts,
+        'channel', d.channel, 'target', d.target, 'platform', d.platform,
+        'recipient_id', d.recipient_id, 'webhook_endpoint_id', d.webhook_endpoint_id,
+        'lease', d.locked_until::text,
+        -- Its token or endpoint was enabled a moment ago (wanted's filters).
+        'target_disabled', false,
+        'secrets', (select to_jsonb(array_remove(array[e.secret,
+                      case when e.previous_secret_expires_at > now() then e.previous_secret end],
+                      null))
+                    from herald.webhook_endpoints e
+                    where d.channel = 'webhook' and e.id = d.webhook_endpoint_id),
+        'notification_id', n.id, 'title', n.title, 'body', n.body, 'image', n.image,
+        'data', n.data, 'category', n.category, 'priority', n.priority,
+        'overrides', n.overrides, 'expires_at', n.expires_at, 'now_or_never', n.now_or_never,
+        'validate_only', n.validate_only, 'created_at', n.created_at, 'request_id', n.request_id))
+     from created d, notification n where d.locked_until is not null)
+  into notification_id, deliveries, denied, denied_count, claimed;
 
-  perform pg_notify('herald_outbox', '');
+  -- Dispatchers are woken only for what the inline attempt left them.
+  if deliveries > coalesce(jsonb_array_length(claimed), 0) then
+    perform pg_notify('herald_outbox', '');
+  end if;
+  return next;
 end;
 $_$;
 
 
-ALTER FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text") OWNER TO "postgres";
+ALTER FUNCTION "herald"."enqueue_and_claim"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text", "p_inline_lease" interval, "p_inline_max" integer) OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."fold_metric_shards"() RETURNS integer
@@ -701,15 +763,17 @@ ALTER FUNCTION "herald"."is_sender"("p_notification_id" "uuid") OWNER TO "postgr
 
 
 CREATE OR REPLACE FUNCTION "herald"."is_service"() RETURNS boolean
-    LANGUAGE "sql" STABLE
+    LANGUAGE "plpgsql" STABLE
     SET "search_path" TO ''
     AS $$
-  select case
+begin
+  return case
     when current_setting('role') = 'service_role' then true
     when current_setting('role') in ('anon', 'authenticated') then false
     when session_user::text in ('anon', 'authenticated', 'authenticator') then false
     else coalesce(nullif(auth.role(), ''), 'service_role') = 'service_role'
-  end
+  end;
+end;
 $$;
 
 
@@ -830,7 +894,11 @@ ALTER FUNCTION "herald"."new_webhook_secret"() OWNER TO "postgres";
 
 CREATE OR REPLACE FUNCTION "herald"."notification_since"("p_id" "uuid") RETURNS timestamp with time zone
     LANGUAGE "sql" IMMUTABLE PARALLEL SAFE
-    AS $$ select coalesce(date_trunc('milliseconds', herald.uuid_v7_time(p_id)), '-infinity') $$;
+    AS $$
+  select coalesce(
+    date_trunc('milliseconds', herald.uuid_v7_time(p_id) at time zone 'UTC') at time zone 'UTC',
+    '-infinity')
+$$;
 
 
 ALTER FUNCTION "herald"."notification_since"("p_id" "uuid") OWNER TO "postgres";
@@ -1387,7 +1455,6 @@ ALTER FUNCTION "herald"."touch_retention"() OWNER TO "postgres";
 
 CREATE OR REPLACE FUNCTION "herald"."uuid_v7"("p_at" timestamp with time zone DEFAULT "now"()) RETURNS "uuid"
     LANGUAGE "sql" PARALLEL SAFE
-    SET "search_path" TO ''
     AS $$
   select encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
     placing substring(int8send(floor(extract(epoch from p_at) * 1000)::bigint) from 3)
@@ -2615,6 +2682,12 @@ REVOKE ALL ON FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance
 REVOKE ALL ON FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text") FROM PUBLIC;
 GRANT ALL ON FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text") TO "authenticated";
 GRANT ALL ON FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text") TO "service_role";
+
+
+
+REVOKE ALL ON FUNCTION "herald"."enqueue_and_claim"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text", "p_inline_lease" interval, "p_inline_max" integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION "herald"."enqueue_and_claim"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text", "p_inline_lease" interval, "p_inline_max" integer) TO "authenticated";
+GRANT ALL ON FUNCTION "herald"."enqueue_and_claim"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text", "p_topic" "text", "p_inline_lease" interval, "p_inline_max" integer) TO "service_role";
 
 
 

@@ -120,34 +120,43 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
       from content c where c.unreported_lease is not null
     )
     select * from content`;
-  return rows.map((r) => ({
-    id: r.id,
-    createdAt: r.row_created_at,
-    attempt: r.attempts,
-    channel: r.channel,
-    target: r.target,
-    platform: r.platform,
-    recipientId: r.recipient_id,
-    webhookEndpointId: r.webhook_endpoint_id,
-    targetDisabled: r.target_disabled,
-    secrets: r.secrets ?? [],
-    lease: r.lease,
+  return rows.map(claimedDelivery);
+}
+
+/**
+ * A claimed row as the dispatcher sees it: a row of claimDue, or an element
+ * of the `claimed` JSON that herald.enqueue returns for an inline attempt
+ * (its times arrive as text there).
+ */
+export function claimedDelivery(r: Record<string, unknown>): ClaimedDelivery {
+  return {
+    id: r.id as string,
+    createdAt: r.row_created_at as string,
+    attempt: r.attempts as number,
+    channel: r.channel as ClaimedDelivery["channel"],
+    target: r.target as string,
+    platform: r.platform as ClaimedDelivery["platform"],
+    recipientId: r.recipient_id as string | null,
+    webhookEndpointId: r.webhook_endpoint_id as string | null,
+    targetDisabled: r.target_disabled as boolean,
+    secrets: (r.secrets as string[] | null) ?? [],
+    lease: r.lease as string,
     notification: {
-      id: r.notification_id,
-      title: r.title,
-      body: r.body,
-      image: r.image,
-      data: r.data,
-      category: r.category,
-      priority: r.priority,
-      overrides: r.overrides,
-      expiresAt: r.expires_at,
-      nowOrNever: r.now_or_never,
-      validateOnly: r.validate_only,
-      createdAt: r.created_at,
-      requestId: r.request_id,
+      id: r.notification_id as string,
+      title: r.title as string | null,
+      body: r.body as string | null,
+      image: r.image as string | null,
+      data: r.data as Record<string, string>,
+      category: r.category as string | null,
+      priority: r.priority as "normal" | "high",
+      overrides: r.overrides as ClaimedDelivery["notification"]["overrides"],
+      expiresAt: r.expires_at == null ? null : new Date(r.expires_at as string | Date),
+      nowOrNever: r.now_or_never as boolean,
+      validateOnly: r.validate_only as boolean,
+      createdAt: new Date(r.created_at as string | Date),
+      requestId: r.request_id as string | null,
     },
-  }));
+  };
 }
 
 /** What happened to one claimed delivery. */
@@ -213,6 +222,7 @@ export async function recordResults(
     error_class: errorClass(r.outcome, r.errorCode),
   }));
   const instance = options.instance ?? "";
+  const span = _span(results.map((r) => r.createdAt));
   const [{ recorded }] = await sql`
     with r as (
       select * from jsonb_to_recordset(${sql.json(rows)}) as r(
@@ -232,7 +242,12 @@ export async function recordResults(
           sent_at = case when r.status = 'sent' then now() else d.sent_at end,
           updated_at = now()
       from r
-      where d.id = r.id and d.created_at = r.created_at and d.locked_until = r.lease
+      -- The ids and the span of days as parameters as well: whatever the plan
+      -- thinks of r, the rows are found through the primary keys of the days
+      -- the batch spans, the other partitions pruned before the plan runs.
+      where d.id = any(${results.map((r) => r.id)}::uuid[])
+        and d.created_at between ${span.from}::timestamptz and ${span.to}::timestamptz
+        and d.id = r.id and d.created_at = r.created_at and d.locked_until = r.lease
         and d.status = 'pending'
       returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
         r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
@@ -318,6 +333,20 @@ export async function recordResults(
     )
     select count(*)::integer as recorded from updated`;
   return recorded;
+}
+
+/**
+ * The earliest and latest of `createdAt` texts (Postgres's ISO output, e.g.
+ * `2026-12-07 14:01:46.626562+00`) to the millisecond, widened to whole
+ * milliseconds; unbounded if one cannot be read.
+ */
+function _span(createdAt: string[]): { from: string; to: string } {
+  const ms = createdAt.map((t) => Date.parse(t.replace(" ", "T").replace(/([+-]\d\d)$/, "$1:00")));
+  if (ms.some(Number.isNaN)) return { from: "-infinity", to: "infinity" };
+  return {
+    from: new Date(Math.min(...ms)).toISOString(),
+    to: new Date(Math.max(...ms) + 1).toISOString(),
+  };
 }
 
 /** Histogram bounds negated, ascending: what `width_bucket` needs to count the bounds below a value. */

@@ -13,7 +13,7 @@ import { INLINE_SEND_DEFAULTS } from "../../_shared/config.ts";
 import { databaseUnavailable } from "../../_shared/db/unavailable.ts";
 import { dispatchBatch } from "../../_shared/dispatch/dispatcher.ts";
 import type { ClaimedDelivery } from "../../_shared/outbox/delivery.ts";
-import { claimDue } from "../../_shared/outbox/outbox.ts";
+import { claimedDelivery } from "../../_shared/outbox/outbox.ts";
 import { type AppEnv, publicBase, readJson } from "../../_shared/http/app.ts";
 import type { Answer } from "../../_shared/http/openapi.ts";
 import { Problem } from "../../_shared/http/problem.ts";
@@ -36,6 +36,8 @@ interface Enqueued {
   deliveries: number;
   denied: string[];
   denied_count: number;
+  /** The deliveries claimed for the inline attempt, as claimDue's rows. */
+  claimed: Record<string, unknown>[] | null;
 }
 
 /** The notification routes, mounted at the function's root. */
@@ -119,31 +121,20 @@ async function _acceptAndClaim(
 ) {
   const { user_ids: userIds = [], targets, ...content } = input;
   const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
+  // Claimed as enqueue writes them: no dispatcher woken by the commit can
+  // take them from the inline attempt.
+  const claim = deps.dispatcher && due
+    ? { leaseMs: deps.dispatcher.leaseMs ?? 60_000, max: inline.maxDeliveries }
+    : undefined;
   return await asCaller(deps.sql, c.get("caller"), async (tx) => {
     const accepted = await _acceptOnce(
       tx,
       idempotent,
-      () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId")),
+      () => _enqueue(tx, userIds, { ...content, targets }, c.get("requestId"), undefined, claim),
       `${publicBase(c)}/notifications`,
     );
     if (accepted.replayed) return accepted;
-    const { enqueued } = accepted;
-    let claimed: ClaimedDelivery[] = [];
-    const inlineable = enqueued.deliveries > 0 && enqueued.deliveries <= inline.maxDeliveries;
-    if (deps.dispatcher && due && inlineable) {
-      // Claiming writes the outbox, which only the dispatcher may: our code,
-      // not the caller's. Back to the dispatcher's own role, in the same
-      // round trip as the claim.
-      const asDispatcher = tx`select set_config('role', 'none', true)`.execute();
-      asDispatcher.catch(() => {}); // a failure surfaces through the claim and the await below
-      claimed = await claimDue(tx, {
-        limit: inline.maxDeliveries,
-        leaseMs: deps.dispatcher.leaseMs ?? 60_000,
-        notificationId: enqueued.notification_id!,
-      });
-      await asDispatcher;
-    }
-    return { ...accepted, claimed };
+    return { ...accepted, claimed: (accepted.enqueued.claimed ?? []).map(claimedDelivery) };
   }).catch(_sqlToProblem);
 }
 
@@ -192,12 +183,13 @@ async function _enqueue(
   content: Record<string, unknown>,
   requestId: string,
   topic?: string,
+  claim?: { leaseMs: number; max: number },
 ): Promise<Enqueued> {
   const [row] = await tx`
-    select notification_id, deliveries, denied, denied_count
-    from herald.enqueue(${userIds}::uuid[], ${tx.json(content as never)}, ${requestId}, ${
+    select notification_id, deliveries, denied, denied_count, claimed
+    from herald.enqueue_and_claim(${userIds}::uuid[], ${tx.json(content as never)}, ${requestId}, ${
     topic ?? null
-  })`;
+  }, ${claim ? `${claim.leaseMs} milliseconds` : null}::interval, ${claim?.max ?? null})`;
   return row as Enqueued;
 }
 
