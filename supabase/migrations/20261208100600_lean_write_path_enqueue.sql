@@ -28,8 +28,9 @@
 --    Postgres planned its main statement again on every call: over the
 --    day-partitioned outbox a generic plan costs more on paper than a custom
 --    one, so it was never picked, and planning was half of notify's Postgres
---    time. Herald's own connections set the same (db/sessions.ts); this is
---    for callers that do not (SQL, hook rules through PostgREST).
+--    time. A topic's subscribers are read apart, by a statement planned for
+--    that topic: under one plan for every topic, a few large topics made every
+--    notify scan all subscriptions.
 
 create or replace function herald.notification_since(p_id uuid) returns timestamptz
 language sql immutable parallel safe
@@ -94,6 +95,7 @@ declare
   v_send_at timestamptz;
   -- Deliveries are due from here: now, or the requested send time.
   v_starts_at timestamptz;
+  v_subscribers uuid[] := '{}';
 begin
   if not v_service and sender is null then
     raise exception 'enqueue needs a signed-in user or the service role' using errcode = '42501';
@@ -148,12 +150,20 @@ begin
       using errcode = '22023';
   end if;
 
+  if p_topic is not null then
+    -- Planned for this topic (dynamic SQL is): under a plan made once for
+    -- every topic, a few large topics would make every call scan them all.
+    execute 'select coalesce(array_agg(s.user_id), ''{}'') from herald.topic_subscriptions s
+             where s.topic = $1'
+      into v_subscribers using p_topic;
+  end if;
+
   with audience as materialized (
     select a.user_id, herald.can_notify(sender, a.user_id) as allowed
     from (
       select r as user_id from unnest(coalesce(p_recipients, '{}')) r
       union
-      select s.user_id from herald.topic_subscriptions s where s.topic = p_topic
+      select r from unnest(v_subscribers) r
     ) a
   ), notification as (
     insert into herald.notifications

@@ -52,12 +52,6 @@ export function createSql(options: SqlOptions): Sql {
     connection: {
       application_name: options.applicationName,
       statement_timeout: statementTimeoutMs,
-      // Each prepared statement planned once per connection. Left to choose,
-      // Postgres re-plans statements over the day-partitioned outbox on
-      // every call (a generic plan there costs more than a custom one, so
-      // it is never picked), which was half of notify's Postgres time; the
-      // partitions a call does not need are pruned when the plan starts.
-      plan_cache_mode: "force_generic_plan",
     },
   });
   deadlines.set(sql, statementTimeoutMs + DEADLINE_MARGIN_MS);

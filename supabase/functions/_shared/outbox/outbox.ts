@@ -223,7 +223,15 @@ export async function recordResults(
   }));
   const instance = options.instance ?? "";
   const span = _span(results.map((r) => r.createdAt));
-  const [{ recorded }] = await sql`
+  const [{ recorded }] = await sql.begin(async (tx) => {
+    // Planned once per connection. Left to choose, Postgres plans this
+    // statement over every day's partition again on each call (a generic plan
+    // costs more on paper there, so it is never picked): most of a single
+    // delivery's write-back. Only this transaction: elsewhere a plan for the
+    // actual values matters (a partial index chosen by a status, say).
+    const generic = tx`select set_config('plan_cache_mode', 'force_generic_plan', true)`.execute();
+    generic.catch(() => {}); // a failure surfaces through the statement and the await below
+    const written = await tx`
     with r as (
       select * from jsonb_to_recordset(${sql.json(rows)}) as r(
         id uuid, created_at timestamptz, lease timestamptz, attempt integer, status text, outcome text,
@@ -319,11 +327,11 @@ export async function recordResults(
       from (
         select o.*, (case when o.metric = 'attempt_duration'
             then ${ATTEMPT_BUCKETS.length} - width_bucket(-o.seconds, ${
-    _negated(ATTEMPT_BUCKETS)
-  }::float8[])
+      _negated(ATTEMPT_BUCKETS)
+    }::float8[])
             else ${QUEUE_BUCKETS.length} - width_bucket(-o.seconds, ${
-    _negated(QUEUE_BUCKETS)
-  }::float8[])
+      _negated(QUEUE_BUCKETS)
+    }::float8[])
           end)::smallint as bucket
         from observed o
       ) b
@@ -332,6 +340,9 @@ export async function recordResults(
       do update set n = h.n + excluded.n, sum = h.sum + excluded.sum
     )
     select count(*)::integer as recorded from updated`;
+    await generic;
+    return written;
+  });
   return recorded;
 }
 
