@@ -74,3 +74,29 @@ Deno.test("claimDue(): rows come back after the lease, and the stale holder's wr
     await sql.end();
   }
 });
+
+Deno.test("recordResults(): rows of two days written back in one batch, and under a DateStyle that is not ISO", async () => {
+  for (const dateStyle of ["ISO, MDY", "SQL, DMY"]) {
+    const sql = adminSql({ DateStyle: dateStyle });
+    try {
+      await sql`update herald.deliveries set next_attempt_at = now() + interval '1 hour' where status = 'pending'`;
+      const today = await enqueueDeliveries(sql, 2);
+      const yesterday = await enqueueDeliveries(sql, 2);
+      // Moved to yesterday, notification and deliveries together (its id still says today).
+      await sql`update herald.notifications set created_at = created_at - interval '1 day'
+        where id = ${yesterday}`;
+      await sql`update herald.deliveries set created_at = created_at - interval '1 day'
+        where notification_id = ${yesterday}`;
+      const claimed = (await claimDue(sql, { limit: 10, leaseMs: 60_000 }))
+        .filter((d) => [today, yesterday].includes(d.notification.id));
+      assert.equal(claimed.length, 4, dateStyle);
+      const recorded = await recordResults(
+        sql,
+        claimed.map((d) => ({ ...d, status: "sent", outcome: "sent" })),
+      );
+      assert.equal(recorded, 4, `every row found across the two days (${dateStyle})`);
+    } finally {
+      await sql.end();
+    }
+  }
+});

@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { claimDue, recordResults } from "../supabase/functions/_shared/outbox/outbox.ts";
 import { applyMigrations } from "../scripts/stack/supabase_cli.ts";
 import { scratchDatabase } from "./support/stack.ts";
 
@@ -28,6 +27,34 @@ async function workdir(all: boolean): Promise<string> {
     }
   }
   return dir;
+}
+
+/**
+ * The previous release (the last commit before the conversion): its outbox
+ * module, from git, so the running release claims and writes back with its
+ * own statements.
+ */
+const PREVIOUS_RELEASE = "f48926a";
+
+async function previousOutbox(): Promise<
+  typeof import("../supabase/functions/_shared/outbox/outbox.ts")
+> {
+  const dir = `${ROOT}/.data/previous-release-${PREVIOUS_RELEASE}`;
+  const archive = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `rm -rf '${dir}' && mkdir -p '${dir}' && git -C '${ROOT}' archive ${PREVIOUS_RELEASE} supabase/functions | tar -x -C '${dir}'`,
+    ],
+  });
+  const { code, stderr } = await archive.output();
+  if (code !== 0) {
+    throw new Error(
+      `cannot read the previous release ${PREVIOUS_RELEASE} from git (a shallow clone?): ${
+        new TextDecoder().decode(stderr)
+      }`,
+    );
+  }
+  return await import(`file://${dir}/supabase/functions/_shared/outbox/outbox.ts`);
 }
 
 const STATUSES = ["pending", "sent", "failed", "expired", "cancelled", "dead"];
@@ -55,10 +82,10 @@ async function fill(sql: postgres.Sql): Promise<void> {
 
 /**
  * The running release: enqueue, claim, write back; the longest wait of each.
- * The claim and the write-back are this release's statements, which the
- * previous schema runs as well (they add created_at to their lookups).
+ * The claim and the write-back are the previous release's own.
  */
-function previousRelease(url: string, stop: AbortSignal) {
+async function previousRelease(url: string, stop: AbortSignal) {
+  const { claimDue, recordResults } = await previousOutbox();
   const sql = postgres(url, { max: 4, onnotice: () => {} });
   const worst = { enqueue: 0, claim: 0, writeBack: 0 };
   const errors: string[] = [];
@@ -142,7 +169,7 @@ Deno.test("outbox upgrade: the previous release's history is partitioned with ev
           from herald.deliveries`;
 
         const stop = new AbortController();
-        const running = previousRelease(url, stop.signal);
+        const running = await previousRelease(url, stop.signal);
         await new Promise((r) => setTimeout(r, 300));
         const pushStart = performance.now();
         const applied = await applyMigrations(url, after);

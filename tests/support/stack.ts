@@ -14,9 +14,9 @@ import { bootstrap } from "../../scripts/stack/postgres.ts";
 /** The stack under test. */
 export const stack = await loadStackConfig();
 
-/** A superuser connection (bypasses RLS); close it with `end()`. */
-export function adminSql(): postgres.Sql {
-  return postgres(stack.dbUrl, { max: 4, onnotice: () => {} });
+/** A superuser connection (bypasses RLS), with `connection` settings; close it with `end()`. */
+export function adminSql(connection: Record<string, string> = {}): postgres.Sql {
+  return postgres(stack.dbUrl, { max: 4, onnotice: () => {}, connection });
 }
 
 /** Runs `work` with a superuser connection of its own, closed after (one test's, for sanitizers). */

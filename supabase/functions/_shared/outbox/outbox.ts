@@ -194,7 +194,8 @@ export interface DeliveryResult {
  * over by another dispatcher, or that was cancelled meanwhile, is left alone
  * and not counted.
  *
- * One piece: one SQL statement (results, attempt log, target hygiene and counters in one round trip) and the arrays it is given; its length is the statement's.
+ * The statement is `herald.record_results`, whose plan lives as long as the
+ * connection.
  *
  * @returns how many deliveries were updated
  */
@@ -223,137 +224,26 @@ export async function recordResults(
   }));
   const instance = options.instance ?? "";
   const span = _span(results.map((r) => r.createdAt));
-  const [{ recorded }] = await sql.begin(async (tx) => {
-    // Planned once per connection. Left to choose, Postgres plans this
-    // statement over every day's partition again on each call (a generic plan
-    // costs more on paper there, so it is never picked): most of a single
-    // delivery's write-back. Only this transaction: elsewhere a plan for the
-    // actual values matters (a partial index chosen by a status, say).
-    const generic = tx`select set_config('plan_cache_mode', 'force_generic_plan', true)`.execute();
-    generic.catch(() => {}); // a failure surfaces through the statement and the await below
-    const written = await tx`
-    with r as (
-      select * from jsonb_to_recordset(${sql.json(rows)}) as r(
-        id uuid, created_at timestamptz, lease timestamptz, attempt integer, status text, outcome text,
-        next_attempt_at timestamptz, provider_message_id text, error text,
-        status_code integer, error_code text, latency_ms integer, disable_target boolean,
-        refund boolean, error_class text)
-    ), written as (
-      update herald.deliveries d
-      set status = r.status,
-          attempts = d.attempts - r.refund::integer,
-          next_attempt_at = coalesce(r.next_attempt_at, d.next_attempt_at),
-          locked_until = null,
-          locked_by = null,
-          last_error = coalesce(r.error, d.last_error),
-          provider_message_id = coalesce(r.provider_message_id, d.provider_message_id),
-          sent_at = case when r.status = 'sent' then now() else d.sent_at end,
-          updated_at = now()
-      from r
-      -- The ids and the span of days as parameters as well: whatever the plan
-      -- thinks of r, the rows are found through the primary keys of the days
-      -- the batch spans, the other partitions pruned before the plan runs.
-      where d.id = any(${results.map((r) => r.id)}::uuid[])
-        and d.created_at between ${span.from}::timestamptz and ${span.to}::timestamptz
-        and d.id = r.id and d.created_at = r.created_at and d.locked_until = r.lease
-        and d.status = 'pending'
-      returning d.id, d.device_token_id, d.webhook_endpoint_id, r.attempt,
-        r.outcome, r.status_code, r.error_code, r.error, r.latency_ms, r.disable_target,
-        d.channel, r.error_class, r.refund, d.notification_id, d.created_at
-    ), updated as (
-      -- Each notification by (id, created_at), one lookup per row (see claimDue).
-      select w.*, n.request_id,
-        -- When the delivery was first due: enqueued, or the requested send time.
-        greatest(w.created_at, n.send_at) as due_from
-      from written w cross join lateral (
-        select n.request_id, n.send_at from herald.notifications n
-        where n.id = w.notification_id and n.created_at = w.created_at limit 1) n
-    ), logged as (
-      insert into herald.delivery_attempts
-        (delivery_id, attempt, outcome, status_code, error_code, error, latency_ms, request_id)
-      select u.id, u.attempt, u.outcome, u.status_code, u.error_code, u.error, u.latency_ms,
-        u.request_id
-      from updated u
-      where u.outcome not in ('deferred', 'released')
-    ), disabled_tokens as (
-      update herald.device_tokens t
-      set disabled_at = now(), disabled_reason = u.error_code
-      from updated u
-      where u.disable_target and t.id = u.device_token_id and t.disabled_at is null
-      returning u.error_class
-    ), disabled_endpoints as (
-      update herald.webhook_endpoints e
-      set disabled_at = now(), disabled_reason = left(concat_ws(': ', u.error_code, u.error), 1000)
-      from updated u
-      where u.disable_target and e.id = u.webhook_endpoint_id and e.disabled_at is null
-      returning u.error_class
-    ), counted as (
-      -- Key order, so two writers sharing a shard (a reused pid) cannot deadlock.
-      insert into herald.metric_counters as c (metric, instance, channel, label, shard, n)
-      select metric, ${instance}, channel, label, pg_backend_pid(), count(*) from (
-        select 'deliveries' as metric, u.channel,
-          case when u.outcome = 'retry' then 'retried' else u.outcome end as label
-        from updated u
-        union all
-        select 'attempts', u.channel, u.error_class from updated u
-        where u.outcome not in ('deferred', 'released')
-        union all
-        select 'device_tokens_disabled', '', error_class from disabled_tokens
-        union all
-        select 'webhook_endpoints_disabled', '', error_class from disabled_endpoints
-      ) o group by metric, channel, label order by metric, channel, label
-      on conflict (metric, instance, channel, label, shard) do update set n = c.n + excluded.n
-    ), observed as (
-      select v.metric, u.channel, v.seconds
-      from updated u, lateral (values
-        ('attempt_duration', case when u.outcome not in ('deferred', 'released')
-          then u.latency_ms / 1000.0::float8 end),
-        -- To the first attempt's start: the provider's answer took latency_ms of it.
-        ('enqueue_to_first_attempt',
-          case when u.attempt = 1 and not u.refund
-                 and u.outcome not in ('expired', 'deferred', 'released')
-            then greatest(0, extract(epoch from now() - u.due_from)::float8
-                             - coalesce(u.latency_ms, 0) / 1000.0::float8) end),
-        ('enqueue_to_sent', case when u.outcome = 'sent'
-          then greatest(0, extract(epoch from now() - u.due_from)::float8) end)
-      ) v(metric, seconds)
-      where v.seconds is not null
-    ), histogram as (
-      -- Bucket i holds values above bound i-1 up to bound i (Prometheus's "le"):
-      -- the bounds below the value, counted in C by width_bucket over the
-      -- negated bounds in ascending order. Past the last bound: +Inf.
-      insert into herald.metric_histograms as h (metric, instance, channel, bucket, shard, n, sum)
-      select metric, ${instance}, channel, bucket, pg_backend_pid(), count(*), sum(seconds)
-      from (
-        select o.*, (case when o.metric = 'attempt_duration'
-            then ${ATTEMPT_BUCKETS.length} - width_bucket(-o.seconds, ${
-      _negated(ATTEMPT_BUCKETS)
-    }::float8[])
-            else ${QUEUE_BUCKETS.length} - width_bucket(-o.seconds, ${
-      _negated(QUEUE_BUCKETS)
-    }::float8[])
-          end)::smallint as bucket
-        from observed o
-      ) b
-      group by metric, channel, bucket order by metric, channel, bucket
-      on conflict (metric, instance, channel, bucket, shard)
-      do update set n = h.n + excluded.n, sum = h.sum + excluded.sum
-    )
-    select count(*)::integer as recorded from updated`;
-    await generic;
-    return written;
-  });
+  const [{ recorded }] = await sql`
+    select herald.record_results(${sql.json(rows)}, ${results.map((r) => r.id)}::uuid[],
+      ${span.from}::timestamptz, ${span.to}::timestamptz, ${instance},
+      ${_negated(ATTEMPT_BUCKETS)}::float8[], ${_negated(QUEUE_BUCKETS)}::float8[]) as recorded`;
   return recorded;
 }
 
 /**
  * The earliest and latest of `createdAt` texts (Postgres's ISO output, e.g.
  * `2026-12-07 14:01:46.626562+00`) to the millisecond, widened to whole
- * milliseconds; unbounded if one cannot be read.
+ * milliseconds; unbounded (null) if one cannot be read.
  */
-function _span(createdAt: string[]): { from: string; to: string } {
-  const ms = createdAt.map((t) => Date.parse(t.replace(" ", "T").replace(/([+-]\d\d)$/, "$1:00")));
-  if (ms.some(Number.isNaN)) return { from: "-infinity", to: "infinity" };
+function _span(createdAt: string[]): { from: string | null; to: string | null } {
+  // Read only what is certainly ISO: a bound read wrongly would hide rows
+  // from the write-back, and their sends would be made again after the lease.
+  const iso = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d(:\d\d)?$/;
+  const ms = createdAt.map((t) =>
+    iso.test(t) ? Date.parse(t.replace(" ", "T").replace(/([+-]\d\d)$/, "$1:00")) : NaN
+  );
+  if (ms.some(Number.isNaN)) return { from: null, to: null };
   return {
     from: new Date(Math.min(...ms)).toISOString(),
     to: new Date(Math.max(...ms) + 1).toISOString(),
