@@ -507,7 +507,7 @@ declare
   v_send_at timestamptz;
   -- Deliveries are due from here: now, or the requested send time.
   v_starts_at timestamptz;
-  v_subscribers uuid[] := '{}';
+  v_subscribers uuid[] := '{}'::uuid[];
 begin
   if not v_service and sender is null then
     raise exception 'enqueue needs a signed-in user or the service role' using errcode = '42501';
