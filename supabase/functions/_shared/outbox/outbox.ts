@@ -125,7 +125,7 @@ export async function claimDue(sql: Sql | Tx, options: ClaimOptions): Promise<Cl
 
 /**
  * A claimed row as the dispatcher sees it: a row of claimDue, or an element
- * of the `claimed` JSON that herald.enqueue returns for an inline attempt
+ * of the `claimed` JSON that herald.enqueue_and_claim returns for an inline attempt
  * (its times arrive as text there).
  */
 export function claimedDelivery(r: Record<string, unknown>): ClaimedDelivery {

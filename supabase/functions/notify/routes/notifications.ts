@@ -108,9 +108,8 @@ function _refuseServiceOnlyFields(caller: Caller, input: z.output<typeof NotifyR
 
 /**
  * Enqueues the notification (or replays the key's earlier answer) as the
- * caller, and claims a small, due one for the inline attempt in the same
- * transaction: claimed before commit, no dispatcher woken by the commit can
- * take it from the inline attempt.
+ * caller; a small, due one's deliveries are written already claimed for the
+ * inline attempt (herald.enqueue_and_claim).
  */
 async function _acceptAndClaim(
   c: Ctx,
@@ -121,8 +120,7 @@ async function _acceptAndClaim(
 ) {
   const { user_ids: userIds = [], targets, ...content } = input;
   const due = !content.send_at || Date.parse(content.send_at) <= Date.now();
-  // Claimed as enqueue writes them: no dispatcher woken by the commit can
-  // take them from the inline attempt.
+  // Claimed as they are written: no dispatcher can take them from the inline attempt.
   const claim = deps.dispatcher && due
     ? { leaseMs: deps.dispatcher.leaseMs ?? 60_000, max: inline.maxDeliveries }
     : undefined;
