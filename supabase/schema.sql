@@ -254,11 +254,15 @@ CREATE OR REPLACE FUNCTION "herald"."clear_delivery_references"() RETURNS "trigg
     AS $$
 begin
   if tg_table_name = 'users' then
-    update herald.deliveries set recipient_id = null
+    update herald.deliveries set recipient_id = null, device_token_id = null
     where recipient_id = any (array(select o.id from old_rows o));
   elsif tg_table_name = 'device_tokens' then
-    update herald.deliveries set device_token_id = null
-    where device_token_id = any (array(select o.id from old_rows o));
+    -- Through the recipient's index (there is none on device_token_id). A
+    -- deleted user's tokens are left to the users branch, which clears both.
+    update herald.deliveries d set device_token_id = null
+    from (select distinct o.user_id, o.id from old_rows o
+          where exists (select 1 from auth.users u where u.id = o.user_id)) o
+    where d.recipient_id = o.user_id and d.device_token_id = o.id;
   else
     update herald.deliveries set webhook_endpoint_id = null
     where webhook_endpoint_id = any (array(select o.id from old_rows o));
@@ -812,11 +816,26 @@ ALTER FUNCTION "herald"."is_service"() OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."is_time_zone"("p_zone" "text") RETURNS boolean
-    LANGUAGE "sql" STABLE
+    LANGUAGE "plpgsql" STABLE
     SET "search_path" TO ''
-    AS $$
-  select exists (select 1 from pg_catalog.pg_timezone_names where lower(name) = lower(p_zone))
-$$;
+    SET "TimeZone" TO 'UTC'
+    AS $_$
+begin
+  if p_zone is null or length(p_zone) > 100
+     or p_zone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$' then
+    return false;
+  end if;
+  if p_zone ~ '[0-9]' then
+    -- Etc/GMT+5 and a few more; a POSIX rule would pass set_config.
+    return exists (select 1 from pg_catalog.pg_timezone_names where lower(name) = lower(p_zone));
+  end if;
+  -- Without a digit, only a zone file can: Postgres loads it (cached per session).
+  perform pg_catalog.set_config('timezone', p_zone, true);
+  return true;
+exception when invalid_parameter_value then
+  return false;
+end;
+$_$;
 
 
 ALTER FUNCTION "herald"."is_time_zone"("p_zone" "text") OWNER TO "postgres";
@@ -1352,11 +1371,13 @@ begin
   end if;
   select * into previous from herald.device_tokens t where t.token = p_token for update;
   if found and previous.user_id <> caller then
-    -- The previous owner's pending pushes must not reach the device's new holder.
+    -- The previous owner's pending pushes must not reach the device's new
+    -- holder: found through the previous owner (deliveries_recipient_id_idx).
     update herald.deliveries d
     set status = 'cancelled', last_error = 'the device was registered by another user',
       locked_until = null, updated_at = now()
-    where d.device_token_id = previous.id and d.status = 'pending'
+    where d.recipient_id = previous.user_id and d.device_token_id = previous.id
+      and d.status = 'pending'
       and (d.locked_until is null or d.locked_until < now());
     get diagnostics cancelled = row_count;
     insert into herald.device_token_moves as m
@@ -2407,10 +2428,6 @@ CREATE INDEX "deliveries_dead_idx" ON ONLY "herald"."deliveries" USING "btree" (
 
 
 
-CREATE INDEX "deliveries_device_token_id_idx" ON ONLY "herald"."deliveries" USING "btree" ("device_token_id") WHERE ("device_token_id" IS NOT NULL);
-
-
-
 CREATE INDEX "deliveries_failed_idx" ON ONLY "herald"."deliveries" USING "btree" ("updated_at" DESC) WHERE ("status" = 'failed'::"text");
 
 
@@ -2420,10 +2437,6 @@ CREATE INDEX "deliveries_fan_out_due_idx" ON ONLY "herald"."deliveries" USING "b
 
 
 CREATE INDEX "deliveries_legacy_dead_idx" ON "herald"."deliveries_legacy" USING "btree" ("updated_at" DESC) WHERE ("status" = 'dead'::"text");
-
-
-
-CREATE INDEX "deliveries_legacy_device_token_id_idx" ON "herald"."deliveries_legacy" USING "btree" ("device_token_id") WHERE ("device_token_id" IS NOT NULL);
 
 
 
@@ -2528,10 +2541,6 @@ CREATE INDEX "webhook_endpoints_owner_id_idx" ON "herald"."webhook_endpoints" US
 
 
 ALTER INDEX "herald"."deliveries_dead_idx" ATTACH PARTITION "herald"."deliveries_legacy_dead_idx";
-
-
-
-ALTER INDEX "herald"."deliveries_device_token_id_idx" ATTACH PARTITION "herald"."deliveries_legacy_device_token_id_idx";
 
 
 

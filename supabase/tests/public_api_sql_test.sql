@@ -2,7 +2,7 @@
 -- topics, raw targets, opt-outs, quiet hours, scheduling), cancel_notification,
 -- prune_idempotency_keys and the preferences time-zone check.
 begin;
-select plan(78);
+select plan(82);
 
 insert into auth.users (id, email) values
   ('11111111-1111-4111-8111-111111111111', 'alice@example.test'),
@@ -378,6 +378,22 @@ reset role;
 
 select is(herald.is_time_zone('Europe/Berlin'), true, 'is_time_zone: an IANA zone is known');
 select is(herald.is_time_zone('Mars/Olympus_Mons'), false, 'is_time_zone: an invented zone is not');
+select is((select count(*)::int from pg_timezone_names z
+    where not (herald.is_time_zone(z.name) and herald.is_time_zone(lower(z.name))
+               and herald.is_time_zone(upper(z.name)))), 0,
+  'is_time_zone: every zone pg_timezone_names lists is known, in any case');
+select is(array(select z from unnest(array['UTC+5', 'EST5', 'Nowhere/X0', 'Etc/GMT+13', '<+03>-3',
+    '+5', '-08:00', 'PST', 'Europe/Paris ', '../etc/passwd', 'Europe//Paris', '', null]) z
+    where herald.is_time_zone(z) is distinct from false), '{}'::text[],
+  'is_time_zone: POSIX rules, offsets, abbreviations and paths are not zones');
+select is(array(select z from unnest(array['Etc/GMT+5', 'etc/gmt-14', 'EST5EDT', 'GMT0', 'Zulu', 'utc']) z
+    where not herald.is_time_zone(z)), '{}'::text[],
+  'is_time_zone: zones whose names have digits or no region are known');
+set local timezone = 'Asia/Tokyo';
+select is((with c as materialized (select herald.is_time_zone('America/Lima') as known)
+    select known::text || ' ' || current_setting('TimeZone') from c),
+  'true Asia/Tokyo', 'is_time_zone: the session''s time zone is left as it was');
+reset timezone;
 select throws_ok($$insert into herald.preferences (user_id, time_zone)
     values ('44444444-4444-4444-8444-444444444444', 'Mars/Olympus_Mons')$$, '23514',
   'new row for relation "preferences" violates check constraint "preferences_time_zone_check"',
