@@ -217,6 +217,38 @@ async function seedLive() {
   return row;
 }
 
+/**
+ * HEAD's functions live on `ref` as a deploy leaves them: stamped `deployment`
+ * (the canary under its `-canary` slugs), uploaded by the real CLI in one
+ * `functions deploy`, without the rest of a deploy (backup, db push, smoke
+ * test, record): for tests whose subject comes after it.
+ */
+async function seedFunctions(ref: string, deployment: "stable" | "canary") {
+  const dir = await Deno.makeTempDir({ dir: work, prefix: "seed-" });
+  await _git(clone, "worktree", "add", "--quiet", "--detach", "--force", dir, HEAD);
+  try {
+    const stamp = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "scripts/stamp_build.ts", "--deployment", deployment],
+      cwd: dir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(stamp.success, new TextDecoder().decode(stamp.stderr));
+    const slugs = FUNCTIONS.map((f) => deployment === "canary" ? `${f}-canary` : f);
+    const deploy = await new Deno.Command(`${ROOT}/node_modules/.bin/supabase`, {
+      args: ["--workdir", dir, "functions", "deploy", ...slugs, "--project-ref", ref, "--use-api"],
+      cwd: dir,
+      env: { ...env(dir), PATH: `${ROOT}/node_modules/.bin:${Deno.env.get("PATH")}` },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(deploy.success, new TextDecoder().decode(deploy.stderr));
+  } finally {
+    await _git(clone, "worktree", "remove", "--force", dir);
+  }
+}
+
 /** A superuser connection to another database of the stack's cluster. */
 function adminSqlAt(url: string) {
   return postgres(url, { max: 1, onnotice: () => {} });
@@ -377,8 +409,8 @@ async function refuseUploads(slug: string) {
 
 Deno.test("deploy: an upload the Management API refuses: the CLI activates the others anyway; the manager says which, records nothing, and a rerun converges", async () => {
   const state = await freshState();
-  const first = await manager(["deploy", "--env", "staging"], env(state));
-  assert.equal(first.code, 0, first.out);
+  // Every function live at version 1, as a first deploy leaves them.
+  await seedFunctions(STAGING, "stable");
   await refuseUploads("hooks");
   const after = await mark();
   const run = await manager(["deploy", "--env", "staging"], env(state));
@@ -400,7 +432,7 @@ Deno.test("deploy: an upload the Management API refuses: the CLI activates the o
     api.functions(STAGING).map((f) => [f.slug, f.version]),
     FUNCTIONS.map((f) => [f, f === "hooks" ? 1 : 2]),
   );
-  assert.equal((await releases()).length, 1, "the failed deploy recorded no release");
+  assert.equal((await releases()).length, 0, "the failed deploy recorded no release");
   const again = await manager(["deploy", "--env", "staging"], env(state));
   assert.equal(again.code, 0, again.out);
   assert.deepEqual(
@@ -423,9 +455,9 @@ Deno.test("deploy: a canary whose upload is refused is withdrawn: no canary slug
 
 Deno.test("deploy: production canary, gate passed, promoted: backup, push, canary slugs at 10 %, then stable redeployed and the canary removed", async () => {
   const state = await freshState();
-  // A stable release to back up and supersede.
-  const first = await manager(["deploy", "--env", "production"], env(state));
-  assert.equal(first.code, 0, first.out);
+  // A live stable release to back up and supersede.
+  await seedLive();
+  await seedFunctions(PRODUCTION, "stable");
   const afterFirst = await mark();
   const good = `good-${crypto.randomUUID()}`;
   let seenShare = 0;
@@ -471,10 +503,10 @@ Deno.test("deploy: production canary, gate passed, promoted: backup, push, canar
   // list-backups shows what backup saved before the canary went out.
   const listed = await manager(["list-backups"], env(state));
   assert.equal(listed.code, 0);
-  // Two backups: before the first stable deploy (nothing live yet) and before the canary.
+  // One backup, made before the canary went out (the first production deploy's own: its test).
   const dirs = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name).sort();
-  assert.equal(dirs.length, 2);
-  const dir = dirs[1];
+  assert.equal(dirs.length, 1);
+  const [dir] = dirs;
   assert.match(dir, /^production-\d{8}T\d{6}Z(-\d+)?$/);
   assert.ok(listed.out.includes(dir));
   assert.ok(listed.out.includes(PRODUCTION));
@@ -572,13 +604,13 @@ Deno.test("deploy: --hold leaves a gated canary in flight; promote-canary then r
 
 Deno.test("deploy: rollback with a canary in flight withdraws it; stable is not redeployed", async () => {
   const state = await freshState();
-  const good = `good-${crypto.randomUUID()}`;
-  const held = await manager(
-    ["deploy", "--env", "production", "--canary", "10", "--window", "2", "--hold"],
-    env(state),
-    () => notify(true, good),
-  );
-  assert.equal(held.code, 0, held.out);
+  // A canary in flight at 10 %, as deploy --hold leaves one (the --hold test makes one for real).
+  await seedFunctions(PRODUCTION, "canary");
+  const latest = [...Deno.readDirSync(`${ROOT}/supabase/migrations`)].map((e) => e.name).sort()
+    .at(-1)!;
+  await sql`insert into herald.releases (git_sha, state, canary_percent, latest_migration)
+    values (${HEAD}, 'canary', 10, ${latest})`;
+  await sql`update herald.dispatch_canary set percent = 10`;
   const before = await mark();
   const run = await manager(["rollback"], env(state));
   assert.equal(run.code, 0, run.out);
@@ -586,6 +618,7 @@ Deno.test("deploy: rollback with a canary in flight withdraws it; stable is not 
   assert.deepEqual(deploys(rs), []);
   assert.deepEqual(deletions(rs), FUNCTIONS.map((f) => `${f}-canary`));
   assert.equal((await releases())[0].state, "rolled_back");
+  assert.equal((await sql`select percent from herald.dispatch_canary`)[0].percent, 0);
 });
 
 Deno.test("deploy: rollback --to a named release redeploys its tag; with no --to, the previous live one", async () => {
@@ -776,8 +809,8 @@ Deno.test("deploy: the service-role key never appears in what the manager prints
 
 Deno.test("deploy: backup on its own saves dumps and every live function; list-backups and status show them", async () => {
   const state = await freshState();
-  const first = await manager(["deploy", "--env", "production"], env(state));
-  assert.equal(first.code, 0, first.out);
+  await seedLive();
+  await seedFunctions(PRODUCTION, "stable");
   const empty = await manager(["list-backups"], env(state, { HERALD_BACKUP_DIR: `${state}/none` }));
   assert.equal(empty.code, 0);
   assert.match(empty.out, /no backups under/);
@@ -1071,6 +1104,15 @@ Deno.test("deploy: the first production deploy onto a database Herald has never 
       env(state, { SUPABASE_DB_URL: withoutTls(url) }),
     );
     assert.equal(run.code, 0, run.out);
+    // Even the first production deploy backs up first: the dumps, and nothing live yet.
+    const [dir, ...more] = [...Deno.readDirSync(`${state}/backups`)].map((e) => e.name);
+    assert.deepEqual(more, []);
+    const manifest = JSON.parse(await Deno.readTextFile(`${state}/backups/${dir}/backup.json`));
+    assert.equal(manifest.live_release, null);
+    assert.deepEqual(manifest.functions, []);
+    for (const file of ["schema.sql", "data.sql"]) {
+      assert.ok(Deno.statSync(`${state}/backups/${dir}/${file}`).isFile, file);
+    }
     const fresh = adminSqlAt(url);
     try {
       const rows = await fresh`select state, git_sha from herald.releases`;

@@ -332,7 +332,8 @@ export async function gate(
   service: Service,
   windowS: number,
   thresholds: Thresholds,
-  pollS = Math.min(10, windowS),
+  // Often enough that a canary already over a limit is withdrawn early even in a short window.
+  pollS = Math.min(10, Math.max(1, Math.ceil(windowS / 4))),
 ): Promise<boolean> {
   const prometheus = _env("PROMETHEUS_URL");
   say(
@@ -380,14 +381,15 @@ async function deploy(
   step(`deploying ${sha.slice(0, 12)} to ${environment} (${target.kind})`);
   if (target.kind === "hosted") await link(target);
   if (environment === "production") {
-    const inFlight = (await listReleases(target.query)).find((r) => r.state === "canary");
+    const releases = await listReleases(target.query);
+    const inFlight = releases.find((r) => r.state === "canary");
     if (inFlight) {
       throw new StepFailed(
         `release r${inFlight.id} (${inFlight.git_sha.slice(0, 12)}) is still a canary: ` +
           "promote-canary or rollback first",
       );
     }
-    await backup(target);
+    await backup(target, releases);
   }
   const asCanary = canary !== undefined;
   // Migrations and functions both come from the commit, never the working tree.
@@ -464,7 +466,7 @@ async function deploy(
     );
     return;
   }
-  await promote(target);
+  await promote(target, release);
 }
 
 /** Takes the canary out of service: no traffic, canary slugs gone, its release rolled back. */
@@ -479,8 +481,9 @@ async function _withdrawCanary(target: Target, release?: Release): Promise<void>
   }
 }
 
-async function promote(target: Target): Promise<void> {
-  const release = (await listReleases(target.query)).find((r) => r.state === "canary");
+/** Promotes `canary` (the deploy's own, just gated) or else the canary release in flight. */
+async function promote(target: Target, canary?: Release): Promise<void> {
+  const release = canary ?? (await listReleases(target.query)).find((r) => r.state === "canary");
   if (!release) throw new StepFailed("no canary is in flight: nothing to promote");
   step(`promoting release r${release.id} (${release.git_sha.slice(0, 12)})`);
   if (target.kind === "self-hosted") await setCanaryShare(target, 100);
@@ -567,8 +570,11 @@ function _backupDir(): string {
   return dir.startsWith("/") ? dir : `${Deno.cwd()}/${dir}`;
 }
 
-/** Saves a schema and data dump and the live functions under the backup directory. */
-async function backup(target: Target): Promise<string> {
+/**
+ * Saves a schema and data dump and the live functions under the backup directory;
+ * `releases`: the releases as this run just listed them (a deploy's), else listed here.
+ */
+async function backup(target: Target, releases?: Release[]): Promise<string> {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "Z");
   // Dumps hold the data: only the operator reads them.
   await Deno.mkdir(_backupDir(), { recursive: true, mode: 0o700 });
@@ -613,7 +619,8 @@ async function backup(target: Target): Promise<string> {
       await copy.output();
     }
   }
-  const live = (await listReleases(target.query).catch(() => [])).find((r) => r.state === "live");
+  const live = (releases ?? await listReleases(target.query).catch(() => []))
+    .find((r) => r.state === "live");
   await Deno.writeTextFile(
     `${dir}/backup.json`,
     JSON.stringify(

@@ -103,7 +103,12 @@ export async function deployFunctions(
   const names = await functionNames(checkout);
   if (target.kind === "hosted") {
     const slugs = names.map((n) => (canary ? `${n}-canary` : n));
-    const before = await listFunctions(target);
+    // What was live before, for the failure's message: this run's last listing when it has
+    // changed nothing since (a backup's), else a listing of its own.
+    const before = _lastListing?.ref === target.ref
+      ? _lastListing.functions
+      : await listFunctions(target);
+    _lastListing = undefined;
     try {
       await run("supabase", [
         "--workdir",
@@ -186,6 +191,7 @@ async function _copyDir(from: string, to: string): Promise<void> {
 export async function removeCanaryFunctions(target: Target): Promise<void> {
   if (target.kind !== "hosted") return;
   const live = await listFunctions(target);
+  _lastListing = undefined;
   for (const fn of live.filter((f) => f.slug.endsWith("-canary"))) {
     await run("supabase", ["functions", "delete", fn.slug, "--project-ref", target.ref], {
       cwd: target.root,
@@ -202,6 +208,13 @@ export interface HostedFunction {
   entrypoint_path?: string;
 }
 
+/**
+ * The hosted functions as this run last listed them, until it deploys or deletes one:
+ * a deploy right after a backup's listing needs no listing of its own for its "before".
+ * Only that diagnostic reads it; what a release records is always listed afresh.
+ */
+let _lastListing: { ref: string; functions: DeployedFunction[] } | undefined;
+
 /** `supabase functions list --output json` of a hosted project, by slug. */
 export async function listHosted(target: Target & { kind: "hosted" }): Promise<HostedFunction[]> {
   const out = await run(
@@ -215,7 +228,16 @@ export async function listHosted(target: Target & { kind: "hosted" }): Promise<H
   } catch {
     throw new StepFailed(`supabase functions list did not answer JSON: ${out.slice(0, 200)}`);
   }
-  return list.sort((a, b) => a.slug.localeCompare(b.slug));
+  list.sort((a, b) => a.slug.localeCompare(b.slug));
+  _lastListing = {
+    ref: target.ref,
+    functions: list.map((f) => ({
+      slug: f.slug,
+      version: f.version ?? null,
+      ezbr_sha256: f.ezbr_sha256 ?? null,
+    })),
+  };
+  return list;
 }
 
 /** The live functions: `supabase functions list` (hosted) or the folders' digests (self-hosted). */

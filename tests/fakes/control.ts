@@ -195,6 +195,7 @@ export function serveFake(
 ): Fake {
   const control = options.control ?? new FakeControl();
   const hostname = options.hostname ?? "127.0.0.1";
+  const closing = new AbortController();
   const server = Deno.serve(
     { port: options.port, hostname, onListen: () => {} },
     async (request) => {
@@ -221,7 +222,16 @@ export function serveFake(
       control.maxInFlight = Math.max(control.maxInFlight, control.inFlight);
       try {
         if (control.latencyMs > 0) {
-          await new Promise((resolve) => setTimeout(resolve, control.latencyMs));
+          // Cut short by close(), which would otherwise wait out a long latency.
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              clearTimeout(timer);
+              closing.signal.removeEventListener("abort", done);
+              resolve();
+            };
+            const timer = setTimeout(done, control.latencyMs);
+            closing.signal.addEventListener("abort", done);
+          });
         }
         const response = await options.handler({ request, url, text, json }, control.next());
         recorded.status = response.status;
@@ -238,6 +248,9 @@ export function serveFake(
   return {
     url: `http://${hostname}:${server.addr.port}`,
     control,
-    close: () => server.shutdown(),
+    close: () => {
+      closing.abort();
+      return server.shutdown();
+    },
   };
 }
