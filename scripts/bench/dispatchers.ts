@@ -58,7 +58,7 @@ try {
       }).spawn());
     const cpuBefore = await Promise.all(dispatchers.map((d) => cpuNs(d.pid)));
     const waits: number[] = [];
-    while (await _pending(notification)) {
+    while (await _pending()) {
       const [{ waiting }] = await sql`select count(*)::integer as waiting from pg_stat_activity
         where wait_event_type = 'Lock'`;
       waits.push(waiting);
@@ -127,10 +127,17 @@ async function _enqueue(recipients: string[]): Promise<string> {
   return row.notification_id;
 }
 
-/** Whether any of the notification's deliveries is still pending. */
-async function _pending(notification: string): Promise<boolean> {
-  const [{ pending }] = await sql`select exists (select 1 from herald.deliveries
-    where notification_id = ${notification} and status = 'pending') as pending`;
+/**
+ * Whether any delivery is still pending (each run's notification is the only
+ * work): asked of the due indexes, which find one at once. By the
+ * notification's own index it walked its sent rows first, 45 ms a poll near
+ * the end, counted as Postgres's time per delivery.
+ */
+async function _pending(): Promise<boolean> {
+  const [{ pending }] = await sql`select exists (
+    select 1 from herald.deliveries where status = 'pending' and lane < 2
+    union all
+    select 1 from herald.deliveries where status = 'pending' and lane = 2) as pending`;
   return pending;
 }
 
