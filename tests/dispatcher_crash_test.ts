@@ -140,7 +140,7 @@ Deno.test("dispatcher killed holding send slots and claims: the next one sends a
   }
 });
 
-Deno.test("dispatcher finding every send slot held: its rounds back off instead of spinning", async () => {
+Deno.test("dispatcher finding every send slot held by a killed process: its round waits for them instead of spinning", async () => {
   const sql = adminSql();
   const redis = createRedis({ url: stack.redisRestUrl, token: stack.redisRestToken });
   const env = { HERALD_BATCH_SIZE: "500", HERALD_CONCURRENCY: "64" };
@@ -172,9 +172,9 @@ Deno.test("dispatcher finding every send slot held: its rounds back off instead 
       line.includes('"dispatch round"') && line.includes('"sent":0,')
     ).length;
     console.log(`every slot held for 4 s: ${starved} rounds that sent nothing`);
-    assert.ok(starved >= 2, `the held slots stopped the first rounds (${starved})`);
-    // Two loops spinning would claim and release 500 rows about 8 times a second.
-    assert.ok(starved <= 12, `rounds that sent nothing back off: ${starved}`);
+    // Its sends wait up to holdMs for slots (the dead holder's expire in 4 s).
+    // Spinning, two loops would claim and release 500 rows about 8 times a second.
+    assert.ok(starved <= 1, `rounds that sent nothing: ${starved}`);
   } finally {
     await dispatcher?.stop();
     await parkPending(sql);

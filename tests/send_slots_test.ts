@@ -26,19 +26,46 @@ async function burst(lane: { run<T>(task: () => Promise<T>): Promise<T | undefin
   return { most, ran: ran.filter(Boolean).length };
 }
 
-Deno.test("send slots: two holders share one target's limit through Redis", async () => {
+Deno.test("send slots: two holders share one target's limit through Redis, each kept a share", async () => {
   const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
-  const a = createSendSlots({ limit: 3, redis, prefix });
-  const b = createSendSlots({ limit: 3, redis, prefix });
+  const a = createSendSlots({ limit: 3, redis, prefix, holdMs: 600 });
+  const b = createSendSlots({ limit: 3, redis, prefix, holdMs: 600 });
   const laneA = await a.enter("fcm:p");
+  assert.deepEqual(await burst(laneA, 10), { most: 3, ran: 10 }, "alone, the whole limit");
   const laneB = await b.enter("fcm:p");
-  assert.deepEqual(await burst(laneA, 10), { most: 3, ran: 10 });
-  assert.deepEqual(await burst(laneB, 2), { most: 0, ran: 0 }, "the other holder has them all");
+  assert.equal(b.widestLimit, 0, "none free when it came");
+  assert.deepEqual(
+    await burst(laneB, 2),
+    { most: 1, ran: 2 },
+    "it waits for the share the first gives up at its next renewal",
+  );
+  assert.deepEqual(await burst(laneA, 10), { most: 2, ran: 10 }, "the first keeps the rest");
   await laneA.leave();
   await laneB.leave();
   const again = await b.enter("fcm:p");
   assert.deepEqual(await burst(again, 5), { most: 3, ran: 5 }, "given back on leave");
   await again.leave();
+});
+
+Deno.test("send slots: a holder that gets no share in time answers undefined (the limit is below the holders)", async () => {
+  const prefix = `herald:test:slots:${crypto.randomUUID()}:`;
+  const a = createSendSlots({ limit: 1, redis, prefix, holdMs: 300 });
+  const b = createSendSlots({ limit: 1, redis, prefix, holdMs: 300 });
+  const laneA = await a.enter("webhook:e");
+  const laneB = await b.enter("webhook:e");
+  const started = performance.now();
+  assert.deepEqual(await burst(laneB, 2), { most: 0, ran: 0 });
+  const waited = performance.now() - started;
+  assert.ok(waited >= 250 && waited < 2_000, `waited holdMs (300 ms), not ${waited} ms`);
+  const ended = new AbortController();
+  ended.abort();
+  assert.equal(
+    await laneB.run(() => Promise.resolve(true), ended.signal),
+    undefined,
+    "a round already over waits for nothing",
+  );
+  await laneA.leave();
+  await laneB.leave();
 });
 
 Deno.test("send slots: a target's own lower limit (one webhook endpoint) holds alone", async () => {
@@ -71,7 +98,12 @@ Deno.test("send slots: a live holder renews its slots for as long as a round run
   const long = await holder.enter("fcm:p");
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const blocked = await other.enter("fcm:p");
-  assert.deepEqual(await burst(blocked, 1), { most: 0, ran: 0 }, "still held after 3 × holdMs");
+  assert.deepEqual(
+    await burst(blocked, 2),
+    { most: 1, ran: 2 },
+    "after 3 × holdMs the holder still renews; the newcomer gets its share, not more",
+  );
+  assert.equal(holder.widestLimit, 1, "the holder kept the rest");
   await blocked.leave();
   await long.leave();
   const lane = await other.enter("fcm:p");

@@ -451,10 +451,12 @@ function _sendInTime(
   go: () => boolean = () => true,
 ): Promise<Attempted | undefined> {
   const { provider, lane, round, now } = sends;
-  return lane.run(() =>
-    go() && now() + _startBudget(provider, round.slots, round.window) <= round.deadline
-      ? _attempt(sends, delivery)
-      : Promise.resolve(undefined)
+  return lane.run(
+    () =>
+      go() && now() + _startBudget(provider, round.slots, round.window) <= round.deadline
+        ? _attempt(sends, delivery)
+        : Promise.resolve(undefined),
+    round.signal,
   );
 }
 

@@ -26,10 +26,12 @@ import { AdaptiveLimit } from "../resilience/adaptive_limit.ts";
 /** One target's slots as a round uses them. */
 export interface Lane {
   /**
-   * Runs `task` once a slot is free, or answers `undefined` at once when this
-   * process holds no slot for the target (others use them all).
+   * Runs `task` once a slot is free. When this process holds no slot for the
+   * target (others use them all), it waits up to `holdMs` for its share
+   * (Redis keeps one for every holder that asks), then answers `undefined`;
+   * so does a wait that `signal` ends first (the round's lease).
    */
-  run<T>(task: () => Promise<T>): Promise<T | undefined>;
+  run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T | undefined>;
   /**
    * A send of this lane ended (call it from inside the task, while the slot is
    * held): its latency, and whether the target failed it in a way that asks
@@ -232,7 +234,9 @@ export function createSendSlots(options: SendSlotsOptions = {}): SendSlots {
       const entered = state;
       let left = false;
       return {
-        run: (task) => entered.run(task),
+        // With no slot yet, its share comes with a renewal (every holdMs / 3), and a
+        // vanished holder's slots within holdMs.
+        run: (task, signal) => entered.run(task, signal, holdMs),
         observe: (latencyMs, failed) => entered.observe(latencyMs, failed),
         async leave() {
           if (left) return;
@@ -261,6 +265,8 @@ class _Target {
   capacity = 0;
   #active = 0;
   #waiting: (() => void)[] = [];
+  /** Stops the time limits of sends that came while this process held no slot. */
+  #untilSlots = new Set<() => void>();
 
   constructor(private adaptive: AdaptiveLimit) {}
 
@@ -270,6 +276,10 @@ class _Target {
 
   setCapacity(capacity: number) {
     this.capacity = capacity;
+    if (capacity > 0) {
+      for (const stop of this.#untilSlots) stop();
+      this.#untilSlots.clear();
+    }
     this.#admitWaiting();
   }
 
@@ -285,11 +295,17 @@ class _Target {
     }
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T | undefined> {
-    if (this.capacity === 0) return undefined;
+  /** Runs `task` in a slot; with none held, waits at most `slotlessWaitMs` for one. */
+  async run<T>(
+    task: () => Promise<T>,
+    signal: AbortSignal | undefined,
+    slotlessWaitMs: number,
+  ): Promise<T | undefined> {
     // A finishing task hands its slot straight to the next waiter, unless the limit shrank.
     if (this.#active < this.#usable) this.#active++;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else if (!await this.#admitted(signal, this.capacity === 0 ? slotlessWaitMs : undefined)) {
+      return undefined;
+    }
     try {
       return await task();
     } finally {
@@ -297,6 +313,34 @@ class _Target {
       if (next) next();
       else this.#active--;
     }
+  }
+
+  /** Waits for a slot; false when `signal` or `maxWaitMs` ends the wait first. */
+  #admitted(signal: AbortSignal | undefined, maxWaitMs: number | undefined): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(false);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stopTimer = () => clearTimeout(timer);
+      const settle = (admitted: boolean) => {
+        stopTimer();
+        this.#untilSlots.delete(stopTimer);
+        signal?.removeEventListener("abort", giveUp);
+        resolve(admitted);
+      };
+      const admit = () => settle(true);
+      const giveUp = () => {
+        const at = this.#waiting.indexOf(admit);
+        if (at >= 0) this.#waiting.splice(at, 1);
+        settle(false);
+      };
+      signal?.addEventListener("abort", giveUp, { once: true });
+      if (maxWaitMs !== undefined) {
+        timer = setTimeout(giveUp, maxWaitMs);
+        // Once slots come, it waits in line like any send.
+        this.#untilSlots.add(stopTimer);
+      }
+      this.#waiting.push(admit);
+    });
   }
 }
 

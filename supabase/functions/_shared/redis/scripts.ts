@@ -147,10 +147,14 @@ return {'closed', 0}`,
 
 /**
  * Send slots: at most `limit` sends in flight to one target across every
- * dispatcher. A hash holds each holder's count and expiry
- * (`<count>:<expires at>`), so a crashed holder's slots free themselves and
- * a call costs one entry per holder, not one per slot. Sets the holder's
- * slots to as many of `wanted` as are free; `wanted` 0 gives them all back.
+ * dispatcher, each holder's fair share kept free for it. A hash holds each
+ * holder's count and expiry (`<count>:<expires at>`), so a crashed holder's
+ * slots free themselves and a call costs one entry per holder, not one per
+ * slot. A holder that wants slots is entered even when none are free (count
+ * 0): it is waiting, and every other holder's grant leaves it a share
+ * (`limit` over the holders, rounded down) from their next call on. Without
+ * that, the first to ask kept every slot for as long as it renewed them and
+ * the others released what they had claimed. `wanted` 0 gives them all back.
  *
  * KEYS[1] the target's slots: a hash of holder id → `<count>:<expires at, epoch ms>`
  * ARGV[1] now, epoch ms
@@ -164,9 +168,12 @@ return {'closed', 0}`,
 export const SEND_SLOTS: LuaScript = {
   name: "send_slots",
   source: `local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local holder = ARGV[5]
 local others = 0
+local holders = 0
 local held = redis.call('HGETALL', KEYS[1])
 for i = 1, #held, 2 do
   if held[i] ~= holder then
@@ -175,18 +182,20 @@ for i = 1, #held, 2 do
       redis.call('HDEL', KEYS[1], held[i])
     else
       others = others + tonumber(count)
+      holders = holders + 1
     end
   end
 end
-local granted = math.max(0, math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) - others))
-if granted > 0 then
-  redis.call('HSET', KEYS[1], holder, granted .. ':' .. (now + ttl))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-else
+if wanted <= 0 then
   redis.call('HDEL', KEYS[1], holder)
+  return 0
 end
+local share = math.floor(limit / (holders + 1))
+local granted = math.max(0, math.min(wanted, limit - others, limit - share * holders))
+redis.call('HSET', KEYS[1], holder, granted .. ':' .. (now + ttl))
+redis.call('PEXPIRE', KEYS[1], ttl)
 return granted`,
-  sha1: "d6a10826fb59ba55a0afceed54e417a9ecb8450a",
+  sha1: "76b9da0e8f3375a6f3b5526210e16500043f1642",
 };
 
 /** Every script, for the hash test. */
