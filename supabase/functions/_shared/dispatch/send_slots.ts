@@ -295,7 +295,7 @@ class _Target {
     }
   }
 
-  /** Runs `task` in a slot; with none held, waits at most `slotlessWaitMs` for one. */
+  /** Runs `task` in a slot; with none held yet, waits at most `slotlessWaitMs` (or `signal`) for one. */
   async run<T>(
     task: () => Promise<T>,
     signal: AbortSignal | undefined,
@@ -303,9 +303,9 @@ class _Target {
   ): Promise<T | undefined> {
     // A finishing task hands its slot straight to the next waiter, unless the limit shrank.
     if (this.#active < this.#usable) this.#active++;
-    else if (!await this.#admitted(signal, this.capacity === 0 ? slotlessWaitMs : undefined)) {
-      return undefined;
-    }
+    else if (this.capacity > 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    // Bounded only here: a listener per queued send made every round's queue quadratic.
+    else if (!await this.#slotless(signal, slotlessWaitMs)) return undefined;
     try {
       return await task();
     } finally {
@@ -315,11 +315,10 @@ class _Target {
     }
   }
 
-  /** Waits for a slot; false when `signal` or `maxWaitMs` ends the wait first. */
-  #admitted(signal: AbortSignal | undefined, maxWaitMs: number | undefined): Promise<boolean> {
+  /** Waits for this process's first slots; false when `signal` or `maxWaitMs` ends the wait first. */
+  #slotless(signal: AbortSignal | undefined, maxWaitMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve(false);
-      let timer: ReturnType<typeof setTimeout> | undefined;
       const stopTimer = () => clearTimeout(timer);
       const settle = (admitted: boolean) => {
         stopTimer();
@@ -334,11 +333,9 @@ class _Target {
         settle(false);
       };
       signal?.addEventListener("abort", giveUp, { once: true });
-      if (maxWaitMs !== undefined) {
-        timer = setTimeout(giveUp, maxWaitMs);
-        // Once slots come, it waits in line like any send.
-        this.#untilSlots.add(stopTimer);
-      }
+      const timer = setTimeout(giveUp, maxWaitMs);
+      // Once slots come, it waits in line like any send.
+      this.#untilSlots.add(stopTimer);
       this.#waiting.push(admit);
     });
   }
