@@ -1214,12 +1214,13 @@ $$;
 ALTER FUNCTION "herald"."quiet_hours_end"("p_at" timestamp with time zone, "p_zone" "text", "p_start" time without time zone, "p_end" time without time zone) OWNER TO "postgres";
 
 
-CREATE OR REPLACE FUNCTION "herald"."record_results"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[], OUT "recorded" integer) RETURNS integer
+CREATE OR REPLACE FUNCTION "herald"."record_result_batch"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[]) RETURNS SETOF "uuid"
     LANGUAGE "plpgsql"
     SET "search_path" TO ''
     SET "plan_cache_mode" TO 'force_generic_plan'
     AS $$
 begin
+  return query
   with r as (
     select * from jsonb_to_recordset(p_results) as r(
       id uuid, created_at timestamptz, lease timestamptz, attempt integer, status text, outcome text,
@@ -1323,15 +1324,31 @@ begin
     on conflict (metric, instance, channel, bucket, shard)
     do update set n = h.n + excluded.n, sum = h.sum + excluded.sum
   )
-  select count(*)::integer into recorded from updated;
+  select u.id from updated u;
 end;
+$$;
+
+
+ALTER FUNCTION "herald"."record_result_batch"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[]) OWNER TO "postgres";
+
+
+COMMENT ON FUNCTION "herald"."record_result_batch"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[]) IS 'The dispatcher''s write-back of claimed deliveries (outbox.ts recordResults): results, attempt log, target hygiene and metrics in one statement; answers the ids it updated.';
+
+
+
+CREATE OR REPLACE FUNCTION "herald"."record_results"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[], OUT "recorded" integer) RETURNS integer
+    LANGUAGE "sql"
+    SET "search_path" TO ''
+    AS $$
+  select count(*)::integer from herald.record_result_batch(p_results, p_ids, p_from, p_to,
+    p_instance, p_attempt_bounds, p_queue_bounds);
 $$;
 
 
 ALTER FUNCTION "herald"."record_results"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[], OUT "recorded" integer) OWNER TO "postgres";
 
 
-COMMENT ON FUNCTION "herald"."record_results"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[], OUT "recorded" integer) IS 'The dispatcher''s write-back of claimed deliveries (outbox.ts recordResults): results, attempt log, target hygiene and metrics in one statement.';
+COMMENT ON FUNCTION "herald"."record_results"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[], OUT "recorded" integer) IS 'The previous release''s write-back (a count); herald.record_result_batch does the work.';
 
 
 
@@ -2957,6 +2974,10 @@ GRANT ALL ON FUNCTION "herald"."prune_idempotency_keys"("p_keep" interval) TO "s
 
 GRANT ALL ON FUNCTION "herald"."quiet_hours_end"("p_at" timestamp with time zone, "p_zone" "text", "p_start" time without time zone, "p_end" time without time zone) TO "authenticated";
 GRANT ALL ON FUNCTION "herald"."quiet_hours_end"("p_at" timestamp with time zone, "p_zone" "text", "p_start" time without time zone, "p_end" time without time zone) TO "service_role";
+
+
+
+REVOKE ALL ON FUNCTION "herald"."record_result_batch"("p_results" "jsonb", "p_ids" "uuid"[], "p_from" timestamp with time zone, "p_to" timestamp with time zone, "p_instance" "text", "p_attempt_bounds" double precision[], "p_queue_bounds" double precision[]) FROM PUBLIC;
 
 
 

@@ -184,7 +184,26 @@ async function latencies(count: number, call: (i: number) => Promise<void>) {
   };
 }
 
+/**
+ * Both phases start alike: every dirty page written and synced (a
+ * checkpoint), no autovacuum worker busy. Otherwise the aged phase would pay
+ * for the fill: gigabytes of writes still being synced under its commits,
+ * and the full-page images the next checkpoint's first touches add.
+ */
+async function settle(phase: string) {
+  const started = performance.now();
+  await sql`checkpoint`;
+  const busy = async () =>
+    (await sql`select count(*)::int as n from pg_stat_activity
+      where backend_type = 'autovacuum worker'`)[0].n > 0;
+  await waitUntil(async () => !(await busy()), 120_000).catch(() => {
+    log(`${phase}: autovacuum still busy after 120 s; measuring anyway`);
+  });
+  log(`${phase}: settled in ${Math.round(performance.now() - started)} ms`);
+}
+
 async function measure(phase: string, users: string[], tokens: string[]) {
+  await settle(phase);
   log(`${phase}: drain`);
   const drainIds: string[] = [];
   for (let from = 0; from < users.length; from += 10_000) {

@@ -14,6 +14,7 @@ import { type Sql, withinDeadline } from "../db/sessions.ts";
 import { databaseUnavailable } from "../db/unavailable.ts";
 import type { Logger } from "../log.ts";
 import { claimDue, type DeliveryResult, recordResults } from "../outbox/outbox.ts";
+import type { ResultWriter } from "../outbox/result_writer.ts";
 import type { ClaimedDelivery } from "../outbox/delivery.ts";
 import type { Provider, Providers } from "../providers/provider.ts";
 import type { SendOutcome } from "../providers/outcome.ts";
@@ -51,6 +52,11 @@ export interface DispatcherDeps {
   holder?: string;
   /** The `instance` label of the counters this dispatcher's write-backs add to (HERALD_INSTANCE). */
   instance?: string;
+  /**
+   * Writes results back, batching what this process's rounds and requests
+   * hand over at once (`createResultWriter`). @default each round writes alone
+   */
+  writeResults?: ResultWriter;
   now?: () => number;
   /** @default 500 */
   batchSize?: number;
@@ -222,7 +228,10 @@ async function _writeBack(
 ): Promise<number> {
   for (let attempt = 1;; attempt++) {
     try {
-      return await recordResults(deps.sql, results, { instance: deps.instance });
+      const options = { instance: deps.instance };
+      return deps.writeResults
+        ? await deps.writeResults(results, options)
+        : await recordResults(deps.sql, results, options);
     } catch (error) {
       const unavailable = databaseUnavailable(error);
       const wait = backoffMs(attempt, WRITE_BACK_RETRY);

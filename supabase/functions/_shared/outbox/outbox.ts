@@ -194,8 +194,9 @@ export interface DeliveryResult {
  * over by another dispatcher, or that was cancelled meanwhile, is left alone
  * and not counted.
  *
- * The statement is `herald.record_results`, whose plan lives as long as the
- * connection.
+ * The statement is `herald.record_result_batch`, whose plan lives as long as
+ * the connection. Under load, write through a `createResultWriter`
+ * (`result_writer.ts`), which batches concurrent callers' results.
  *
  * @returns how many deliveries were updated
  */
@@ -204,7 +205,16 @@ export async function recordResults(
   results: DeliveryResult[],
   options: { instance?: string } = {},
 ): Promise<number> {
-  if (results.length === 0) return 0;
+  return (await recordResultIds(sql, results, options)).size;
+}
+
+/** {@linkcode recordResults}, answering the ids of the deliveries updated. */
+export async function recordResultIds(
+  sql: Sql,
+  results: DeliveryResult[],
+  options: { instance?: string } = {},
+): Promise<Set<string>> {
+  if (results.length === 0) return new Set();
   const rows = results.map((r) => ({
     id: r.id,
     created_at: r.createdAt,
@@ -213,10 +223,10 @@ export async function recordResults(
     status: r.status,
     outcome: r.outcome,
     next_attempt_at: r.nextAttemptAt?.toISOString() ?? null,
-    provider_message_id: r.providerMessageId ?? null,
-    error: r.error?.slice(0, 1000) ?? null,
+    provider_message_id: _storable(r.providerMessageId),
+    error: _storable(r.error?.slice(0, 1000)),
     status_code: r.statusCode ?? null,
-    error_code: r.errorCode ?? null,
+    error_code: _storable(r.errorCode),
     latency_ms: r.latencyMs === undefined ? null : Math.round(r.latencyMs),
     disable_target: r.disableTarget ?? false,
     refund: r.refundAttempt === true || r.outcome === "deferred" || r.outcome === "released",
@@ -224,11 +234,13 @@ export async function recordResults(
   }));
   const instance = options.instance ?? "";
   const span = _span(results.map((r) => r.createdAt));
-  const [{ recorded }] = await sql`
-    select herald.record_results(${sql.json(rows)}, ${results.map((r) => r.id)}::uuid[],
-      ${span.from}::timestamptz, ${span.to}::timestamptz, ${instance},
-      ${_negated(ATTEMPT_BUCKETS)}::float8[], ${_negated(QUEUE_BUCKETS)}::float8[]) as recorded`;
-  return recorded;
+  const written = await sql`
+    select id from herald.record_result_batch(${sql.json(rows)},
+      ${results.map((r) => r.id)}::uuid[], ${span.from}::timestamptz, ${span.to}::timestamptz,
+      ${instance}, ${_negated(ATTEMPT_BUCKETS)}::float8[], ${
+    _negated(QUEUE_BUCKETS)
+  }::float8[]) id`;
+  return new Set(written.map((r) => r.id as string));
 }
 
 /**
@@ -248,6 +260,15 @@ function _span(createdAt: string[]): { from: string | null; to: string | null } 
     from: new Date(Math.min(...ms)).toISOString(),
     to: new Date(Math.max(...ms) + 1).toISOString(),
   };
+}
+
+/**
+ * A provider's text as Postgres can store it: without NUL, which jsonb and
+ * text refuse. One such character in a receiver's answer would otherwise fail
+ * the whole round's write-back, and its sends would be made again, forever.
+ */
+function _storable(text: string | null | undefined): string | null {
+  return text == null ? null : text.replaceAll("\0", "\uFFFD");
 }
 
 /** Histogram bounds negated, ascending: what `width_bucket` needs to count the bounds below a value. */
