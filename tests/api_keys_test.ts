@@ -5,7 +5,14 @@
  * (the legacy way) `Authorization`.
  */
 import assert from "node:assert/strict";
-import { adminSql, apiHeaders, createUser, stack, userToken } from "./support/stack.ts";
+import {
+  adminSql,
+  apiHeaders,
+  createUser,
+  functionsUrl,
+  stack,
+  userToken,
+} from "./support/stack.ts";
 
 const call = (path: string, headers: Record<string, string>, init: RequestInit = {}) =>
   fetch(`${stack.apiUrl}/functions/v1/${path}`, { ...init, headers: apiHeaders(headers) });
@@ -119,4 +126,31 @@ Deno.test("api keys: dispatch and readiness details accept a secret key in apike
   assert.ok(body.checks, "a secret key unlocks the details");
   const anonymous = await (await call("health/ready", { apikey: stack.publishableKey })).json();
   assert.equal(anonymous.checks, undefined);
+});
+
+Deno.test("api keys: on operator endpoints a wrong credential beside the right key refuses the request; a public key beside it does not", async () => {
+  const sql = adminSql();
+  const user = await createUser(sql, "operator-keys");
+  await sql.end();
+  const wrongSecret = "sb_secret_not-this-projects-key-0000000000";
+  const cases: [Record<string, string>, number][] = [
+    [{ authorization: `Bearer ${stack.secretKey}`, apikey: stack.publishableKey }, 200],
+    [{ authorization: `Bearer ${stack.serviceRoleKey}`, apikey: stack.anonKey }, 200],
+    [{ authorization: `Bearer ${stack.secretKey}`, apikey: wrongSecret }, 403],
+    [{ authorization: `Bearer ${stack.secretKey}`, "sb-api-key": "not-a-key" }, 403],
+    [{ authorization: "Bearer not-a-key", apikey: stack.secretKey }, 403],
+    [{ authorization: `Bearer ${user.token}`, apikey: stack.secretKey }, 403],
+  ];
+  // Straight to the edge runtime: Kong's key-auth would refuse an unknown apikey first.
+  for (const path of ["dispatch/dead-letters", "metrics"]) {
+    for (const [headers, status] of cases) {
+      const response = await fetch(`${functionsUrl}/${path}`, { headers });
+      assert.equal(response.status, status, `${path} ${JSON.stringify(headers)}`);
+      await response.body?.cancel();
+    }
+  }
+  for (const [headers, status] of cases) {
+    const body = await (await fetch(`${functionsUrl}/health/ready`, { headers })).json();
+    assert.equal(body.checks !== undefined, status === 200, JSON.stringify(headers));
+  }
 });

@@ -20,6 +20,8 @@ export interface DispatchAppDeps {
   dispatcher: DispatcherDeps;
   /** Secrets accepted as `Authorization: Bearer <key>`. */
   keys: string[];
+  /** The project's anon and publishable keys: allowed beside a secret, never enough alone. */
+  publicKeys?: string[];
   log: Logger;
 }
 
@@ -40,7 +42,7 @@ export function createApp(deps: DispatchAppDeps) {
   app.use(requireKey(deps.keys, {
     missing: "Send 'Authorization: Bearer <dispatch key>' or a secret key in 'apikey'.",
     refused: "This key may not dispatch.",
-  }));
+  }, deps.publicKeys));
 
   app.post("/", async (c) => {
     const started = performance.now();

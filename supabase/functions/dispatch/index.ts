@@ -14,6 +14,7 @@ const sql = createSql({
 const app = createApp({
   dispatcher: createDispatcherDeps(config, sql, consoleLogger),
   keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  publicKeys: config.publicKeys,
   log: consoleLogger,
 });
 

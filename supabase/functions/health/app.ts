@@ -32,6 +32,8 @@ export interface HealthAppDeps {
   redis?: Pick<Redis, "ping" | "scan" | "pipeline">;
   /** Secrets that unlock the details, as `Authorization: Bearer <key>`. */
   keys: string[];
+  /** The project's anon and publishable keys: allowed beside a secret, never enough alone. */
+  publicKeys?: string[];
   /** How the breakers are configured (their key prefix and failure window). */
   breaker?: { prefix?: string; windowMs?: number };
   /** Bound on each check. @default 2_000 */
@@ -85,7 +87,7 @@ export function createApp(deps: HealthAppDeps) {
   app.get("/", (c) => c.json({ status: "ok" } satisfies Answer<typeof Liveness>));
 
   app.get("/ready", async (c) => {
-    const detailed = holdsKey(c.req.raw.headers, deps.keys);
+    const detailed = holdsKey(c.req.raw.headers, deps.keys, deps.publicKeys);
     const { status, checks, reasons, details } = await _readiness(deps, timeoutMs, now);
     // Load balancers ask every few seconds: log changes, not every answer.
     if (status !== lastStatus) {

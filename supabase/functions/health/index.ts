@@ -16,6 +16,7 @@ const app = createApp({
   }),
   redis: config.redis && createRedis({ ...config.redis, timeoutMs: 1_500 }),
   keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  publicKeys: config.publicKeys,
   breaker: { windowMs: config.breaker.windowMs },
   configurationProblems: () => fcmProblems ??= _fcmProblems(),
   build: config.build,

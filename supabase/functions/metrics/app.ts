@@ -38,6 +38,8 @@ export interface MetricsAppDeps {
   redis?: Pick<Redis, "hgetall" | "scan" | "pipeline">;
   /** Secrets that may scrape, as `Authorization: Bearer <key>` (or `apikey`). */
   keys: string[];
+  /** The project's anon and publishable keys: allowed beside a secret, never enough alone. */
+  publicKeys?: string[];
   build: { instance: string; version: string; gitSha: string };
   breaker?: { prefix?: string; windowMs?: number };
   /** Bound on each source. @default 2_000 */
@@ -84,7 +86,7 @@ export function createApp(deps: MetricsAppDeps) {
   const scraper = requireKey(deps.keys, {
     missing: "Send 'Authorization: Bearer <key>' with the service-role key or the dispatch key.",
     refused: "This key may not read metrics.",
-  });
+  }, deps.publicKeys);
   app.get("/", scraper, async (c) => {
     const started = performance.now();
     const [database, redis] = await Promise.all([

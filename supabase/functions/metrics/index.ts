@@ -15,6 +15,7 @@ const app = createApp({
   }),
   redis: config.redis && createRedis({ ...config.redis, timeoutMs: 1_500 }),
   keys: [...config.serviceKeys, ...(config.dispatchKey ? [config.dispatchKey] : [])],
+  publicKeys: config.publicKeys,
   build: config.build,
   breaker: { windowMs: config.breaker.windowMs },
   log: consoleLogger,
