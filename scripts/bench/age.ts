@@ -188,13 +188,15 @@ async function latencies(count: number, call: (i: number) => Promise<void>) {
 }
 
 /**
- * Both phases start alike: every dirty page written and synced (a
- * checkpoint), no autovacuum worker busy. Otherwise the aged phase would pay
- * for the fill: gigabytes of writes still being synced under its commits,
- * and the full-page images the next checkpoint's first touches add.
+ * Both phases start alike: fresh statistics, every dirty page written and
+ * synced (a checkpoint), no autovacuum worker busy. Otherwise the aged phase
+ * would pay for the fill (gigabytes of writes still being synced under its
+ * commits, and the full-page images the next checkpoint's first touches
+ * add), and the empty one for tables never analysed.
  */
 async function settle(phase: string) {
   const started = performance.now();
+  await sql`analyze herald.notifications, herald.deliveries, herald.delivery_attempts`;
   await sql`checkpoint`;
   const busy = async () =>
     (await sql`select count(*)::int as n from pg_stat_activity
