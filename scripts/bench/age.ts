@@ -85,6 +85,11 @@ async function fillHistory() {
       from (select date_trunc('day', now()) - make_interval(days => ${back})
               + i * interval '1 day' / ${perDay} as t
             from generate_series(0, ${perDay - 1}) i) s`;
+    // The day's own statistics, so the insert below is planned for its rows
+    // whatever autovacuum has or has not analysed by then.
+    const [{ day }] = await sql`
+      select to_char(date_trunc('day', now()) - make_interval(days => ${back}), 'YYYYMMDD') as day`;
+    await sql.unsafe(`analyze herald.notifications_p${day}`);
     await sql`
       with tokens as materialized (
         select row_number() over (order by id) - 1 as j, id, user_id, token
