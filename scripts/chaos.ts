@@ -38,6 +38,11 @@
  *   route, no "nothing was accepted" for a notification that was saved, and
  *   each `outcome-unknown` settled by retrying with its Idempotency-Key.
  *
+ * - `postgres_freeze`: Postgres frozen (SIGSTOP, every process of it) for
+ *   10 s while two workers drain 6,000 pushes (FCM 300 ms), then continued:
+ *   queries wait instead of failing, and no worker may take the other over
+ *   for a silence that was the database's.
+ *
  * `npm run chaos -- slow_fcm sigkill` runs only those. The last line is one
  * JSON object with every scenario's figures.
  *
@@ -45,7 +50,7 @@
  */
 import postgres from "postgres";
 import { Redis } from "ioredis";
-import { quantile, startBenchStack } from "./bench/support.ts";
+import { processTree, quantile, startBenchStack } from "./bench/support.ts";
 import { functionEnvironment } from "./stack/stack.ts";
 import { crashPostgres } from "./stack/postgres.ts";
 import { startTcpProxy } from "../tests/support/tcp_proxy.ts";
@@ -69,6 +74,7 @@ const scenarios: Record<string, () => Promise<Record<string, unknown>>> = {
   dispatcher_stop: dispatcherStop,
   fresh_outage: freshOutage,
   postgres_stop: postgresStop,
+  postgres_freeze: postgresFreeze,
 };
 const workers = new Set<Deno.ChildProcess>();
 try {
@@ -199,6 +205,31 @@ async function dispatcherStop() {
     drain_s: seconds(drainMs),
     drain_ratio: Math.round(drainMs / undisturbedMs * 100) / 100,
   };
+}
+
+async function postgresFreeze() {
+  const N = 6_000;
+  await control(stack, "fcm", "behaviour", { latency_ms: 300 });
+  const { tokens, notification } = await pushes(N, "frozen");
+  const started = performance.now();
+  const pair = [await startWorker({}), await startWorker({})];
+  // Both holding claims, sends in flight.
+  await until(async () => {
+    const [{ held }] = await sql`select count(distinct locked_by)::integer as held
+      from herald.deliveries where notification_id = ${notification} and status = 'pending'
+        and locked_until > now() and locked_by is not null`;
+    return held === 2;
+  }, 60_000);
+  const postgresPid = bench.running.pidOf("postgres");
+  if (postgresPid === undefined) throw new Error("the stack runs no Postgres");
+  const frozen = await processTree(postgresPid);
+  for (const pid of frozen) Deno.kill(pid, "SIGSTOP");
+  await new Promise((resolve) => setTimeout(resolve, 10_000));
+  for (const pid of frozen) Deno.kill(pid, "SIGCONT");
+  await drained(notification, 300_000);
+  const drainMs = performance.now() - started;
+  for (const worker of pair) await stopWorker(worker);
+  return { ...(await outcome(notification, tokens)), drain_s: seconds(drainMs) };
 }
 
 async function freshOutage() {

@@ -254,12 +254,27 @@ CREATE OR REPLACE FUNCTION "herald"."clear_delivery_references"() RETURNS "trigg
     AS $$
 begin
   if tg_table_name = 'users' then
-    update herald.deliveries set recipient_id = null, device_token_id = null
-    where recipient_id = any (array(select o.id from old_rows o));
+    -- "Waiting": pending and not in flight (no lease, or one run out).
+    update herald.deliveries d
+    set recipient_id = null, device_token_id = null,
+      status = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then 'cancelled' else d.status end,
+      last_error = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then 'its recipient was deleted' else d.last_error end,
+      updated_at = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then now() else d.updated_at end
+    where d.recipient_id = any (array(select o.id from old_rows o));
   elsif tg_table_name = 'device_tokens' then
     -- Through the recipient's index (there is none on device_token_id). A
     -- deleted user's tokens are left to the users branch, which clears both.
-    update herald.deliveries d set device_token_id = null
+    update herald.deliveries d
+    set device_token_id = null,
+      status = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then 'cancelled' else d.status end,
+      last_error = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then 'its device token was deleted' else d.last_error end,
+      updated_at = case when d.status = 'pending' and coalesce(d.locked_until < now(), true)
+        then now() else d.updated_at end
     from (select distinct o.user_id, o.id from old_rows o
           where exists (select 1 from auth.users u where u.id = o.user_id)) o
     where d.recipient_id = o.user_id and d.device_token_id = o.id;
@@ -435,17 +450,31 @@ ALTER FUNCTION "herald"."dispatch_url"("p_stable_url" "text") OWNER TO "postgres
 
 
 CREATE OR REPLACE FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, OUT "dispatchers" integer, OUT "deliveries" integer) RETURNS "record"
+    LANGUAGE "sql"
+    SET "search_path" TO ''
+    AS $$
+  select h.dispatchers, h.deliveries
+  from herald.dispatcher_heartbeat(me, me_instance, take_over, silent_after, silent_after / 2) h;
+$$;
+
+
+ALTER FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, OUT "dispatchers" integer, OUT "deliveries" integer) OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, "steady_within" interval, OUT "dispatchers" integer, OUT "deliveries" integer) RETURNS "record"
     LANGUAGE "plpgsql"
     SET "search_path" TO ''
     AS $$
 declare
   silent uuid[];
+  previous timestamptz;
 begin
+  select d.seen_at into previous from herald.dispatchers d where d.id = me;
   insert into herald.dispatchers as d (id, instance) values (me, me_instance)
   on conflict (id) do update set seen_at = now();
   dispatchers := 0;
   deliveries := 0;
-  if not take_over then
+  if not take_over or previous is null or previous < now() - steady_within then
     return;
   end if;
   with gone as (
@@ -473,7 +502,7 @@ end;
 $$;
 
 
-ALTER FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, OUT "dispatchers" integer, OUT "deliveries" integer) OWNER TO "postgres";
+ALTER FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, "steady_within" interval, OUT "dispatchers" integer, OUT "deliveries" integer) OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."enqueue"("p_recipients" "uuid"[], "p_content" "jsonb", "p_request_id" "text" DEFAULT NULL::"text", "p_topic" "text" DEFAULT NULL::"text") RETURNS TABLE("notification_id" "uuid", "deliveries" integer, "denied" "uuid"[], "denied_count" integer)
@@ -891,6 +920,7 @@ declare
   made text;
   p record;
   pending bigint;
+  busy boolean := false;
 begin
   -- One run at a time: two would race to create the same partition.
   if not pg_try_advisory_xact_lock(hashtext('herald.maintain_outbox')) then
@@ -937,6 +967,12 @@ begin
         continue;
       end if;
     end if;
+    -- After one wait in vain, no more: each drop's lock is held to the end
+    -- of the run, and traffic queues behind every wait.
+    if busy then
+      return query select 'busy'::text, p.name, 'not tried: another day was busy; next run'::text;
+      continue;
+    end if;
     begin
       if p.parent = 'delivery_attempts' then
         lock table herald.delivery_attempts in access exclusive mode;
@@ -959,6 +995,7 @@ begin
           'notifications' || substr(p.name, length('deliveries') + 1), null::text;
       end if;
     exception when lock_not_available then
+      busy := true;
       return query select 'busy'::text, p.name, 'locked by others past lock_timeout; next run'::text;
     end;
   end loop;
@@ -2887,6 +2924,10 @@ REVOKE ALL ON FUNCTION "herald"."dispatch_url"("p_stable_url" "text") FROM PUBLI
 
 
 REVOKE ALL ON FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, OUT "dispatchers" integer, OUT "deliveries" integer) FROM PUBLIC;
+
+
+
+REVOKE ALL ON FUNCTION "herald"."dispatcher_heartbeat"("me" "uuid", "me_instance" "text", "take_over" boolean, "silent_after" interval, "steady_within" interval, OUT "dispatchers" integer, OUT "deliveries" integer) FROM PUBLIC;
 
 
 

@@ -180,6 +180,15 @@ Deno.test("dispatch: attempts exhausted → dead with the reason; the service ro
     });
     assert.equal(late.status, 404, "a notification past retention");
     assert.match((await late.json()).type, /past-retention$/);
+    const unlisted = await dispatch(`/dead-letters?notification_id=${gone}`);
+    assert.equal(
+      unlisted.status,
+      404,
+      "its dead letters are past retention too, not an empty page",
+    );
+    assert.match((await unlisted.json()).detail, /created at .*nothing of it is left to list/);
+    const none = await dispatch(`/dead-letters?notification_id=${crypto.randomUUID()}`);
+    assert.deepEqual((await none.json()).dead_letters, [], "an id that does not say when: a page");
     const [revived] =
       await sql`select status, attempts from herald.deliveries where id = ${dead.id}`;
     assert.deepEqual(revived, { status: "pending", attempts: 0 });

@@ -127,6 +127,37 @@ Deno.test("heartbeat: no takeover before the judge has beaten steadily for the w
   }
 });
 
+Deno.test("heartbeat: after a Postgres stall silenced everyone, a judge whose own last beat is as old takes no one over", async () => {
+  const sql = adminSql();
+  const judge = crypto.randomUUID();
+  const peer = crypto.randomUUID();
+  try {
+    // Both last beat 10 s ago (the stall); the peer holds two claims.
+    const { notification } = await claimedBy(sql, peer, 10, 2);
+    await sql`insert into herald.dispatchers (id, seen_at) values (${judge}, now() - interval '10 s')`;
+    const beat = (args: string) =>
+      sql.unsafe(`select * from herald.dispatcher_heartbeat('${judge}', '', true, ${args})`);
+    // The hung beat runs after the stall: the judge's own previous beat is as old as the peer's.
+    const [stalled] = await beat("interval '6 s', interval '3 s'");
+    assert.deepEqual({ ...stalled }, { dispatchers: 0, deliveries: 0 });
+    assert.equal(await dueNow(sql, notification), 0);
+    // The previous release's call (four arguments) judges the same way.
+    await sql`update herald.dispatchers set seen_at = now() - interval '10 s' where id = ${judge}`;
+    const [previous] = await beat("interval '6 s'");
+    assert.deepEqual({ ...previous }, { dispatchers: 0, deliveries: 0 });
+    // Its next beat follows a recent one: now a peer still silent is taken over.
+    const [steady] = await beat("interval '6 s', interval '3 s'");
+    assert.ok(steady.dispatchers >= 1 && steady.deliveries >= 2, JSON.stringify(steady));
+    assert.equal(await dueNow(sql, notification), 2);
+    const [{ gone }] = await sql`select not exists (
+      select 1 from herald.dispatchers where id = ${peer}) as gone`;
+    assert.ok(gone);
+  } finally {
+    await sql`delete from herald.dispatchers where id in (${judge}, ${peer})`;
+    await sql.end();
+  }
+});
+
 Deno.test("heartbeat: the runbook's query lists a live worker", async () => {
   const sql = adminSql();
   const heartbeat = startHeartbeat({ sql, instance: "runbook", intervalMs: 100 });

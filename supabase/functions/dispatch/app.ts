@@ -6,7 +6,7 @@
  * @module
  */
 import { requireKey } from "../_shared/auth/require_key.ts";
-import { withinDeadline } from "../_shared/db/sessions.ts";
+import { type Sql, withinDeadline } from "../_shared/db/sessions.ts";
 import { dispatchBatch, type DispatcherDeps } from "../_shared/dispatch/dispatcher.ts";
 import { createHttpApp, readJson, validate } from "../_shared/http/app.ts";
 import { Problem } from "../_shared/http/problem.ts";
@@ -74,6 +74,9 @@ export function createApp(deps: DispatchAppDeps) {
       limit ${query.limit}`.execute(),
       "read",
     );
+    if (rows.length === 0 && query.notification_id) {
+      await _unlessPastRetention(sql, query.notification_id, "nothing of it is left to list");
+    }
     return c.json(
       {
         dead_letters: rows,
@@ -84,24 +87,37 @@ export function createApp(deps: DispatchAppDeps) {
 
   app.post("/dead-letters/replay", async (c) => {
     const input = await readJson(c.req.raw, ReplayRequest);
-    const [{ replayed, past_retention }] = await withinDeadline(
+    const [{ replayed }] = await withinDeadline(
       sql,
       sql`select herald.replay_deliveries(${input.statuses}, ${input.delivery_ids ?? null},
-          ${input.notification_id ?? null}) as replayed,
-        herald.past_retention(${input.notification_id ?? null}) as past_retention`.execute(),
+          ${input.notification_id ?? null}) as replayed`.execute(),
       "write",
     );
-    if (replayed === 0 && past_retention) {
-      throw new Problem(
-        404,
-        "past-retention",
-        `Notification ${input.notification_id} was created at ${
-          (past_retention as Date).toISOString()
-        }, longer ago than Herald keeps notifications (herald.retention 'notifications'): nothing of it is left to replay.`,
-      );
+    if (replayed === 0 && input.notification_id) {
+      await _unlessPastRetention(sql, input.notification_id, "nothing of it is left to replay");
     }
     return c.json({ replayed, statuses: input.statuses } satisfies Answer<typeof Replayed>);
   });
 
   return app;
+}
+
+/**
+ * Throws a 404 `past-retention` (saying when it was made) if the
+ * notification's id says it is older than what the outbox keeps.
+ */
+async function _unlessPastRetention(sql: Sql, notificationId: string, what: string) {
+  const [{ created }] = await withinDeadline(
+    sql,
+    sql`select herald.past_retention(${notificationId}) as created`.execute(),
+    "read",
+  );
+  if (!created) return;
+  throw new Problem(
+    404,
+    "past-retention",
+    `Notification ${notificationId} was created at ${
+      (created as Date).toISOString()
+    }, longer ago than Herald keeps notifications (herald.retention 'notifications'): ${what}.`,
+  );
 }

@@ -101,7 +101,7 @@ export function openApiDocument(slug = "dispatch"): Record<string, unknown> {
       401: "No key",
       403: "A key that may not dispatch",
       404:
-        "Replay of a notification older than Herald keeps (`past-retention`, saying when it was created)",
+        "Dead letters or a replay of a notification older than Herald keeps (`past-retention`, saying when it was created)",
       413: "Body over 1 MB",
       415: "Body is not application/json",
       422: "Invalid field(s), named in `errors`",

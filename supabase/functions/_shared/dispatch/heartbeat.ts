@@ -10,6 +10,9 @@
  * A dispatcher takes others over only after beating without a gap for
  * `silentAfterMs` itself: when the database (or this process) was away,
  * everyone's silence is its own, and the others get the time to beat again.
+ * And only if its own previous beat is recent by the database's clock: a
+ * beat that hung through a Postgres stall runs after it, when everyone's
+ * beats, its own included, look as old as the stall.
  *
  * @module
  */
@@ -54,6 +57,10 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
   const intervalMs = options.intervalMs ?? 2_000;
   const silentAfterMs = options.silentAfterMs ?? 6_000;
   const now = options.now ?? Date.now;
+  // A stall that makes another look silent lasts at least silentAfterMs -
+  // intervalMs (its last beat can be that recent); this process's own
+  // previous beat is then older than this, and it does not judge.
+  const steadyWithinMs = 0.75 * (silentAfterMs - intervalMs);
   const id = crypto.randomUUID();
   // When the current run of beats without a gap began, and when the last one ended.
   let steadySince: number | undefined;
@@ -68,7 +75,8 @@ export function startHeartbeat(options: HeartbeatOptions): Heartbeat {
     try {
       const [taken] = await sql`select * from herald.dispatcher_heartbeat(
         ${id}::uuid, ${options.instance ?? ""}, ${takeOver},
-        make_interval(secs => ${silentAfterMs / 1000}))`;
+        make_interval(secs => ${silentAfterMs / 1000}),
+        make_interval(secs => ${steadyWithinMs / 1000}))`;
       steadySince ??= started;
       lastBeat = now();
       if (failing) log?.("info", "dispatcher heartbeat restored");
