@@ -210,9 +210,12 @@ async function dispatcherStop() {
 async function postgresFreeze() {
   const N = 6_000;
   await control(stack, "fcm", "behaviour", { latency_ms: 300 });
+  // Beating steadily for longer than the 6 s silence before the work comes:
+  // each may judge the other when the database wakes.
+  const pair = [await startWorker({}), await startWorker({})];
+  await new Promise((resolve) => setTimeout(resolve, 8_000));
   const { tokens, notification } = await pushes(N, "frozen");
   const started = performance.now();
-  const pair = [await startWorker({}), await startWorker({})];
   // Both holding claims, sends in flight.
   await until(async () => {
     const [{ held }] = await sql`select count(distinct locked_by)::integer as held

@@ -712,3 +712,23 @@ Deno.test("notify: a notification older than the outbox keeps is a 404 past-rete
     }
   });
 });
+
+Deno.test("notify: a send_at offset the database refuses names send_at, not targets", async () => {
+  await withUsers(1, async (_sql, [user]) => {
+    const day = new Date(Date.now() + 2 * 86_400_000).toISOString().slice(0, 19);
+    for (
+      const [body, field] of [
+        [{ send_at: `${day}+18:00` }, "send_at"],
+        [{ send_at: `${day}+23:59` }, "send_at"],
+      ] as const
+    ) {
+      const response = await call("notify", user.token, {
+        method: "POST",
+        body: JSON.stringify({ user_ids: [user.id], title: "Field", ...body }),
+      });
+      assert.equal(response.status, 422, JSON.stringify(body));
+      const problem = await response.json();
+      assert.equal(problem.errors[0].field, field, JSON.stringify(problem));
+    }
+  });
+});

@@ -6,8 +6,10 @@
  * the real answer, so an example that drifts from the API fails here.
  */
 import assert from "node:assert/strict";
+import postgres from "postgres";
 import { portsFrom } from "../scripts/stack/config.ts";
-import { stack } from "./support/stack.ts";
+import { applyMigrations } from "../scripts/stack/supabase_cli.ts";
+import { scratchDatabase, stack } from "./support/stack.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DEV_PORTS = portsFrom(54321);
@@ -188,4 +190,54 @@ Deno.test("README: `npm run schema`, run as written in a copy of the checkout, w
   } finally {
     await Deno.remove(copy, { recursive: true });
   }
+});
+
+Deno.test("README: `npm run worker`, as written, adds a dispatcher that beats, and Ctrl-C stops it", async () => {
+  assert.match(
+    await Deno.readTextFile(`${ROOT}README.md`),
+    /`npm run worker`, beside a\s+running `npm start`/,
+  );
+  // Its own database: a worker on the test stack's would claim other tests' deliveries.
+  await scratchDatabase(async (url) => {
+    await applyMigrations(url);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    // What `npm run worker` runs, started straight so the signal reaches it
+    // as a terminal's Ctrl-C reaches the whole foreground group.
+    const script = JSON.parse(await Deno.readTextFile(`${ROOT}package.json`)).scripts.worker;
+    assert.equal(script, "sh scripts/deno.sh run -A scripts/stack/worker.ts");
+    const worker = new Deno.Command("sh", {
+      args: ["scripts/deno.sh", "run", "-A", "scripts/stack/worker.ts"],
+      cwd: ROOT,
+      env: { HERALD_DB_URL: url, HERALD_INSTANCE: "readme-worker" },
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      const beats = async () =>
+        (await sql`select count(*)::int as n from herald.dispatchers
+          where instance = 'readme-worker'`)[0].n;
+      const deadline = Date.now() + 60_000;
+      while (await beats() === 0) {
+        assert.ok(Date.now() < deadline, "no heartbeat within 60 s");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      worker.kill("SIGINT");
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const { code } = await Promise.race([
+        worker.status,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("still running 20 s after SIGINT")), 20_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.equal(code, 0, "stopped cleanly");
+      assert.equal(await beats(), 0, "its heartbeat row is gone");
+    } finally {
+      try {
+        worker.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      await sql.end();
+    }
+  });
 });

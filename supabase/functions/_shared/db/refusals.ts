@@ -52,8 +52,8 @@ const REFUSALS: Record<Code, { status: number; type: string; detail: string }> =
 /** How a route words one refusal; `detail` may read the database's message. */
 export interface Wording {
   detail?: string | ((message: string) => string);
-  /** The request field at fault, reported in `errors`. */
-  field?: string;
+  /** The request field at fault, reported in `errors`; may read the database's message. */
+  field?: string | ((message: string) => string | undefined);
   /** The field's message; the detail when absent. */
   message?: string | ((message: string) => string);
 }
@@ -111,6 +111,7 @@ function _problem(code: Code, message: string, wording: Wording): Problem {
   const fieldMessage = typeof wording.message === "function"
     ? wording.message(message)
     : wording.message ?? said;
-  const errors = wording.field ? [{ field: wording.field, message: fieldMessage }] : [];
+  const field = typeof wording.field === "function" ? wording.field(message) : wording.field;
+  const errors = field ? [{ field, message: fieldMessage }] : [];
   return new Problem(status, type, said, errors);
 }

@@ -329,7 +329,19 @@ const _sqlToProblem = refused({
   insufficient_privilege: { detail: (message) => message },
   invalid_parameter_value: {
     detail: (message) => `Invalid request: ${message}.`,
-    field: "targets",
+    field: _fieldNamed,
     message: (message) => message,
   },
 });
+
+/**
+ * The request field herald.enqueue's refusal names: its messages begin with
+ * it ("send_at must be …"), or say which ("unknown content field x", "at
+ * most 1000 targets per call").
+ */
+function _fieldNamed(message: string): string | undefined {
+  const limit = message.match(/^at most \d+ (targets|recipients) per call/)?.[1];
+  return message.match(/^unknown content field (\S+)/)?.[1] ??
+    (limit === "recipients" ? "user_ids" : limit) ??
+    message.match(/^([a-z_]+) must\b/)?.[1];
+}
