@@ -7,6 +7,7 @@ import { createRateLimit } from "../_shared/http/rate_limit.ts";
 import { consoleLogger } from "../_shared/log.ts";
 import { createRedis } from "../_shared/redis/client.ts";
 import { createRequestCounter } from "../_shared/metrics/request_counts.ts";
+import { createResultWriter } from "../_shared/outbox/result_writer.ts";
 import { createApp } from "./app.ts";
 
 const config = loadConfig(Deno.env.toObject());
@@ -35,7 +36,13 @@ const app = createApp({
   // request, the request itself rate-limited) takes no shared send slots:
   // asking Redis for them twice per notify halved notify's throughput.
   dispatcher: config.inline.maxDeliveries > 0
-    ? { ...createDispatcherDeps(config, sql, consoleLogger), slots: undefined }
+    ? {
+      ...createDispatcherDeps(config, sql, consoleLogger),
+      slots: undefined,
+      // Each request writes back a delivery or two: batched with the others
+      // answered at the same time, one statement serves many requests.
+      writeResults: createResultWriter(sql),
+    }
     : undefined,
   inline: config.inline,
   rateLimit: createRateLimit({

@@ -53,8 +53,9 @@ export interface DispatcherDeps {
   /** The `instance` label of the counters this dispatcher's write-backs add to (HERALD_INSTANCE). */
   instance?: string;
   /**
-   * Writes results back, batching what this process's rounds and requests
-   * hand over at once (`createResultWriter`). @default each round writes alone
+   * Writes results back, batching what this process's requests hand over at
+   * once (`createResultWriter`: notify's inline attempts). @default each
+   * round writes alone
    */
   writeResults?: ResultWriter;
   now?: () => number;

@@ -14,7 +14,6 @@ import type { Providers } from "../providers/provider.ts";
 import { createPushProvider } from "../providers/push.ts";
 import { createWebhookProvider } from "../providers/webhook.ts";
 import { countBreakerOpening } from "../metrics/request_counts.ts";
-import { createResultWriter } from "../outbox/result_writer.ts";
 import { createRedis } from "../redis/client.ts";
 import { createBreaker } from "../resilience/breaker.ts";
 import type { DispatcherDeps } from "./dispatcher.ts";
@@ -96,7 +95,6 @@ export function createDispatcherDeps(config: Config, sql: Sql, log: Logger): Dis
     slots,
     log,
     instance: config.build.instance,
-    writeResults: createResultWriter(sql),
     ...dispatch,
   };
 }

@@ -30,7 +30,8 @@ interface Waiting {
 }
 
 /**
- * One writer per process, shared by its requests and rounds. What waits is
+ * One writer per process, shared by its requests (notify's inline attempts;
+ * a worker's rounds are large already and write alone). What waits is
  * bounded by its callers, each of which awaits its own write.
  *
  * @example
