@@ -920,13 +920,35 @@ declare
   made text;
   p record;
   pending bigint;
-  busy boolean := false;
+  leftovers integer := 0;
+  due text[] := '{}'::text[];
+  due_days date[] := '{}'::date[];
+  parents text[] := '{}'::text[];
+  fk record;
+  tries integer := 0;
+  done text[];
+  done_names text[];
+  notes text[];
 begin
   -- One run at a time: two would race to create the same partition.
   if not pg_try_advisory_xact_lock(hashtext('herald.maintain_outbox')) then
     return query select 'skipped'::text, null::text, 'another run is in progress'::text;
     return;
   end if;
+
+  -- Days an earlier run detached: no query reaches them, nothing else is locked.
+  for p in
+    select c.relname::text as name from pg_catalog.pg_class c
+    where c.relnamespace = 'herald'::regnamespace and c.relkind = 'r' and not c.relispartition
+      and c.relname ~ '^(notifications|deliveries|delivery_attempts)_(p\d{8}|legacy)$'
+    order by 1
+  loop
+    execute format('drop table herald.%I', p.name);
+    leftovers := leftovers + 1;
+    return query select 'dropped'::text, p.name, null::text;
+  end loop;
+
+  -- Made ahead: attaching locks a parent only against schema changes, not traffic.
   perform set_config('lock_timeout', '1s', true);
   for d in select generate_series(greatest(today, since), today + 7, interval '1 day')::date loop
     foreach t in array array['notifications', 'deliveries', 'delivery_attempts'] loop
@@ -956,54 +978,94 @@ begin
       continue when p.ends > attempts_before;
     else
       continue when p.ends > outbox_before;
-      -- A pending delivery keeps its day (and its notification). Checked
-      -- first without a lock, then again under the lock the drop takes.
-      execute format($q$select (select count(*) from herald.%1$I where status = 'pending' and lane < 2)
-        + (select count(*) from herald.%1$I where status = 'pending' and lane = 2)$q$, p.name)
-        into pending;
+      -- A pending delivery keeps its day (and its notification); checked
+      -- again under the lock.
+      pending := herald.pending_in_partition(p.name);
       if pending > 0 then
         return query select 'kept'::text, p.name,
           format('%s deliveries not yet delivered, cancelled or dead', pending);
         continue;
       end if;
     end if;
-    -- After one wait in vain, no more: each drop's lock is held to the end
-    -- of the run, and traffic queues behind every wait.
-    if busy then
-      return query select 'busy'::text, p.name, 'not tried: another day was busy; next run'::text;
+    if leftovers > 0 then
+      return query select 'waiting'::text, p.name,
+        'past retention; detached by the next run (this one dropped days detached before)'::text;
       continue;
     end if;
+    due := due || p.name;
+    due_days := due_days || p.day;
+    parents := parents || case p.parent when 'delivery_attempts' then array['delivery_attempts']
+      else array['notifications', 'deliveries'] end;
+  end loop;
+  if cardinality(due) = 0 then
+    return;
+  end if;
+
+  perform set_config('lock_timeout', '100ms', true);
+  loop
+    -- What this try did, answered once it holds: a try that fails is undone.
+    done := '{}'::text[];
+    done_names := '{}'::text[];
+    notes := '{}'::text[];
     begin
-      if p.parent = 'delivery_attempts' then
-        lock table herald.delivery_attempts in access exclusive mode;
-        execute format('drop table herald.%I', p.name);
-        return query select 'dropped'::text, p.name, null::text;
-      else
-        lock table herald.notifications, herald.deliveries in access exclusive mode;
-        execute format($q$select count(*) from herald.%I where status = 'pending'$q$, p.name)
-          into pending;
-        if pending > 0 then
-          return query select 'kept'::text, p.name, 'a delivery was replayed meanwhile'::text;
+      execute format('lock table %s in access exclusive mode',
+        (select string_agg(format('herald.%I', x), ', ' order by x)
+         from (select distinct unnest(parents) as x) u));
+      for i in 1 .. cardinality(due) loop
+        if due[i] like 'delivery\_attempts\_%' then
+          execute format('alter table herald.delivery_attempts detach partition herald.%I', due[i]);
+          done := done || 'detached'::text;
+          done_names := done_names || due[i];
+          notes := notes || null::text;
           continue;
         end if;
-        execute format('drop table herald.%I', p.name);
-        delete from herald.delivery_status_counts s where s.day = p.day;
-        return query select 'dropped'::text, p.name, null::text;
-        execute format('drop table if exists herald.%I',
-          'notifications' || substr(p.name, length('deliveries') + 1));
-        return query select 'dropped'::text,
-          'notifications' || substr(p.name, length('deliveries') + 1), null::text;
-      end if;
+        if herald.pending_in_partition(due[i]) > 0 then
+          done := done || 'kept'::text;
+          done_names := done_names || due[i];
+          notes := notes || 'a delivery was replayed meanwhile'::text;
+          continue;
+        end if;
+        execute format('alter table herald.deliveries detach partition herald.%I', due[i]);
+        delete from herald.delivery_status_counts s where s.day = due_days[i];
+        done := done || 'detached'::text;
+        done_names := done_names || due[i];
+        notes := notes || null::text;
+        t := 'notifications' || substr(due[i], length('deliveries') + 1);
+        if pg_catalog.to_regclass(format('herald.%I', t)) is not null then
+          execute format('alter table herald.notifications detach partition herald.%I', t);
+          for fk in
+            select c.conname from pg_catalog.pg_constraint c
+            where c.conrelid = format('herald.%I', t)::regclass and c.contype = 'f'
+          loop
+            execute format('alter table herald.%I drop constraint %I', t, fk.conname);
+          end loop;
+          done := done || 'detached'::text;
+          done_names := done_names || t;
+          notes := notes || null::text;
+        end if;
+      end loop;
+      exit;
     exception when lock_not_available then
-      busy := true;
-      return query select 'busy'::text, p.name, 'locked by others past lock_timeout; next run'::text;
+      -- This try's locks are released with it; traffic resumes.
+      tries := tries + 1;
+      if tries >= 5 then
+        return query select 'busy'::text, x, 'locked by others past lock_timeout; next run'::text
+          from unnest(due) x;
+        return;
+      end if;
+      perform pg_sleep(0.05 + random() * 0.1);
     end;
   end loop;
+  return query select a, n, x from unnest(done, done_names, notes) u(a, n, x);
 end;
 $_$;
 
 
 ALTER FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) OWNER TO "postgres";
+
+
+COMMENT ON FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) IS 'The outbox''s upkeep, hourly: partitions made eight days ahead; days past retention detached (kept while a delivery in them is pending); days detached by an earlier run dropped.';
+
 
 
 CREATE OR REPLACE FUNCTION "herald"."new_webhook_secret"() RETURNS "text"
@@ -1083,6 +1145,24 @@ $$;
 
 
 ALTER FUNCTION "herald"."past_retention"("p_id" "uuid") OWNER TO "postgres";
+
+
+CREATE OR REPLACE FUNCTION "herald"."pending_in_partition"("p_partition" "text") RETURNS bigint
+    LANGUAGE "plpgsql" STABLE
+    SET "search_path" TO ''
+    AS $_$
+declare
+  n bigint;
+begin
+  execute format($q$select (select count(*) from herald.%1$I where status = 'pending' and lane < 2)
+    + (select count(*) from herald.%1$I where status = 'pending' and lane = 2)$q$, p_partition)
+    into n;
+  return n;
+end;
+$_$;
+
+
+ALTER FUNCTION "herald"."pending_in_partition"("p_partition" "text") OWNER TO "postgres";
 
 
 CREATE OR REPLACE FUNCTION "herald"."post_database_event"() RETURNS "trigger"
@@ -2986,6 +3066,10 @@ REVOKE ALL ON FUNCTION "herald"."new_webhook_secret"() FROM PUBLIC;
 REVOKE ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") FROM PUBLIC;
 GRANT ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") TO "authenticated";
 GRANT ALL ON FUNCTION "herald"."past_retention"("p_id" "uuid") TO "service_role";
+
+
+
+REVOKE ALL ON FUNCTION "herald"."pending_in_partition"("p_partition" "text") FROM PUBLIC;
 
 
 

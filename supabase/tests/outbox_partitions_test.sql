@@ -1,13 +1,15 @@
 -- The partitioned outbox's whole cycle on a fake clock (herald.maintain_outbox's
--- p_now): partitions made ahead, days past retention dropped with their
--- notifications, attempt-log days dropped sooner, and a day holding a
--- delivery still scheduled 30 days ahead or in back-off kept until it ends.
--- Nothing else is lost, and the outbox gauge's counts stay exact.
+-- p_now): partitions made ahead, days past retention detached with their
+-- notifications and dropped by the next run, attempt-log days sooner, and a
+-- day holding a delivery still scheduled 30 days ahead or in back-off kept
+-- until it ends. Nothing else is lost, and the outbox gauge's counts stay exact.
 begin;
-select plan(25);
+select plan(30);
 
 create temporary table clock on commit drop as
   select (herald.partitioned_since() at time zone 'UTC')::date as since;
+create temporary table users_triggers on commit drop as
+  select count(*)::int as n from pg_trigger where tgrelid = 'auth.users'::regclass;
 
 select ok((select count(*) = 3 * 6 from pg_inherits i join pg_class c on c.oid = i.inhrelid
            where c.relname ~ '^(notifications|deliveries|delivery_attempts)_p\d{8}$'
@@ -100,29 +102,46 @@ select ok(pg_temp.counts_are_exact(), 'the outbox gauge''s counts match the rows
 -- 20 days after day 3: the attempt log (14 days) goes, the outbox (30) stays.
 create temporary table run1 on commit drop as
   select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
-select ok((select count(*) = 3 from run1 where action = 'dropped'
+select ok((select count(*) = 3 from run1 where action = 'detached'
            and partition_name in (select 'delivery_attempts_p' || to_char(since + d, 'YYYYMMDD')
                                   from clock, generate_series(1, 3) d)),
-  'attempt-log days past their 14 days are dropped');
-select is((select count(*)::int from run1 where action = 'dropped'
+  'attempt-log days past their 14 days are detached');
+select is((select count(*)::int from run1 where action in ('detached', 'dropped')
            and partition_name !~ '^delivery_attempts_'), 0,
-  'no outbox day is dropped before its 30 days');
+  'no outbox day is detached before its 30 days');
 select ok((select count(*) = 3 * 8 from run1 where action = 'created'),
   'the days ahead of the new date are made, eight for each table');
 select is((select count(*)::int from herald.deliveries where id::text like '00000000-0000-4000-8000-0000000000%'), 5,
   'every delivery is still there');
 
+-- The next run drops the detached tables, and detaches nothing while it does.
+create temporary table run1b on commit drop as
+  select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
+select results_eq($$select action, partition_name from run1b order by 2$$,
+  $$select 'dropped'::text, partition_name from run1 where action = 'detached' order by 2$$,
+  'the next run drops the detached attempt-log days, and does nothing else');
+select is((select count(*)::int from pg_class c where c.relnamespace = 'herald'::regnamespace
+           and c.relname in (select 'delivery_attempts_p' || to_char(since + d, 'YYYYMMDD')
+                             from clock, generate_series(1, 3) d)), 0,
+  'their tables are gone');
+
 -- 40 days on: day 3 goes with its notification; days 1 and 2 stay for their pending deliveries.
 create temporary table run2 on commit drop as
   select * from herald.maintain_outbox((select (since + 40)::timestamp at time zone 'UTC' from clock));
 select results_eq($$select partition_name from run2
-                    where action = 'dropped' and partition_name ~ '_p\d{8}$'
+                    where action = 'detached' and partition_name ~ '_p\d{8}$'
                       and to_date(right(partition_name, 8), 'YYYYMMDD')
                           between (select since + 1 from clock) and (select since + 3 from clock)
                     order by 1$$,
   $$select 'deliveries_p' || to_char(since + 3, 'YYYYMMDD') from clock
     union all select 'notifications_p' || to_char(since + 3, 'YYYYMMDD') from clock$$,
-  'the day whose deliveries all ended is dropped, notifications with it');
+  'the day whose deliveries all ended is detached, notifications with it');
+select ok((select count(*) = 0 from pg_constraint c
+           where c.conrelid = (select format('herald.notifications_p%s', to_char(since + 3, 'YYYYMMDD'))
+                               from clock)::regclass and c.contype = 'f')
+          and (select count(*)::int from pg_trigger where tgrelid = 'auth.users'::regclass)
+              = (select n from users_triggers),
+  'the detached notifications keep no foreign key, so dropping them will not lock auth.users');
 select results_eq($$select partition_name, note from run2 where action = 'kept'
                     and partition_name <> 'deliveries_legacy' order by 1$$,
   $$select 'deliveries_p' || to_char(since + 1, 'YYYYMMDD'),
@@ -140,7 +159,18 @@ select results_eq($$select title from herald.notifications where title like 'day
   $$values ('day 1'), ('day 2')$$, 'and their notifications');
 select ok(pg_temp.counts_are_exact(), 'the gauge lost exactly what was dropped');
 select is((select sum(n)::int from herald.delivery_status_counts
-           where day = (select since + 3 from clock)), null, 'and holds nothing of the dropped day');
+           where day = (select since + 3 from clock)), null, 'and holds nothing of the detached day');
+-- A day later: one more attempt-log day is due, and waits.
+create temporary table run2b on commit drop as
+  select * from herald.maintain_outbox((select (since + 41)::timestamp at time zone 'UTC' from clock));
+select ok((select count(*) = 2 from run2b where action = 'dropped'
+           and partition_name in (select t || to_char(since + 3, 'YYYYMMDD') from clock,
+                                  unnest(array['deliveries_p', 'notifications_p']) t)),
+  'the next run drops the detached day''s tables');
+select ok((select count(*) = 1 from run2b where action = 'waiting'
+           and partition_name = (select 'delivery_attempts_p' || to_char(since + 26, 'YYYYMMDD') from clock))
+          and not exists (select 1 from run2b where action = 'detached'),
+  'a run that drops detaches nothing: what is due waits for the next');
 
 -- The scheduled delivery is sent, the one in back-off dies: the next run drops both days.
 update herald.deliveries set status = 'sent', sent_at = now()
@@ -149,7 +179,7 @@ update herald.deliveries set status = 'dead'
 where id = '00000000-0000-4000-8000-000000000021';
 create temporary table run3 on commit drop as
   select * from herald.maintain_outbox((select (since + 41)::timestamp at time zone 'UTC' from clock));
-select ok((select count(*) = 4 from run3 where action = 'dropped'
+select ok((select count(*) = 4 from run3 where action = 'detached'
            and partition_name in (select t || to_char(since + d, 'YYYYMMDD')
                                   from clock, generate_series(1, 2) d,
                                   unnest(array['deliveries_p', 'notifications_p']) t)),
@@ -162,7 +192,7 @@ select ok(pg_temp.counts_are_exact(), 'the counts still match');
 update herald.retention set keep = interval '50 days' where name = 'notifications';
 select is((select count(*)::int from herald.maintain_outbox(
              (select (since + 42)::timestamp at time zone 'UTC' from clock)) m
-           where m.action = 'dropped' and m.partition_name !~ '^delivery_attempts_'), 0,
+           where m.action in ('detached', 'waiting') and m.partition_name !~ '^delivery_attempts_'), 0,
   'kept 50 days, nothing more of the outbox is dropped');
 
 select * from finish();
