@@ -702,6 +702,7 @@ begin
       c.now::integer, case when c.now then now() + p_inline_lease end
     from notification n, wanted w, inline i,
       lateral (select i.claim and w.due_at <= now() as now) c
+    order by w.user_id
     returning id, created_at, channel, target, platform, recipient_id, webhook_endpoint_id,
       attempts, locked_until
   )
