@@ -26,7 +26,6 @@
  *
  * @module
  */
-import { functionEnvironment } from "../stack/stack.ts";
 import {
   componentCpu,
   median,
@@ -51,7 +50,6 @@ const WARMUP_REQUESTS = 50;
 const log = (message: string) => console.error(`bench:age: ${message}`);
 const bench = await startBenchStack(log);
 const { stack, running, sql } = bench;
-let dispatcher: Deno.ChildProcess | undefined;
 
 /** Remakes the empty partitions so the days begin 31 days ago, as in an installation that old. */
 async function partitionedFor31Days() {
@@ -270,7 +268,7 @@ async function measure(phase: string, users: string[], tokens: string[]) {
     await statusOnce(i);
     await scrapeOnce();
   }
-  const rounds = [];
+  const rounds: Round[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
     log(`${phase}: round ${round} of ${ROUNDS}: paced, notify, status, metrics`);
     const pace = await paced(users, PACED_SECONDS);
@@ -289,14 +287,8 @@ async function measure(phase: string, users: string[], tokens: string[]) {
       status_ms: status,
     });
   }
-  const mid = (
-    key:
-      | "paced_p50_ms"
-      | "paced_p95_ms"
-      | "notify_p95_ms"
-      | "status_p95_ms"
-      | "metrics_scrape_p95_ms",
-  ) => median(rounds.map((r) => r[key]));
+  const mid = (key: Exclude<keyof Round, "notify_ms" | "status_ms">) =>
+    median(rounds.map((r) => r[key]));
   const [disk] = await sql`
     select (select count(*) from herald.deliveries)::float8 as deliveries,
       (select sum(pg_total_relation_size(i.inhrelid)) from pg_inherits i
@@ -337,13 +329,7 @@ try {
   const tokens = await Promise.all(
     users.slice(0, 50).map(async (id) => `Bearer ${await userToken(stack, id, 3600)}`),
   );
-  dispatcher = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
-    env: await functionEnvironment(stack, true),
-    cwd: stack.root,
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  await bench.startDispatcher();
 
   const empty = await measure("empty", users, tokens);
   log(`filling ${HISTORY} historical deliveries over ${DAYS} days`);
@@ -370,9 +356,6 @@ try {
   const quiet = await paced(users, PACED_SECONDS);
   const detach = await upkeepDuring();
   const drop = await upkeepDuring();
-  dispatcher.kill("SIGTERM");
-  await dispatcher.status;
-  dispatcher = undefined;
   await bench.stop();
   log("dispatcher scaling (bench:dispatchers, its own stack)");
   const scaling = await new Deno.Command(Deno.execPath(), {
@@ -406,9 +389,16 @@ try {
     cores: navigator.hardwareConcurrency,
   }));
 } finally {
-  if (dispatcher) {
-    dispatcher.kill("SIGTERM");
-    await dispatcher.status;
-  }
   await bench.stop().catch(() => {});
+}
+
+/** One round of a phase's latency figures. */
+interface Round {
+  paced_p50_ms: number;
+  paced_p95_ms: number;
+  notify_p95_ms: number;
+  status_p95_ms: number;
+  metrics_scrape_p95_ms: number;
+  notify_ms: Awaited<ReturnType<typeof latencies>>;
+  status_ms: Awaited<ReturnType<typeof latencies>>;
 }

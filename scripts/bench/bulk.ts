@@ -12,13 +12,20 @@
  * Postgres backends serving the function's pool, and of all of Postgres; and
  * the deliveries created, counted in the database. The job's status route is read once at the end.
  *
+ * The peer, in the same run: the floor under any fan-out on this machine at
+ * this hour — the same subscribers' rows inserted by one plain `INSERT …
+ * SELECT` (a join of the topic to its tokens) into a table with only a
+ * primary key, rolled back, the backend's CPU; median of BENCH_RUNS.
+ * `vs_floor` is the fan-out's Postgres CPU over it, a figure the machine's
+ * drift between hours does not move.
+ *
  * Tuning (environment): BENCH_RECIPIENTS (100000), BENCH_RUNS (3).
  *
  * The last line is one JSON object with the figures (medians, and each run).
  *
  * @module
  */
-import type postgres from "postgres";
+import postgres from "postgres";
 import { componentCpu, cpuNs, median, positiveEnv, round1, startBenchStack } from "./support.ts";
 
 const RECIPIENTS = positiveEnv("BENCH_RECIPIENTS", 100_000);
@@ -112,6 +119,11 @@ try {
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 
+  const floorMs: number[] = [];
+  for (let run = 1; run <= RUNS; run++) floorMs.push(await _bareInsertMs(topic));
+  const floor = Math.round(median(floorMs));
+  log(`floor: a bare insert of the same rows ${floorMs.map(Math.round).join(", ")} ms`);
+
   const poll = await _status(runs[runs.length - 1].id);
   log(`GET /functions/v1/notify/bulk/<id>: ${poll.status} in ${poll.ms} ms ${poll.text}`);
   if (poll.status !== 200) throw new Error(`the status route answered ${poll.status}`);
@@ -125,6 +137,9 @@ try {
     cpu_ms: pick("cpu_ms"),
     wait_ms: pick("wait_ms"),
     db_cpu_ms: pick("db_cpu_ms"),
+    db_cpu_us_per_row: round1((pick("db_cpu_ms") * 1000) / pick("recipients")),
+    floor_db_cpu_ms: floor,
+    vs_floor: Math.round((pick("db_cpu_ms") / floor) * 100) / 100,
     cpu_limit_ms: 2000,
     runs: runs.map(({ id: _id, ...figures }) => figures),
     status_poll: { status: poll.status, ms: poll.ms, total: job.total, counts: job.counts },
@@ -146,6 +161,33 @@ interface Run {
   wait_ms: number;
   db_cpu_ms: number;
   postgres_cpu_ms: number;
+}
+
+/**
+ * The Postgres CPU of inserting the topic's rows with one plain statement
+ * into a table with only a primary key, rolled back: the floor under the
+ * fan-out at this moment on this machine.
+ */
+async function _bareInsertMs(topic: string) {
+  const one = postgres(stack.dbUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [{ pid }] = await one`select pg_backend_pid() as pid`;
+    await one`begin`; // one connection (max: 1), so the same transaction
+    // A logged table, rolled back: WAL is part of the floor.
+    await one`create table public.bench_floor (like herald.deliveries including defaults)`;
+    await one`alter table public.bench_floor add primary key (id)`;
+    const before = await cpuNs(pid);
+    await one`insert into public.bench_floor (notification_id, recipient_id, channel, device_token_id,
+        target, platform, next_attempt_at, lane)
+      select gen_random_uuid(), t.user_id, 'push', t.id, t.token, t.platform, now(), 2
+      from herald.topic_subscriptions s join herald.device_tokens t on t.user_id = s.user_id
+      where s.topic = ${topic}`;
+    const ms = ((await cpuNs(pid)) - before) / 1e6;
+    await one`rollback`;
+    return ms;
+  } finally {
+    await one.end();
+  }
 }
 
 /** `GET /functions/v1/notify/bulk/<id>` as the service role. */

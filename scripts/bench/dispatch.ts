@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { functionEnvironment } from "../stack/stack.ts";
 import { componentCpu, startBenchStack } from "./support.ts";
 
 const USERS = 20_000;
@@ -27,7 +26,6 @@ const log = (message: string) => console.error(`bench:dispatch: ${message}`);
 
 const bench = await startBenchStack(log);
 const { stack, running, sql } = bench;
-let dispatcher: Deno.ChildProcess | undefined;
 // Polled every 50 ms: an existence check the due indexes answer. A count
 // scanned the outbox each time, a third of the Postgres time this reported.
 const outboxDrained = async () => {
@@ -69,13 +67,7 @@ try {
   }
   const enqueueMs = performance.now() - started;
   log(`enqueued ${drained} deliveries in ${Math.round(enqueueMs)} ms; starting the dispatcher`);
-  dispatcher = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
-    env: await functionEnvironment(stack, true),
-    cwd: stack.root,
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const dispatcher = await bench.startDispatcher();
   started = performance.now();
   const cpuBefore = await _cpuSeconds(dispatcher.pid);
   // Where the machine's CPU goes while draining: the budget a faster drain must fit in.
@@ -145,10 +137,6 @@ try {
   };
   console.log(JSON.stringify(figures));
 } finally {
-  if (dispatcher) {
-    dispatcher.kill("SIGTERM");
-    await dispatcher.status;
-  }
   await bench.stop();
 }
 

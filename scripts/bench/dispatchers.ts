@@ -16,7 +16,6 @@
  *
  * @module
  */
-import { functionEnvironment } from "../stack/stack.ts";
 import { componentCpu, cpuNs, startBenchStack } from "./support.ts";
 
 const USERS = 10_000;
@@ -39,7 +38,6 @@ try {
     select u.id, 'bench-' || u.id || '-' || d, (array['android', 'ios', 'web'])[1 + d % 3]
     from auth.users u, generate_series(1, ${DEVICES_PER_USER}) d`;
   const users: string[] = (await sql`select id from auth.users order by id`).map((r) => r.id);
-  const environment = await functionEnvironment(stack, true);
 
   const runs = [];
   for (const processes of PROCESSES) {
@@ -48,14 +46,9 @@ try {
     const cpu = componentCpu(running, ["postgres"]);
     await bench.statements(1); // starts counting (HERALD_BENCH_STATEMENTS=1)
     await cpu.start();
-    const dispatchers = Array.from({ length: processes }, () =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
-        env: environment,
-        cwd: stack.root,
-        stdout: "null",
-        stderr: "null",
-      }).spawn());
+    const dispatchers = await Promise.all(
+      Array.from({ length: processes }, () => bench.startDispatcher()),
+    );
     const cpuBefore = await Promise.all(dispatchers.map((d) => cpuNs(d.pid)));
     const waits: number[] = [];
     while (await _pending()) {

@@ -7,7 +7,7 @@
 import { SignJWT } from "jose";
 import postgres from "postgres";
 import { loadStackConfig, type StackConfig } from "../stack/config.ts";
-import { type RunningStack, startStack } from "../stack/stack.ts";
+import { functionEnvironment, type RunningStack, startStack } from "../stack/stack.ts";
 
 /** A running bench stack with an admin SQL client (superuser: bypasses RLS). */
 export interface BenchStack {
@@ -21,7 +21,13 @@ export interface BenchStack {
    * across commits are taken without it). Undefined otherwise.
    */
   statements(perOperation: number): Promise<StatementCost[] | undefined>;
-  /** Stops the SQL client and the stack. */
+  /** Starts a long-running dispatcher (`scripts/dispatcher.ts`) on the stack; `stop` ends it if it still runs. */
+  startDispatcher(): Promise<Deno.ChildProcess>;
+  /**
+   * Stops the dispatchers still running, the SQL client and the stack. Also
+   * run on SIGINT or SIGTERM, which then end the process: a benchmark
+   * stopped half-way leaves nothing behind to disturb the next one.
+   */
   stop(): Promise<void>;
 }
 
@@ -42,16 +48,44 @@ export async function startBenchStack(
   const running = await startStack(stack, { logToFiles: true, statementStats });
   const sql = postgres(stack.dbUrl, { max: 4, onnotice: () => {} });
   if (statementStats) await sql`create extension if not exists pg_stat_statements`;
+  const dispatchers = new Set<Deno.ChildProcess>();
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      for (const child of dispatchers) {
+        try {
+          child.kill("SIGTERM");
+        } catch { /* already ended */ }
+        await child.status;
+      }
+      await sql.end();
+      await running.stop();
+    })();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => {
+      log(`${signal}: stopping the bench stack and its dispatchers`);
+      stop().finally(() => Deno.exit(signal === "SIGINT" ? 130 : 143));
+    });
+  }
   return {
     stack,
     running,
     sql,
     statements: (perOperation) =>
       statementStats ? _statementCosts(sql, perOperation) : Promise.resolve(undefined),
-    stop: async () => {
-      await sql.end();
-      await running.stop();
+    startDispatcher: async () => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--no-prompt", "scripts/dispatcher.ts"],
+        env: await functionEnvironment(stack, true),
+        cwd: stack.root,
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      dispatchers.add(child);
+      child.status.then(() => dispatchers.delete(child));
+      return child;
     },
+    stop,
   };
 }
 
