@@ -921,6 +921,7 @@ declare
   made text;
   p record;
   pending bigint;
+  keyed boolean;
   leftovers integer := 0;
   due text[] := '{}'::text[];
   due_days date[] := '{}'::date[];
@@ -937,18 +938,6 @@ begin
     return;
   end if;
 
-  -- Days an earlier run detached: no query reaches them, nothing else is locked.
-  for p in
-    select c.relname::text as name from pg_catalog.pg_class c
-    where c.relnamespace = 'herald'::regnamespace and c.relkind = 'r' and not c.relispartition
-      and c.relname ~ '^(notifications|deliveries|delivery_attempts)_(p\d{8}|legacy)$'
-    order by 1
-  loop
-    execute format('drop table herald.%I', p.name);
-    leftovers := leftovers + 1;
-    return query select 'dropped'::text, p.name, null::text;
-  end loop;
-
   -- Made ahead: attaching locks a parent only against schema changes, not traffic.
   perform set_config('lock_timeout', '1s', true);
   for d in select generate_series(greatest(today, since), today + 7, interval '1 day')::date loop
@@ -958,6 +947,45 @@ begin
         return query select 'created'::text, made, null::text;
       end if;
     end loop;
+  end loop;
+
+  -- Days an earlier run detached: no query reaches them.
+  perform set_config('lock_timeout', '100ms', true);
+  keyed := exists (
+    select 1 from pg_catalog.pg_class c join pg_catalog.pg_constraint k on k.conrelid = c.oid
+    where c.relnamespace = 'herald'::regnamespace and c.relkind = 'r' and not c.relispartition
+      and c.relname ~ '^(notifications|deliveries|delivery_attempts)_(p\d{8}|legacy)$'
+      and k.contype = 'f');
+  for p in
+    select c.relname::text as name from pg_catalog.pg_class c
+    where c.relnamespace = 'herald'::regnamespace and c.relkind = 'r' and not c.relispartition
+      and c.relname ~ '^(notifications|deliveries|delivery_attempts)_(p\d{8}|legacy)$'
+    order by 1
+  loop
+    leftovers := leftovers + 1;
+    begin
+      if keyed then
+        for fk in
+          select k.conname from pg_catalog.pg_constraint k
+          where k.conrelid = format('herald.%I', p.name)::regclass and k.contype = 'f'
+        loop
+          execute format('alter table herald.%I drop constraint %I', p.name, fk.conname);
+          return query select 'unkeyed'::text, p.name,
+            format('its foreign key %s dropped; the table goes next run', fk.conname);
+        end loop;
+      else
+        execute format('drop table herald.%I', p.name);
+        -- A count a shard fold wrote back for the day after its detach.
+        if p.name like 'deliveries\_%' then
+          delete from herald.delivery_status_counts s
+          where s.day = case when p.name like '%\_legacy' then '-infinity'::date
+                          else to_date(right(p.name, 8), 'YYYYMMDD') end;
+        end if;
+        return query select 'dropped'::text, p.name, null::text;
+      end if;
+    exception when lock_not_available or deadlock_detected then
+      return query select 'busy'::text, p.name, 'locked by others past lock_timeout; next run'::text;
+    end;
   end loop;
 
   -- Partitions past retention, oldest first; the legacy ones end where the days begin.
@@ -990,7 +1018,7 @@ begin
     end if;
     if leftovers > 0 then
       return query select 'waiting'::text, p.name,
-        'past retention; detached by the next run (this one dropped days detached before)'::text;
+        'past retention; detached by a later run (this one cleared days detached before)'::text;
       continue;
     end if;
     due := due || p.name;
@@ -1002,51 +1030,59 @@ begin
     return;
   end if;
 
-  perform set_config('lock_timeout', '100ms', true);
   loop
     -- What this try did, answered once it holds: a try that fails is undone.
     done := '{}'::text[];
     done_names := '{}'::text[];
     notes := '{}'::text[];
     begin
-      execute format('lock table %s in access exclusive mode',
-        (select string_agg(format('herald.%I', x), ', ' order by x)
-         from (select distinct unnest(parents) as x) u));
+      -- In traffic's order; only the first may wait, briefly.
+      perform set_config('lock_timeout', '100ms', true);
+      foreach t in array array['notifications', 'deliveries', 'delivery_attempts'] loop
+        continue when not t = any (parents);
+        execute format('lock table herald.%I in access exclusive mode%s', t,
+          case when done_names = '{}'::text[] then '' else ' nowait' end);
+        done_names := done_names || t;
+      end loop;
+      done_names := '{}'::text[];
       for i in 1 .. cardinality(due) loop
-        if due[i] like 'delivery\_attempts\_%' then
-          execute format('alter table herald.delivery_attempts detach partition herald.%I', due[i]);
+        begin
+          if due[i] like 'delivery\_attempts\_%' then
+            execute format('alter table herald.delivery_attempts detach partition herald.%I', due[i]);
+            done := done || 'detached'::text;
+            done_names := done_names || due[i];
+            notes := notes || null::text;
+            continue;
+          end if;
+          if herald.pending_in_partition(due[i]) > 0 then
+            done := done || 'kept'::text;
+            done_names := done_names || due[i];
+            notes := notes || 'a delivery was replayed meanwhile'::text;
+            continue;
+          end if;
+          execute format('alter table herald.deliveries detach partition herald.%I', due[i]);
+          delete from herald.delivery_status_counts s where s.day = due_days[i];
+          t := 'notifications' || substr(due[i], length('deliveries') + 1);
+          if pg_catalog.to_regclass(format('herald.%I', t)) is not null then
+            execute format('alter table herald.notifications detach partition herald.%I', t);
+          end if;
           done := done || 'detached'::text;
           done_names := done_names || due[i];
           notes := notes || null::text;
-          continue;
-        end if;
-        if herald.pending_in_partition(due[i]) > 0 then
-          done := done || 'kept'::text;
+          if pg_catalog.to_regclass(format('herald.%I', t)) is not null then
+            done := done || 'detached'::text;
+            done_names := done_names || t;
+            notes := notes || null::text;
+          end if;
+        exception when lock_not_available or deadlock_detected then
+          -- This day only: the others stand.
+          done := done || 'busy'::text;
           done_names := done_names || due[i];
-          notes := notes || 'a delivery was replayed meanwhile'::text;
-          continue;
-        end if;
-        execute format('alter table herald.deliveries detach partition herald.%I', due[i]);
-        delete from herald.delivery_status_counts s where s.day = due_days[i];
-        done := done || 'detached'::text;
-        done_names := done_names || due[i];
-        notes := notes || null::text;
-        t := 'notifications' || substr(due[i], length('deliveries') + 1);
-        if pg_catalog.to_regclass(format('herald.%I', t)) is not null then
-          execute format('alter table herald.notifications detach partition herald.%I', t);
-          for fk in
-            select c.conname from pg_catalog.pg_constraint c
-            where c.conrelid = format('herald.%I', t)::regclass and c.contype = 'f'
-          loop
-            execute format('alter table herald.%I drop constraint %I', t, fk.conname);
-          end loop;
-          done := done || 'detached'::text;
-          done_names := done_names || t;
-          notes := notes || null::text;
-        end if;
+          notes := notes || 'locked by others past lock_timeout; next run'::text;
+        end;
       end loop;
       exit;
-    exception when lock_not_available then
+    exception when lock_not_available or deadlock_detected then
       -- This try's locks are released with it; traffic resumes.
       tries := tries + 1;
       if tries >= 5 then
@@ -1065,7 +1101,7 @@ $_$;
 ALTER FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) OWNER TO "postgres";
 
 
-COMMENT ON FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) IS 'The outbox''s upkeep, hourly: partitions made eight days ahead; days past retention detached (kept while a delivery in them is pending); days detached by an earlier run dropped.';
+COMMENT ON FUNCTION "herald"."maintain_outbox"("p_now" timestamp with time zone) IS 'The outbox''s upkeep, hourly: partitions made eight days ahead; days past retention detached (kept while a delivery in them is pending), then in later runs their foreign keys and tables dropped.';
 
 
 
