@@ -8,6 +8,27 @@ select plan(31);
 
 create temporary table clock on commit drop as
   select (herald.partitioned_since() at time zone 'UTC')::date as since;
+-- Upkeep at an instant, run until one run detaches something (at most three):
+-- the runs before it may first clear what earlier runs detached (a kept
+-- foreign key, then the tables).
+create function pg_temp.upkeep_until_detached(p_at timestamptz)
+returns table (action text, partition_name text, note text) language plpgsql as $f$
+declare
+  r record;
+  detached boolean;
+begin
+  for i in 1 .. 3 loop
+    detached := false;
+    for r in select * from herald.maintain_outbox(p_at) m loop
+      action := r.action;
+      partition_name := r.partition_name;
+      note := r.note;
+      detached := detached or r.action = 'detached';
+      return next;
+    end loop;
+    exit when detached;
+  end loop;
+end $f$;
 create temporary table users_triggers on commit drop as
   select count(*)::int as n from pg_trigger where tgrelid = 'auth.users'::regclass;
 
@@ -101,7 +122,7 @@ select ok(pg_temp.counts_are_exact(), 'the outbox gauge''s counts match the rows
 
 -- 20 days after day 3: the attempt log (14 days) goes, the outbox (30) stays.
 create temporary table run1 on commit drop as
-  select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
+  select * from pg_temp.upkeep_until_detached((select (since + 23)::timestamp at time zone 'UTC' from clock));
 select ok((select count(*) = 3 from run1 where action = 'detached'
            and partition_name in (select 'delivery_attempts_p' || to_char(since + d, 'YYYYMMDD')
                                   from clock, generate_series(1, 3) d)),
@@ -117,9 +138,14 @@ select is((select count(*)::int from herald.deliveries where id::text like '0000
 -- The next run drops the detached tables, and detaches nothing while it does.
 create temporary table run1b on commit drop as
   select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
-select results_eq($$select action, partition_name from run1b order by 2$$,
-  $$select 'dropped'::text, partition_name from run1 where action = 'detached' order by 2$$,
-  'the next run drops the detached attempt-log days, and does nothing else');
+create temporary table run1c on commit drop as
+  select * from herald.maintain_outbox((select (since + 23)::timestamp at time zone 'UTC' from clock));
+select ok(not exists (select 1 from run1b where action not in ('dropped', 'unkeyed'))
+          and not exists (select 1 from run1c where action = 'detached'
+                          and exists (select 1 from run1b b where b.action = 'dropped'))
+          and (select coalesce(array_agg(partition_name), '{}') from run1b where action = 'dropped')
+              <@ (select array_agg(partition_name) from run1 where action = 'detached'),
+  'the next runs drop the detached attempt-log days (a kept key first), and nothing else');
 select is((select count(*)::int from pg_class c where c.relnamespace = 'herald'::regnamespace
            and c.relname in (select 'delivery_attempts_p' || to_char(since + d, 'YYYYMMDD')
                              from clock, generate_series(1, 3) d)), 0,
@@ -127,7 +153,7 @@ select is((select count(*)::int from pg_class c where c.relnamespace = 'herald':
 
 -- 40 days on: day 3 goes with its notification; days 1 and 2 stay for their pending deliveries.
 create temporary table run2 on commit drop as
-  select * from herald.maintain_outbox((select (since + 40)::timestamp at time zone 'UTC' from clock));
+  select * from pg_temp.upkeep_until_detached((select (since + 40)::timestamp at time zone 'UTC' from clock));
 select results_eq($$select partition_name from run2
                     where action = 'detached' and partition_name ~ '_p\d{8}$'
                       and to_date(right(partition_name, 8), 'YYYYMMDD')
