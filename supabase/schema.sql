@@ -928,6 +928,7 @@ declare
   parents text[] := '{}'::text[];
   fk record;
   tries integer := 0;
+  locked integer;
   done text[];
   done_names text[];
   notes text[];
@@ -1038,13 +1039,13 @@ begin
     begin
       -- In traffic's order; only the first may wait, briefly.
       perform set_config('lock_timeout', '100ms', true);
+      locked := 0;
       foreach t in array array['notifications', 'deliveries', 'delivery_attempts'] loop
         continue when not t = any (parents);
         execute format('lock table herald.%I in access exclusive mode%s', t,
-          case when done_names = '{}'::text[] then '' else ' nowait' end);
-        done_names := done_names || t;
+          case when locked = 0 then '' else ' nowait' end);
+        locked := locked + 1;
       end loop;
-      done_names := '{}'::text[];
       for i in 1 .. cardinality(due) loop
         begin
           if due[i] like 'delivery\_attempts\_%' then
